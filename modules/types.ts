@@ -1,0 +1,138 @@
+/**
+ * The extension contract: every match and target in modules/ is one object of
+ * these shapes, registered as data. The engine never names an extension.
+ *
+ * Lifecycle (after the kernel's x_tables):
+ *   parse  - userspace side: turn `--opt value` words into plain params,
+ *            throwing XtError with iptables' wording on bad input;
+ *   check  - "checkentry": validate against the rule's family/table/hooks and
+ *            allocate or take a reference on shared state, once per rule;
+ *   match / target - the per-packet function: lean, allocation-free;
+ *   destroy - drop references when the rule goes away (after a replacement
+ *            rule set has been checked, so named state survives reloads);
+ *   save   - the option words `iptables-save` prints after `-m name`/`-j NAME`.
+ */
+import type { Family, Hook, PacketContext, TableName } from '../router/packet.js';
+
+export interface OptionSpec {
+  /** Long name without dashes, e.g. "seconds". */
+  readonly name: string;
+  /** Whether the option takes a value. */
+  readonly arg: 'none' | 'required';
+  /** Whether `! --opt` is allowed. */
+  readonly invertible?: boolean;
+  /** Other spellings accepted (e.g. "source-country" for "src-cc"). */
+  readonly aliases?: readonly string[];
+}
+
+export interface ParsedOption {
+  /** Canonical name (aliases resolved). */
+  readonly name: string;
+  readonly value: string | null;
+  readonly inverted: boolean;
+}
+
+/** What parse/check may know about the rule being built. */
+export interface RuleInfo {
+  readonly family: Family;
+  readonly table: TableName;
+  readonly chain: string;
+  /** `-p` protocol number (0 = any) and whether it was negated. */
+  readonly proto: number;
+  readonly protoInverted: boolean;
+}
+
+/**
+ * A user-facing error. `status` is the iptables exit status: 2 for a
+ * parameter problem found while parsing, 1 for a rule the kernel would refuse.
+ */
+export class XtError extends Error {
+  constructor(message: string, readonly status: 1 | 2 = 2) {
+    super(message);
+    this.name = 'XtError';
+  }
+}
+
+/** A procfs-like file exposed by an extension (e.g. net/xt_recent/NAME). */
+export interface ProcFile {
+  read(): string;
+  /** Absent = read-only. Throws XtError naming what was wrong. */
+  write?(data: string): void;
+}
+
+export interface ProcRegistry {
+  register(path: string, file: ProcFile): void;
+  unregister(path: string): void;
+}
+
+/**
+ * Named state shared by rules (recent tables, quota counters, geoip sets):
+ * created by the first rule that acquires the key, released by the last.
+ */
+export interface SharedStateRegistry {
+  acquire<T>(key: string, create: () => T, release?: (value: T) => void): T;
+  release(key: string): void;
+}
+
+/** What the router offers to targets that originate packets or log. */
+export interface RouterServices {
+  /** Sends a complete IP packet (bytes copied) into the OUTPUT path as locally generated. */
+  emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void;
+  /** Writes a kernel-style log line (LOG, LOGMARK, ...). level: syslog 0..7. */
+  log(level: number, line: string): void;
+  /** Monotonic milliseconds. */
+  now(): number;
+}
+
+export interface CheckEnv {
+  readonly rule: RuleInfo;
+  /** Bit mask of hooks (1 << Hook) from which the rule's chain is reachable. */
+  readonly hookMask: number;
+  readonly state: SharedStateRegistry;
+  readonly proc: ProcRegistry;
+  readonly services: RouterServices;
+  /** Extension settings from the config file, keyed by extension name. */
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+export interface MatchInstance {
+  match(pkt: PacketContext): boolean;
+  destroy?(): void;
+}
+
+/** Returned by a target that lets the packet continue with the next rule (XT_CONTINUE). */
+export const XT_CONTINUE = -1;
+
+export interface TargetInstance {
+  /** A Verdict, or XT_CONTINUE. */
+  target(pkt: PacketContext): number;
+  destroy?(): void;
+}
+
+interface ExtensionBase<P> {
+  readonly name: string;
+  readonly revision?: number;
+  readonly families: readonly Family[];
+  /** Tables the extension may be used in (absent = all). */
+  readonly tables?: readonly TableName[];
+  /** Hooks the rule's chain may be reachable from (absent = all). */
+  readonly hooks?: readonly Hook[];
+  readonly options: readonly OptionSpec[];
+  parse(opts: readonly ParsedOption[], rule: RuleInfo): P;
+  /** Option words for iptables-save, each preceded by a space (e.g. " --dport 22"). */
+  save(params: P): string;
+  /** `iptables -L` text, if it differs from the save text. */
+  print?(params: P): string;
+}
+
+export interface MatchExtension<P = unknown> extends ExtensionBase<P> {
+  readonly kind: 'match';
+  check(params: P, env: CheckEnv): MatchInstance;
+}
+
+export interface TargetExtension<P = unknown> extends ExtensionBase<P> {
+  readonly kind: 'target';
+  check(params: P, env: CheckEnv): TargetInstance;
+}
+
+export type Extension = MatchExtension<any> | TargetExtension<any>;
