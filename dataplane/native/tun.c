@@ -1,0 +1,584 @@
+/*
+ * xtr_tun: the native half of the TUN/TAP packet device (dataplane/tun.ts).
+ *
+ * Why native at all: Node cannot wrap a TUN fd in a net.Socket, and fs.read on
+ * the libuv thread pool costs one thread hop per packet (~100 kpps). Here a
+ * non-blocking fd is watched with a uv_poll_t on the main loop and drained in
+ * C, so JS crosses into native once per batch, never once per packet.
+ *
+ * Exports (all synchronous, called on the JS thread):
+ *   open(name, tap, multiQueue)            -> { fd, name, handle }
+ *   readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])
+ *                                          -> packets read, or -errno when
+ *                                             nothing was read and read() failed
+ *   writeBatch(fd, data, offsets, lengths, count[, out])
+ *                                          -> packets the kernel accepted
+ *   pollStart(handle, callback)  pollStop(handle)  pollRef(handle, bool)
+ *   close(handle)                          -> idempotent
+ *   setMtu(name, mtu)  setUp(name, up)     -> ioctl helpers (current netns)
+ *
+ * `out`, when given, is a Float64Array of at least 3 elements that receives
+ * [bytes moved, packets failed with an error other than EAGAIN, last errno],
+ * so the caller can keep byte counters without a per-packet loop in JS.
+ *
+ * Invariants: no allocation per packet or per batch; buffers are used through
+ * the pointers N-API hands out and never retained past the call. A handle
+ * owns the fd and the poll watcher; the fd is closed exactly once (by close()
+ * or by the GC finalizer of the handle), and always after the watcher has been
+ * removed from the loop, as libuv requires.
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct tun_handle {
+  int fd;                  /* -1 once closed */
+  int poll_inited;         /* uv_poll_init succeeded; the uv_poll_t must be uv_close'd */
+  int poll_active;
+  int closing;             /* uv_close issued; memory freed by on_poll_closed */
+  int finalized;           /* the JS external is gone; free when the watcher is closed */
+  napi_env env;
+  napi_ref callback;       /* strong reference to the JS readable callback */
+  napi_async_context async_context;
+  uv_poll_t poll;
+} tun_handle;
+
+/* ---------- small N-API helpers ---------- */
+
+#define CHECK(call)                                                          \
+  do {                                                                       \
+    if ((call) != napi_ok) {                                                 \
+      throw_last(env, #call);                                                \
+      return NULL;                                                           \
+    }                                                                        \
+  } while (0)
+
+static void throw_last(napi_env env, const char *what) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return;
+  const napi_extended_error_info *info = NULL;
+  napi_get_last_error_info(env, &info);
+  char msg[256];
+  snprintf(msg, sizeof msg, "xtr_tun: %s failed: %s", what,
+           info && info->error_message ? info->error_message : "unknown N-API error");
+  napi_throw_error(env, NULL, msg);
+}
+
+/* Throws an Error carrying .code (e.g. "EBUSY") and .errno like Node's own. */
+static napi_value throw_errno(napi_env env, const char *syscall, const char *detail, int err) {
+  char msg[320];
+  snprintf(msg, sizeof msg, "%s %s: %s", syscall, detail ? detail : "", strerror(err));
+  napi_value message, error, code, errno_value;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, -err, &errno_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_set_named_property(env, error, "code", code);
+  napi_value syscall_value;
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
+  napi_set_named_property(env, error, "syscall", syscall_value);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value make_int(napi_env env, int64_t v) {
+  napi_value out;
+  napi_create_int64(env, v, &out);
+  return out;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t *out, const char *name) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_number) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "xtr_tun: %s must be a number", name);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  napi_get_value_uint32(env, v, out);
+  return 1;
+}
+
+static int get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len, const char *name) {
+  bool ok = false;
+  napi_is_buffer(env, v, &ok);
+  if (ok) {
+    napi_get_buffer_info(env, v, (void **)data, len);
+    return 1;
+  }
+  napi_is_typedarray(env, v, &ok);
+  if (ok) {
+    napi_typedarray_type type;
+    size_t n;
+    napi_get_typedarray_info(env, v, &type, &n, (void **)data, NULL, NULL);
+    if (type == napi_uint8_array || type == napi_uint8_clamped_array || type == napi_int8_array) {
+      *len = n;
+      return 1;
+    }
+  }
+  char msg[128];
+  snprintf(msg, sizeof msg, "xtr_tun: %s must be a Buffer or Uint8Array", name);
+  napi_throw_type_error(env, NULL, msg);
+  return 0;
+}
+
+static int get_u32_array(napi_env env, napi_value v, uint32_t **data, size_t *len, const char *name) {
+  bool ok = false;
+  napi_is_typedarray(env, v, &ok);
+  if (ok) {
+    napi_typedarray_type type;
+    napi_get_typedarray_info(env, v, &type, len, (void **)data, NULL, NULL);
+    if (type == napi_uint32_array) return 1;
+  }
+  char msg[128];
+  snprintf(msg, sizeof msg, "xtr_tun: %s must be a Uint32Array", name);
+  napi_throw_type_error(env, NULL, msg);
+  return 0;
+}
+
+static double *get_out(napi_env env, napi_value v) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return NULL;
+  bool ok = false;
+  napi_is_typedarray(env, v, &ok);
+  if (!ok) return NULL;
+  napi_typedarray_type type;
+  size_t n;
+  void *p;
+  napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL);
+  if (type != napi_float64_array || n < 3) return NULL;
+  return (double *)p;
+}
+
+static tun_handle *get_handle(napi_env env, napi_value v) {
+  void *p = NULL;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_external || napi_get_value_external(env, v, &p) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, "xtr_tun: expected a device handle from open()");
+    return NULL;
+  }
+  return (tun_handle *)p;
+}
+
+/* ---------- lifetime ---------- */
+
+static void on_poll_closed(uv_handle_t *h) {
+  tun_handle *th = (tun_handle *)h->data;
+  th->poll_inited = 0;
+  if (th->finalized) free(th);
+}
+
+static void drop_callback(tun_handle *th) {
+  if (th->callback) {
+    napi_delete_reference(th->env, th->callback);
+    th->callback = NULL;
+  }
+  if (th->async_context) {
+    napi_async_destroy(th->env, th->async_context);
+    th->async_context = NULL;
+  }
+}
+
+/* Removes the watcher from the loop, then closes the fd (libuv forbids the other order). */
+static void handle_close(tun_handle *th, int from_finalizer) {
+  if (th->poll_inited && !th->closing) {
+    th->closing = 1;
+    th->poll_active = 0;
+    uv_close((uv_handle_t *)&th->poll, on_poll_closed);
+  }
+  /* a finalizer may not run JS-facing cleanup of async contexts safely in all
+     node versions; references are deleted there too, which N-API allows. */
+  if (!from_finalizer) drop_callback(th);
+  if (th->fd >= 0) {
+    close(th->fd);
+    th->fd = -1;
+  }
+}
+
+static void finalize_handle(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  tun_handle *th = (tun_handle *)data;
+  handle_close(th, 1);
+  if (th->callback) {
+    napi_delete_reference(th->env, th->callback);
+    th->callback = NULL;
+  }
+  th->finalized = 1;
+  /* with a watcher still closing, on_poll_closed frees the memory */
+  if (!th->poll_inited) free(th);
+}
+
+/* ---------- open ---------- */
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ + 1] = {0};
+  size_t name_len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &name_len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "xtr_tun: open(name, tap, multiQueue): name must be a string");
+    return NULL;
+  }
+  if (name_len >= IFNAMSIZ) {
+    napi_throw_range_error(env, NULL, "xtr_tun: interface name longer than 15 bytes");
+    return NULL;
+  }
+  bool tap = false, multi = false;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &tap);
+  if (argc > 2) napi_get_value_bool(env, argv[2], &multi);
+
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", "/dev/net/tun", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = (short)((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (multi ? IFF_MULTI_QUEUE : 0));
+  memcpy(ifr.ifr_name, name, name_len);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "ioctl(TUNSETIFF)", name, err);
+  }
+
+  tun_handle *th = calloc(1, sizeof *th);
+  if (!th) {
+    close(fd);
+    return throw_errno(env, "calloc", "device handle", ENOMEM);
+  }
+  th->fd = fd;
+  th->env = env;
+
+  napi_value result, handle, fd_value, name_value;
+  if (napi_create_external(env, th, finalize_handle, NULL, &handle) != napi_ok) {
+    close(fd);
+    free(th);
+    throw_last(env, "napi_create_external");
+    return NULL;
+  }
+  char actual[IFNAMSIZ + 1] = {0};
+  memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_int32(env, fd, &fd_value));
+  CHECK(napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &name_value));
+  CHECK(napi_set_named_property(env, result, "fd", fd_value));
+  CHECK(napi_set_named_property(env, result, "name", name_value));
+  CHECK(napi_set_named_property(env, result, "handle", handle));
+  return result;
+}
+
+/* ---------- batched I/O ---------- */
+
+static napi_value js_read_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "xtr_tun: readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])");
+    return NULL;
+  }
+  uint32_t fd, capacity, slot_size, headroom;
+  uint8_t *data;
+  size_t data_len, offsets_len, lengths_len;
+  uint32_t *offsets, *lengths;
+  if (!get_u32(env, argv[0], &fd, "fd") || !get_bytes(env, argv[1], &data, &data_len, "data") ||
+      !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
+      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") ||
+      !get_u32(env, argv[4], &capacity, "capacity") || !get_u32(env, argv[5], &slot_size, "slotSize") ||
+      !get_u32(env, argv[6], &headroom, "headroom"))
+    return NULL;
+  double *out = argc > 7 ? get_out(env, argv[7]) : NULL;
+  if (headroom >= slot_size || (uint64_t)capacity * slot_size > data_len || capacity > offsets_len ||
+      capacity > lengths_len) {
+    napi_throw_range_error(env, NULL,
+                           "xtr_tun: readBatch: capacity*slotSize exceeds data, capacity exceeds offsets/lengths, "
+                           "or headroom >= slotSize");
+    return NULL;
+  }
+
+  uint32_t n = 0;
+  double bytes = 0, failed = 0;
+  int last_err = 0;
+  const size_t room = slot_size - headroom;
+  while (n < capacity) {
+    uint32_t off = n * slot_size + headroom;
+    ssize_t r = read((int)fd, data + off, room);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      last_err = errno;
+      /* EFAULT/EINVAL mean this one packet did not fit and was consumed; keep
+         draining. Anything else (EBADFD: device gone) ends the batch. */
+      if (last_err == EFAULT || last_err == EINVAL) {
+        failed++;
+        continue;
+      }
+      break;
+    }
+    offsets[n] = off;
+    lengths[n] = (uint32_t)r;
+    bytes += (double)r;
+    n++;
+  }
+  if (out) {
+    out[0] = bytes;
+    out[1] = failed;
+    out[2] = last_err;
+  }
+  if (n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return make_int(env, -last_err);
+  return make_int(env, n);
+}
+
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out])");
+    return NULL;
+  }
+  uint32_t fd, count;
+  uint8_t *data;
+  size_t data_len, offsets_len, lengths_len;
+  uint32_t *offsets, *lengths;
+  if (!get_u32(env, argv[0], &fd, "fd") || !get_bytes(env, argv[1], &data, &data_len, "data") ||
+      !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
+      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[4], &count, "count"))
+    return NULL;
+  double *out = argc > 5 ? get_out(env, argv[5]) : NULL;
+  if (count > offsets_len || count > lengths_len) {
+    napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: count exceeds offsets/lengths");
+    return NULL;
+  }
+  /* validate every packet before the first write so a bad batch has no side effect */
+  for (uint32_t i = 0; i < count; i++) {
+    if ((uint64_t)offsets[i] + lengths[i] > data_len) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "xtr_tun: writeBatch: packet %u (offset %u, length %u) lies outside data (%zu bytes)",
+               i, offsets[i], lengths[i], data_len);
+      napi_throw_range_error(env, NULL, msg);
+      return NULL;
+    }
+  }
+
+  uint32_t written = 0;
+  double bytes = 0, failed = 0;
+  int last_err = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    ssize_t r = write((int)fd, data + offsets[i], lengths[i]);
+    if (r < 0) {
+      if (errno == EINTR) {
+        i--;
+        continue;
+      }
+      last_err = errno;
+      /* a full queue will stay full for the rest of this batch */
+      if (errno == EAGAIN) break;
+      /* a malformed packet (EINVAL) or a link that is down (EIO) drops this
+         packet only; a dead device (EBADF/EBADFD) ends the batch */
+      failed++;
+      if (errno == EBADF || errno == EBADFD) break;
+      continue;
+    }
+    written++;
+    bytes += (double)r;
+  }
+  if (out) {
+    out[0] = bytes;
+    out[1] = failed;
+    out[2] = last_err;
+  }
+  return make_int(env, written);
+}
+
+/* ---------- readiness ---------- */
+
+static void on_poll(uv_poll_t *poll, int status, int events) {
+  (void)status;
+  (void)events;
+  tun_handle *th = (tun_handle *)poll->data;
+  if (th->closing || !th->callback) return;
+  napi_env env = th->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value fn, recv, result;
+  if (napi_get_reference_value(env, th->callback, &fn) == napi_ok && fn) {
+    napi_get_undefined(env, &recv);
+    /* make_callback drains nextTicks and microtasks afterwards, as for any I/O callback */
+    napi_status s = napi_make_callback(env, th->async_context, recv, fn, 0, NULL, &result);
+    if (s == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value js_poll_start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_handle *th = argc > 0 ? get_handle(env, argv[0]) : NULL;
+  if (!th) return NULL;
+  napi_valuetype t = napi_undefined;
+  if (argc > 1) napi_typeof(env, argv[1], &t);
+  if (t != napi_function) {
+    napi_throw_type_error(env, NULL, "xtr_tun: pollStart(handle, callback): callback must be a function");
+    return NULL;
+  }
+  if (th->fd < 0 || th->closing) return throw_errno(env, "pollStart", "device", EBADF);
+  if (th->callback) napi_delete_reference(env, th->callback);
+  CHECK(napi_create_reference(env, argv[1], 1, &th->callback));
+  if (!th->async_context) {
+    napi_value resource_name;
+    CHECK(napi_create_string_utf8(env, "xtr:tun", NAPI_AUTO_LENGTH, &resource_name));
+    CHECK(napi_async_init(env, NULL, resource_name, &th->async_context));
+  }
+  if (!th->poll_inited) {
+    uv_loop_t *loop = NULL;
+    CHECK(napi_get_uv_event_loop(env, &loop));
+    int r = uv_poll_init(loop, &th->poll, th->fd);
+    if (r < 0) return throw_errno(env, "uv_poll_init", "device", -r);
+    th->poll.data = th;
+    th->poll_inited = 1;
+  }
+  if (!th->poll_active) {
+    int r = uv_poll_start(&th->poll, UV_READABLE, on_poll);
+    if (r < 0) return throw_errno(env, "uv_poll_start", "device", -r);
+    th->poll_active = 1;
+  }
+  return NULL;
+}
+
+static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_handle *th = argc > 0 ? get_handle(env, argv[0]) : NULL;
+  if (!th) return NULL;
+  if (th->poll_inited && th->poll_active && !th->closing) uv_poll_stop(&th->poll);
+  th->poll_active = 0;
+  return NULL;
+}
+
+static napi_value js_poll_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_handle *th = argc > 0 ? get_handle(env, argv[0]) : NULL;
+  if (!th) return NULL;
+  bool ref = true;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &ref);
+  if (th->poll_inited && !th->closing) {
+    if (ref)
+      uv_ref((uv_handle_t *)&th->poll);
+    else
+      uv_unref((uv_handle_t *)&th->poll);
+  }
+  return NULL;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_handle *th = argc > 0 ? get_handle(env, argv[0]) : NULL;
+  if (!th) return NULL;
+  handle_close(th, 0);
+  return NULL;
+}
+
+/* ---------- link helpers (act in the calling process's network namespace) ---------- */
+
+static int ifreq_for(napi_env env, napi_value v, struct ifreq *ifr) {
+  memset(ifr, 0, sizeof *ifr);
+  size_t len = 0;
+  char name[IFNAMSIZ + 1] = {0};
+  if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok || len == 0 || len >= IFNAMSIZ) {
+    napi_throw_type_error(env, NULL, "xtr_tun: interface name must be a string of 1..15 bytes");
+    return 0;
+  }
+  memcpy(ifr->ifr_name, name, len);
+  return 1;
+}
+
+static napi_value js_set_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct ifreq ifr;
+  uint32_t mtu;
+  if (argc < 2 || !ifreq_for(env, argv[0], &ifr) || !get_u32(env, argv[1], &mtu, "mtu")) return NULL;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_errno(env, "socket", "AF_INET", errno);
+  ifr.ifr_mtu = (int)mtu;
+  int r = ioctl(s, SIOCSIFMTU, &ifr);
+  int err = errno;
+  close(s);
+  if (r < 0) return throw_errno(env, "ioctl(SIOCSIFMTU)", ifr.ifr_name, err);
+  return NULL;
+}
+
+static napi_value js_set_up(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct ifreq ifr;
+  bool up = true;
+  if (argc < 1 || !ifreq_for(env, argv[0], &ifr)) return NULL;
+  if (argc > 1) napi_get_value_bool(env, argv[1], &up);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_errno(env, "socket", "AF_INET", errno);
+  int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (r == 0) {
+    if (up)
+      ifr.ifr_flags |= IFF_UP;
+    else
+      ifr.ifr_flags &= ~IFF_UP;
+    r = ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  int err = errno;
+  close(s);
+  if (r < 0) return throw_errno(env, "ioctl(SIOCSIFFLAGS)", ifr.ifr_name, err);
+  return NULL;
+}
+
+/* ---------- module ---------- */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readBatch", NULL, js_read_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pollStart", NULL, js_poll_start, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pollStop", NULL, js_poll_stop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pollRef", NULL, js_poll_ref, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setUp", NULL, js_set_up, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
+    throw_last(env, "napi_define_properties");
+    return NULL;
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
