@@ -1,0 +1,405 @@
+/**
+ * The router's configuration file: JSON or YAML, validated once at load with
+ * errors that name the offending path and value, e.g.
+ *   interfaces[1].addresses[0]: "198.51.100.300/24" is not an IPv4/IPv6 prefix
+ * The result is a normalised plain object (defaults filled in, MACs derived)
+ * that main.ts, the lab and the Router all read; docs/config.md documents
+ * every key.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { parseMac } from '../dataplane/bytes.js';
+import {
+  formatIPv4,
+  formatIPv6,
+  parsePrefix,
+  prefixContains4,
+  prefixContains6,
+  type Prefix,
+} from './routing.js';
+
+export type InterfaceMode = 'tun' | 'tap';
+
+/** A route the endpoint namespace gets: "default" = default routes via the router's addresses. */
+export type PeerRoute = 'default' | { readonly to: string; readonly via: string };
+
+export interface PeerConfig {
+  /** Network namespace the device is moved into (created by the lab / main if missing). */
+  readonly netns: string;
+  /** The device's name inside that namespace. */
+  readonly ifname: string;
+  /** Addresses configured on the device there (prefix form). */
+  readonly addresses: readonly string[];
+  readonly routes: readonly PeerRoute[];
+}
+
+export interface InterfaceConfig {
+  /** The name rules use (`-i eth0`). */
+  readonly name: string;
+  readonly mode: InterfaceMode;
+  readonly mtu: number;
+  /** xtr's own MAC on a TAP link (always set for tap after validation), null for tun. */
+  readonly mac: string | null;
+  /** The router's addresses on this link, "addr/len" with host bits kept. */
+  readonly addresses: readonly string[];
+  /** Link mode: where the device lives. */
+  readonly peer: PeerConfig | null;
+  /** Gateway mode: the real interface whose traffic is steered through this TUN. */
+  readonly attach: string | null;
+  /** Device name created for this interface in xtr's namespace (default: `name`). */
+  readonly device: string;
+}
+
+export interface RouteConfig {
+  /** Destination prefix ("default" is accepted as 0.0.0.0/0 and normalised). */
+  readonly to: string;
+  readonly via: string | null;
+  readonly dev: string | null;
+}
+
+export interface XtrConfig {
+  readonly logLevel: string;
+  readonly control: { readonly socket: string };
+  readonly stateDir: string;
+  readonly hostInterface: { readonly name: string; readonly mtu: number };
+  readonly interfaces: readonly InterfaceConfig[];
+  readonly routes: readonly RouteConfig[];
+  readonly netfilter: Readonly<Record<string, unknown>>;
+  readonly extensions: Readonly<Record<string, unknown>>;
+}
+
+/** A configuration error: `path` is where in the document, `message` includes it. */
+export class ConfigError extends Error {
+  constructor(readonly path: string, detail: string) {
+    super(path ? `${path}: ${detail}` : detail);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const NETNS_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export const CONFIG_DEFAULTS = {
+  logLevel: 'info',
+  socket: '/run/xtr/xtr.sock',
+  stateDir: '/var/lib/xtr',
+  hostInterface: 'xtr0',
+  mtu: 1500,
+} as const;
+
+/** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML (a superset). */
+export function loadConfig(path: string): XtrConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('', `cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  return parseConfigText(text, path);
+}
+
+/** Parses JSON or YAML text and validates it. `source` names the file in errors. */
+export function parseConfigText(text: string, source = '<config>'): XtrConfig {
+  let doc: unknown;
+  try {
+    doc = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
+  } catch (e) {
+    throw new ConfigError('', `${source}: not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  return validateConfig(doc);
+}
+
+type Obj = Record<string, unknown>;
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function obj(v: unknown, path: string): Obj {
+  if (!isObj(v)) throw new ConfigError(path, `expected an object, got ${describe(v)}`);
+  return v;
+}
+
+function list(v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw new ConfigError(path, `expected a list, got ${describe(v)}`);
+  return v;
+}
+
+function str(v: unknown, path: string): string {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(path, `expected a non-empty string, got ${describe(v)}`);
+  return v;
+}
+
+function onlyKeys(o: Obj, allowed: readonly string[], path: string): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) {
+      throw new ConfigError(path ? `${path}.${k}` : k, `unknown key (allowed: ${allowed.join(', ')})`);
+    }
+  }
+}
+
+function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}
+
+/** A prefix written as an interface address: "198.51.100.1/24"; a bare address is a host prefix. */
+function addressPrefix(v: unknown, path: string): { text: string; prefix: Prefix } {
+  if (typeof v !== 'string') throw new ConfigError(path, `${describe(v)} is not an IPv4/IPv6 prefix`);
+  const p = parsePrefix(v.trim(), true);
+  if (!p) throw new ConfigError(path, `${describe(v)} is not an IPv4/IPv6 prefix`);
+  return { text: prefixText(p), prefix: p };
+}
+
+function prefixText(p: Prefix): string {
+  return p.family === 4 ? `${formatIPv4(p.addr)}/${p.len}` : `${formatIPv6(p.addr)}/${p.len}`;
+}
+
+function parseAddress(v: unknown, path: string): Prefix {
+  if (typeof v !== 'string') throw new ConfigError(path, `${describe(v)} is not an IPv4/IPv6 address`);
+  const p = parsePrefix(v.trim(), true);
+  if (!p || v.includes('/')) throw new ConfigError(path, `${describe(v)} is not an IPv4/IPv6 address`);
+  return p;
+}
+
+function sameAddress(a: Prefix, b: Prefix): boolean {
+  if (a.family !== b.family) return false;
+  if (a.family === 4) return a.addr === (b as typeof a).addr;
+  const bw = (b as typeof a).addr;
+  return a.addr[0] === bw[0] && a.addr[1] === bw[1] && a.addr[2] === bw[2] && a.addr[3] === bw[3];
+}
+
+function onLink(prefixes: readonly Prefix[], a: Prefix): boolean {
+  for (const p of prefixes) {
+    if (p.family !== a.family) continue;
+    if (p.family === 4 ? prefixContains4(p.addr, p.len, a.addr as number) : prefixContains6(p.addr, p.len, a.addr as Uint32Array)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** A locally administered unicast MAC derived from the interface name (stable across restarts). */
+export function deriveMac(name: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  const b = [0x02, 0x78, (h >>> 24) & 255, (h >>> 16) & 255, (h >>> 8) & 255, h & 255];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+function validateMtu(v: unknown, path: string, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > 65535) {
+    throw new ConfigError(path, `${describe(v)} is not a valid MTU (an integer from ${min} to 65535)`);
+  }
+  return v;
+}
+
+/** Validates a parsed document (from JSON or YAML) and fills in defaults. Throws ConfigError. */
+export function validateConfig(doc: unknown): XtrConfig {
+  if (doc === null || doc === undefined) doc = {};
+  const root = obj(doc, '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions'], '');
+
+  const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('logLevel', `${describe(logLevel)} is not a log level (one of ${LOG_LEVELS.join(', ')})`);
+  }
+
+  let socket: string = CONFIG_DEFAULTS.socket;
+  if (root.control !== undefined) {
+    const c = obj(root.control, 'control');
+    onlyKeys(c, ['socket'], 'control');
+    if (c.socket !== undefined) socket = str(c.socket, 'control.socket');
+    if (!socket.startsWith('/')) throw new ConfigError('control.socket', `${describe(socket)} must be an absolute path`);
+  }
+
+  const stateDir = root.stateDir === undefined ? CONFIG_DEFAULTS.stateDir : str(root.stateDir, 'stateDir');
+
+  let hostName: string = CONFIG_DEFAULTS.hostInterface;
+  let hostMtu: number = 65535;
+  if (root.hostInterface !== undefined) {
+    const h = obj(root.hostInterface, 'hostInterface');
+    onlyKeys(h, ['name', 'mtu'], 'hostInterface');
+    if (h.name !== undefined) hostName = str(h.name, 'hostInterface.name');
+    if (!IFNAME_RE.test(hostName)) throw new ConfigError('hostInterface.name', `${describe(hostName)} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+    if (h.mtu !== undefined) hostMtu = validateMtu(h.mtu, 'hostInterface.mtu', 1280);
+  }
+
+  const ifList = root.interfaces === undefined ? [] : list(root.interfaces, 'interfaces');
+  const interfaces: InterfaceConfig[] = [];
+  const ifPrefixes = new Map<string, Prefix[]>();
+  const allAddresses: { prefix: Prefix; path: string }[] = [];
+  const deviceNames = new Set<string>([hostName]);
+  ifList.forEach((raw, i) => {
+    const path = `interfaces[${i}]`;
+    const o = obj(raw, path);
+    onlyKeys(o, ['name', 'mode', 'mtu', 'mac', 'addresses', 'peer', 'attach', 'device'], path);
+    const name = str(o.name, join(path, 'name'));
+    if (!IFNAME_RE.test(name)) throw new ConfigError(join(path, 'name'), `${describe(name)} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+    if (ifPrefixes.has(name)) throw new ConfigError(join(path, 'name'), `interface ${describe(name)} is defined twice`);
+    const mode = o.mode === undefined ? 'tun' : o.mode;
+    if (mode !== 'tun' && mode !== 'tap') throw new ConfigError(join(path, 'mode'), `${describe(mode)} is not an interface mode (tun or tap)`);
+    const mtu = o.mtu === undefined ? CONFIG_DEFAULTS.mtu : validateMtu(o.mtu, join(path, 'mtu'), 576);
+
+    let mac: string | null = null;
+    if (o.mac !== undefined) {
+      if (mode !== 'tap') throw new ConfigError(join(path, 'mac'), 'only a tap interface has a MAC address');
+      const text = str(o.mac, join(path, 'mac'));
+      let v: number;
+      try {
+        v = parseMac(text);
+      } catch {
+        throw new ConfigError(join(path, 'mac'), `${describe(text)} is not a MAC address (six hex bytes separated by ':')`);
+      }
+      if (Math.floor(v / 2 ** 40) & 1) throw new ConfigError(join(path, 'mac'), `${describe(text)} is a multicast MAC address`);
+      mac = text.toLowerCase().replace(/-/g, ':');
+    } else if (mode === 'tap') {
+      mac = deriveMac(name);
+    }
+
+    const addrs = o.addresses === undefined ? [] : list(o.addresses, join(path, 'addresses'));
+    const addresses: string[] = [];
+    const prefixes: Prefix[] = [];
+    addrs.forEach((a, j) => {
+      const ap = `${path}.addresses[${j}]`;
+      const { text, prefix } = addressPrefix(a, ap);
+      for (const prev of allAddresses) {
+        if (sameAddress(prev.prefix, prefix)) throw new ConfigError(ap, `address ${describe(a)} is already used at ${prev.path}`);
+      }
+      allAddresses.push({ prefix, path: ap });
+      addresses.push(text);
+      prefixes.push(prefix);
+    });
+
+    const device = o.device === undefined ? name : str(o.device, join(path, 'device'));
+    if (!IFNAME_RE.test(device)) throw new ConfigError(join(path, 'device'), `${describe(device)} is not a valid interface name`);
+    if (deviceNames.has(device)) throw new ConfigError(join(path, 'device'), `device name ${describe(device)} is already used`);
+    deviceNames.add(device);
+
+    if (o.peer !== undefined && o.attach !== undefined) {
+      throw new ConfigError(path, 'has both "peer" (link mode) and "attach" (gateway mode); choose one');
+    }
+    let attach: string | null = null;
+    if (o.attach !== undefined) {
+      attach = str(o.attach, join(path, 'attach'));
+      if (!IFNAME_RE.test(attach)) throw new ConfigError(join(path, 'attach'), `${describe(attach)} is not a valid interface name`);
+      if (mode !== 'tun') throw new ConfigError(join(path, 'attach'), 'gateway mode (attach) needs mode tun');
+    }
+    let peer: PeerConfig | null = null;
+    if (o.peer !== undefined) peer = validatePeer(o.peer, join(path, 'peer'), prefixes, allAddresses);
+
+    interfaces.push({ name, mode, mtu, mac, addresses, peer, attach, device });
+    ifPrefixes.set(name, prefixes);
+  });
+
+  const routeList = root.routes === undefined ? [] : list(root.routes, 'routes');
+  const routes: RouteConfig[] = routeList.map((raw, i) => {
+    const path = `routes[${i}]`;
+    const o = obj(raw, path);
+    onlyKeys(o, ['to', 'via', 'dev'], path);
+    const toText = str(o.to, join(path, 'to'));
+    const isDefault = toText === 'default';
+    const to = isDefault ? null : parsePrefix(toText.trim(), true);
+    if (!isDefault && !to) throw new ConfigError(join(path, 'to'), `${describe(toText)} is not an IPv4/IPv6 prefix`);
+    let via: Prefix | null = null;
+    if (o.via !== undefined) via = parseAddress(o.via, join(path, 'via'));
+    let dev: string | null = null;
+    if (o.dev !== undefined) {
+      dev = str(o.dev, join(path, 'dev'));
+      if (!ifPrefixes.has(dev)) throw new ConfigError(join(path, 'dev'), `${describe(dev)} is not an interface defined in interfaces`);
+    }
+    if (!via && !dev) throw new ConfigError(path, 'needs "via" (a gateway), "dev" (an interface) or both');
+    const family = to ? to.family : via ? via.family : 4;
+    if (to && via && to.family !== via.family) {
+      throw new ConfigError(join(path, 'via'), `gateway ${describe(o.via)} is not of the same family as ${describe(toText)}`);
+    }
+    if (to && !isDefault) {
+      const masked = parsePrefix(toText.trim(), false)!;
+      if (!sameAddress(masked, to)) {
+        throw new ConfigError(join(path, 'to'), `${describe(toText)} has host bits set (did you mean ${prefixText(masked)}?)`);
+      }
+    }
+    if (via) {
+      const candidates = dev ? ifPrefixes.get(dev)! : [...ifPrefixes.values()].flat();
+      if (!onLink(candidates, via)) {
+        throw new ConfigError(
+          join(path, 'via'),
+          `gateway ${describe(o.via)} is not on a connected network${dev ? ` of ${dev}` : ''} (no interface address covers it)`,
+        );
+      }
+    }
+    const toNorm = to ? prefixText(to) : family === 4 ? '0.0.0.0/0' : '::/0';
+    return { to: toNorm, via: via ? (via.family === 4 ? formatIPv4(via.addr) : formatIPv6(via.addr)) : null, dev };
+  });
+
+  const netfilter = root.netfilter === undefined || root.netfilter === null ? {} : obj(root.netfilter, 'netfilter');
+  const extensions = root.extensions === undefined || root.extensions === null ? {} : obj(root.extensions, 'extensions');
+
+  return {
+    logLevel,
+    control: { socket },
+    stateDir,
+    hostInterface: { name: hostName, mtu: hostMtu },
+    interfaces,
+    routes,
+    netfilter,
+    extensions,
+  };
+}
+
+function validatePeer(
+  raw: unknown,
+  path: string,
+  routerPrefixes: readonly Prefix[],
+  allAddresses: { prefix: Prefix; path: string }[],
+): PeerConfig {
+  const o = obj(raw, path);
+  onlyKeys(o, ['netns', 'ifname', 'addresses', 'routes'], path);
+  const netns = str(o.netns, join(path, 'netns'));
+  if (!NETNS_RE.test(netns)) throw new ConfigError(join(path, 'netns'), `${describe(netns)} is not a valid namespace name`);
+  const ifname = str(o.ifname, join(path, 'ifname'));
+  if (!IFNAME_RE.test(ifname)) throw new ConfigError(join(path, 'ifname'), `${describe(ifname)} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
+  const addrs = o.addresses === undefined ? [] : list(o.addresses, join(path, 'addresses'));
+  const addresses: string[] = [];
+  addrs.forEach((a, j) => {
+    const ap = `${path}.addresses[${j}]`;
+    const { text, prefix } = addressPrefix(a, ap);
+    for (const prev of allAddresses) {
+      if (sameAddress(prev.prefix, prefix)) throw new ConfigError(ap, `address ${describe(a)} is already used at ${prev.path}`);
+    }
+    allAddresses.push({ prefix, path: ap });
+    addresses.push(text);
+  });
+  const rl = o.routes === undefined ? [] : list(o.routes, join(path, 'routes'));
+  const routes: PeerRoute[] = rl.map((r, j) => {
+    const rp = `${path}.routes[${j}]`;
+    if (r === 'default') {
+      if (routerPrefixes.length === 0) throw new ConfigError(rp, '"default" needs at least one router address on this interface');
+      return 'default';
+    }
+    const ro = obj(r, rp);
+    onlyKeys(ro, ['to', 'via'], rp);
+    const toText = str(ro.to, join(rp, 'to'));
+    const to = toText === 'default' ? null : parsePrefix(toText, false);
+    if (toText !== 'default' && !to) throw new ConfigError(join(rp, 'to'), `${describe(toText)} is not an IPv4/IPv6 prefix`);
+    const via = parseAddress(ro.via, join(rp, 'via'));
+    if (to && to.family !== via.family) throw new ConfigError(join(rp, 'via'), `gateway ${describe(ro.via)} is not of the same family as ${describe(toText)}`);
+    const viaText = via.family === 4 ? formatIPv4(via.addr) : formatIPv6(via.addr);
+    const toNorm = to ? prefixText(to) : via.family === 4 ? '0.0.0.0/0' : '::/0';
+    return { to: toNorm, via: viaText };
+  });
+  return { netns, ifname, addresses, routes };
+}
+
+/** The parsed prefixes of an interface's addresses (host bits kept). */
+export function interfacePrefixes(ifc: InterfaceConfig): Prefix[] {
+  return ifc.addresses.map((a) => parsePrefix(a, true)!);
+}

@@ -1,0 +1,453 @@
+/**
+ * Routing: longest-prefix match for IPv4 and IPv6, over one table that holds
+ * the router's own addresses (local delivery), the connected networks of its
+ * interfaces, static routes and default routes - like the kernel's local and
+ * main tables folded into one, where a /32 (/128) local entry always wins.
+ *
+ * Addresses are integers, as in PacketContext: IPv4 one uint32, IPv6 four
+ * big-endian uint32 words. Strings exist only at the edges (config, status).
+ *
+ * Structure: routes are grouped by prefix length and the groups are kept
+ * longest first. A lookup masks the destination once per group and compares
+ * it with the group's networks: by a linear scan while a group is small (the
+ * usual case: a handful of routes), through an open-addressed hash index once
+ * it grows. A lookup returns a route id (an index into typed arrays), never an
+ * object, so the packet path allocates nothing.
+ *
+ * Non-goals: multipath, metrics/preference between equal prefixes (the first
+ * added wins: connected before static), policy routing, route cache.
+ */
+
+/** What a route leads to. */
+export const enum RouteKind {
+  /** An address of the router itself: deliver to the host interface. */
+  LOCAL = 0,
+  /** A network directly on the egress link: the next hop is the destination itself. */
+  CONNECTED = 1,
+  /** Via a gateway on the egress link. */
+  GATEWAY = 2,
+}
+
+export interface Prefix4 {
+  readonly family: 4;
+  readonly addr: number;
+  readonly len: number;
+}
+export interface Prefix6 {
+  readonly family: 6;
+  readonly addr: Uint32Array;
+  readonly len: number;
+}
+export type Prefix = Prefix4 | Prefix6;
+
+// ---------------------------------------------------------------- parsing
+
+/** Dotted quad to uint32, or -1 if `s` is not exactly an IPv4 address. */
+export function parseIPv4(s: string): number {
+  const parts = s.split('.');
+  if (parts.length !== 4) return -1;
+  let v = 0;
+  for (const p of parts) {
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return -1;
+    const n = Number(p);
+    if (n > 255) return -1;
+    v = v * 256 + n;
+  }
+  return v >>> 0;
+}
+
+/** RFC 4291 text (with `::` and an embedded dotted quad) to four words, or null. */
+export function parseIPv6(s: string): Uint32Array | null {
+  if (s.length === 0 || s.length > 45 || /[^0-9a-fA-F:.]/.test(s)) return null;
+  const halves = s.split('::');
+  if (halves.length > 2) return null;
+  const groups = (part: string): number[] | null => {
+    if (part === '') return [];
+    const out: number[] = [];
+    const items = part.split(':');
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i];
+      if (i === items.length - 1 && it.includes('.')) {
+        const v4 = parseIPv4(it);
+        if (v4 < 0) return null;
+        out.push(v4 >>> 16, v4 & 0xffff);
+      } else {
+        if (!/^[0-9a-fA-F]{1,4}$/.test(it)) return null;
+        out.push(parseInt(it, 16));
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0]);
+  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  if (!head || !tail) return null;
+  let all: number[];
+  if (halves.length === 2) {
+    const fill = 8 - head.length - tail.length;
+    if (fill < 1) return null;
+    all = [...head, ...new Array<number>(fill).fill(0), ...tail];
+  } else {
+    all = head;
+  }
+  if (all.length !== 8) return null;
+  const w = new Uint32Array(4);
+  for (let i = 0; i < 4; i++) w[i] = ((all[2 * i] << 16) | all[2 * i + 1]) >>> 0;
+  return w;
+}
+
+export function formatIPv4(a: number): string {
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+}
+
+/** RFC 5952 canonical text (longest zero run compressed, lower case). */
+export function formatIPv6(w: ArrayLike<number>): string {
+  const g: number[] = [];
+  for (let i = 0; i < 4; i++) g.push(w[i] >>> 16, w[i] & 0xffff);
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
+  if (bestStart < 0) return hex(g);
+  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+}
+
+export function formatPrefix(p: Prefix): string {
+  return p.family === 4 ? `${formatIPv4(p.addr)}/${p.len}` : `${formatIPv6(p.addr)}/${p.len}`;
+}
+
+/**
+ * "a.b.c.d/len", "x::y/len" or a bare address (a host prefix). `hostBits`
+ * keeps the address as written (an interface address such as 198.51.100.1/24);
+ * otherwise the host bits are cleared (a route destination).
+ */
+export function parsePrefix(s: string, keepHostBits = false): Prefix | null {
+  const slash = s.indexOf('/');
+  const addrText = slash < 0 ? s : s.slice(0, slash);
+  const lenText = slash < 0 ? null : s.slice(slash + 1);
+  if (lenText !== null && !/^(0|[1-9][0-9]{0,2})$/.test(lenText)) return null;
+  const v4 = parseIPv4(addrText);
+  if (v4 >= 0) {
+    const len = lenText === null ? 32 : Number(lenText);
+    if (len > 32) return null;
+    return { family: 4, addr: keepHostBits ? v4 : (v4 & mask4(len)) >>> 0, len };
+  }
+  const v6 = parseIPv6(addrText);
+  if (v6) {
+    const len = lenText === null ? 128 : Number(lenText);
+    if (len > 128) return null;
+    if (!keepHostBits) mask6Into(v6, len, v6);
+    return { family: 6, addr: v6, len };
+  }
+  return null;
+}
+
+/** Network mask of a v4 prefix length as uint32. */
+export function mask4(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+/** Mask word `i` (0..3) of a v6 prefix length. */
+function maskWord6(len: number, i: number): number {
+  const bits = len - 32 * i;
+  if (bits <= 0) return 0;
+  if (bits >= 32) return 0xffffffff;
+  return (0xffffffff << (32 - bits)) >>> 0;
+}
+
+export function mask6Into(a: ArrayLike<number>, len: number, out: Uint32Array): void {
+  for (let i = 0; i < 4; i++) out[i] = (a[i] & maskWord6(len, i)) >>> 0;
+}
+
+/** Whether `a` lies in the network of prefix `p` (same family). */
+export function prefixContains4(net: number, len: number, a: number): boolean {
+  return ((a & mask4(len)) >>> 0) === ((net & mask4(len)) >>> 0);
+}
+export function prefixContains6(net: ArrayLike<number>, len: number, a: ArrayLike<number>): boolean {
+  for (let i = 0; i < 4; i++) {
+    const m = maskWord6(len, i);
+    if (((a[i] & m) >>> 0) !== ((net[i] & m) >>> 0)) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- table
+
+/** A group switches from linear scan to its hash index above this many routes. */
+const LINEAR_LIMIT = 12;
+
+/** Routes of one prefix length. */
+class Group {
+  count = 0;
+  /** Masked networks: 1 word per route (v4) or 4 (v6). */
+  nets: Uint32Array;
+  ids: Int32Array;
+  /** Open-addressed index: slot -> position in nets/ids, -1 empty; null while linear. */
+  index: Int32Array | null = null;
+  indexMask = 0;
+  readonly m0: number;
+  readonly m1: number;
+  readonly m2: number;
+  readonly m3: number;
+
+  constructor(readonly len: number, readonly words: 1 | 4) {
+    this.nets = new Uint32Array(4 * words);
+    this.ids = new Int32Array(4);
+    if (words === 1) {
+      this.m0 = mask4(len);
+      this.m1 = this.m2 = this.m3 = 0;
+    } else {
+      this.m0 = maskWord6(len, 0);
+      this.m1 = maskWord6(len, 1);
+      this.m2 = maskWord6(len, 2);
+      this.m3 = maskWord6(len, 3);
+    }
+  }
+
+  /** Position of the masked network, or -1. */
+  find(w0: number, w1: number, w2: number, w3: number): number {
+    const nets = this.nets;
+    if (this.index === null) {
+      if (this.words === 1) {
+        for (let i = 0; i < this.count; i++) if (nets[i] === w0) return i;
+      } else {
+        for (let i = 0, o = 0; i < this.count; i++, o += 4) {
+          if (nets[o] === w0 && nets[o + 1] === w1 && nets[o + 2] === w2 && nets[o + 3] === w3) return i;
+        }
+      }
+      return -1;
+    }
+    const idx = this.index;
+    let slot = hashWords(w0, w1, w2, w3) & this.indexMask;
+    for (;;) {
+      const i = idx[slot];
+      if (i < 0) return -1;
+      if (this.words === 1) {
+        if (nets[i] === w0) return i;
+      } else {
+        const o = i * 4;
+        if (nets[o] === w0 && nets[o + 1] === w1 && nets[o + 2] === w2 && nets[o + 3] === w3) return i;
+      }
+      slot = (slot + 1) & this.indexMask;
+    }
+  }
+
+  add(w0: number, w1: number, w2: number, w3: number, id: number): void {
+    if (this.count === this.ids.length) {
+      const nets = new Uint32Array(this.nets.length * 2);
+      nets.set(this.nets);
+      this.nets = nets;
+      const ids = new Int32Array(this.ids.length * 2);
+      ids.set(this.ids);
+      this.ids = ids;
+    }
+    const i = this.count++;
+    if (this.words === 1) this.nets[i] = w0;
+    else {
+      const o = i * 4;
+      this.nets[o] = w0;
+      this.nets[o + 1] = w1;
+      this.nets[o + 2] = w2;
+      this.nets[o + 3] = w3;
+    }
+    this.ids[i] = id;
+    if (this.count > LINEAR_LIMIT) this.rebuildIndexIfNeeded();
+  }
+
+  private rebuildIndexIfNeeded(): void {
+    if (this.index !== null && this.count * 2 <= this.index.length) {
+      this.insertIndex(this.count - 1);
+      return;
+    }
+    let size = 64;
+    while (size < this.count * 4) size *= 2;
+    this.index = new Int32Array(size).fill(-1);
+    this.indexMask = size - 1;
+    for (let i = 0; i < this.count; i++) this.insertIndex(i);
+  }
+
+  private insertIndex(i: number): void {
+    const n = this.nets;
+    const h =
+      this.words === 1 ? hashWords(n[i], 0, 0, 0) : hashWords(n[4 * i], n[4 * i + 1], n[4 * i + 2], n[4 * i + 3]);
+    let slot = h & this.indexMask;
+    const idx = this.index!;
+    while (idx[slot] >= 0) slot = (slot + 1) & this.indexMask;
+    idx[slot] = i;
+  }
+}
+
+function hashWords(a: number, b: number, c: number, d: number): number {
+  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ b, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ c, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ d, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A route as given to `add` and as reported by `list`. */
+export interface RouteSpec {
+  readonly prefix: Prefix;
+  readonly kind: RouteKind;
+  /** Egress interface index (InterfaceRef.index); for LOCAL the host interface. */
+  readonly ifIndex: number;
+  /** Gateway (GATEWAY only): a uint32 for v4, four words for v6. */
+  readonly gateway?: number | Uint32Array;
+}
+
+/**
+ * The routing table of one family. Route ids are dense from 0; per-route data
+ * lives in typed arrays read by the packet path through the getters below.
+ */
+abstract class RouteTableBase {
+  protected groups: Group[] = [];
+  protected specs: RouteSpec[] = [];
+  /** Route id -> RouteKind. */
+  kind = new Uint8Array(8);
+  /** Route id -> egress interface index. */
+  ifIndex = new Int32Array(8);
+
+  get size(): number {
+    return this.specs.length;
+  }
+
+  /** Every route in insertion order (for status and tests). */
+  list(): readonly RouteSpec[] {
+    return this.specs;
+  }
+
+  protected groupFor(len: number, words: 1 | 4): Group {
+    for (const g of this.groups) if (g.len === len) return g;
+    const g = new Group(len, words);
+    this.groups.push(g);
+    this.groups.sort((a, b) => b.len - a.len);
+    return g;
+  }
+
+  protected newId(spec: RouteSpec): number {
+    const id = this.specs.length;
+    this.specs.push(spec);
+    if (id >= this.kind.length) {
+      const k = new Uint8Array(this.kind.length * 2);
+      k.set(this.kind);
+      this.kind = k;
+      const f = new Int32Array(this.ifIndex.length * 2);
+      f.set(this.ifIndex);
+      this.ifIndex = f;
+      this.growGateways(this.kind.length);
+    }
+    this.kind[id] = spec.kind;
+    this.ifIndex[id] = spec.ifIndex;
+    return id;
+  }
+
+  protected abstract growGateways(n: number): void;
+}
+
+export class RouteTable4 extends RouteTableBase {
+  /** Route id -> gateway (GATEWAY routes), else 0. */
+  gateway = new Uint32Array(8);
+
+  /**
+   * Adds a route; returns its id, or -1 if the same prefix is already present
+   * (the earlier route is kept, as connected routes precede static ones).
+   */
+  add(spec: RouteSpec): number {
+    if (spec.prefix.family !== 4) throw new Error('RouteTable4.add: not an IPv4 prefix');
+    const len = spec.prefix.len;
+    const net = (spec.prefix.addr & mask4(len)) >>> 0;
+    const g = this.groupFor(len, 1);
+    if (g.find(net, 0, 0, 0) >= 0) return -1;
+    const id = this.newId(spec);
+    this.gateway[id] = typeof spec.gateway === 'number' ? spec.gateway : 0;
+    g.add(net, 0, 0, 0, id);
+    return id;
+  }
+
+  /** Longest-prefix match: route id, or -1 for no route. */
+  lookup(dst: number): number {
+    const groups = this.groups;
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      const p = g.find((dst & g.m0) >>> 0, 0, 0, 0);
+      if (p >= 0) return g.ids[p];
+    }
+    return -1;
+  }
+
+  /** The address to resolve on the link for `dst` via route `id`. */
+  nextHop(id: number, dst: number): number {
+    return this.kind[id] === RouteKind.GATEWAY ? this.gateway[id] : dst;
+  }
+
+  protected growGateways(n: number): void {
+    const g = new Uint32Array(n);
+    g.set(this.gateway);
+    this.gateway = g;
+  }
+}
+
+export class RouteTable6 extends RouteTableBase {
+  /** Route id -> gateway words at [4*id .. 4*id+3] (GATEWAY routes). */
+  gateway = new Uint32Array(8 * 4);
+
+  add(spec: RouteSpec): number {
+    if (spec.prefix.family !== 6) throw new Error('RouteTable6.add: not an IPv6 prefix');
+    const len = spec.prefix.len;
+    const net = new Uint32Array(4);
+    mask6Into(spec.prefix.addr, len, net);
+    const g = this.groupFor(len, 4);
+    if (g.find(net[0], net[1], net[2], net[3]) >= 0) return -1;
+    const id = this.newId(spec);
+    if (spec.gateway instanceof Uint32Array) this.gateway.set(spec.gateway, id * 4);
+    g.add(net[0], net[1], net[2], net[3], id);
+    return id;
+  }
+
+  lookup(dst: Uint32Array): number {
+    const groups = this.groups;
+    const d0 = dst[0];
+    const d1 = dst[1];
+    const d2 = dst[2];
+    const d3 = dst[3];
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      const p = g.find((d0 & g.m0) >>> 0, (d1 & g.m1) >>> 0, (d2 & g.m2) >>> 0, (d3 & g.m3) >>> 0);
+      if (p >= 0) return g.ids[p];
+    }
+    return -1;
+  }
+
+  /** Writes the address to resolve on the link for `dst` via route `id` into `out`. */
+  nextHop(id: number, dst: Uint32Array, out: Uint32Array): void {
+    if (this.kind[id] === RouteKind.GATEWAY) {
+      const o = id * 4;
+      out[0] = this.gateway[o];
+      out[1] = this.gateway[o + 1];
+      out[2] = this.gateway[o + 2];
+      out[3] = this.gateway[o + 3];
+    } else {
+      out[0] = dst[0];
+      out[1] = dst[1];
+      out[2] = dst[2];
+      out[3] = dst[3];
+    }
+  }
+
+  protected growGateways(n: number): void {
+    const g = new Uint32Array(n * 4);
+    g.set(this.gateway);
+    this.gateway = g;
+  }
+}
