@@ -23,6 +23,12 @@ export interface OptionSpec {
   readonly invertible?: boolean;
   /** Other spellings accepted (e.g. "source-country" for "src-cc"). */
   readonly aliases?: readonly string[];
+  /**
+   * Words the option consumes when more than one (tcp's `--tcp-flags MASK COMP`
+   * takes 2). The engine joins them with one space into ParsedOption.value; if
+   * fewer remain it reports iptables' "--<name> requires <n> args." (status 2).
+   */
+  readonly nargs?: number;
 }
 
 export interface ParsedOption {
