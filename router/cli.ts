@@ -1,0 +1,114 @@
+/**
+ * The `xtr` command: `xtr [--socket PATH] COMMAND [ARGS...]` sends one request
+ * to the router's control socket, prints what the command printed and exits
+ * with its status. Commands that read a file from standard input (rule-set
+ * restores, `proc write NAME` without a data argument) get stdin forwarded.
+ */
+import net from 'node:net';
+import { DEFAULT_SOCKET, type ControlRequest } from './control.js';
+import type { CommandResult } from './commands.js';
+
+/** Commands whose standard input is forwarded as the request's `input`. */
+export const STDIN_COMMANDS: readonly string[] = ['iptables-restore', 'ip6tables-restore'];
+
+/** Whether `cmd args` reads standard input. */
+export function readsStdin(cmd: string, args: readonly string[]): boolean {
+  if (STDIN_COMMANDS.includes(cmd)) return true;
+  // `proc write NAME` with no data argument: the data is stdin (like `echo ... > /proc/net/...`).
+  if (cmd === 'proc' && args[0] === 'write' && args.length === 2) return true;
+  return false;
+}
+
+export class RouterNotRunning extends Error {}
+
+/** Sends one request and resolves with the router's answer. */
+export function sendCommand(socketPath: string, req: ControlRequest, timeoutMs = 120_000): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const finish = (err: Error | null, res?: CommandResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(res!);
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (c.includes(10)) {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const line = text.slice(0, text.indexOf('\n'));
+        try {
+          const res = JSON.parse(line) as CommandResult;
+          finish(null, { status: Number(res.status), stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? '') });
+        } catch (e) {
+          finish(new Error(`malformed answer from ${socketPath}: ${(e as Error).message}`));
+        }
+      }
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        finish(new RouterNotRunning(`xtr: the router is not running (no one listening on ${socketPath}); start it with "npm start" or "node dist/router/main.js", or point --socket/XTR_SOCKET at its socket`));
+      } else if (e.code === 'EACCES') {
+        finish(new Error(`xtr: permission denied on ${socketPath}: the control socket is root-only`));
+      } else finish(new Error(`xtr: ${socketPath}: ${e.message}`));
+    });
+    sock.on('end', () => finish(new Error(`xtr: the router closed the connection without answering`)));
+  });
+}
+
+const USAGE = `usage: xtr [--socket PATH] COMMAND [ARGS...]
+  xtr status [--json]     interfaces, counters, drops, uptime
+  xtr ping                health check
+  (the router lists every command it knows when given an unknown one)
+environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
+`;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function writeOut(stream: NodeJS.WriteStream, text: string): Promise<void> {
+  return new Promise((resolve) => (text ? stream.write(text, () => resolve()) : resolve()));
+}
+
+export async function cliMain(argv: string[]): Promise<number> {
+  let socketPath = process.env.XTR_SOCKET || DEFAULT_SOCKET;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--socket' || a === '-s') {
+      if (i + 1 >= argv.length) {
+        process.stderr.write(`xtr: ${a} needs a path\n${USAGE}`);
+        return 2;
+      }
+      socketPath = argv[++i];
+    } else if (a.startsWith('--socket=')) socketPath = a.slice('--socket='.length);
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(USAGE);
+      return 0;
+    } else break;
+  }
+  const cmd = argv[i];
+  if (!cmd) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const args = argv.slice(i + 1);
+  const input = readsStdin(cmd, args) ? await readStdin() : null;
+  try {
+    const res = await sendCommand(socketPath, { cmd, args, input });
+    await writeOut(process.stdout, res.stdout);
+    await writeOut(process.stderr, res.stderr);
+    return res.status;
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    return 1;
+  }
+}

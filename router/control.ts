@@ -1,0 +1,274 @@
+/**
+ * The control socket: a root-only Unix stream socket speaking newline-delimited
+ * JSON. A request is `{"cmd": NAME, "args": [...], "input": string|null}`, a
+ * response `{"status": N, "stdout": "...", "stderr": "..."}`; a connection may
+ * carry any number of requests, answered in order.
+ *
+ * Commands come from CommandTables (router/commands.ts) merged at start-up, so
+ * the rule engine and extensions add commands without this file knowing them.
+ * Commands run one at a time across all connections: a rule-set replacement
+ * is never interleaved with another command. Nothing a client sends can throw
+ * out of here: malformed requests and failing handlers become error
+ * responses.
+ */
+import { mkdirSync, chmodSync, existsSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import type { CommandResult, CommandTable } from './commands.js';
+import type { DeviceStats } from '../dataplane/device.js';
+
+export const DEFAULT_SOCKET = '/run/xtr/xtr.sock';
+/** Largest request line accepted (a big iptables-restore file fits comfortably). */
+export const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
+export interface ControlRequest {
+  cmd: string;
+  args: string[];
+  input: string | null;
+}
+
+export interface ControlLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Validates one decoded request line; returns the request or a message saying what is wrong. */
+export function parseRequest(line: string): ControlRequest | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    return `bad request: not JSON (${(e as Error).message})`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'bad request: expected an object {cmd, args, input}';
+  const o = v as Record<string, unknown>;
+  if (typeof o.cmd !== 'string' || o.cmd === '') return 'bad request: "cmd" must be a non-empty string';
+  const args = o.args ?? [];
+  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) return 'bad request: "args" must be an array of strings';
+  const input = o.input ?? null;
+  if (input !== null && typeof input !== 'string') return 'bad request: "input" must be a string or null';
+  return { cmd: o.cmd, args: args as string[], input: input as string | null };
+}
+
+export class ControlServer {
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly commands: CommandTable = Object.create(null);
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly socketPath: string,
+    private readonly log: ControlLogger,
+  ) {}
+
+  /** Adds commands; a name registered twice is a start-up error, not a silent override. */
+  register(table: CommandTable): void {
+    for (const [name, handler] of Object.entries(table)) {
+      if (name in this.commands) throw new Error(`control command ${name} registered twice`);
+      this.commands[name] = handler;
+    }
+  }
+
+  commandNames(): string[] {
+    return Object.keys(this.commands).sort();
+  }
+
+  /** Runs one request (also used in-process by tests); never rejects. */
+  execute(req: ControlRequest): Promise<CommandResult> {
+    const run = async (): Promise<CommandResult> => {
+      const handler = this.commands[req.cmd];
+      if (!handler) {
+        return { status: 2, stdout: '', stderr: `xtr: unknown command "${req.cmd}"; known: ${this.commandNames().join(', ')}\n` };
+      }
+      try {
+        const r = await handler(req.args, req.input);
+        if (!r || typeof r.status !== 'number') throw new Error('handler returned no result');
+        return { status: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+      } catch (e) {
+        this.log.error({ cmd: req.cmd, err: e instanceof Error ? e.stack : String(e) }, 'control command failed');
+        return { status: 1, stdout: '', stderr: `xtr: ${req.cmd}: internal error: ${(e as Error)?.message ?? e}\n` };
+      }
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  async listen(): Promise<void> {
+    const path = this.socketPath;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    if (existsSync(path)) {
+      if (await isListening(path)) throw new Error(`control socket ${path}: another xtr is already listening there`);
+      unlinkSync(path);
+    }
+    const server = net.createServer((sock) => this.onConnection(sock));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // The socket file is created by bind() inside listen(): a restrictive
+      // umask closes the window before the chmod below.
+      const old = process.umask(0o177);
+      try {
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      } finally {
+        process.umask(old);
+      }
+    });
+    chmodSync(path, 0o600);
+    server.on('error', (e) => this.log.error({ err: String(e) }, 'control socket error'));
+    this.log.info({ socket: path }, 'control socket listening');
+  }
+
+  private onConnection(sock: net.Socket): void {
+    this.sockets.add(sock);
+    sock.on('close', () => this.sockets.delete(sock));
+    sock.on('error', () => sock.destroy());
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let chain: Promise<void> = Promise.resolve();
+    sock.on('data', (chunk: Buffer) => {
+      let start = 0;
+      for (;;) {
+        const nl = chunk.indexOf(10, start);
+        if (nl < 0) break;
+        pending.push(chunk.subarray(start, nl));
+        const line = Buffer.concat(pending).toString('utf8');
+        pending = [];
+        pendingBytes = 0;
+        start = nl + 1;
+        if (line.trim() === '') continue;
+        chain = chain.then(() => this.answer(sock, line));
+      }
+      if (start < chunk.length) {
+        pending.push(chunk.subarray(start));
+        pendingBytes += chunk.length - start;
+        if (pendingBytes > MAX_REQUEST_BYTES) {
+          pending = [];
+          pendingBytes = 0;
+          const msg = { status: 2, stdout: '', stderr: `xtr: request longer than ${MAX_REQUEST_BYTES} bytes\n` };
+          sock.end(JSON.stringify(msg) + '\n');
+        }
+      }
+    });
+  }
+
+  private async answer(sock: net.Socket, line: string): Promise<void> {
+    const req = parseRequest(line);
+    const res: CommandResult = typeof req === 'string' ? { status: 2, stdout: '', stderr: `xtr: ${req}\n` } : await this.execute(req);
+    if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    try {
+      unlinkSync(this.socketPath);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    setTimeout(() => done(false), 1000).unref();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Built-in commands: status and ping.
+
+export interface InterfaceStatus {
+  /** Config name (the one rules use). */
+  name: string;
+  kind: 'tun' | 'tap' | 'host';
+  /** Device name and where it lives (`c0@xtr-c`, `xtr-eth0 -> veth0`, `xtr0`). */
+  device: string;
+  mtu: number;
+  addresses: string[];
+  stats: DeviceStats;
+}
+
+export interface StatusSnapshot {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  interfaces: InterfaceStatus[];
+  /** Packets the router dropped, by reason (router-core's counters). */
+  drops: Record<string, number>;
+  /** Anything else the router reports, passed through to --json. */
+  router?: unknown;
+}
+
+export function statusCommands(snapshot: () => StatusSnapshot): CommandTable {
+  return {
+    ping: () => ({ status: 0, stdout: 'pong\n', stderr: '' }),
+    status: (args) => {
+      const json = args.includes('--json') || args.includes('-j');
+      const unknown = args.filter((a) => a !== '--json' && a !== '-j');
+      if (unknown.length) return { status: 2, stdout: '', stderr: `xtr status: unknown option ${unknown[0]} (usage: xtr status [--json])\n` };
+      const s = snapshot();
+      return { status: 0, stdout: json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s), stderr: '' };
+    },
+  };
+}
+
+export function formatDuration(sec: number): string {
+  const s = Math.floor(sec);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  return (d ? `${d}d` : '') + (d || h ? `${h}h` : '') + (d || h || m ? `${String(m).padStart(d || h ? 2 : 1, '0')}m` : '') + `${String(r).padStart(d || h || m ? 2 : 1, '0')}s`;
+}
+
+export function formatStatus(s: StatusSnapshot): string {
+  const lines = [`xtr ${s.version} pid ${s.pid} up ${formatDuration(s.uptimeSeconds)}`, ''];
+  const header = ['IFACE', 'KIND', 'DEVICE', 'MTU', 'RX-PKTS', 'RX-BYTES', 'TX-PKTS', 'TX-BYTES', 'TX-DROP', 'ADDRESSES'];
+  const rows = s.interfaces.map((i) => [
+    i.name,
+    i.kind,
+    i.device,
+    String(i.mtu),
+    String(i.stats.rxPackets),
+    String(i.stats.rxBytes),
+    String(i.stats.txPackets),
+    String(i.stats.txBytes),
+    String(i.stats.txDropped),
+    i.addresses.join(' '),
+  ]);
+  lines.push(...table([header, ...rows]));
+  const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
+  lines.push('');
+  if (drops.length === 0) lines.push('drops: none');
+  else {
+    lines.push('drops:');
+    lines.push(...table(drops.sort((a, b) => b[1] - a[1]).map(([k, n]) => [`  ${k}`, String(n)])));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function table(rows: string[][]): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd(),
+  );
+}
