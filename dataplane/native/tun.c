@@ -419,7 +419,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value fn, recv, result;
   if (napi_get_reference_value(env, th->callback, &fn) == napi_ok && fn) {
-    napi_get_undefined(env, &recv);
+    napi_get_global(env, &recv); /* make_callback wants an object receiver */
     /* make_callback drains nextTicks and microtasks afterwards, as for any I/O callback */
     napi_status s = napi_make_callback(env, th->async_context, recv, fn, 0, NULL, &result);
     if (s == napi_pending_exception) {
