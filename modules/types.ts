@@ -31,6 +31,17 @@ export interface OptionSpec {
   readonly nargs?: number;
 }
 
+/** A packet field the classifier can index (PacketContext numeric fields). */
+export type IndexedField = 'sport' | 'dport' | 'proto' | 'icmpType' | 'icmpCode' | 'mark' | 'ttl';
+
+/** `min <= pkt[field] <= max` (or outside it when inverted). */
+export interface FieldRange {
+  readonly field: IndexedField;
+  readonly min: number;
+  readonly max: number;
+  readonly inverted: boolean;
+}
+
 export interface ParsedOption {
   /** Canonical name (aliases resolved). */
   readonly name: string;
@@ -62,6 +73,12 @@ export class XtError extends Error {
 /** A procfs-like file exposed by an extension (e.g. net/xt_recent/NAME). */
 export interface ProcFile {
   read(): string;
+  /**
+   * Persistence (optional): the file's state as text that importState accepts,
+   * so extension state (recent lists, ...) survives a restart of xtr.
+   */
+  exportState?(): string;
+  importState?(data: string): void;
   /** Absent = read-only. Throws XtError naming what was wrong. */
   write?(data: string): void;
 }
@@ -127,8 +144,24 @@ interface ExtensionBase<P> {
   parse(opts: readonly ParsedOption[], rule: RuleInfo): P;
   /** Option words for iptables-save, each preceded by a space (e.g. " --dport 22"). */
   save(params: P): string;
-  /** `iptables -L` text, if it differs from the save text. */
-  print?(params: P): string;
+  /**
+   * `iptables -L` text, if it differs from the save text; like save, each word
+   * preceded by a space. `numeric` is true under `-n` (ports, names as numbers).
+   */
+  print?(params: P, numeric?: boolean): string;
+  /**
+   * The protocol the rule must name with `-p`, not inverted (the kernel's
+   * xt_match.proto / xt_target.proto; e.g. tcp = 6). The engine refuses the
+   * rule otherwise with iptables' "Invalid argument".
+   */
+  readonly proto?: number;
+  /**
+   * For the rule classifier (optional): header-field ranges every packet this
+   * match accepts lies in - a necessary condition, never more. The engine uses
+   * them only to skip rules that cannot match and still runs match() on the
+   * candidates, so an absent or loose description costs speed, not correctness.
+   */
+  describe?(params: P): readonly FieldRange[] | null;
 }
 
 export interface MatchExtension<P = unknown> extends ExtensionBase<P> {
