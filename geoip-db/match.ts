@@ -1,0 +1,57 @@
+/**
+ * What the geoip and asn matches share at rule check time: the GeoDatabase of
+ * the configured directory (one per directory, shared through the router's
+ * SharedStateRegistry) and a reference on each named table.
+ */
+import type { Family } from '../router/packet.js';
+import { XtError, type CheckEnv } from '../modules/types.js';
+import { GeoDatabase, GeoDbError } from './loader.js';
+
+export interface AttachedSets {
+  readonly db: GeoDatabase;
+  /** Slot of each name in db.tables, in rule order. */
+  readonly slots: Int32Array;
+  release(): void;
+}
+
+/** The database directory from `settings[ext].dir`, else the upstream default. */
+export function databaseDir(env: CheckEnv, ext: 'geoip' | 'asn', fallback: string): string {
+  const s = env.settings[ext];
+  if (s && typeof s === 'object' && 'dir' in s) {
+    const dir = (s as { dir: unknown }).dir;
+    if (typeof dir === 'string' && dir !== '') return dir;
+    throw new XtError(`${ext}: settings.${ext}.dir must be a non-empty string`, 1);
+  }
+  return fallback;
+}
+
+/**
+ * Takes references on `<dir>/<name>.iv4|.iv6` for every name. On a missing
+ * or corrupt file nothing stays acquired and the error says which file, as
+ * iptables does ("Could not open ...", "... seems to be corrupted").
+ */
+export function attachSets(env: CheckEnv, ext: 'geoip' | 'asn', dir: string, names: readonly string[], family: Family): AttachedSets {
+  const key = `geoip-db:${dir}`;
+  const db = env.state.acquire(key, () => new GeoDatabase(dir));
+  const slots = new Int32Array(names.length);
+  let taken = 0;
+  try {
+    for (; taken < names.length; taken++) slots[taken] = db.acquire(names[taken]!, family);
+  } catch (e) {
+    for (let i = 0; i < taken; i++) db.release(slots[i]!);
+    env.state.release(key);
+    if (e instanceof GeoDbError) throw new XtError(`${e.message}: Could not read ${ext} database`, 1);
+    throw e;
+  }
+  let released = false;
+  return {
+    db,
+    slots,
+    release() {
+      if (released) return;
+      released = true;
+      for (const s of slots) db.release(s);
+      env.state.release(key);
+    },
+  };
+}
