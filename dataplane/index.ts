@@ -15,3 +15,5 @@ export * from './udp.js';
 export * from './icmp.js';
 export * from './icmpv6.js';
 export * from './parse.js';
+export * from './dhcp.js';
+export * from './build.js';
