@@ -1,0 +1,133 @@
+/**
+ * `-m icmp --icmp-type` (IPv4), as libxt_icmp + the kernel's icmp_match.
+ * Names are matched case-insensitively by prefix, as iptables does; a
+ * prefix shared by two names is refused as ambiguous.
+ *
+ * Also exports the type-table parser icmp6 uses.
+ */
+import type { PacketContext } from '../router/packet.js';
+import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+
+/** [name, type, code min, code max]; aliases are separate rows. */
+export type IcmpName = readonly [string, number, number, number];
+
+const ANY = 0xff;
+
+const ICMP_NAMES: readonly IcmpName[] = [
+  ['any', ANY, 0, 0xff],
+  ['echo-reply', 0, 0, 0xff],
+  ['pong', 0, 0, 0xff],
+  ['destination-unreachable', 3, 0, 0xff],
+  ['network-unreachable', 3, 0, 0],
+  ['host-unreachable', 3, 1, 1],
+  ['protocol-unreachable', 3, 2, 2],
+  ['port-unreachable', 3, 3, 3],
+  ['fragmentation-needed', 3, 4, 4],
+  ['source-route-failed', 3, 5, 5],
+  ['network-unknown', 3, 6, 6],
+  ['host-unknown', 3, 7, 7],
+  ['network-prohibited', 3, 9, 9],
+  ['host-prohibited', 3, 10, 10],
+  ['TOS-network-unreachable', 3, 11, 11],
+  ['TOS-host-unreachable', 3, 12, 12],
+  ['communication-prohibited', 3, 13, 13],
+  ['host-precedence-violation', 3, 14, 14],
+  ['precedence-cutoff', 3, 15, 15],
+  ['source-quench', 4, 0, 0xff],
+  ['redirect', 5, 0, 0xff],
+  ['network-redirect', 5, 0, 0],
+  ['host-redirect', 5, 1, 1],
+  ['TOS-network-redirect', 5, 2, 2],
+  ['TOS-host-redirect', 5, 3, 3],
+  ['echo-request', 8, 0, 0xff],
+  ['ping', 8, 0, 0xff],
+  ['router-advertisement', 9, 0, 0xff],
+  ['router-solicitation', 10, 0, 0xff],
+  ['time-exceeded', 11, 0, 0xff],
+  ['ttl-exceeded', 11, 0, 0xff],
+  ['ttl-zero-during-transit', 11, 0, 0],
+  ['ttl-zero-during-reassembly', 11, 1, 1],
+  ['parameter-problem', 12, 0, 0xff],
+  ['ip-header-bad', 12, 0, 0],
+  ['required-option-missing', 12, 1, 1],
+  ['timestamp-request', 13, 0, 0xff],
+  ['timestamp-reply', 14, 0, 0xff],
+  ['address-mask-request', 17, 0, 0xff],
+  ['address-mask-reply', 18, 0, 0xff],
+];
+
+/** `name`, `type` or `type/code` → [type, codeMin, codeMax]; `what` is "ICMP" or "ICMPv6". */
+export function parseIcmpType(s: string, table: readonly IcmpName[], what: string): [number, number, number] {
+  let found: IcmpName | null = null;
+  for (const row of table) {
+    if (s.length > 0 && row[0].toLowerCase().startsWith(s.toLowerCase())) {
+      if (row[0].length === s.length) return [row[1], row[2], row[3]];
+      if (found && (found[1] !== row[1] || found[2] !== row[2])) {
+        throw new XtError(`Ambiguous ${what} type \`${s}': \`${found[0]}' or \`${row[0]}'?`);
+      }
+      found ??= row;
+    }
+  }
+  if (found) return [found[1], found[2], found[3]];
+  const m = /^([0-9]+)(?:\/([0-9]+))?$/.exec(s);
+  if (!m || Number(m[1]) > 255) throw new XtError(`Unknown ${what} type \`${s}'`);
+  if (m[2] === undefined) return [Number(m[1]), 0, 0xff];
+  if (Number(m[2]) > 255) throw new XtError(`Unknown ${what} code \`${s}'`);
+  return [Number(m[1]), Number(m[2]), Number(m[2])];
+}
+
+export interface IcmpParams {
+  type: number;
+  codeMin: number;
+  codeMax: number;
+  inv: boolean;
+}
+
+export function saveIcmpType(opt: string, p: IcmpParams, anyName: boolean): string {
+  let v: string;
+  if (anyName && p.type === ANY) v = 'any';
+  else if (p.codeMin === 0 && p.codeMax === 0xff) v = `${p.type}`;
+  else if (p.codeMin === p.codeMax) v = `${p.type}/${p.codeMin}`;
+  else v = `${p.type}/${p.codeMin}-${p.codeMax}`;
+  return `${p.inv ? ' !' : ''} --${opt} ${v}`;
+}
+
+function parseOne(opts: readonly ParsedOption[], ext: string, opt: string, table: readonly IcmpName[], what: string): IcmpParams {
+  let p: IcmpParams | null = null;
+  for (const o of opts) {
+    if (o.name !== opt) continue;
+    if (p) throw new XtError(`${ext}: option "--${opt}" can only be used once.`);
+    const [type, codeMin, codeMax] = parseIcmpType(o.value ?? '', table, what);
+    p = { type, codeMin, codeMax, inv: o.inverted };
+  }
+  return p ?? { type: ANY, codeMin: 0, codeMax: 0xff, inv: false };
+}
+
+export { parseOne as parseIcmpOption };
+
+const IPPROTO_ICMP = 1;
+
+const icmp: MatchExtension<IcmpParams> = {
+  kind: 'match',
+  name: 'icmp',
+  families: [4],
+  options: [{ name: 'icmp-type', arg: 'required', invertible: true }],
+  parse(opts) {
+    return parseOne(opts, 'icmp', 'icmp-type', ICMP_NAMES, 'ICMP');
+  },
+  check(p) {
+    const { type, codeMin, codeMax, inv } = p;
+    return {
+      match(pkt: PacketContext): boolean {
+        if (pkt.fragmentOffset !== 0 || pkt.proto !== IPPROTO_ICMP || pkt.icmpType < 0) return false;
+        const hit = type === ANY || (pkt.icmpType === type && pkt.icmpCode >= codeMin && pkt.icmpCode <= codeMax);
+        return hit !== inv;
+      },
+    };
+  },
+  save(p) {
+    return saveIcmpType('icmp-type', p, true);
+  },
+};
+
+export default icmp;

@@ -1,0 +1,59 @@
+/**
+ * `-m udp` (also implicit with `-p udp --dport ...`): source and destination
+ * port ranges, as libxt_udp + xt_tcpudp.
+ */
+import type { PacketContext } from '../router/packet.js';
+import { parsePortRange, savePortRange } from './tcp.js';
+import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+
+const IPPROTO_UDP = 17;
+
+export interface UdpParams {
+  spts: [number, number];
+  dpts: [number, number];
+  invSrc: boolean;
+  invDst: boolean;
+}
+
+function matchUdp(p: UdpParams, pkt: PacketContext): boolean {
+  if (pkt.fragmentOffset !== 0 || pkt.proto !== IPPROTO_UDP || pkt.l4len < 8) return false;
+  if ((pkt.sport >= p.spts[0] && pkt.sport <= p.spts[1]) === p.invSrc) return false;
+  return (pkt.dport >= p.dpts[0] && pkt.dport <= p.dpts[1]) !== p.invDst;
+}
+
+const udp: MatchExtension<UdpParams> = {
+  kind: 'match',
+  name: 'udp',
+  families: [4, 6],
+  options: [
+    { name: 'source-port', arg: 'required', invertible: true, aliases: ['sport'] },
+    { name: 'destination-port', arg: 'required', invertible: true, aliases: ['dport'] },
+  ],
+  parse(opts: readonly ParsedOption[]) {
+    const p: UdpParams = { spts: [0, 65535], dpts: [0, 65535], invSrc: false, invDst: false };
+    let haveS = false;
+    let haveD = false;
+    for (const o of opts) {
+      if (o.name === 'source-port') {
+        if (haveS) throw new XtError("Only one `--source-port' allowed");
+        haveS = true;
+        p.spts = parsePortRange(o.value ?? '', 'udp');
+        p.invSrc = o.inverted;
+      } else if (o.name === 'destination-port') {
+        if (haveD) throw new XtError("Only one `--destination-port' allowed");
+        haveD = true;
+        p.dpts = parsePortRange(o.value ?? '', 'udp');
+        p.invDst = o.inverted;
+      }
+    }
+    return p;
+  },
+  check(p) {
+    return { match: (pkt) => matchUdp(p, pkt) };
+  },
+  save(p) {
+    return savePortRange('sport', p.spts[0], p.spts[1], p.invSrc) + savePortRange('dport', p.dpts[0], p.dpts[1], p.invDst);
+  },
+};
+
+export default udp;
