@@ -1,0 +1,163 @@
+/**
+ * Forwarding benchmark: UDP packets per second delivered
+ *   - by the generator alone (sender and receiver namespaces joined by one veth),
+ *   - through plain kernel forwarding (sender - veth - router ns with ip_forward - veth - receiver),
+ *   - through xtr in the link-mode lab (sender in <p>c, xtr in <p>r, receiver in <p>s),
+ * for 64-byte and 1400-byte UDP payloads, all in one run on this machine, so
+ * the ratio compares like with like and a generator limit cannot pass for a
+ * router limit.
+ *
+ *   npm run bench:forward [-- --duration S] [-- --cpu-prof DIR]
+ *
+ * The traffic tool is bench/native/udpgen (sendmmsg/recvmmsg). "Delivered"
+ * is what the receiver counted, at the rate it arrived. The last line is one
+ * `key=value` line for scripts.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, vethPair, background } from '../test/helpers/netns.js';
+
+const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
+const PORT = 9000;
+
+interface Args {
+  duration: number;
+  cpuProf: string | null;
+  sizes: number[];
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { duration: Number(process.env.BENCH_DURATION ?? 5), cpuProf: null, sizes: [64, 1400] };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--duration') a.duration = Number(argv[++i]);
+    else if (argv[i] === '--cpu-prof') a.cpuProf = argv[++i];
+    else throw new Error(`bench:forward: unknown argument ${argv[i]} (--duration S, --cpu-prof DIR)`);
+  }
+  if (!(a.duration > 0 && a.duration <= 120)) throw new Error('--duration must be between 0 and 120 seconds');
+  return a;
+}
+
+interface Measure {
+  sent: number;
+  sentPps: number;
+  received: number;
+  pps: number;
+}
+
+function field(out: string, key: string): number {
+  const m = new RegExp(`\\b${key}=([0-9.]+)`).exec(out);
+  if (!m) throw new Error(`udpgen output lacks ${key}=: ${out.trim()}`);
+  return Number(m[1]);
+}
+
+/** One bounded run: receiver first, then the sender for `duration` seconds. */
+async function measure(sendNs: string, recvNs: string, dst: string, size: number, duration: number): Promise<Measure> {
+  const recv = background([UDPGEN, 'recv', '--port', String(PORT), '--duration', String(duration + 3), '--idle', '1'], { netns: recvNs });
+  await sleep(300);
+  const send = await run([UDPGEN, 'send', '--dst', dst, '--port', String(PORT), '--size', String(size), '--duration', String(duration)], {
+    netns: sendNs,
+    timeoutMs: (duration + 10) * 1000,
+  });
+  const code = await recv.wait((duration + 10) * 1000);
+  const out = recv.stdout().toString();
+  if (code !== 0) throw new Error(`udpgen recv exit ${code}: ${recv.stderr()}`);
+  return { sent: field(send, 'sent'), sentPps: field(send, 'pps'), received: field(out, 'received'), pps: field(out, 'pps') };
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (!existsSync(UDPGEN)) throw new Error(`${UDPGEN} missing: run bash scripts/ensure-setup`);
+  const prefix = uniquePrefix('xb');
+  const nss = new Namespaces(prefix);
+  let lab: Awaited<ReturnType<typeof startLab>> | null = null;
+  const results: Record<string, Measure> = {};
+  const cleanup = async () => {
+    if (lab) await lab.stop();
+    await nss.cleanup();
+  };
+  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  try {
+    // Generator alone: one veth.
+    const gs = await nss.add('gs');
+    const gr = await nss.add('gr');
+    await vethPair({ ns: gs, ifname: 'g0', addresses: ['10.99.0.1/24'] }, { ns: gr, ifname: 'g1', addresses: ['10.99.0.2/24'] });
+
+    // Kernel forwarding: sender - veth - router (ip_forward) - veth - receiver, lab addressing.
+    const ks = await nss.add('ks');
+    const kr = await nss.add('kr');
+    const kd = await nss.add('kd');
+    await vethPair({ ns: ks, ifname: 'c0', addresses: ['198.51.100.2/24'] }, { ns: kr, ifname: 'eth0', addresses: ['198.51.100.1/24'] });
+    await vethPair({ ns: kr, ifname: 'eth1', addresses: ['203.0.113.1/24'] }, { ns: kd, ifname: 's0', addresses: ['203.0.113.2/24'] });
+    await run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { netns: kr });
+    await run(['ip', 'route', 'add', 'default', 'via', '198.51.100.1'], { netns: ks });
+    await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.1'], { netns: kd });
+
+    // xtr: the link-mode lab (TUN), logging only warnings so logging is not measured.
+    const nodeArgs = args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : [];
+    if (args.cpuProf) mkdirSync(args.cpuProf, { recursive: true });
+    lab = await startLab({ prefix, logLevel: 'warn', nodeArgs });
+    await run(['ping', '-c', '1', '-W', '2', '203.0.113.2'], { netns: lab.ns.c });
+    await run(['ping', '-c', '1', '-W', '2', '203.0.113.2'], { netns: ks });
+
+    // Warm-up: the first second through xtr includes JIT compilation of the hot path.
+    await measure(lab.ns.c, lab.ns.s, '203.0.113.2', 64, 1);
+
+    for (const size of args.sizes) {
+      results[`gen_${size}`] = await measure(gs, gr, '10.99.0.2', size, args.duration);
+      results[`kernel_${size}`] = await measure(ks, kd, '203.0.113.2', size, args.duration);
+      results[`xtr_${size}`] = await measure(lab.ns.c, lab.ns.s, '203.0.113.2', size, args.duration);
+    }
+    const st = await lab.xtr(['status']);
+
+    console.log(`forwarding benchmark: ${args.duration} s per run, udpgen sendmmsg/recvmmsg, ${(await exec(['nproc'])).stdout.trim()} CPUs`);
+    console.log('');
+    console.log('path                 payload   offered pps   delivered pps   delivered/offered');
+    for (const size of args.sizes) {
+      for (const path of ['gen', 'kernel', 'xtr']) {
+        const m = results[`${path}_${size}`];
+        const label = path === 'gen' ? 'generator (1 veth)' : path === 'kernel' ? 'kernel forwarding' : 'xtr (lab, tun)';
+        console.log(
+          `${label.padEnd(20)} ${String(size).padStart(5)} B  ${fmt(m.sentPps).padStart(12)}  ${fmt(m.pps).padStart(14)}   ${(m.sent ? (100 * m.received) / m.sent : 0).toFixed(1).padStart(5)}%`,
+        );
+      }
+    }
+    const ratio = (size: number) => (results[`kernel_${size}`].pps > 0 ? results[`xtr_${size}`].pps / results[`kernel_${size}`].pps : 0);
+    console.log('');
+    for (const size of args.sizes) console.log(`xtr/kernel at ${size} B: ${(100 * ratio(size)).toFixed(1)}%`);
+    console.log('');
+    console.log(st.stdout.trimEnd());
+    console.log('');
+    const small = args.sizes[0];
+    const big = args.sizes[1];
+    const kv: [string, string][] = [
+      ['xtr_pps', fmt(results[`xtr_${small}`].pps).replaceAll(',', '')],
+      ['kernel_pps', fmt(results[`kernel_${small}`].pps).replaceAll(',', '')],
+      ['ratio', ratio(small).toFixed(3)],
+      ['gen_pps', fmt(results[`gen_${small}`].pps).replaceAll(',', '')],
+    ];
+    if (big !== undefined) {
+      kv.push(
+        [`xtr_pps_${big}`, fmt(results[`xtr_${big}`].pps).replaceAll(',', '')],
+        [`kernel_pps_${big}`, fmt(results[`kernel_${big}`].pps).replaceAll(',', '')],
+        [`ratio_${big}`, ratio(big).toFixed(3)],
+        [`gen_pps_${big}`, fmt(results[`gen_${big}`].pps).replaceAll(',', '')],
+      );
+    }
+    kv.push(['payload', String(small)], ['duration_s', String(args.duration)]);
+    await cleanup();
+    lab = null;
+    console.log(kv.map(([k, v]) => `${k}=${v}`).join(' '));
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+main().catch((e) => {
+  console.error(`bench:forward failed: ${e instanceof Error ? e.message : e}`);
+  process.exit(1);
+});
