@@ -1,0 +1,48 @@
+# xtr as a gateway container (docs/gateway.md).
+#
+#   docker build -t xtr .
+#   docker run -d --name xtr --cap-add NET_ADMIN --device /dev/net/tun \
+#     --sysctl net.ipv4.ip_forward=1 -v $PWD/xtr.yaml:/etc/xtr/xtr.yaml:ro xtr
+#   docker exec xtr xtr status
+#
+# The configuration's interfaces use `attach: <container interface>` (gateway
+# mode): xtr creates a TUN per interface and policy routing steers what the
+# container forwards through it. The image runs Node 22; development and CI
+# use Node 20.
+
+FROM node:22-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# The native addon is built by `npm ci` (install script: node-gyp rebuild).
+COPY package.json package-lock.json binding.gyp tsconfig.json ./
+COPY dataplane ./dataplane
+RUN npm ci --no-audit --no-fund
+# Only sources: a host's node_modules/, build/ or dist/ never leak in.
+COPY router ./router
+COPY modules ./modules
+COPY geoip-db ./geoip-db
+COPY scripts ./scripts
+COPY bench ./bench
+COPY test ./test
+COPY bin ./bin
+RUN npx tsc -p . && npm prune --omit=dev --ignore-scripts
+
+FROM node:22-bookworm-slim
+# iproute2: placement and policy routing; procps: sysctl.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iproute2 procps \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/xtr
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/build/Release/xtr_tun.node ./build/Release/xtr_tun.node
+COPY --from=build /src/dist ./dist
+COPY --from=build /src/bin ./bin
+RUN ln -s /opt/xtr/bin/xtr.js /usr/local/bin/xtr && mkdir -p /etc/xtr /run/xtr /var/lib/xtr
+ENV NODE_ENV=production
+STOPSIGNAL SIGTERM
+# The router prints JSON log lines on stdout (docker logs).
+ENTRYPOINT ["node", "/opt/xtr/dist/router/main.js"]
+CMD ["--config", "/etc/xtr/xtr.yaml"]
