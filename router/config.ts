@@ -224,7 +224,7 @@ export function validateConfig(doc: unknown): XtrConfig {
   const stateDir = root.stateDir === undefined ? CONFIG_DEFAULTS.stateDir : str(root.stateDir, 'stateDir');
 
   let hostName: string = CONFIG_DEFAULTS.hostInterface;
-  let hostMtu: number = 65535;
+  let hostMtu = 0;
   if (root.hostInterface !== undefined) {
     const h = obj(root.hostInterface, 'hostInterface');
     onlyKeys(h, ['name', 'mtu'], 'hostInterface');
@@ -339,6 +339,9 @@ export function validateConfig(doc: unknown): XtrConfig {
     const toNorm = to ? prefixText(to) : family === 4 ? '0.0.0.0/0' : '::/0';
     return { to: toNorm, via: via ? (via.family === 4 ? formatIPv4(via.addr) : formatIPv6(via.addr)) : null, dev };
   });
+
+  // The local stack sees the largest link MTU, so its own packets fit some link and PMTU discovery does the rest.
+  if (hostMtu === 0) hostMtu = interfaces.reduce((m, i) => Math.max(m, i.mtu), 0) || CONFIG_DEFAULTS.mtu;
 
   const netfilter = root.netfilter === undefined || root.netfilter === null ? {} : obj(root.netfilter, 'netfilter');
   const extensions = root.extensions === undefined || root.extensions === null ? {} : obj(root.extensions, 'extensions');

@@ -369,7 +369,7 @@ export class RouteTable4 extends RouteTableBase {
     const net = (spec.prefix.addr & mask4(len)) >>> 0;
     const g = this.groupFor(len, 1);
     if (g.find(net, 0, 0, 0) >= 0) return -1;
-    const id = this.newId(spec);
+    const id = this.newId({ ...spec, prefix: { family: 4, addr: net, len } });
     this.gateway[id] = typeof spec.gateway === 'number' ? spec.gateway : 0;
     g.add(net, 0, 0, 0, id);
     return id;
@@ -409,7 +409,7 @@ export class RouteTable6 extends RouteTableBase {
     mask6Into(spec.prefix.addr, len, net);
     const g = this.groupFor(len, 4);
     if (g.find(net[0], net[1], net[2], net[3]) >= 0) return -1;
-    const id = this.newId(spec);
+    const id = this.newId({ ...spec, prefix: { family: 6, addr: net, len } });
     if (spec.gateway instanceof Uint32Array) this.gateway.set(spec.gateway, id * 4);
     g.add(net[0], net[1], net[2], net[3], id);
     return id;

@@ -10,7 +10,7 @@ test('YAML fixture: every key read and normalised', (t) => {
   t.is(c.logLevel, 'info');
   t.is(c.control.socket, '/run/xtr/xtr.sock');
   t.is(c.stateDir, '/var/lib/xtr');
-  t.deepEqual(c.hostInterface, { name: 'xtr0', mtu: 65535 });
+  t.deepEqual(c.hostInterface, { name: 'xtr0', mtu: 1500 });
   t.is(c.interfaces.length, 3);
   const [e0, e1, e2] = c.interfaces;
   t.deepEqual(e0, {
@@ -49,6 +49,8 @@ test('JSON fixture: defaults filled in, "default" route normalised, tap MAC deri
   t.is(c.stateDir, '/var/lib/xtr');
   t.is(c.interfaces[0].mtu, 1500);
   t.is(c.interfaces[0].mode, 'tun');
+  t.is(validateConfig({ interfaces: [{ name: 'a', mtu: 9000 }, { name: 'b' }] }).hostInterface.mtu, 9000);
+  t.is(validateConfig({ hostInterface: { mtu: 1400 } }).hostInterface.mtu, 1400);
   t.is(c.interfaces[1].mac, deriveMac('eth1'));
   t.regex(c.interfaces[1].mac!, /^02:/);
   t.not(deriveMac('eth1'), deriveMac('eth2'));

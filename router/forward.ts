@@ -1,0 +1,915 @@
+/**
+ * The router: reads batches from its TUN/TAP devices, runs every packet
+ * through one pipeline (L2, validation, netfilter hooks, routing, TTL, MTU,
+ * L2 again) and writes the survivors with one write per egress device per
+ * batch.
+ *
+ * Paths, with the netfilter hooks in the kernel's order:
+ *   link in  -> PREROUTING -> route -> local:  INPUT -> host interface
+ *                                   -> remote: (TTL, MTU checks) FORWARD -> POSTROUTING -> link out
+ *   host interface in (the local stack's output), and packets xtr builds
+ *   (ICMP errors, services.emitLocal)
+ *            -> route -> OUTPUT -> POSTROUTING -> link out (or INPUT -> host interface)
+ *
+ * Memory: one Buffer holds the read batch's slots followed by a scratch area
+ * for packets xtr builds. Forwarded packets are never copied: they are edited
+ * in place (TTL, Ethernet header written into the headroom) and queued for
+ * transmission as offsets into that buffer. One PacketContext is re-pointed
+ * at every packet. The fast path (parse, hooks, one LPM lookup, neighbour
+ * hash probe on TAP, queue) allocates nothing and creates no closures.
+ *
+ * Re-entrancy: packets built while another is in the pipeline (an ICMP error
+ * about it, an emitLocal from a target) are queued as "pending" in scratch
+ * and run through the OUTPUT path right after the current packet.
+ */
+import { getU16 } from '../dataplane/bytes.js';
+import { HEADROOM, type PacketBatch, type PacketDevice } from '../dataplane/device.js';
+import { buildIcmp4Error, buildIcmp6Error, fragmentIpv4, mayReplyWithIcmpError } from '../dataplane/build.js';
+import { writeEthernet } from '../dataplane/ethernet.js';
+import { parsePacket } from '../dataplane/parse.js';
+import type { XtrConfig } from './config.js';
+import {
+  DROP_COUNT,
+  DROP_NAMES,
+  RouterDrop,
+  RouterInterface,
+  SCRATCH_HEADROOM,
+} from './interfaces.js';
+import type { Logger } from './log.js';
+import {
+  DEFAULT_NEIGHBOR_TIMERS,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  NUD_STATE_NAMES,
+  NeighborCache,
+  type NeighborIO,
+  type NeighborTimers,
+} from './neighbor.js';
+import { CtState, Hook, PacketContext, Verdict, type Family } from './packet.js';
+import {
+  formatIPv4,
+  formatIPv6,
+  formatPrefix,
+  parseIPv4,
+  parseIPv6,
+  parsePrefix,
+  prefixContains4,
+  prefixContains6,
+  RouteKind,
+  RouteTable4,
+  RouteTable6,
+} from './routing.js';
+import { monotonicMs, Services, type LocalPacketSink } from './services.js';
+import type { RouterServices } from '../modules/types.js';
+
+/** The rule engine's seam: one call per packet per hook. */
+export interface Netfilter {
+  hook(hook: Hook, ctx: PacketContext): Verdict;
+}
+
+/** Accepts everything: the router before a rule engine is plugged in. */
+export const ACCEPT_ALL: Netfilter = {
+  hook: () => Verdict.ACCEPT,
+};
+
+export interface RouterOptions {
+  config: XtrConfig;
+  /** Devices by config interface name. */
+  devices: Map<string, PacketDevice>;
+  /** The host interface (local delivery), or null (gateway mode: local packets go back into their ingress TUN). */
+  host: PacketDevice | null;
+  logger: Logger;
+  /** Packets per read (default 64). */
+  batchSize?: number;
+  /** Neighbour timers (tests shorten them). */
+  neighborTimers?: Partial<NeighborTimers>;
+  /** Monotonic milliseconds (tests substitute a fake clock). */
+  clock?: () => number;
+  /** How often neighbour timers run, ms (default 250). */
+  tickMs?: number;
+}
+
+export interface InterfaceStatusEntry {
+  name: string;
+  index: number;
+  kind: 'tun' | 'tap' | 'host';
+  mtu: number;
+  mac: string | null;
+  addresses: string[];
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  txDropped: number;
+  drops: Record<string, number>;
+  neighbors?: { address: string; mac: string | null; state: string; queued: number }[];
+}
+
+export interface RouterStatus {
+  uptimeSeconds: number;
+  running: boolean;
+  interfaces: InterfaceStatusEntry[];
+  /** Drops by reason over all interfaces and xtr's own packets. */
+  drops: Record<string, number>;
+  routes: { to: string; via: string | null; dev: string; kind: 'local' | 'connected' | 'gateway' }[];
+  icmpErrorsSent: number;
+  icmpRateLimited: number;
+}
+
+const DEFAULT_BATCH = 64;
+const SCRATCH_SIZE = 512 * 1024;
+/** Most batches drained per wake-up before yielding to other devices (the poll is level-triggered). */
+const MAX_ROUNDS = 16;
+const PENDING_MAX = 256;
+const MAX_FRAGMENTS = 160;
+/** ICMP error rate limit: the kernel's icmp_msgs_per_sec / icmp_msgs_burst defaults. */
+const ICMP_RATE_PER_MS = 1000 / 1000;
+const ICMP_BURST = 50;
+const ETH_HLEN = 14;
+
+export class Router implements LocalPacketSink {
+  readonly services: RouterServices;
+  /** Interfaces by index (0 unused); the host interface, if any, is last. */
+  readonly interfaces: RouterInterface[] = [];
+  readonly host: RouterInterface | null;
+  readonly routes4 = new RouteTable4();
+  readonly routes6 = new RouteTable6();
+
+  private readonly logger: Logger;
+  private readonly config: XtrConfig;
+  private readonly clock: () => number;
+  private readonly tickMs: number;
+  private readonly batch: PacketBatch;
+  private readonly buf: Buffer;
+  private readonly scratchStart: number;
+  private readonly scratchEnd: number;
+  private scratchPos: number;
+  private readonly ctx = new PacketContext();
+  private nf: Netfilter = ACCEPT_ALL;
+
+  private readonly pendingOff = new Uint32Array(PENDING_MAX);
+  private readonly pendingLen = new Uint32Array(PENDING_MAX);
+  private pendingHead = 0;
+  private pendingCount = 0;
+  private inBatch = false;
+
+  private readonly fragTmp = Buffer.alloc(65536 + MAX_FRAGMENTS * 64);
+  private readonly fragOffs = new Uint32Array(MAX_FRAGMENTS);
+  private readonly fragLens = new Uint32Array(MAX_FRAGMENTS);
+  private readonly nextHop6 = new Uint32Array(4);
+  private readonly savedDst6 = new Uint32Array(4);
+
+  /** Drops of packets not from any interface (xtr's own). */
+  private readonly localDrops = new Float64Array(DROP_COUNT);
+  private anySource4 = 0;
+  private anySource6: Uint32Array | null = null;
+  private icmpTokens = ICMP_BURST;
+  private icmpLast = 0;
+  private icmpErrorsSent = 0;
+  private icmpRateLimited = 0;
+
+  private running = false;
+  private startedAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  now = 0;
+
+  constructor(opts: RouterOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.clock = opts.clock ?? monotonicMs;
+    this.tickMs = opts.tickMs ?? 250;
+    const batchSize = opts.batchSize ?? DEFAULT_BATCH;
+    const timers: NeighborTimers = { ...DEFAULT_NEIGHBOR_TIMERS, ...opts.neighborTimers };
+
+    // One buffer: read slots, then scratch. Slots fit the largest frame of any device.
+    let maxFrame = opts.config.hostInterface.mtu;
+    for (const ic of opts.config.interfaces) maxFrame = Math.max(maxFrame, ic.mtu + (ic.mode === 'tap' ? ETH_HLEN : 0));
+    const slotSize = Math.ceil((HEADROOM + maxFrame) / 64) * 64;
+    const slots = batchSize * slotSize;
+    const data = Buffer.alloc(slots + SCRATCH_SIZE);
+    const offsets = new Uint32Array(batchSize);
+    for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize + HEADROOM;
+    this.batch = { data, offsets, lengths: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
+    this.buf = data;
+    this.scratchStart = slots;
+    this.scratchEnd = data.length;
+    this.scratchPos = slots;
+
+    const txCapacity = batchSize * 4 + MAX_FRAGMENTS;
+    this.interfaces.push(null as unknown as RouterInterface); // index 0 = none
+    for (const ic of opts.config.interfaces) {
+      const dev = opts.devices.get(ic.name);
+      if (!dev) throw new Error(`interface ${ic.name}: no device given to the router`);
+      if (dev.kind !== ic.mode) throw new Error(`interface ${ic.name}: config says ${ic.mode} but the device is ${dev.kind}`);
+      const ri = new RouterInterface(ic.name, this.interfaces.length, ic.mode, ic.mtu, dev, ic, txCapacity);
+      if (ic.mode === 'tap') ri.neighbors = new NeighborCache(ri.macValue, ri.v4, ri.v6, this.neighborIO(ri), timers);
+      this.interfaces.push(ri);
+      if (!this.anySource4 && ri.icmpSource4) this.anySource4 = ri.icmpSource4;
+      if (!this.anySource6 && ri.icmpSource6) this.anySource6 = ri.icmpSource6;
+    }
+    if (opts.host) {
+      const h = new RouterInterface(opts.config.hostInterface.name, this.interfaces.length, 'host', opts.config.hostInterface.mtu, opts.host, null, txCapacity);
+      this.interfaces.push(h);
+      this.host = h;
+    } else {
+      this.host = null;
+    }
+    this.installRoutes();
+    this.services = new Services(this, this.logger);
+  }
+
+  // ------------------------------------------------------------ set-up
+
+  private installRoutes(): void {
+    const byName = new Map<string, RouterInterface>();
+    for (let i = 1; i < this.interfaces.length; i++) byName.set(this.interfaces[i].name, this.interfaces[i]);
+    const links = this.interfaces.slice(1).filter((i) => i.kind !== 'host');
+    // the router's own addresses first (host routes: local delivery), then connected networks
+    for (const ri of links) {
+      const localIf = this.host ? this.host.index : ri.index;
+      for (const a of ri.v4) this.routes4.add({ prefix: { family: 4, addr: a.addr, len: 32 }, kind: RouteKind.LOCAL, ifIndex: localIf });
+      for (const a of ri.v6) this.routes6.add({ prefix: { family: 6, addr: a.addr, len: 128 }, kind: RouteKind.LOCAL, ifIndex: localIf });
+    }
+    for (const ri of links) {
+      for (const a of ri.v4) this.routes4.add({ prefix: { family: 4, addr: a.addr, len: a.len }, kind: RouteKind.CONNECTED, ifIndex: ri.index });
+      for (const a of ri.v6) this.routes6.add({ prefix: { family: 6, addr: a.addr, len: a.len }, kind: RouteKind.CONNECTED, ifIndex: ri.index });
+    }
+    for (const r of this.config.routes) {
+      const prefix = parsePrefix(r.to)!;
+      let out: RouterInterface | undefined = r.dev ? byName.get(r.dev) : undefined;
+      if (!out && r.via) {
+        out = links.find((ri) =>
+          prefix.family === 4
+            ? ri.v4.some((a) => prefixContains4(a.addr, a.len, parseIPv4(r.via!)))
+            : ri.v6.some((a) => prefixContains6(a.addr, a.len, parseIPv6(r.via!)!)),
+        );
+      }
+      if (!out) throw new Error(`route ${r.to}: no interface reaches ${r.via ?? r.dev}`);
+      const spec = r.via
+        ? { prefix, kind: RouteKind.GATEWAY, ifIndex: out.index, gateway: prefix.family === 4 ? parseIPv4(r.via) : parseIPv6(r.via)! }
+        : { prefix, kind: RouteKind.CONNECTED, ifIndex: out.index };
+      if (prefix.family === 4) this.routes4.add(spec);
+      else this.routes6.add(spec);
+    }
+  }
+
+  /** The I/O a TAP link's neighbour cache does through the router (one object per link, made once). */
+  private neighborIO(ri: RouterInterface): NeighborIO {
+    return {
+      sendFrame: (b, off, len) => {
+        const p = this.allocScratch(len);
+        if (p < 0) return;
+        this.buf.set(b.subarray(off, off + len), p);
+        this.scratchPos = p + len;
+        this.queueTx(ri, p, len);
+      },
+      release: (pkt, len, mac) => {
+        const p = this.allocScratch(len);
+        if (p < 0) {
+          ri.drops[RouterDrop.SCRATCH_FULL]++;
+          return;
+        }
+        this.buf.set(pkt.subarray(0, len), p);
+        this.scratchPos = p + len;
+        writeEthernet(this.buf, p - ETH_HLEN, mac, ri.macValue, pkt[0] >> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+        this.queueTx(ri, p - ETH_HLEN, len + ETH_HLEN);
+      },
+      unresolved: (pkt, len) => {
+        ri.drops[RouterDrop.NEIGHBOR_FAILED]++;
+        this.hostUnreachable(pkt, len);
+      },
+    };
+  }
+
+  setNetfilter(nf: Netfilter): void {
+    this.nf = nf;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.startedAt = this.clock();
+    for (let i = 1; i < this.interfaces.length; i++) {
+      const ri = this.interfaces[i];
+      ri.device.onReadable(() => this.drain(ri));
+    }
+    if (this.interfaces.some((ri) => ri?.neighbors)) {
+      this.timer = setInterval(() => this.tick(), this.tickMs);
+      this.timer.unref();
+    }
+    this.logger.info(
+      { interfaces: this.interfaces.slice(1).map((i) => `${i.name}(${i.kind})`), routes4: this.routes4.size, routes6: this.routes6.size },
+      'router started',
+    );
+  }
+
+  /** Stops processing (devices are closed by their owner). Idempotent. */
+  stop(): void {
+    if (!this.running) return;
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Runs the neighbour timers now (the interval does this every tickMs). */
+  tick(): void {
+    if (!this.running) return;
+    const now = this.clock();
+    this.now = now;
+    for (let i = 1; i < this.interfaces.length; i++) this.interfaces[i].neighbors?.tick(now);
+    this.finishOutOfBatch();
+  }
+
+  // ------------------------------------------------------------ batch loop
+
+  /** Reads and processes everything the device has (bounded per wake-up). */
+  drain(ri: RouterInterface): void {
+    const batch = this.batch;
+    for (let round = 0; round < MAX_ROUNDS && this.running; round++) {
+      const n = ri.device.read(batch);
+      if (n === 0) break;
+      this.processBatch(ri, n);
+      if (n < batch.capacity) break;
+    }
+  }
+
+  private processBatch(ri: RouterInterface, n: number): void {
+    const now = this.clock();
+    this.now = now;
+    this.ctx.now = now;
+    this.inBatch = true;
+    const offsets = this.batch.offsets;
+    const lengths = this.batch.lengths;
+    const kind = ri.kind;
+    for (let i = 0; i < n; i++) {
+      const off = offsets[i];
+      const len = lengths[i];
+      if (kind === 'tun') this.receiveIp(ri, off, len, -1);
+      else if (kind === 'tap') this.receiveFrame(ri, off, len);
+      else this.fromHost(ri, off, len);
+      if (this.pendingCount !== 0) this.runPending();
+    }
+    this.inBatch = false;
+    this.flushAll();
+    this.scratchPos = this.scratchStart;
+  }
+
+  /** After work outside a batch (timers, emitLocal from elsewhere): run pending packets and write. */
+  private finishOutOfBatch(): void {
+    if (this.inBatch) return;
+    const now = this.clock();
+    this.now = now;
+    this.ctx.now = now;
+    this.inBatch = true;
+    if (this.pendingCount !== 0) this.runPending();
+    this.inBatch = false;
+    this.flushAll();
+    this.scratchPos = this.scratchStart;
+  }
+
+  // ------------------------------------------------------------ ingress
+
+  private receiveFrame(ri: RouterInterface, off: number, len: number): void {
+    const buf = this.buf;
+    if (len < ETH_HLEN) {
+      ri.drops[12 /* DropReason.TRUNCATED_FRAME */]++;
+      return;
+    }
+    const dstHi = (buf[off] << 8) | buf[off + 1];
+    // own MAC, broadcast or multicast (I/G bit): anything else is for another station
+    if ((dstHi & 0x100) === 0) {
+      const mac = ri.macValue;
+      if (dstHi !== Math.floor(mac / 0x100000000) || ((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0 !== mac % 0x100000000) {
+        ri.drops[RouterDrop.OTHER_HOST]++;
+        return;
+      }
+    }
+    const type = (buf[off + 12] << 8) | buf[off + 13];
+    if (type === ETHERTYPE_IPV4 || type === ETHERTYPE_IPV6) {
+      this.receiveIp(ri, off + ETH_HLEN, len - ETH_HLEN, off);
+    } else if (type === ETHERTYPE_ARP) {
+      if (!ri.neighbors!.handleArp(buf, off + ETH_HLEN, len - ETH_HLEN, this.now)) ri.drops[RouterDrop.BAD_NEIGHBOR_MSG]++;
+    } else {
+      ri.drops[RouterDrop.UNKNOWN_ETHERTYPE]++;
+    }
+  }
+
+  private resetContext(inIf: RouterInterface | null, l2off: number, local: boolean): void {
+    const ctx = this.ctx;
+    ctx.l2off = l2off;
+    ctx.inIf = inIf;
+    ctx.outIf = null;
+    ctx.locallyGenerated = local;
+    ctx.mark = 0;
+    ctx.ct = null;
+    ctx.ctState = CtState.UNTRACKED;
+    ctx.notrack = false;
+  }
+
+  /** A packet from a link: validate, PREROUTING, route, then local delivery or forwarding. */
+  private receiveIp(ri: RouterInterface, l3off: number, len: number, l2off: number): void {
+    const ctx = this.ctx;
+    const r = parsePacket(ctx, this.buf, l3off, len);
+    if (r !== 0) {
+      ri.drops[r]++;
+      return;
+    }
+    this.resetContext(ri, l2off, false);
+    if (ctx.family === 4) {
+      const d = ctx.dst4;
+      if (d >>> 28 === 0xe || d === 0xffffffff) {
+        ri.drops[RouterDrop.MULTICAST]++;
+        return;
+      }
+    } else {
+      if (ctx.proto === 58 && (ctx.icmpType === 135 || ctx.icmpType === 136) && ri.neighbors !== null) {
+        const ethSrc = l2off >= 0 ? getU16(this.buf, l2off + 6) * 0x100000000 + this.buf.readUInt32BE(l2off + 8) : -1;
+        if (!ri.neighbors.handleNdp(this.buf, l3off, ctx.l4off, ctx.l4len, ethSrc, this.now)) ri.drops[RouterDrop.BAD_NEIGHBOR_MSG]++;
+        return;
+      }
+      const d0 = ctx.dst6[0];
+      if (d0 >>> 24 === 0xff) {
+        ri.drops[RouterDrop.MULTICAST]++;
+        return;
+      }
+      if ((d0 & 0xffc00000) >>> 0 === 0xfe800000 || (ctx.src6[0] & 0xffc00000) >>> 0 === 0xfe800000) {
+        ri.drops[RouterDrop.LINK_LOCAL]++;
+        return;
+      }
+    }
+    ctx.hook = Hook.PREROUTING;
+    const v = this.nf.hook(Hook.PREROUTING, ctx);
+    if (v !== Verdict.ACCEPT) {
+      if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
+      return;
+    }
+    if (ctx.family === 4) {
+      const id = this.routes4.lookup(ctx.dst4);
+      if (id < 0) {
+        this.icmpError(ri, 3, 0, 0);
+        ri.drops[RouterDrop.NO_ROUTE]++;
+        return;
+      }
+      if (this.routes4.kind[id] === RouteKind.LOCAL) this.deliverLocal(ri);
+      else this.forward4(ri, this.interfaces[this.routes4.ifIndex[id]], id);
+    } else {
+      const id = this.routes6.lookup(ctx.dst6);
+      if (id < 0) {
+        this.icmpError(ri, 1, 0, 0);
+        ri.drops[RouterDrop.NO_ROUTE]++;
+        return;
+      }
+      if (this.routes6.kind[id] === RouteKind.LOCAL) this.deliverLocal(ri);
+      else this.forward6(ri, this.interfaces[this.routes6.ifIndex[id]], id);
+    }
+  }
+
+  /** INPUT, then into the host interface where the kernel's stack and local services receive it. */
+  private deliverLocal(ri: RouterInterface): void {
+    const ctx = this.ctx;
+    ctx.hook = Hook.INPUT;
+    ctx.outIf = null;
+    const v = this.nf.hook(Hook.INPUT, ctx);
+    if (v !== Verdict.ACCEPT) {
+      if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
+      return;
+    }
+    if (this.host !== null) this.queueTx(this.host, ctx.l3off, ctx.l3len);
+    else if (ri.kind === 'tun') this.queueTx(ri, ctx.l3off, ctx.l3len); // gateway mode: the namespace's kernel owns the address
+    else ri.drops[RouterDrop.NO_LOCAL_DELIVERY]++;
+  }
+
+  private forward4(ri: RouterInterface, out: RouterInterface, id: number): void {
+    const ctx = this.ctx;
+    const buf = this.buf;
+    const o = ctx.l3off;
+    if (ctx.ttl <= 1) {
+      this.icmpError(ri, 11, 0, 0);
+      ri.drops[RouterDrop.TTL_EXCEEDED]++;
+      return;
+    }
+    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0) {
+      this.icmpError(ri, 3, 4, out.mtu);
+      ri.drops[RouterDrop.TOO_BIG]++;
+      return;
+    }
+    // ip_decrease_ttl: TTL is the high byte of its 16-bit word, so the checksum gains 0x0100
+    let check = ((buf[o + 10] << 8) | buf[o + 11]) + 0x0100;
+    check = (check + (check >= 0xffff ? 1 : 0)) & 0xffff;
+    buf[o + 10] = check >>> 8;
+    buf[o + 11] = check & 0xff;
+    buf[o + 8] = --ctx.ttl;
+    ctx.outIf = out;
+    ctx.hook = Hook.FORWARD;
+    let v = this.nf.hook(Hook.FORWARD, ctx);
+    if (v === Verdict.ACCEPT) {
+      ctx.hook = Hook.POSTROUTING;
+      v = this.nf.hook(Hook.POSTROUTING, ctx);
+      if (v === Verdict.ACCEPT) {
+        this.transmit4(out, id, ri.drops);
+        return;
+      }
+    }
+    if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
+  }
+
+  private forward6(ri: RouterInterface, out: RouterInterface, id: number): void {
+    const ctx = this.ctx;
+    const o = ctx.l3off;
+    if (ctx.ttl <= 1) {
+      this.icmpError(ri, 3, 0, 0);
+      ri.drops[RouterDrop.TTL_EXCEEDED]++;
+      return;
+    }
+    if (ctx.l3len > out.mtu) {
+      this.icmpError(ri, 2, 0, out.mtu);
+      ri.drops[RouterDrop.TOO_BIG]++;
+      return;
+    }
+    this.buf[o + 7] = --ctx.ttl;
+    ctx.outIf = out;
+    ctx.hook = Hook.FORWARD;
+    let v = this.nf.hook(Hook.FORWARD, ctx);
+    if (v === Verdict.ACCEPT) {
+      ctx.hook = Hook.POSTROUTING;
+      v = this.nf.hook(Hook.POSTROUTING, ctx);
+      if (v === Verdict.ACCEPT) {
+        this.transmit6(out, id, ri.drops);
+        return;
+      }
+    }
+    if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
+  }
+
+  // ------------------------------------------------------------ local output
+
+  /** A packet the local stack sent into the host interface. */
+  private fromHost(host: RouterInterface, l3off: number, len: number): void {
+    const r = parsePacket(this.ctx, this.buf, l3off, len);
+    if (r !== 0) {
+      host.drops[r]++;
+      return;
+    }
+    this.resetContext(null, -1, true);
+    this.output(host.drops);
+  }
+
+  /** A packet xtr built (ICMP error, emitLocal), already in scratch. */
+  private fromXtr(l3off: number, len: number): void {
+    const r = parsePacket(this.ctx, this.buf, l3off, len);
+    if (r !== 0) {
+      this.localDrops[r]++;
+      return;
+    }
+    this.resetContext(null, -1, true);
+    this.output(this.localDrops);
+  }
+
+  /** route -> OUTPUT -> (re-route if the destination changed) -> POSTROUTING -> link, or INPUT -> host. */
+  private output(drops: Float64Array): void {
+    const ctx = this.ctx;
+    const v4 = ctx.family === 4;
+    if (v4) {
+      if (ctx.dst4 >>> 28 === 0xe || ctx.dst4 === 0xffffffff) {
+        drops[RouterDrop.MULTICAST]++;
+        return;
+      }
+    } else if (ctx.dst6[0] >>> 24 === 0xff || (ctx.dst6[0] & 0xffc00000) >>> 0 === 0xfe800000) {
+      drops[ctx.dst6[0] >>> 24 === 0xff ? RouterDrop.MULTICAST : RouterDrop.LINK_LOCAL]++;
+      return;
+    }
+    let id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
+    if (id < 0) {
+      this.icmpError(null, v4 ? 3 : 1, 0, 0);
+      drops[RouterDrop.NO_ROUTE]++;
+      return;
+    }
+    const rt = v4 ? this.routes4 : this.routes6;
+    ctx.outIf = this.interfaces[rt.ifIndex[id]];
+    const dst4 = ctx.dst4;
+    if (!v4) this.savedDst6.set(ctx.dst6);
+    ctx.hook = Hook.OUTPUT;
+    let v = this.nf.hook(Hook.OUTPUT, ctx);
+    if (v !== Verdict.ACCEPT) {
+      if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
+      return;
+    }
+    const d6 = ctx.dst6;
+    const s6 = this.savedDst6;
+    if (v4 ? ctx.dst4 !== dst4 : d6[0] !== s6[0] || d6[1] !== s6[1] || d6[2] !== s6[2] || d6[3] !== s6[3]) {
+      id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
+      if (id < 0) {
+        drops[RouterDrop.NO_ROUTE]++;
+        return;
+      }
+      ctx.outIf = this.interfaces[rt.ifIndex[id]];
+    }
+    if (rt.kind[id] === RouteKind.LOCAL) {
+      // addressed to the router itself (an ICMP error for the local stack): loop back through INPUT
+      ctx.hook = Hook.INPUT;
+      ctx.outIf = null;
+      v = this.nf.hook(Hook.INPUT, ctx);
+      if (v !== Verdict.ACCEPT) {
+        if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
+        return;
+      }
+      if (this.host !== null) this.queueTx(this.host, ctx.l3off, ctx.l3len);
+      else drops[RouterDrop.NO_LOCAL_DELIVERY]++;
+      return;
+    }
+    const out = this.interfaces[rt.ifIndex[id]];
+    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0)) {
+      // the local stack learns the path MTU from this (as it would from EMSGSIZE)
+      this.icmpError(out, v4 ? 3 : 2, v4 ? 4 : 0, out.mtu);
+      drops[RouterDrop.TOO_BIG]++;
+      return;
+    }
+    ctx.hook = Hook.POSTROUTING;
+    v = this.nf.hook(Hook.POSTROUTING, ctx);
+    if (v !== Verdict.ACCEPT) {
+      if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
+      return;
+    }
+    if (v4) this.transmit4(out, id, drops);
+    else this.transmit6(out, id, drops);
+  }
+
+  // ------------------------------------------------------------ egress
+
+  private transmit4(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    if (len > out.mtu) {
+      this.fragment4(out, id, drops);
+      return;
+    }
+    if (out.kind !== 'tap') {
+      this.queueTx(out, o, len);
+      return;
+    }
+    const nh = this.routes4.nextHop(id, ctx.dst4);
+    const mac = out.neighbors!.lookup4(nh, this.now);
+    if (mac < 0) {
+      out.neighbors!.enqueue4(nh, this.buf, o, len, this.now);
+      return;
+    }
+    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
+    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  private transmit6(out: RouterInterface, id: number, _drops: Float64Array): void {
+    const ctx = this.ctx;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    if (out.kind !== 'tap') {
+      this.queueTx(out, o, len);
+      return;
+    }
+    const nh = this.nextHop6;
+    this.routes6.nextHop(id, ctx.dst6, nh);
+    const mac = out.neighbors!.lookup6(nh, this.now);
+    if (mac < 0) {
+      out.neighbors!.enqueue6(nh, this.buf, o, len, this.now);
+      return;
+    }
+    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV6);
+    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  /** IPv4 with DF clear and larger than the egress MTU: fragments (ip_do_fragment), each queued. */
+  private fragment4(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const count = fragmentIpv4(this.buf, ctx.l3off, ctx.l3len, out.mtu, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    if (count < 0) {
+      drops[RouterDrop.FRAGMENTATION_FAILED]++;
+      return;
+    }
+    let mac = -1;
+    if (out.kind === 'tap') {
+      const nh = this.routes4.nextHop(id, ctx.dst4);
+      mac = out.neighbors!.lookup4(nh, this.now);
+      if (mac < 0) {
+        for (let k = 0; k < count; k++) out.neighbors!.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now);
+        return;
+      }
+    }
+    for (let k = 0; k < count; k++) {
+      const flen = this.fragLens[k];
+      const p = this.allocScratch(flen);
+      if (p < 0) {
+        drops[RouterDrop.SCRATCH_FULL]++;
+        return;
+      }
+      this.buf.set(this.fragTmp.subarray(this.fragOffs[k], this.fragOffs[k] + flen), p);
+      this.scratchPos = p + flen;
+      if (mac >= 0) {
+        writeEthernet(this.buf, p - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
+        this.queueTx(out, p - ETH_HLEN, flen + ETH_HLEN);
+      } else {
+        this.queueTx(out, p, flen);
+      }
+    }
+  }
+
+  private queueTx(ri: RouterInterface, off: number, len: number): void {
+    if (ri.txCount === ri.txOffsets.length) this.flush(ri);
+    const i = ri.txCount++;
+    ri.txOffsets[i] = off;
+    ri.txLengths[i] = len;
+  }
+
+  private flush(ri: RouterInterface): void {
+    const count = ri.txCount;
+    if (count === 0) return;
+    ri.txCount = 0;
+    const n = ri.device.write(this.buf, ri.txOffsets, ri.txLengths, count);
+    ri.txPackets += n;
+    if (n === count) {
+      let bytes = 0;
+      for (let i = 0; i < count; i++) bytes += ri.txLengths[i];
+      ri.txBytes += bytes;
+    }
+  }
+
+  private flushAll(): void {
+    const ifs = this.interfaces;
+    for (let i = 1; i < ifs.length; i++) if (ifs[i].txCount !== 0) this.flush(ifs[i]);
+  }
+
+  // ------------------------------------------------------------ packets xtr builds
+
+  /**
+   * Offset in scratch where `len` bytes (plus SCRATCH_HEADROOM in front) fit,
+   * or -1. When scratch is full it is recycled after flushing the transmit
+   * queues, unless a packet still to be processed lives there.
+   */
+  private allocScratch(len: number): number {
+    let p = this.scratchPos + SCRATCH_HEADROOM;
+    if (p + len <= this.scratchEnd) return p;
+    if (this.pendingCount !== 0 || (this.inBatch && this.ctx.l3off >= this.scratchStart)) return -1;
+    this.flushAll();
+    this.scratchPos = this.scratchStart;
+    p = this.scratchStart + SCRATCH_HEADROOM;
+    return p + len <= this.scratchEnd ? p : -1;
+  }
+
+  private pushPending(off: number, len: number): boolean {
+    if (this.pendingCount === PENDING_MAX) return false;
+    this.pendingOff[this.pendingCount] = off;
+    this.pendingLen[this.pendingCount] = len;
+    this.pendingCount++;
+    return true;
+  }
+
+  private runPending(): void {
+    while (this.pendingHead < this.pendingCount) {
+      const i = this.pendingHead++;
+      this.fromXtr(this.pendingOff[i], this.pendingLen[i]);
+    }
+    this.pendingHead = 0;
+    this.pendingCount = 0;
+  }
+
+  /** Token bucket shared by all ICMP errors (icmp_msgs_per_sec / icmp_msgs_burst). */
+  private icmpAllowed(): boolean {
+    const now = this.now;
+    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + (now - this.icmpLast) * ICMP_RATE_PER_MS);
+    this.icmpLast = now;
+    if (this.icmpTokens < 1) {
+      this.icmpRateLimited++;
+      return false;
+    }
+    this.icmpTokens -= 1;
+    return true;
+  }
+
+  /**
+   * An ICMP/ICMPv6 error about the packet in ctx, from `via`'s address (the
+   * interface it came in on, so traceroute shows that hop), sent through the
+   * OUTPUT path after the current packet.
+   */
+  private icmpError(via: RouterInterface | null, type: number, code: number, info: number): void {
+    const ctx = this.ctx;
+    if (!mayReplyWithIcmpError(ctx, type, code)) return;
+    if (!this.icmpAllowed()) return;
+    let n: number;
+    let p: number;
+    if (ctx.family === 4) {
+      const src = via !== null && via.icmpSource4 !== 0 ? via.icmpSource4 : this.anySource4;
+      if (src === 0) return;
+      p = this.allocScratch(576);
+      if (p < 0) return;
+      n = buildIcmp4Error(this.buf, p, ctx, type, code, info, src);
+    } else {
+      const src = via !== null && via.icmpSource6 !== null ? via.icmpSource6 : this.anySource6;
+      if (src === null) return;
+      p = this.allocScratch(1280);
+      if (p < 0) return;
+      n = buildIcmp6Error(this.buf, p, ctx, type, code, info, src);
+    }
+    if (n === 0) return;
+    this.scratchPos = p + n;
+    if (this.pushPending(p, n)) this.icmpErrorsSent++;
+  }
+
+  /** Host unreachable for a packet whose next hop never answered (the kernel's neigh failure path). */
+  private hostUnreachable(pkt: Buffer, len: number): void {
+    if (this.inBatch) return; // only the timer path fails entries; never clobber a packet in flight
+    const p = this.allocScratch(len);
+    if (p < 0) return;
+    this.buf.set(pkt.subarray(0, len), p);
+    this.scratchPos = p + len;
+    const ctx = this.ctx;
+    if (parsePacket(ctx, this.buf, p, len) !== 0) return;
+    this.now = this.clock();
+    const v4 = ctx.family === 4;
+    const id = v4 ? this.routes4.lookup(ctx.src4) : this.routes6.lookup(ctx.src6);
+    const toward = id >= 0 ? this.interfaces[(v4 ? this.routes4 : this.routes6).ifIndex[id]] : null;
+    this.icmpError(toward && toward.kind !== 'host' ? toward : null, v4 ? 3 : 1, v4 ? 1 : 3, 0);
+  }
+
+  /** RouterServices.emitLocal: copies the packet and sends it through OUTPUT. */
+  injectLocal(bytes: Uint8Array, offset: number, length: number, _family: Family): void {
+    const p = this.allocScratch(length);
+    if (p < 0 || length <= 0) {
+      this.localDrops[RouterDrop.SCRATCH_FULL]++;
+      return;
+    }
+    this.buf.set(bytes.subarray(offset, offset + length), p);
+    this.scratchPos = p + length;
+    if (!this.pushPending(p, length)) {
+      this.localDrops[RouterDrop.SCRATCH_FULL]++;
+      return;
+    }
+    if (!this.inBatch) this.finishOutOfBatch();
+  }
+
+  // ------------------------------------------------------------ status
+
+  status(): RouterStatus {
+    const totals = new Float64Array(DROP_COUNT);
+    const interfaces: InterfaceStatusEntry[] = [];
+    for (let i = 1; i < this.interfaces.length; i++) {
+      const ri = this.interfaces[i];
+      for (let r = 0; r < DROP_COUNT; r++) totals[r] += ri.drops[r];
+      const s = ri.device.stats;
+      const entry: InterfaceStatusEntry = {
+        name: ri.name,
+        index: ri.index,
+        kind: ri.kind,
+        mtu: ri.mtu,
+        mac: ri.config?.mac ?? null,
+        addresses: ri.config ? [...ri.config.addresses] : [],
+        rxPackets: s.rxPackets,
+        rxBytes: s.rxBytes,
+        txPackets: s.txPackets,
+        txBytes: s.txBytes,
+        txDropped: s.txDropped,
+        drops: ri.dropsByName(),
+      };
+      if (ri.neighbors) {
+        entry.neighbors = ri.neighbors.list().map((e) => ({
+          address: e.family === 4 ? formatIPv4(e.address[0]) : formatIPv6(e.address),
+          mac: e.mac >= 0 ? macText(e.mac) : null,
+          state: NUD_STATE_NAMES[e.state],
+          queued: e.queued,
+        }));
+      }
+      interfaces.push(entry);
+    }
+    for (let r = 0; r < DROP_COUNT; r++) totals[r] += this.localDrops[r];
+    const drops: Record<string, number> = {};
+    for (let r = 1; r < DROP_COUNT; r++) if (totals[r] && DROP_NAMES[r]) drops[DROP_NAMES[r]] = totals[r];
+    const routes: RouterStatus['routes'] = [];
+    const kinds = ['local', 'connected', 'gateway'] as const;
+    for (const t of [this.routes4, this.routes6]) {
+      for (const r of t.list()) {
+        const gw = r.gateway;
+        routes.push({
+          to: formatPrefix(r.prefix),
+          via: gw === undefined ? null : typeof gw === 'number' ? formatIPv4(gw) : formatIPv6(gw),
+          dev: this.interfaces[r.ifIndex]?.name ?? '?',
+          kind: kinds[r.kind],
+        });
+      }
+    }
+    return {
+      uptimeSeconds: this.running ? (this.clock() - this.startedAt) / 1000 : 0,
+      running: this.running,
+      interfaces,
+      drops,
+      routes,
+      icmpErrorsSent: this.icmpErrorsSent,
+      icmpRateLimited: this.icmpRateLimited,
+    };
+  }
+}
+
+function macText(mac: number): string {
+  const out: string[] = [];
+  for (let i = 5; i >= 0; i--) out.push((Math.floor(mac / 2 ** (8 * i)) & 0xff).toString(16).padStart(2, '0'));
+  return out.join(':');
+}
+
