@@ -1,0 +1,452 @@
+/**
+ * The control commands of the rule engine: `iptables`, `ip6tables`,
+ * `iptables-save`, `ip6tables-save`, `iptables-restore`,
+ * `ip6tables-restore` and `proc`, each accepting what the real tool accepts
+ * and answering with its exit status and messages.
+ */
+import type { Family } from '../packet.js';
+import type { CommandResult, CommandTable } from '../commands.js';
+import { XtError } from '../../modules/types.js';
+import { applyCommand, findRule } from './apply.js';
+import { KERNEL, kernelError, formatError, NfError, toNfError } from './errors.js';
+import type { Netfilter } from './engine.js';
+import { ctime, listRulesText, listText, saveTableText } from './format.js';
+import { isTableName, TABLE_HOOKS, HOOK_CHAIN_NAMES, type Chain, type FamilyRules, type Table, type XtrTable } from './model.js';
+import { parseCommand, type ParsedCommand, type ParseEnv } from './parse.js';
+
+export interface CommandOptions {
+  /** Clock for the iptables-save header/footer (tests make it fixed). */
+  now?: () => Date;
+}
+
+const ok = (stdout = ''): CommandResult => ({ status: 0, stdout, stderr: '' });
+
+function fail(e: unknown, prog: string): CommandResult {
+  const err = toNfError(e);
+  return { status: err.status, stdout: '', stderr: formatError(err, prog) };
+}
+
+function progName(family: Family, tool = ''): string {
+  return `${family === 4 ? 'iptables' : 'ip6tables'}${tool}`;
+}
+
+function parseEnv(nf: Netfilter, family: Family, rules: () => FamilyRules): ParseEnv {
+  return {
+    family,
+    registry: nf.registry,
+    chainExists: (table, name) => rules().table(table).chains.has(name),
+  };
+}
+
+const USAGE = (prog: string) =>
+  `${prog} v1.8.9 (xtr)\n\nUsage: ${prog} -[ACD] chain rule-specification [options]\n` +
+  `       ${prog} -I chain [rulenum] rule-specification [options]\n` +
+  `       ${prog} -R chain rulenum rule-specification [options]\n` +
+  `       ${prog} -D chain rulenum [options]\n` +
+  `       ${prog} -[LS] [chain [rulenum]] [options]\n` +
+  `       ${prog} -[FZ] [chain] [options]\n` +
+  `       ${prog} -[NX] chain\n` +
+  `       ${prog} -E old-chain-name new-chain-name\n` +
+  `       ${prog} -P chain target [options]\n` +
+  `       ${prog} -h (print this help information)\n`;
+
+/** Runs one iptables/ip6tables command line. */
+export function runIptables(nf: Netfilter, family: Family, args: readonly string[]): CommandResult {
+  const prog = progName(family);
+  try {
+    const cmd = parseCommand(args, parseEnv(nf, family, () => nf.rules(family)));
+    if (cmd.info === 'version') return ok(`${prog} v1.8.9 (xtr)\n`);
+    if (cmd.info === 'help') return ok(USAGE(prog));
+    if (cmd.otherFamily) return ok();
+    nf.touch(family, cmd.table);
+    return ok(execute(nf, family, cmd));
+  } catch (e) {
+    return fail(e, prog);
+  }
+}
+
+function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
+  const kind = cmd.commands[0];
+  const tableName = cmd.table;
+  const table = (): Table => nf.rules(family).table(tableName);
+  const chainOrAll = () => {
+    if (cmd.chain === null) return null;
+    const c = table().chains.get(cmd.chain);
+    if (!c) throw kernelError(KERNEL.ENOENT);
+    return c;
+  };
+  switch (kind) {
+    case 'L':
+    case 'Z': {
+      const chain = chainOrAll();
+      let out = '';
+      const zeroFirst = cmd.commands[0] === 'Z';
+      if (cmd.commands.includes('L')) {
+        out = listText(table(), chain, cmd.ruleNum, { numeric: cmd.numeric, verbose: cmd.verbose, exact: cmd.exact, lineNumbers: cmd.lineNumbers });
+      }
+      if (cmd.commands.includes('Z')) {
+        if (kind === 'Z' && cmd.ruleNum !== null && chain && cmd.ruleNum > chain.rules.length) throw kernelError(KERNEL.ENOENT);
+        zero(table(), chain, kind === 'Z' ? cmd.ruleNum : null);
+        if (zeroFirst && cmd.commands.includes('L')) {
+          // "-Z -L": iptables lists after zeroing.
+          out = listText(table(), chain, cmd.ruleNum, { numeric: cmd.numeric, verbose: cmd.verbose, exact: cmd.exact, lineNumbers: cmd.lineNumbers });
+        }
+      }
+      return out;
+    }
+    case 'S': {
+      const chain = chainOrAll();
+      return listRulesText(table(), chain, cmd.ruleNum, cmd.verbose);
+    }
+    case 'C': {
+      const chain = chainOrAll();
+      if (!chain) throw kernelError(KERNEL.ENOENT);
+      for (const r of cmd.rules) if (findRule(chain, r) < 0) throw kernelError(KERNEL.BAD_RULE);
+      return '';
+    }
+    default:
+      nf.transaction(family, [tableName], (fr) => applyCommand(fr.table(tableName), cmd, family, nf.registry));
+      return '';
+  }
+}
+
+function zero(table: Table, chain: Chain | null, ruleNum: number | null): void {
+  const chains = chain ? [chain] : [...table.chains.values()];
+  for (const c of chains) {
+    if (ruleNum === null) {
+      c.pkts = 0;
+      c.bytes = 0;
+    }
+    c.rules.forEach((r, i) => {
+      if (ruleNum !== null && i + 1 !== ruleNum) return;
+      r.pkts = 0;
+      r.bytes = 0;
+    });
+  }
+}
+
+/** iptables-save text of the tables in use (or `-t TABLE`), newest first like the kernel's table list. */
+export function saveText(nf: Netfilter, family: Family, opts: { counters: boolean; table?: XtrTable | null; now?: Date }): string {
+  const fr = nf.rules(family);
+  const names = opts.table ? [opts.table] : fr.loaded.slice();
+  const when = ctime(opts.now ?? new Date());
+  const prog = progName(family, '-save');
+  let out = '';
+  for (const name of names) {
+    out += `# Generated by ${prog} v1.8.9 on ${when}\n`;
+    out += saveTableText(fr.table(name), opts.counters);
+    out += `# Completed on ${when}\n`;
+  }
+  return out;
+}
+
+export function runSave(nf: Netfilter, family: Family, args: readonly string[], opts: CommandOptions = {}): CommandResult {
+  const prog = progName(family, '-save');
+  let counters = false;
+  let table: XtrTable | null = null;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '-c' || a === '--counters') counters = true;
+    else if (a === '-t' || a === '--table' || a.startsWith('--table=')) {
+      const v = a.startsWith('--table=') ? a.slice(8) : args[++i];
+      if (v === undefined || !isTableName(v)) {
+        return { status: 1, stdout: '', stderr: `${prog} v1.8.9 (xtr): Can't initialize: Table does not exist (do you need to insmod?)\n` };
+      }
+      table = v;
+    } else if (a === '-M' || a === '--modprobe') i++;
+    else if (a === '-V' || a === '--version') return ok(`${prog} v1.8.9 (xtr)\n`);
+    else return { status: 1, stdout: '', stderr: `${prog}: unrecognized option '${a}'\nUnknown arguments found on commandline\n` };
+  }
+  if (table) nf.touch(family, table);
+  return ok(saveText(nf, family, { counters, table, now: opts.now?.() }));
+}
+
+/** Splits an iptables-restore rule line into words, honouring "double quotes" as iptables-restore does. */
+export function splitLine(line: string, lineNo: number): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quoted) {
+      if (ch === '\\' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+      continue;
+    }
+    if (ch === '"') {
+      quoted = true;
+      inWord = true;
+    } else if (ch === ' ' || ch === '\t') {
+      if (inWord) words.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += ch;
+      inWord = true;
+    }
+  }
+  if (quoted) throw new RestoreError(`iptables-restore: line ${lineNo}: unterminated quote`, 1);
+  if (inWord) words.push(cur);
+  return words;
+}
+
+class RestoreError extends Error {
+  constructor(
+    readonly text: string,
+    readonly status: number,
+  ) {
+    super(text);
+  }
+}
+
+export interface RestoreOptions {
+  noflush: boolean;
+  test: boolean;
+  counters: boolean;
+  /** Only this table (`-T`). */
+  table: XtrTable | null;
+}
+
+/**
+ * Restores a whole iptables-save file atomically: every table in it is
+ * rebuilt on copies, checked, and swapped in together; any error leaves
+ * the running rule set as it was. Returns '' or throws RestoreError.
+ */
+export function restore(nf: Netfilter, family: Family, input: string, opts: RestoreOptions): void {
+  const prog = progName(family, '-restore');
+  const lines = input.split('\n');
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const tables: XtrTable[] = [];
+  for (const l of lines) {
+    const m = /^\*(\S+)/.exec(l.trim());
+    if (m && isTableName(m[1]) && !tables.includes(m[1]) && (!opts.table || opts.table === m[1])) tables.push(m[1]);
+  }
+  const commitLine = new Map<string, number>();
+  let failedLine = 0;
+  const paramError = (e: NfError, lineNo: number): RestoreError => {
+    const text = formatError(e, prog);
+    const hintAt = text.lastIndexOf('Try `');
+    const withLine = hintAt >= 0 ? `${text.slice(0, hintAt)}Error occurred at line: ${lineNo}\n${text.slice(hintAt)}` : `${text}Error occurred at line: ${lineNo}\n`;
+    return new RestoreError(withLine, e.status);
+  };
+  const lineFailed = (lineNo: number, e: NfError | null): RestoreError => {
+    let text = `${prog}: line ${lineNo} failed\n`;
+    if (e) text += `${prog}: line ${lineNo}: ${e.message}${e.detail ? ` (${e.detail})` : ''}\n`;
+    return new RestoreError(text, 1);
+  };
+
+  const change = (fr: FamilyRules) => {
+    let current: XtrTable | null = null;
+    let skipping = false;
+    let lineNo = 0;
+    const env = parseEnv(nf, family, () => fr);
+    for (const raw of lines) {
+      lineNo++;
+      failedLine = lineNo;
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      if (line === 'COMMIT') {
+        if (current === null) throw lineFailed(lineNo, null);
+        commitLine.set(current, lineNo);
+        current = null;
+        skipping = false;
+        continue;
+      }
+      if (line.startsWith('*')) {
+        if (current !== null) throw lineFailed(lineNo, null);
+        const name = line.slice(1).trim();
+        if (!isTableName(name)) {
+          throw paramError(new NfError(`${prog}: unable to initialize table '${name}'\n`), lineNo);
+        }
+        current = name;
+        skipping = opts.table !== null && opts.table !== name;
+        if (!skipping && !opts.noflush) {
+          // Without --noflush the table starts empty: user chains go, built-in chains keep their policy.
+          const t = fr.table(name);
+          for (const [n, c] of [...t.chains]) {
+            if (c.builtin) c.rules = [];
+            else t.chains.delete(n);
+          }
+        }
+        continue;
+      }
+      if (current === null) throw lineFailed(lineNo, null);
+      if (skipping) continue;
+      const table = fr.table(current);
+      if (line.startsWith(':')) {
+        const m = /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
+        if (!m) throw lineFailed(lineNo, null);
+        const [, chainName, policy, pk, by] = m;
+        const existing = table.chains.get(chainName);
+        if (policy === '-') {
+          if (existing && existing.builtin) {
+            throw new RestoreError(`${prog} v1.8.9 (xtr): Can't set policy \`-' on \`${chainName}' line ${lineNo}: Bad policy name\n`, 1);
+          }
+          if (existing) {
+            if (opts.noflush) existing.rules = [];
+          } else {
+            try {
+              applyCommand(table, { ...EMPTY_CMD, commands: ['N'], chain: chainName }, family, nf.registry);
+            } catch (e) {
+              const err = toNfError(e);
+              throw err.status === 2 ? paramError(err, lineNo) : lineFailed(lineNo, err);
+            }
+          }
+        } else {
+          if (!existing || !existing.builtin) {
+            throw new RestoreError(`${prog} v1.8.9 (xtr): Can't set policy \`${policy}' on \`${chainName}' line ${lineNo}: Bad built-in chain name\n`, 1);
+          }
+          if (policy !== 'ACCEPT' && policy !== 'DROP') {
+            throw new RestoreError(`${prog} v1.8.9 (xtr): Can't set policy \`${policy}' on \`${chainName}' line ${lineNo}: Bad policy name\n`, 1);
+          }
+          existing.policy = policy;
+        }
+        const c = table.chains.get(chainName)!;
+        if (opts.counters && pk !== undefined) {
+          c.pkts = Number(pk);
+          c.bytes = Number(by);
+        }
+        continue;
+      }
+      let words = splitLine(line, lineNo);
+      let counters: [string, string] | null = null;
+      const cm = /^\[(\d+):(\d+)\]$/.exec(words[0] ?? '');
+      if (cm) {
+        counters = [cm[1], cm[2]];
+        words = words.slice(1);
+      }
+      if (words.some((w) => w === '-t' || w === '--table')) {
+        throw paramError(new NfError(`The -t option (seen in line ${lineNo}) cannot be used in ${prog}.\n`), lineNo);
+      }
+      if (counters && opts.counters) words = [...words, '-c', counters[0], counters[1]];
+      let cmd: ParsedCommand;
+      try {
+        cmd = parseCommand(words, env, current);
+      } catch (e) {
+        const err = toNfError(e);
+        throw err.status === 1 ? lineFailed(lineNo, err) : paramError(err, lineNo);
+      }
+      if (cmd.otherFamily || cmd.info) continue;
+      const kind = cmd.commands[0];
+      try {
+        if (kind === 'L' || kind === 'S' || kind === 'C') continue;
+        if (kind === 'Z') {
+          zero(table, cmd.chain === null ? null : table.chains.get(cmd.chain) ?? null, cmd.ruleNum);
+          continue;
+        }
+        applyCommand(table, cmd, family, nf.registry);
+      } catch (e) {
+        const err = toNfError(e);
+        throw err.status === 2 ? paramError(err, lineNo) : lineFailed(lineNo, err);
+      }
+    }
+    if (current !== null) throw new RestoreError(`${prog}: COMMIT expected at line ${lineNo + 1}\n`, 1);
+  };
+
+  try {
+    nf.transaction(family, tables, change, { dryRun: opts.test });
+  } catch (e) {
+    if (e instanceof RestoreError) throw e;
+    const err = toNfError(e);
+    if (err.table !== null) throw lineFailed(commitLine.get(err.table) ?? failedLine, err);
+    if (e instanceof XtError || e instanceof NfError) throw err.status === 2 ? paramError(err, failedLine) : lineFailed(failedLine, err);
+    throw e;
+  }
+  if (!opts.test) for (const t of tables) nf.touch(family, t);
+}
+
+const EMPTY_CMD: ParsedCommand = {
+  commands: [],
+  table: 'filter',
+  chain: null,
+  ruleNum: null,
+  arg2: null,
+  rules: [],
+  verbose: false,
+  numeric: false,
+  exact: false,
+  lineNumbers: false,
+  counters: null,
+  otherFamily: false,
+  info: null,
+};
+
+export function runRestore(nf: Netfilter, family: Family, args: readonly string[], input: string | null): CommandResult {
+  const prog = progName(family, '-restore');
+  const opts: RestoreOptions = { noflush: false, test: false, counters: false, table: null };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '-n' || a === '--noflush') opts.noflush = true;
+    else if (a === '-t' || a === '--test') opts.test = true;
+    else if (a === '-c' || a === '--counters') opts.counters = true;
+    else if (a === '-v' || a === '--verbose' || a === '-w' || a === '--wait') continue;
+    else if (a === '-W' || a === '--wait-interval' || a === '-M' || a === '--modprobe') i++;
+    else if (a === '-T' || a === '--table') {
+      const v = args[++i];
+      if (v === undefined || !isTableName(v)) return { status: 1, stdout: '', stderr: `${prog}: table '${v}' does not exist\n` };
+      opts.table = v;
+    } else if (a === '-V' || a === '--version') return ok(`${prog} v1.8.9 (xtr)\n`);
+    else return { status: 1, stdout: '', stderr: `${prog}: unrecognized option '${a}'\n` };
+  }
+  try {
+    restore(nf, family, input ?? '', opts);
+    return ok();
+  } catch (e) {
+    if (e instanceof RestoreError) return { status: e.status, stdout: '', stderr: e.text };
+    return fail(e, prog);
+  }
+}
+
+/** `xtr proc ls | cat PATH | write PATH DATA...` over the extensions' procfs-like files. */
+export function runProc(nf: Netfilter, args: readonly string[], input: string | null): CommandResult {
+  const [verb, path, ...rest] = args;
+  const err = (status: number, text: string): CommandResult => ({ status, stdout: '', stderr: `proc: ${text}\n` });
+  switch (verb) {
+    case 'ls':
+      return ok(nf.proc.paths().map((p) => `${p}\n`).join(''));
+    case 'cat': {
+      if (!path) return err(2, 'usage: proc cat PATH');
+      const f = nf.proc.get(path);
+      if (!f) return err(1, `${path}: No such file or directory`);
+      return ok(f.read());
+    }
+    case 'write': {
+      if (!path) return err(2, 'usage: proc write PATH DATA');
+      const f = nf.proc.get(path);
+      if (!f) return err(1, `${path}: No such file or directory`);
+      if (!f.write) return err(1, `${path}: Permission denied`);
+      const data = rest.length > 0 ? rest.join(' ') : (input ?? '');
+      try {
+        // Like `echo LINE > file`: each line is one write.
+        for (const line of data.split('\n')) if (line !== '') f.write(line);
+      } catch (e) {
+        return err(1, `${path}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      return ok();
+    }
+    default:
+      return err(2, 'usage: proc ls | proc cat PATH | proc write PATH DATA');
+  }
+}
+
+/** The CommandTable the control socket registers. */
+export function netfilterCommands(nf: Netfilter, opts: CommandOptions = {}): CommandTable {
+  return {
+    iptables: (args) => runIptables(nf, 4, args),
+    ip6tables: (args) => runIptables(nf, 6, args),
+    'iptables-save': (args) => runSave(nf, 4, args, opts),
+    'ip6tables-save': (args) => runSave(nf, 6, args, opts),
+    'iptables-restore': (args, input) => runRestore(nf, 4, args, input),
+    'ip6tables-restore': (args, input) => runRestore(nf, 6, args, input),
+    proc: (args, input) => runProc(nf, args, input),
+  };
+}
+
+/** Names of a table's built-in chains (for callers that print or check them). */
+export function builtinChains(table: XtrTable): string[] {
+  return TABLE_HOOKS[table].map((h) => HOOK_CHAIN_NAMES[h]);
+}

@@ -1,0 +1,443 @@
+/**
+ * The netfilter engine: IPv4 and IPv6 rule sets, the kernel's hook/table
+ * order, and transactions that replace a rule set atomically.
+ *
+ * Hook order (kernel priorities):
+ *   PREROUTING  raw(-300), conntrack(-200), mangle(-150), nat(-100)
+ *   INPUT       mangle(-150), filter(0), nat(100), confirm(last)
+ *   FORWARD     mangle(-150), filter(0)
+ *   OUTPUT      raw(-300), conntrack(-200), mangle(-150), nat(-100), filter(0)
+ *   POSTROUTING mangle(-150), nat(100), rawpost(last, xtables-addons), confirm(last)
+ * nat chains see only the first packet of a connection (ctState NEW), as
+ * in the kernel where later packets follow the NAT binding.
+ *
+ * Every change goes through a transaction: copy the affected tables, apply
+ * the change, validate (chains exist, no loops reachable from a built-in
+ * chain, targets/matches allowed in the table and every hook that reaches
+ * the rule), check extensions (new instances acquire state first), compile,
+ * then swap and only then destroy what the old set held. Any error leaves
+ * the running set untouched.
+ */
+import { Hook, Verdict, type Family, type PacketContext } from '../packet.js';
+import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '../../modules/types.js';
+import { XT_CONTINUE } from '../../modules/types.js';
+import type { ExtensionRegistry } from '../../modules/registry.js';
+import { Action, compileChain, type CompiledChain } from './compile.js';
+import { KERNEL, kernelError, NfError, toNfError } from './errors.js';
+import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
+import { ProcFiles, SharedState } from './state.js';
+
+/** What the engine needs from connection tracking (router/conntrack.ts Conntrack satisfies it). */
+export interface ConntrackHooks {
+  /** Sets pkt.ct / pkt.ctState; returns Verdict.DROP when the packet must be dropped (table full). */
+  in(pkt: PacketContext): number;
+  /** Commits a new flow of an accepted packet. */
+  confirm(pkt: PacketContext): void;
+}
+
+export interface NetfilterOptions {
+  registry: ExtensionRegistry;
+  services: RouterServices;
+  conntrack?: ConntrackHooks | null;
+  /** Extension settings (config file), keyed by extension name. */
+  settings?: Readonly<Record<string, unknown>>;
+  /** Called after every committed change (persistence hooks in here). */
+  onChange?: () => void;
+}
+
+class CompiledTable {
+  /** Built-in chain per hook (null where the table has none). */
+  readonly entry: (CompiledChain | null)[] = [null, null, null, null, null];
+  /** True when the hook's chain is empty with policy ACCEPT (counted, but nothing to run). */
+  constructor(readonly model: Table) {}
+}
+
+class CompiledFamily {
+  constructor(
+    readonly raw: CompiledTable,
+    readonly mangle: CompiledTable,
+    readonly nat: CompiledTable,
+    readonly filter: CompiledTable,
+    readonly rawpost: CompiledTable,
+  ) {}
+}
+
+const CT_NEW = 2; // CtState.NEW
+
+/** Deepest jump nesting times re-entrancy (a target emitting a packet that traverses a hook again). */
+const STACK_SIZE = 8192;
+
+export class Netfilter {
+  readonly registry: ExtensionRegistry;
+  readonly state = new SharedState();
+  readonly proc = new ProcFiles();
+  private readonly services: RouterServices;
+  private readonly settings: Readonly<Record<string, unknown>>;
+  private conntrack: ConntrackHooks | null;
+  onChange: (() => void) | null;
+
+  private rules4 = FamilyRules.empty(4);
+  private rules6 = FamilyRules.empty(6);
+  private c4: CompiledFamily;
+  private c6: CompiledFamily;
+
+  private readonly stackChain: (CompiledChain | null)[] = new Array(STACK_SIZE).fill(null);
+  private readonly stackPos = new Int32Array(STACK_SIZE);
+  private sp = 0;
+
+  constructor(opts: NetfilterOptions) {
+    this.registry = opts.registry;
+    this.services = opts.services;
+    this.settings = opts.settings ?? {};
+    this.conntrack = opts.conntrack ?? null;
+    this.onChange = opts.onChange ?? null;
+    this.c4 = this.compileFamily(this.rules4);
+    this.c6 = this.compileFamily(this.rules6);
+  }
+
+  setConntrack(ct: ConntrackHooks | null): void {
+    this.conntrack = ct;
+  }
+
+  rules(family: Family): FamilyRules {
+    return family === 4 ? this.rules4 : this.rules6;
+  }
+
+  /** Marks a table as in use (iptables-save lists tables in use, newest first, like /proc/net/ip_tables_names). */
+  touch(family: Family, table: XtrTable): void {
+    const loaded = this.rules(family).loaded;
+    if (!loaded.includes(table)) loaded.unshift(table);
+  }
+
+  // ---------------------------------------------------------------- packets
+
+  /** The netfilter entry point the router calls at each hook. */
+  hook(hook: Hook, pkt: PacketContext): Verdict {
+    const f = pkt.family === 4 ? this.c4 : this.c6;
+    pkt.hook = hook;
+    let v: number;
+    switch (hook) {
+      case Hook.PREROUTING:
+        if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
+        if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        return Verdict.ACCEPT;
+      case Hook.INPUT:
+        if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (this.conntrack !== null) this.conntrack.confirm(pkt);
+        return Verdict.ACCEPT;
+      case Hook.FORWARD:
+        if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
+        return this.runTable(f.filter, hook, pkt) as Verdict;
+      case Hook.OUTPUT:
+        if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
+        if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        return this.runTable(f.filter, hook, pkt) as Verdict;
+      case Hook.POSTROUTING:
+        if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if ((v = this.runTable(f.rawpost, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (this.conntrack !== null) this.conntrack.confirm(pkt);
+        return Verdict.ACCEPT;
+      default:
+        return Verdict.ACCEPT;
+    }
+  }
+
+  /** ipt_do_table: walk the hook's built-in chain with a jump stack. */
+  private runTable(t: CompiledTable, hook: Hook, pkt: PacketContext): number {
+    const entry = t.entry[hook];
+    if (entry === null) return Verdict.ACCEPT;
+    const len = pkt.l3len;
+    const base = this.sp;
+    let sp = base;
+    let chain: CompiledChain = entry;
+    let pos = 0;
+    let verdict: number = Verdict.ACCEPT;
+    for (;;) {
+      const idx = chain.next(pkt, pos);
+      let action: Action;
+      let r = null;
+      if (idx < 0) {
+        action = Action.RETURN;
+      } else {
+        r = chain.rules[idx];
+        if (!r.test(pkt)) {
+          pos = idx + 1;
+          continue;
+        }
+        r.rule.pkts++;
+        r.rule.bytes += len;
+        action = r.action;
+      }
+      if (action === Action.RETURN) {
+        if (sp > base && chain.policy < 0) {
+          sp--;
+          chain = this.stackChain[sp]!;
+          this.stackChain[sp] = null;
+          pos = this.stackPos[sp];
+          continue;
+        }
+        // End of (or RETURN in) the built-in chain, or of a chain reached by -g from it: the policy.
+        entry.model.pkts++;
+        entry.model.bytes += len;
+        verdict = entry.policy;
+        break;
+      }
+      switch (action) {
+        case Action.ACCEPT:
+          verdict = Verdict.ACCEPT;
+          break;
+        case Action.DROP:
+          verdict = Verdict.DROP;
+          break;
+        case Action.JUMP:
+          if (sp >= STACK_SIZE) {
+            verdict = Verdict.DROP;
+            break;
+          }
+          this.stackChain[sp] = chain;
+          this.stackPos[sp] = idx + 1;
+          sp++;
+          chain = r!.jump!;
+          pos = 0;
+          continue;
+        case Action.GOTO:
+          chain = r!.jump!;
+          pos = 0;
+          continue;
+        case Action.TARGET: {
+          this.sp = sp;
+          const v = r!.target!.target(pkt);
+          if (v === XT_CONTINUE) {
+            pos = idx + 1;
+            continue;
+          }
+          verdict = v;
+          break;
+        }
+        default:
+          pos = idx + 1;
+          continue;
+      }
+      break;
+    }
+    for (let k = base; k < sp; k++) this.stackChain[k] = null;
+    this.sp = base;
+    return verdict;
+  }
+
+  // ------------------------------------------------------------ transactions
+
+  /**
+   * Runs `change` on copies of `tables` of `family` and commits the result
+   * atomically; throws (leaving everything as it was) on any error.
+   */
+  transaction(family: Family, tables: readonly XtrTable[], change: (rules: FamilyRules) => void, opts: { dryRun?: boolean } = {}): void {
+    this.commitMany([{ family, tables, change }], opts);
+  }
+
+  /** Several families at once (restoreState): all commit or none. */
+  commitMany(
+    parts: readonly { family: Family; tables: readonly XtrTable[]; change: (rules: FamilyRules) => void }[],
+    opts: { dryRun?: boolean } = {},
+  ): void {
+    const prepared: { family: Family; next: FamilyRules; created: Map<Rule, RuleInstances> }[] = [];
+    const undo = () => {
+      for (const p of prepared) for (const inst of p.created.values()) destroyInstances(inst);
+    };
+    try {
+      for (const part of parts) {
+        const base = prepared.find((p) => p.family === part.family)?.next ?? this.rules(part.family);
+        const next = base.withCopies(part.tables);
+        part.change(next);
+        const created = new Map<Rule, RuleInstances>();
+        prepared.push({ family: part.family, next, created });
+        for (const name of part.tables) {
+          try {
+            this.checkTable(next.table(name), created);
+          } catch (e) {
+            const err = toNfError(e);
+            err.table = name;
+            throw err;
+          }
+        }
+      }
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    if (opts.dryRun) {
+      undo();
+      return;
+    }
+    // Compile with the new instances visible only to the new rule objects' pending map.
+    const compiled = new Map<Family, CompiledFamily>();
+    const replaced: RuleInstances[] = [];
+    for (const p of prepared) {
+      const live = new Set<Rule>();
+      for (const t of p.next.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) live.add(r);
+      const old = this.rules(p.family);
+      for (const t of old.tables.values())
+        for (const c of t.chains.values())
+          for (const r of c.rules) {
+            if (!live.has(r) && r.instances) replaced.push(r.instances);
+          }
+      for (const [rule, inst] of p.created) {
+        if (rule.instances && rule.instances !== inst) replaced.push(rule.instances);
+        rule.instances = inst;
+      }
+    }
+    for (const p of prepared) compiled.set(p.family, this.compileFamily(p.next));
+    for (const p of prepared) {
+      if (p.family === 4) {
+        this.rules4 = p.next;
+        this.c4 = compiled.get(4)!;
+      } else {
+        this.rules6 = p.next;
+        this.c6 = compiled.get(6)!;
+      }
+    }
+    // Only now may the old set's instances let go of shared state.
+    for (const inst of new Set(replaced)) destroyInstances(inst);
+    this.onChange?.();
+  }
+
+  /** Validates a table and checks its rules' extensions; new instances go to `created`. */
+  private checkTable(table: Table, created: Map<Rule, RuleInstances>): void {
+    const masks = hookMasks(table);
+    for (const chain of table.chains.values()) {
+      const mask = masks.get(chain.name) ?? 0;
+      for (const rule of chain.rules) {
+        const t = rule.spec.target;
+        if (t.kind === 'jump') {
+          const dest = table.chains.get(t.chain);
+          if (!dest) throw kernelError(KERNEL.ENOENT);
+          if (dest.builtin) throw kernelError(KERNEL.EINVAL, `x_tables: jump to built-in chain ${t.chain} is not allowed`);
+        }
+        if (rule.instances && rule.instances.hookMask === mask && !created.has(rule)) continue;
+        if (created.has(rule)) continue;
+        created.set(rule, this.checkRule(table, chain.name, rule, mask));
+      }
+    }
+  }
+
+  private checkRule(table: Table, chainName: string, rule: Rule, hookMask: number): RuleInstances {
+    const spec = rule.spec;
+    const env: CheckEnv = {
+      rule: { family: spec.family, table: table.name, chain: chainName, proto: spec.proto, protoInverted: spec.protoInv },
+      hookMask,
+      state: this.state,
+      proc: this.proc,
+      services: this.services,
+      settings: this.settings,
+    };
+    const matches: MatchInstance[] = [];
+    let target: TargetInstance | null = null;
+    const fam = spec.family === 4 ? 'ip_tables' : 'ip6_tables';
+    const allowed = (
+      kind: string,
+      name: string,
+      tables: readonly string[] | undefined,
+      hooks: readonly Hook[] | undefined,
+      proto: number | undefined,
+    ) => {
+      if (tables && !tables.includes(table.name)) {
+        throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: only valid in ${tables.join('/')} table, not ${table.name}`);
+      }
+      if (hooks) {
+        let ok = 0;
+        for (const h of hooks) ok |= 1 << h;
+        if ((hookMask & ~ok) !== 0) {
+          const bad = HOOK_CHAIN_NAMES.filter((_, h) => hookMask & ~ok & (1 << h));
+          throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: used from hooks ${bad.join('/')}, but only usable from ${hooks.map((h) => HOOK_CHAIN_NAMES[h]).join('/')}`);
+        }
+      }
+      if (proto !== undefined && proto !== 0 && (spec.proto !== proto || spec.protoInv)) {
+        throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: only valid for protocol ${proto}`);
+      }
+    };
+    try {
+      for (const m of spec.matches) {
+        allowed('match', m.ext.name, m.ext.tables, m.ext.hooks, m.ext.proto);
+        matches.push(m.ext.check(m.params, env));
+      }
+      if (spec.target.kind === 'ext') {
+        const t = spec.target;
+        allowed('target', t.ext.name, t.ext.tables, t.ext.hooks, t.ext.proto);
+        target = t.ext.check(t.params, env);
+      }
+    } catch (e) {
+      destroyInstances({ matches, target, hookMask });
+      throw toNfError(e);
+    }
+    return { matches, target, hookMask };
+  }
+
+  private compileFamily(fr: FamilyRules): CompiledFamily {
+    const tables = TABLE_NAMES.map((name) => {
+      const model = fr.table(name);
+      const ct = new CompiledTable(model);
+      const byName = new Map<string, CompiledChain>();
+      for (const chain of model.chains.values()) byName.set(chain.name, compileChain(chain));
+      for (const cc of byName.values()) {
+        for (const r of cc.rules) {
+          const t = r.rule.spec.target;
+          if (t.kind === 'jump') r.jump = byName.get(t.chain)!;
+        }
+        if (cc.model.hook !== null) ct.entry[cc.model.hook] = cc;
+      }
+      return ct;
+    });
+    return new CompiledFamily(tables[0], tables[1], tables[2], tables[3], tables[4]);
+  }
+
+  /** Destroys every instance (process shutdown / tests). */
+  close(): void {
+    for (const fr of [this.rules4, this.rules6])
+      for (const t of fr.tables.values())
+        for (const c of t.chains.values())
+          for (const r of c.rules) {
+            if (r.instances) destroyInstances(r.instances);
+            r.instances = null;
+          }
+  }
+}
+
+function destroyInstances(inst: RuleInstances): void {
+  for (const m of inst.matches) m.destroy?.();
+  inst.target?.destroy?.();
+}
+
+/**
+ * For each chain, the hooks from which it is reachable (mark_source_chains);
+ * a loop reachable from a built-in chain is ELOOP, as the kernel reports it.
+ */
+export function hookMasks(table: Table): Map<string, number> {
+  const masks = new Map<string, number>();
+  const visiting = new Set<string>();
+  const visit = (name: string, hookBit: number) => {
+    const chain = table.chains.get(name);
+    if (!chain) return;
+    if (visiting.has(name)) throw kernelError(KERNEL.ELOOP);
+    const had = masks.get(name) ?? 0;
+    if (had & hookBit) return;
+    masks.set(name, had | hookBit);
+    visiting.add(name);
+    for (const r of chain.rules) {
+      const t = r.spec.target;
+      if (t.kind === 'jump' && t.chain !== name) visit(t.chain, hookBit);
+      else if (t.kind === 'jump') throw kernelError(KERNEL.ELOOP);
+    }
+    visiting.delete(name);
+  };
+  for (const chain of table.chains.values()) if (chain.hook !== null) visit(chain.name, 1 << chain.hook);
+  return masks;
+}
+
+export { NfError };

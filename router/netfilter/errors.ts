@@ -1,0 +1,72 @@
+/**
+ * Errors of the rule engine, carrying iptables' exit status and how iptables
+ * would print them. Parameter problems (status 2) get the program/version
+ * prefix and the "Try `iptables -h'" hint; refusals the kernel would give
+ * (status 1) print as "iptables: <strerror text>."; a few parser messages
+ * ("Bad argument `x'") are printed bare, as iptables does.
+ */
+import { XtError } from '../../modules/types.js';
+
+export type ErrorStyle = 'param' | 'kernel' | 'bare' | 'table';
+
+export class NfError extends Error {
+  /** The table whose validation failed (iptables-restore reports its COMMIT line). */
+  table: string | null = null;
+  constructor(
+    message: string,
+    readonly status: 1 | 2 | 3 = 2,
+    readonly style: ErrorStyle = status === 1 ? 'kernel' : status === 3 ? 'table' : 'param',
+    /** Extra explanation xtr adds (what the kernel would have put in dmesg). */
+    readonly detail: string | null = null,
+  ) {
+    super(message);
+    this.name = 'NfError';
+  }
+}
+
+/** The kernel refusals, as strerror() texts iptables prints. */
+export const KERNEL = {
+  EINVAL: "Invalid argument. Run `dmesg' for more information.",
+  ENOENT: 'No chain/target/match by that name.',
+  EEXIST_CHAIN: 'Chain already exists.',
+  EEXIST: 'File exists.',
+  EMLINK: 'Too many links.',
+  ELOOP: 'Too many levels of symbolic links.',
+  ENOTEMPTY: 'Directory not empty.',
+  BAD_RULE: 'Bad rule (does a matching rule exist in that chain?).',
+  BAD_BUILTIN: 'Bad built-in chain name.',
+  BAD_POLICY: "Bad policy name. Run `dmesg' for more information.",
+  IDX_DELETE: 'Index of deletion too big.',
+  IDX_INSERT: 'Index of insertion too big.',
+  IDX_REPLACE: 'Index of replacement too big.',
+} as const;
+
+export function kernelError(text: string, detail: string | null = null): NfError {
+  return new NfError(text, 1, 'kernel', detail);
+}
+
+/** Converts an extension's XtError (or anything thrown) into an NfError. */
+export function toNfError(e: unknown): NfError {
+  if (e instanceof NfError) return e;
+  if (e instanceof XtError) return e.status === 1 ? kernelError(KERNEL.EINVAL, e.message) : new NfError(e.message, 2);
+  const msg = e instanceof Error ? e.message : String(e);
+  return kernelError(KERNEL.EINVAL, msg);
+}
+
+/**
+ * The text iptables prints for an error of program `prog` ("iptables",
+ * "ip6tables", "iptables-restore", ...), ending with a newline.
+ */
+export function formatError(e: NfError, prog: string): string {
+  const hint = `Try \`${prog} -h' or '${prog} --help' for more information.\n`;
+  switch (e.style) {
+    case 'kernel':
+      return `${prog}: ${e.message}\n${e.detail ? `${e.detail}\n` : ''}`;
+    case 'bare':
+      return `${e.message}\n${hint}`;
+    case 'table':
+      return `${prog} v1.8.9 (xtr): ${e.message}\nPerhaps iptables or your kernel needs to be upgraded.\n`;
+    default:
+      return `${prog} v1.8.9 (xtr): ${e.message}\n${hint}`;
+  }
+}
