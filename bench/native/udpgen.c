@@ -217,9 +217,11 @@ static int run_send(int argc, char **argv) {
     }
     int r = sendmmsg(fd, msgs, (unsigned)want, 0);
     if (r < 0) {
-      /* ECONNREFUSED: an ICMP unreachable came back for an earlier datagram;
-         ENOBUFS/EAGAIN: a queue was full. Neither ends a load test. */
-      if (errno != EINTR && errno != ECONNREFUSED && errno != ENOBUFS && errno != EAGAIN && errno != EWOULDBLOCK) {
+      /* ECONNREFUSED/EHOSTUNREACH: an ICMP error came back for an earlier
+         datagram; ENOBUFS/EAGAIN: a queue was full; ENETUNREACH/ENETDOWN: the
+         route or link under test is (re)starting. None ends a load test. */
+      if (errno != EINTR && errno != ECONNREFUSED && errno != ENOBUFS && errno != EAGAIN && errno != EWOULDBLOCK &&
+          errno != EHOSTUNREACH && errno != ENETUNREACH && errno != ENETDOWN) {
         fprintf(stderr, "udpgen: sendmmsg: %s\n", strerror(errno));
         break;
       }
