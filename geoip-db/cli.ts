@@ -108,7 +108,9 @@ function readInput(path: string): string {
   try {
     return path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');
   } catch (e) {
-    throw new BuildError(`Cannot open ${path}: ${(e as Error).message}`);
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.code === 'EISDIR' ? 'Is a directory' : err.message;
+    throw new BuildError(`Cannot open ${path}: ${why}`);
   }
 }
 
