@@ -310,16 +310,19 @@ export class Netfilter {
 
   /** Validates a table and checks its rules' extensions; new instances go to `created`. */
   private checkTable(table: Table, created: Map<Rule, RuleInstances>): void {
+    for (const chain of table.chains.values()) {
+      for (const rule of chain.rules) {
+        const t = rule.spec.target;
+        if (t.kind !== 'jump') continue;
+        const dest = table.chains.get(t.chain);
+        if (!dest) throw kernelError(KERNEL.ENOENT);
+        if (dest.builtin) throw kernelError(KERNEL.EINVAL, `x_tables: jump to built-in chain ${t.chain} is not allowed`);
+      }
+    }
     const masks = hookMasks(table);
     for (const chain of table.chains.values()) {
       const mask = masks.get(chain.name) ?? 0;
       for (const rule of chain.rules) {
-        const t = rule.spec.target;
-        if (t.kind === 'jump') {
-          const dest = table.chains.get(t.chain);
-          if (!dest) throw kernelError(KERNEL.ENOENT);
-          if (dest.builtin) throw kernelError(KERNEL.EINVAL, `x_tables: jump to built-in chain ${t.chain} is not allowed`);
-        }
         if (rule.instances && rule.instances.hookMask === mask && !created.has(rule)) continue;
         if (created.has(rule)) continue;
         created.set(rule, this.checkRule(table, chain.name, rule, mask));
