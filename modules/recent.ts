@@ -1,0 +1,549 @@
+/**
+ * `-m recent` (revision 1): named tables of recently seen addresses with a
+ * ring of timestamps per address, as mainline xt_recent + libxt_recent.
+ * See ../shared/spec/matches-facts.md §15 and docs/compat.md "## recent".
+ *
+ * Model choices (kernel defaults differ where noted in docs/compat.md):
+ *  - table size `ip_list_tot` (default 200) and ring size `ip_pkt_list_tot`
+ *    (default 20, fixed per table as in the kernels with a fixed ring) come
+ *    from `settings.recent` and are read when a table is created;
+ *  - time is kept in jiffies with HZ = RECENT_HZ (1000), counted from
+ *    INITIAL_JIFFIES like Linux so procfs values look like the kernel's;
+ *  - a table is named state shared through the SharedStateRegistry: the
+ *    first rule creates it (its --mask is the table's mask) and registers
+ *    net/xt_recent/NAME; the last rule to go removes both. An atomic reload
+ *    that keeps the name keeps the contents.
+ *
+ * The per-packet path allocates nothing except when a new address is
+ * inserted (entries evicted or removed are recycled).
+ */
+import type { Family, PacketContext } from '../router/packet.js';
+import { ipv4ToString } from '../dataplane/ipv4.js';
+import { addrToString, parseAddr } from './iprange.js';
+import { parseUint, x6Check } from './mark.js';
+import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from './types.js';
+
+export const RECENT_HZ = 1000;
+/** Linux starts jiffies 5 minutes before the 32-bit wrap so wrap bugs show early. */
+export const INITIAL_JIFFIES = 2 ** 32 - 300 * RECENT_HZ;
+export const DEFAULT_IP_LIST_TOT = 200;
+export const DEFAULT_IP_PKT_LIST_TOT = 20;
+const NAME_LEN = 200;
+
+export function jiffiesAt(nowMs: number): number {
+  return INITIAL_JIFFIES + Math.floor((nowMs * RECENT_HZ) / 1000);
+}
+
+const enum Cmd {
+  CHECK = 1 << 0,
+  SET = 1 << 1,
+  UPDATE = 1 << 2,
+  REMOVE = 1 << 3,
+  TTL = 1 << 4,
+  REAP = 1 << 5,
+}
+
+/** One remembered address (the kernel's recent_entry). */
+export class RecentEntry {
+  family: Family = 4;
+  readonly addr = new Uint32Array(4);
+  ttl = 0;
+  /** 1-based slot of the newest stamp (the kernel's `index`; procfs "oldest_pkt"). */
+  index = 0;
+  nstamps = 0;
+  readonly stamps: Float64Array;
+  /** LRU neighbours: `older` towards the head (least recently updated). */
+  older: RecentEntry | null = null;
+  newer: RecentEntry | null = null;
+  bucket = 0;
+  constructor(ring: number) {
+    this.stamps = new Float64Array(ring);
+  }
+}
+
+/** A named table (the kernel's recent_table). */
+export class RecentTable {
+  readonly mask = new Uint32Array(4);
+  readonly buckets: RecentEntry[][];
+  private readonly hashBits: number;
+  count = 0;
+  /** LRU list: head = least recently updated. */
+  head: RecentEntry | null = null;
+  tail: RecentEntry | null = null;
+  private readonly free: RecentEntry[] = [];
+
+  constructor(
+    readonly name: string,
+    mask: Uint32Array,
+    /** ip_list_tot: entries before the LRU head is evicted. */
+    readonly maxEntries: number,
+    /** ip_pkt_list_tot: stamps per entry. */
+    readonly ringSize: number,
+  ) {
+    this.mask.set(mask);
+    // The kernel sizes its hash as 1 << fls(ip_list_tot).
+    let bits = 0;
+    while (maxEntries >> bits) bits++;
+    this.hashBits = bits;
+    this.buckets = Array.from({ length: 1 << bits }, () => []);
+  }
+
+  private hash(family: Family, a: Uint32Array): number {
+    let h = family === 4 ? Math.imul(a[0] ^ 0x5bd1e995, 0x9e3779b1) : Math.imul(a[0] ^ Math.imul(a[1] ^ Math.imul(a[2] ^ Math.imul(a[3], 0x85ebca6b), 0xc2b2ae35), 0x27d4eb2f), 0x9e3779b1);
+    h ^= h >>> 16;
+    return (h >>> 0) & ((1 << this.hashBits) - 1);
+  }
+
+  /** Entry for (family, addr) whose ttl fits (`ttl` 0 = any). */
+  lookup(family: Family, a: Uint32Array, ttl: number): RecentEntry | null {
+    const b = this.buckets[this.hash(family, a)];
+    for (let i = 0; i < b.length; i++) {
+      const e = b[i];
+      if (e.family !== family || e.addr[0] !== a[0]) continue;
+      if (family === 6 && (e.addr[1] !== a[1] || e.addr[2] !== a[2] || e.addr[3] !== a[3])) continue;
+      if (ttl === e.ttl || ttl === 0 || e.ttl === 0) return e;
+    }
+    return null;
+  }
+
+  /** recent_entry_init: evicts the LRU head when full; one stamp = now. */
+  insert(family: Family, a: Uint32Array, ttl: number, jiffies: number): RecentEntry {
+    if (this.count >= this.maxEntries && this.head !== null) this.remove(this.head);
+    const e = this.free.pop() ?? new RecentEntry(this.ringSize);
+    e.family = family;
+    e.addr.set(a);
+    if (family === 4) e.addr.fill(0, 1);
+    e.ttl = ttl;
+    e.stamps[0] = jiffies;
+    e.nstamps = 1;
+    e.index = 1;
+    e.bucket = this.hash(family, e.addr);
+    this.buckets[e.bucket].push(e);
+    e.older = this.tail;
+    e.newer = null;
+    if (this.tail) this.tail.newer = e;
+    else this.head = e;
+    this.tail = e;
+    this.count++;
+    return e;
+  }
+
+  /** recent_entry_update: next ring slot = now, and to the LRU tail. */
+  update(e: RecentEntry, jiffies: number): void {
+    e.index %= this.ringSize;
+    e.stamps[e.index++] = jiffies;
+    if (e.index > e.nstamps) e.nstamps = e.index;
+    if (this.tail === e) return;
+    if (e.older) e.older.newer = e.newer;
+    else this.head = e.newer;
+    e.newer!.older = e.older;
+    e.older = this.tail;
+    e.newer = null;
+    this.tail!.newer = e;
+    this.tail = e;
+  }
+
+  remove(e: RecentEntry): void {
+    const b = this.buckets[e.bucket];
+    b.splice(b.indexOf(e), 1);
+    if (e.older) e.older.newer = e.newer;
+    else this.head = e.newer;
+    if (e.newer) e.newer.older = e.older;
+    else this.tail = e.older;
+    e.older = e.newer = null;
+    this.count--;
+    this.free.push(e);
+  }
+
+  flush(): void {
+    while (this.head !== null) this.remove(this.head);
+  }
+
+  /** The procfs read: one line per entry in hash-bucket order, insertion order within a bucket. */
+  read(): string {
+    let s = '';
+    for (const b of this.buckets) {
+      for (const e of b) {
+        const newest = e.stamps[(e.index - 1) % this.ringSize];
+        s += `src=${formatProcAddr(e.family, e.addr)} ttl: ${e.ttl} last_seen: ${newest} oldest_pkt: ${e.index}`;
+        for (let i = 0; i < e.nstamps; i++) s += `${i ? ',' : ''} ${e.stamps[i]}`;
+        s += '\n';
+      }
+    }
+    return s;
+  }
+
+  /**
+   * The procfs write: `+ADDR` adds (or refreshes), `-ADDR` removes, `/`
+   * flushes; anything else is refused. Only the first 41 bytes count and an
+   * address may end at a newline, as in the kernel. Not masked, ttl 0.
+   */
+  write(data: string, jiffies: number): void {
+    const buf = Buffer.from(data).subarray(0, 41).toString('latin1');
+    if (buf.length === 0) return;
+    const c = buf[0];
+    if (c === '/') {
+      this.flush();
+      return;
+    }
+    if (c !== '+' && c !== '-') throw new XtError(`xt_recent: Need "+ip", "-ip" or "/" (got ${JSON.stringify(data)})`, 1);
+    let text = buf.slice(1);
+    const nl = text.indexOf('\n');
+    if (nl >= 0) text = text.slice(0, nl);
+    const family: Family = text.includes(':') ? 6 : 4;
+    const a = parseAddr(text, family);
+    if (a === null) throw new XtError(`xt_recent: illegal address written to procfs: ${JSON.stringify(text)}`, 1);
+    const e = this.lookup(family, a, 0);
+    if (e === null) {
+      if (c === '+') this.insert(family, a, 0, jiffies);
+    } else if (c === '+') this.update(e, jiffies);
+    else this.remove(e);
+  }
+
+  /** The entry at the LRU head is deleted if its newest stamp is older than `time` (one per call). */
+  reap(time: number, working: RecentEntry): void {
+    const e = this.head;
+    if (e === null || e === working) return;
+    if (time > e.stamps[(e.index - 1) % this.ringSize]) this.remove(e);
+  }
+}
+
+/** %pI4 / %pI6: IPv6 uncompressed, eight 4-digit lower-case groups. */
+function formatProcAddr(family: Family, a: Uint32Array): string {
+  if (family === 4) return ipv4ToString(a[0]);
+  const g: string[] = [];
+  for (let i = 0; i < 4; i++) g.push((a[i] >>> 16).toString(16).padStart(4, '0'), (a[i] & 0xffff).toString(16).padStart(4, '0'));
+  return g.join(':');
+}
+
+// ---- persistence across restarts ----
+
+/** Live tables, for snapshot/restore (a process normally runs one router). */
+const liveTables = new Map<string, RecentTable>();
+/** Snapshot parts waiting for their table to be created by a rule. */
+const pendingRestore = new Map<string, RecentTableSnapshot>();
+
+export interface RecentEntrySnapshot {
+  family: Family;
+  addr: string;
+  ttl: number;
+  index: number;
+  /** Stamp ages in milliseconds before the snapshot, in ring storage order. */
+  ages: number[];
+}
+export interface RecentTableSnapshot {
+  name: string;
+  /** Entries from LRU head (oldest) to tail. */
+  entries: RecentEntrySnapshot[];
+}
+export interface RecentSnapshot {
+  /** Wall-clock ms when taken; downtime until restore ages every stamp. */
+  takenAt: number;
+  tables: RecentTableSnapshot[];
+}
+
+/** Contents of every live table, with stamp ages relative to `nowMs` (monotonic). */
+export function snapshotRecent(nowMs: number, wallNow = Date.now()): RecentSnapshot {
+  const j = jiffiesAt(nowMs);
+  const tables: RecentTableSnapshot[] = [];
+  for (const t of liveTables.values()) {
+    const entries: RecentEntrySnapshot[] = [];
+    for (let e = t.head; e !== null; e = e.newer) {
+      entries.push({
+        family: e.family,
+        addr: addrToString(e.addr, e.family),
+        ttl: e.ttl,
+        index: e.index,
+        ages: Array.from(e.stamps.subarray(0, e.nstamps), (s) => ((j - s) * 1000) / RECENT_HZ),
+      });
+    }
+    tables.push({ name: t.name, entries });
+  }
+  return { takenAt: wallNow, tables };
+}
+
+function applySnapshot(t: RecentTable, snap: RecentTableSnapshot, jiffiesNow: number, downtimeMs: number): void {
+  t.flush();
+  for (const s of snap.entries) {
+    const a = parseAddr(s.addr, s.family);
+    if (a === null || s.ages.length === 0) continue;
+    const e = t.insert(s.family, a, s.ttl & 0xff, 0);
+    // Keep the newest min(ring, n) stamps if the ring size changed.
+    const ages = s.ages.slice(0, t.ringSize);
+    e.nstamps = ages.length;
+    for (let i = 0; i < ages.length; i++) e.stamps[i] = jiffiesNow - Math.round(((ages[i] + downtimeMs) * RECENT_HZ) / 1000);
+    e.index = Math.min(Math.max(1, s.index), ages.length);
+  }
+}
+
+/**
+ * Refills tables from a snapshot: tables that exist now are replaced at
+ * once, the others when a rule creates them. Returns the names applied now.
+ */
+export function restoreRecent(snap: RecentSnapshot, nowMs: number, wallNow = Date.now()): string[] {
+  const downtime = Math.max(0, wallNow - snap.takenAt);
+  const done: string[] = [];
+  for (const ts of snap.tables) {
+    const t = liveTables.get(ts.name);
+    if (t) {
+      applySnapshot(t, ts, jiffiesAt(nowMs), downtime);
+      done.push(ts.name);
+    } else {
+      pendingRestore.set(ts.name, { ...ts, entries: ts.entries.map((e) => ({ ...e, ages: e.ages.map((a) => a + downtime) })) });
+    }
+  }
+  return done;
+}
+
+/** Looks a live table up by name (control surface, tests). */
+export function recentTable(name: string): RecentTable | undefined {
+  return liveTables.get(name);
+}
+
+// ---- the match ----
+
+export interface RecentParams {
+  family: Family;
+  name: string;
+  /** Command bits (Cmd). */
+  checkSet: number;
+  invert: boolean;
+  seconds: number;
+  hitCount: number;
+  rdest: boolean;
+  mask: Uint32Array;
+}
+
+const COMMANDS = ['set', 'rcheck', 'update', 'remove'];
+const CMD_BITS: Record<string, number> = { set: Cmd.SET, rcheck: Cmd.CHECK, update: Cmd.UPDATE, remove: Cmd.REMOVE };
+
+function settingsOf(env: CheckEnv): { listTot: number; pktListTot: number } {
+  const s = (env.settings.recent ?? {}) as { ip_list_tot?: unknown; ip_pkt_list_tot?: unknown };
+  const listTot = s.ip_list_tot ?? DEFAULT_IP_LIST_TOT;
+  const pktListTot = s.ip_pkt_list_tot ?? DEFAULT_IP_PKT_LIST_TOT;
+  if (typeof listTot !== 'number' || !Number.isInteger(listTot) || listTot < 1 || listTot > 1 << 20) {
+    throw new XtError(`settings.recent.ip_list_tot: ${JSON.stringify(listTot)}: must be an integer 1..${1 << 20}`, 1);
+  }
+  if (typeof pktListTot !== 'number' || !Number.isInteger(pktListTot) || pktListTot < 1 || pktListTot > 255) {
+    throw new XtError(`settings.recent.ip_pkt_list_tot: ${JSON.stringify(pktListTot)}: must be an integer 1..255`, 1);
+  }
+  return { listTot, pktListTot };
+}
+
+function maskText(p: RecentParams): string {
+  return p.family === 4 ? ipv4ToString(p.mask[0]) : addrToString(p.mask, 6);
+}
+
+const KERNEL_EINVAL = "Invalid argument. Run `dmesg' for more information.";
+
+const recent: MatchExtension<RecentParams> = {
+  kind: 'match',
+  name: 'recent',
+  revision: 1,
+  families: [4, 6],
+  options: [
+    { name: 'seconds', arg: 'required' },
+    { name: 'reap', arg: 'none' },
+    { name: 'hitcount', arg: 'required' },
+    { name: 'set', arg: 'none', invertible: true },
+    { name: 'rcheck', arg: 'none', invertible: true },
+    { name: 'update', arg: 'none', invertible: true },
+    { name: 'remove', arg: 'none', invertible: true },
+    { name: 'rttl', arg: 'none' },
+    { name: 'name', arg: 'required' },
+    { name: 'rsource', arg: 'none' },
+    { name: 'rdest', arg: 'none' },
+    { name: 'mask', arg: 'required' },
+  ],
+  parse(opts, rule) {
+    const others = (n: string) => COMMANDS.filter((c) => c !== n);
+    x6Check('recent', opts, [
+      { name: 'seconds' },
+      { name: 'reap', also: ['seconds'] },
+      { name: 'hitcount' },
+      { name: 'set', excl: others('set') },
+      { name: 'rcheck', excl: others('rcheck') },
+      { name: 'update', excl: others('update') },
+      { name: 'remove', excl: others('remove') },
+      { name: 'rttl', excl: ['set', 'remove'] },
+      { name: 'name' },
+      { name: 'rsource', multi: true },
+      { name: 'rdest', multi: true },
+      { name: 'mask' },
+    ]);
+    const p: RecentParams = {
+      family: rule.family,
+      name: 'DEFAULT',
+      checkSet: 0,
+      invert: false,
+      seconds: 0,
+      hitCount: 0,
+      rdest: false,
+      mask: new Uint32Array([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff]),
+    };
+    for (const o of opts) {
+      const v = o.value ?? '';
+      if (CMD_BITS[o.name] !== undefined) {
+        p.checkSet |= CMD_BITS[o.name];
+        p.invert = o.inverted;
+      } else if (o.name === 'seconds' || o.name === 'hitcount') {
+        const n = parseUint(v);
+        const min = o.name === 'seconds' ? 1 : 0;
+        if (n < min) throw new XtError(`recent: bad value for option "--${o.name}", or out of range (${min}-4294967295).`);
+        if (o.name === 'seconds') p.seconds = n;
+        else p.hitCount = n;
+      } else if (o.name === 'reap') p.checkSet |= Cmd.REAP;
+      else if (o.name === 'rttl') p.checkSet |= Cmd.TTL;
+      else if (o.name === 'name') p.name = Buffer.from(v).subarray(0, NAME_LEN - 1).toString();
+      else if (o.name === 'rsource') p.rdest = false;
+      else if (o.name === 'rdest') p.rdest = true;
+      else if (o.name === 'mask') {
+        const m = parseAddr(v, rule.family);
+        if (!m) throw new XtError(`host/network \`${v}' not found`);
+        p.mask = m;
+      }
+    }
+    if ((p.checkSet & (Cmd.SET | Cmd.CHECK | Cmd.UPDATE | Cmd.REMOVE)) === 0) {
+      throw new XtError("recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'");
+    }
+    return p;
+  },
+  check(p, env) {
+    const log = (line: string) => env.services.log(6, `xt_recent: ${line}`);
+    const { listTot, pktListTot } = settingsOf(env);
+    const cmds = p.checkSet & (Cmd.SET | Cmd.CHECK | Cmd.UPDATE | Cmd.REMOVE);
+    // The kernel's recent_mt_check, in its order.
+    if (cmds !== Cmd.SET && cmds !== Cmd.CHECK && cmds !== Cmd.UPDATE && cmds !== Cmd.REMOVE) throw new XtError(KERNEL_EINVAL, 1);
+    if ((cmds === Cmd.SET || cmds === Cmd.REMOVE) && (p.seconds || p.hitCount || (p.checkSet & (Cmd.REAP | Cmd.TTL)))) {
+      throw new XtError(KERNEL_EINVAL, 1);
+    }
+    if ((p.checkSet & Cmd.REAP) && !p.seconds) throw new XtError(KERNEL_EINVAL, 1);
+    if (p.hitCount > pktListTot) {
+      log(`hitcount (${p.hitCount}) is larger than packets to be remembered (${pktListTot})`);
+      throw new XtError(KERNEL_EINVAL, 1);
+    }
+    if (p.name === '' || p.name === '.' || p.name === '..' || p.name.includes('/')) throw new XtError(KERNEL_EINVAL, 1);
+
+    const key = `xt_recent/${p.name}`;
+    const procPath = `net/xt_recent/${p.name}`;
+    const table = env.state.acquire<RecentTable>(
+      key,
+      () => {
+        const t = new RecentTable(p.name, p.mask, listTot, pktListTot);
+        const file: ProcFile = {
+          read: () => t.read(),
+          write: (data: string) => t.write(data, jiffiesAt(env.services.now())),
+        };
+        env.proc.register(procPath, file);
+        liveTables.set(p.name, t);
+        const pending = pendingRestore.get(p.name);
+        if (pending) {
+          pendingRestore.delete(p.name);
+          applySnapshot(t, pending, jiffiesAt(env.services.now()), 0);
+        }
+        return t;
+      },
+      (t) => {
+        env.proc.unregister(procPath);
+        if (liveTables.get(p.name) === t) liveTables.delete(p.name);
+      },
+    );
+
+    const family = p.family;
+    const checkSet = p.checkSet;
+    const invert = p.invert;
+    const windowJiffies = p.seconds * RECENT_HZ;
+    const hitCount = p.hitCount;
+    const rdest = p.rdest;
+    const useTtl = (checkSet & Cmd.TTL) !== 0;
+    const addr = new Uint32Array(4);
+    const tmask = table.mask;
+    let released = false;
+    return {
+      match(pkt: PacketContext): boolean {
+        if (family === 4) {
+          addr[0] = ((rdest ? pkt.dst4 : pkt.src4) & tmask[0]) >>> 0;
+          addr[1] = addr[2] = addr[3] = 0;
+        } else {
+          const w = rdest ? pkt.dst6 : pkt.src6;
+          addr[0] = (w[0] & tmask[0]) >>> 0;
+          addr[1] = (w[1] & tmask[1]) >>> 0;
+          addr[2] = (w[2] & tmask[2]) >>> 0;
+          addr[3] = (w[3] & tmask[3]) >>> 0;
+        }
+        // The TTL as received: a forwarded packet was already decremented.
+        let ttl = pkt.ttl;
+        if (pkt.outIf !== null && !pkt.locallyGenerated) ttl = (ttl + 1) & 0xff;
+        const now = jiffiesAt(pkt.now);
+        let ret = invert;
+        const e = table.lookup(family, addr, useTtl ? ttl : 0);
+        if (e === null) {
+          if ((checkSet & Cmd.SET) === 0) return ret;
+          table.insert(family, addr, ttl, now);
+          return !ret;
+        }
+        if (checkSet & Cmd.SET) ret = !ret;
+        else if (checkSet & Cmd.REMOVE) {
+          table.remove(e);
+          return !ret;
+        } else {
+          const time = now - windowJiffies;
+          let hits = 0;
+          const stamps = e.stamps;
+          for (let i = 0; i < e.nstamps; i++) {
+            if (windowJiffies !== 0 && time > stamps[i]) continue;
+            if (hitCount === 0 || ++hits >= hitCount) {
+              ret = !ret;
+              break;
+            }
+          }
+          if (checkSet & Cmd.REAP) table.reap(time, e);
+        }
+        if ((checkSet & Cmd.SET) !== 0 || ((checkSet & Cmd.UPDATE) !== 0 && ret)) {
+          // --reap may have removed nothing but the head; `e` itself is never reaped.
+          table.update(e, now);
+          e.ttl = ttl;
+        }
+        return ret;
+      },
+      destroy() {
+        if (released) return;
+        released = true;
+        env.state.release(key);
+      },
+    };
+  },
+  save(p) {
+    let s = p.invert ? ' !' : '';
+    if (p.checkSet & Cmd.SET) s += ' --set';
+    if (p.checkSet & Cmd.CHECK) s += ' --rcheck';
+    if (p.checkSet & Cmd.UPDATE) s += ' --update';
+    if (p.checkSet & Cmd.REMOVE) s += ' --remove';
+    if (p.seconds) s += ` --seconds ${p.seconds}`;
+    if (p.checkSet & Cmd.REAP) s += ' --reap';
+    if (p.hitCount) s += ` --hitcount ${p.hitCount}`;
+    if (p.checkSet & Cmd.TTL) s += ' --rttl';
+    s += ` --name ${p.name}`;
+    s += ` --mask ${maskText(p)}`;
+    s += p.rdest ? ' --rdest' : ' --rsource';
+    return s;
+  },
+  print(p) {
+    let s = p.invert ? ' !' : '';
+    s += ' recent:';
+    if (p.checkSet & Cmd.SET) s += ' SET';
+    if (p.checkSet & Cmd.CHECK) s += ' CHECK';
+    if (p.checkSet & Cmd.UPDATE) s += ' UPDATE';
+    if (p.checkSet & Cmd.REMOVE) s += ' REMOVE';
+    if (p.seconds) s += ` seconds: ${p.seconds}`;
+    if (p.checkSet & Cmd.REAP) s += ' reap';
+    if (p.hitCount) s += ` hit_count: ${p.hitCount}`;
+    if (p.checkSet & Cmd.TTL) s += ' TTL-Match';
+    s += ` name: ${p.name}`;
+    s += p.rdest ? ' side: dest' : ' side: source';
+    s += ` mask: ${maskText(p)}`;
+    return s;
+  },
+};
+
+export default recent;
