@@ -233,9 +233,20 @@ function pinsOf(spec: RuleSpec, describable: readonly (readonly { field: Indexed
 
 const MIN_INDEXED_CHAIN = 8;
 
+let classifierEnabled = true;
+
+/**
+ * Turns the classifier off (plain in-order scan) for chains compiled from now
+ * on: the reference the tests compare the classifier against, and the
+ * baseline the benchmark can show.
+ */
+export function setClassifierEnabled(on: boolean): void {
+  classifierEnabled = on;
+}
+
 /** Builds the best single-dimension classifier for a chain, or null when a plain scan is as good. */
 function buildClassifier(specs: readonly RuleSpec[]): Classifier | null {
-  if (specs.length < MIN_INDEXED_CHAIN) return null;
+  if (!classifierEnabled || specs.length < MIN_INDEXED_CHAIN) return null;
   const pinsPerRule = specs.map((spec) => {
     // Only matches that run before the first undescribed one may narrow the candidates.
     const described: { field: IndexedField; min: number; max: number; inverted: boolean }[][] = [];

@@ -1,0 +1,282 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { Hook, Verdict, type PacketContext } from '../router/packet.js';
+import { XT_CONTINUE, type MatchExtension, type TargetExtension } from '../modules/types.js';
+import { packet, testEngine, type PacketSpec } from '../router/netfilter/testkit.js';
+import { setClassifierEnabled } from '../router/netfilter/compile.js';
+import { restoreState, saveState } from '../router/netfilter/index.js';
+
+async function engineWith(lines: readonly string[], extra: Parameters<typeof testEngine>[0] = [], ct: Parameters<typeof testEngine>[1] = null) {
+  const e = await testEngine(extra, ct);
+  for (const l of lines) {
+    const r = await e.run(l);
+    if (r.status !== 0) throw new Error(`${l}: ${r.stderr}`);
+  }
+  return e;
+}
+
+const tcp = (src: string, dst: string, dport: number, extra: Partial<PacketSpec> = {}): PacketSpec => ({ src, dst, proto: 'tcp', dport, ...extra });
+
+test('filter INPUT: first matching rule decides, policy otherwise; counters count L3 bytes', async (t) => {
+  const e = await engineWith([
+    'iptables -P INPUT DROP',
+    'iptables -A INPUT -i lo -j ACCEPT',
+    'iptables -A INPUT -s 10.0.0.0/8 -p tcp --dport 22 -j ACCEPT',
+    'iptables -A INPUT -p udp -j DROP',
+  ]);
+  const cases: [PacketSpec, string | null, Verdict][] = [
+    [tcp('10.1.2.3', '192.0.2.1', 22), 'eth0', Verdict.ACCEPT],
+    [tcp('11.1.2.3', '192.0.2.1', 22), 'eth0', Verdict.DROP],
+    [tcp('10.1.2.3', '192.0.2.1', 23), 'eth0', Verdict.DROP],
+    [tcp('11.1.2.3', '192.0.2.1', 23), 'lo', Verdict.ACCEPT],
+  ];
+  for (const [spec, inIf, want] of cases) t.is(e.nf.hook(Hook.INPUT, packet(spec, inIf)), want, JSON.stringify(spec));
+  const save = (await e.run('iptables-save -c')).stdout;
+  // 40-byte TCP/IPv4 packets: one through lo, one accepted on 22, two to the policy.
+  t.regex(save, /:INPUT DROP \[2:80\]/);
+  t.regex(save, /\[1:40\] -A INPUT -i lo -j ACCEPT/);
+  t.regex(save, /\[1:40\] -A INPUT -s 10\.0\.0\.0\/8 -p tcp -m tcp --dport 22 -j ACCEPT/);
+  t.regex(save, /\[0:0\] -A INPUT -p udp -j DROP/);
+});
+
+test('jump, goto and RETURN follow ipt_do_table', async (t) => {
+  const e = await engineWith([
+    'iptables -N a',
+    'iptables -N b',
+    'iptables -N c',
+    'iptables -A FORWARD -s 1.0.0.1 -j a',
+    'iptables -A FORWARD -s 1.0.0.1 -j DROP',
+    'iptables -A FORWARD -s 1.0.0.2 -j b',
+    'iptables -A FORWARD -s 1.0.0.2 -j ACCEPT',
+    'iptables -A FORWARD -s 1.0.0.3 -j RETURN',
+    'iptables -A FORWARD -j ACCEPT',
+    'iptables -P FORWARD DROP',
+    // a: returns at once -> next FORWARD rule (DROP).
+    'iptables -A a -j RETURN',
+    'iptables -A a -j ACCEPT',
+    // b: goes to c without a return address; c falls off its end -> back to FORWARD after the -j b rule.
+    'iptables -A b -g c',
+    'iptables -A b -j DROP',
+    'iptables -A c -p udp -j DROP',
+  ]);
+  const hook = (src: string) => e.nf.hook(Hook.FORWARD, packet(tcp(src, '9.9.9.9', 80), 'in0', 'out0'));
+  t.is(hook('1.0.0.1'), Verdict.DROP);
+  t.is(hook('1.0.0.2'), Verdict.ACCEPT);
+  // RETURN in a built-in chain applies its policy.
+  t.is(hook('1.0.0.3'), Verdict.DROP);
+  t.is(hook('1.0.0.4'), Verdict.ACCEPT);
+  const s = (await e.run('iptables -L -v -x -n')).stdout;
+  t.regex(s, /Chain FORWARD \(policy DROP 1 packets, 40 bytes\)/);
+});
+
+test('goto from a built-in chain: falling off the end applies the built-in policy', async (t) => {
+  const e = await engineWith(['iptables -N g', 'iptables -P OUTPUT DROP', 'iptables -A OUTPUT -g g', 'iptables -A OUTPUT -j ACCEPT', 'iptables -A g -p udp -j ACCEPT']);
+  t.is(e.nf.hook(Hook.OUTPUT, packet(tcp('1.1.1.1', '2.2.2.2', 1), null, 'eth0')), Verdict.DROP);
+  t.is(e.nf.hook(Hook.OUTPUT, packet({ src: '1.1.1.1', dst: '2.2.2.2', proto: 'udp' }, null, 'eth0')), Verdict.ACCEPT);
+});
+
+test('generic criteria: interfaces with +, negations, fragments, protocols, IPv6 prefixes', async (t) => {
+  const e = await engineWith([
+    'iptables -P FORWARD DROP',
+    'iptables -A FORWARD -i veth+ ! -o veth9 -j ACCEPT',
+    'iptables -A FORWARD -f -j ACCEPT',
+    'iptables -A FORWARD ! -p tcp -s 192.168.0.0/16 -j ACCEPT',
+    'iptables -A FORWARD ! -d 10.0.0.0/8 -p tcp --dport 443 -j ACCEPT',
+    'ip6tables -P FORWARD DROP',
+    'ip6tables -A FORWARD -s 2001:db8::/32 -d 2001:db8:1::1 -p tcp --dport 22 -j ACCEPT',
+    'ip6tables -A FORWARD ! -s 2001:db8::/32 -p ipv6-icmp -j ACCEPT',
+  ]);
+  const fwd = (spec: PacketSpec, i = 'eth0', o = 'eth1') => e.nf.hook(Hook.FORWARD, packet(spec, i, o));
+  t.is(fwd(tcp('1.1.1.1', '2.2.2.2', 1), 'veth0', 'eth1'), Verdict.ACCEPT);
+  t.is(fwd(tcp('1.1.1.1', '2.2.2.2', 1), 'veth0', 'veth9'), Verdict.DROP);
+  t.is(fwd(tcp('1.1.1.1', '2.2.2.2', 1), 'vet', 'eth1'), Verdict.DROP);
+  t.is(fwd({ src: '1.1.1.1', dst: '2.2.2.2', proto: 'udp', fragOffset: 10 }), Verdict.ACCEPT);
+  t.is(fwd({ src: '1.1.1.1', dst: '2.2.2.2', proto: 'udp', fragOffset: 0, moreFragments: true, dport: 9 }), Verdict.DROP);
+  t.is(fwd({ src: '192.168.1.1', dst: '2.2.2.2', proto: 'udp' }), Verdict.ACCEPT);
+  t.is(fwd(tcp('192.168.1.1', '2.2.2.2', 80)), Verdict.DROP);
+  t.is(fwd(tcp('1.1.1.1', '2.2.2.2', 443)), Verdict.ACCEPT);
+  t.is(fwd(tcp('1.1.1.1', '10.2.2.2', 443)), Verdict.DROP);
+  t.is(fwd(tcp('2001:db8:5::1', '2001:db8:1::1', 22)), Verdict.ACCEPT);
+  t.is(fwd(tcp('2001:db9::1', '2001:db8:1::1', 22)), Verdict.DROP);
+  t.is(fwd({ src: '2001:db9::1', dst: '2001:db8::2', proto: 'icmp' }), Verdict.ACCEPT);
+  t.is(fwd({ src: '2001:db8::1', dst: '2001:db8::2', proto: 'icmp' }), Verdict.DROP);
+  // The IPv4 rules do not see IPv6 packets and vice versa.
+  t.regex((await e.run('ip6tables -L FORWARD -v -n')).stdout, /policy DROP 2 packets/);
+});
+
+/** A target that records (table, hook) and lets the packet continue: proves the traversal order. */
+function tracer(trace: string[]): TargetExtension<null> {
+  return {
+    kind: 'target', name: 'XTRACE', families: [4, 6], options: [],
+    parse: () => null,
+    check: (_p, env) => ({ target: (pkt: PacketContext) => (trace.push(`${env.rule.table}:${env.rule.chain}:${pkt.hook}`), XT_CONTINUE) }),
+    save: () => '',
+  };
+}
+
+test('tables run in the kernel order per hook, conntrack between raw and mangle, confirm last', async (t) => {
+  const trace: string[] = [];
+  const ct = {
+    in: (pkt: PacketContext) => (trace.push(`ct:in:${pkt.hook}`), (pkt.ctState = 2), Verdict.ACCEPT),
+    confirm: (pkt: PacketContext) => void trace.push(`ct:confirm:${pkt.hook}`),
+  };
+  const lines: string[] = [];
+  const chains: Record<string, string[]> = {
+    raw: ['PREROUTING', 'OUTPUT'],
+    mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+    nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+    filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+    rawpost: ['POSTROUTING'],
+  };
+  for (const [table, cs] of Object.entries(chains)) for (const c of cs) lines.push(`iptables -t ${table} -A ${c} -j XTRACE`);
+  const e = await engineWith(lines, [tracer(trace)], ct);
+  const run = (h: Hook) => {
+    trace.length = 0;
+    const p = packet(tcp('1.1.1.1', '2.2.2.2', 5));
+    p.ctState = 2; // as left by conntrack in PREROUTING/OUTPUT for a new flow
+    e.nf.hook(h, p);
+    return trace.join(' ');
+  };
+  t.is(run(Hook.PREROUTING), 'raw:PREROUTING:0 ct:in:0 mangle:PREROUTING:0 nat:PREROUTING:0');
+  t.is(run(Hook.INPUT), 'mangle:INPUT:1 filter:INPUT:1 nat:INPUT:1 ct:confirm:1');
+  t.is(run(Hook.FORWARD), 'mangle:FORWARD:2 filter:FORWARD:2');
+  t.is(run(Hook.OUTPUT), 'raw:OUTPUT:3 ct:in:3 mangle:OUTPUT:3 nat:OUTPUT:3 filter:OUTPUT:3');
+  t.is(run(Hook.POSTROUTING), 'mangle:POSTROUTING:4 nat:POSTROUTING:4 rawpost:POSTROUTING:4 ct:confirm:4');
+  // nat sees only a connection's first packet.
+  ct.in = (pkt: PacketContext) => (trace.push(`ct:in:${pkt.hook}`), (pkt.ctState = 4), Verdict.ACCEPT);
+  t.is(run(Hook.PREROUTING), 'raw:PREROUTING:0 ct:in:0 mangle:PREROUTING:0');
+});
+
+test('targets and matches limited to hooks are checked against every hook reaching the chain', async (t) => {
+  const onlyInput: TargetExtension<null> = {
+    kind: 'target', name: 'XINPUTONLY', families: [4], hooks: [Hook.INPUT], tables: ['filter'], options: [],
+    parse: () => null, check: () => ({ target: () => Verdict.ACCEPT }), save: () => '',
+  };
+  const e = await engineWith(['iptables -N sub', 'iptables -A sub -j XINPUTONLY', 'iptables -A INPUT -j sub'], [onlyInput]);
+  const r = await e.run('iptables -A FORWARD -j sub');
+  t.is(r.status, 1);
+  t.regex(r.stderr, /Invalid argument.*\n.*XINPUTONLY target: used from hooks FORWARD, but only usable from INPUT/);
+  const m = await e.run('iptables -t mangle -A INPUT -j XINPUTONLY');
+  t.regex(m.stderr, /only valid in filter table, not mangle/);
+});
+
+test('shared state survives a restore (new rules acquire before old release) and persistence round-trips', async (t) => {
+  const created: object[] = [];
+  const released: object[] = [];
+  const stateful: MatchExtension<{ name: string }> = {
+    kind: 'match', name: 'xstate', families: [4], options: [{ name: 'name', arg: 'required' }],
+    parse: (opts) => ({ name: opts.find((o) => o.name === 'name')?.value ?? 'DEFAULT' }),
+    check(p, env) {
+      const key = `xstate/${p.name}`;
+      const list = env.state.acquire(key, () => {
+        const l = { hits: [] as string[] };
+        created.push(l);
+        env.proc.register(`net/xt_xstate/${p.name}`, {
+          read: () => l.hits.join('\n'),
+          write: (d) => void l.hits.push(d),
+          exportState: () => JSON.stringify(l.hits),
+          importState: (d) => void l.hits.splice(0, l.hits.length, ...(JSON.parse(d) as string[])),
+        });
+        return l;
+      }, (l) => {
+        released.push(l);
+        env.proc.unregister(`net/xt_xstate/${p.name}`);
+      });
+      return { match: () => true, destroy: () => env.state.release(key) };
+    },
+    save: (p) => ` --name ${p.name}`,
+  };
+  const e = await engineWith(['iptables -A INPUT -m xstate --name one -j ACCEPT'], [stateful]);
+  t.is((await e.run('proc write net/xt_xstate/one 10.0.0.1')).status, 0);
+  const restored = await e.run('iptables-restore', '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m xstate --name one -j ACCEPT\nCOMMIT\n');
+  t.is(restored.status, 0, restored.stderr);
+  t.is(created.length, 1);
+  t.is(released.length, 0);
+  t.is((await e.run('proc cat net/xt_xstate/one')).stdout, '10.0.0.1');
+  // A failing restore changes nothing and leaks no reference.
+  const bad = await e.run('iptables-restore', '*filter\n-A INPUT -m xstate --name two -j ACCEPT\n-A INPUT -j NOPE\nCOMMIT\n');
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /Couldn't load target `NOPE'[\s\S]*Error occurred at line: 3/);
+  t.is(e.nf.state.refs('xstate/one'), 1);
+  t.is(e.nf.state.refs('xstate/two'), 0);
+  // Persist, start a fresh engine from it.
+  const saved = saveState(e.nf);
+  const e2 = await testEngine([stateful]);
+  restoreState(e2.nf, saved);
+  t.is((await e2.run('proc cat net/xt_xstate/one')).stdout, '10.0.0.1');
+  t.is((await e2.run('iptables -S INPUT')).stdout, '-P INPUT ACCEPT\n-A INPUT -p tcp -m xstate --name one -j ACCEPT\n');
+  // Deleting the last rule releases the state.
+  t.is((await e.run('iptables -F INPUT')).status, 0);
+  t.is(released.length, 1);
+});
+
+test('restore is atomic across tables and names the failing line; --test changes nothing', async (t) => {
+  const e = await engineWith(['iptables -A INPUT -s 1.1.1.1 -j DROP']);
+  const before = (await e.run('iptables-save')).stdout;
+  const input = '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -s 2.2.2.2 -j ACCEPT\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n-A NOPE -j ACCEPT\nCOMMIT\n';
+  const r = await e.run('iptables-restore', input);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /^iptables-restore: line 7 failed\n/);
+  t.is((await e.run('iptables-save')).stdout, before);
+  const rejectInNat = '*filter\n-A INPUT -j ACCEPT\nCOMMIT\n*nat\n-A PREROUTING -p tcp -m xstate2 -j ACCEPT\nCOMMIT\n';
+  t.is((await e.run('iptables-restore', rejectInNat)).status, 2);
+  const ok = await e.run('iptables-restore --test', '*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n');
+  t.is(ok.status, 0);
+  t.is((await e.run('iptables-save')).stdout, before);
+  const noCommit = await e.run('iptables-restore', '*filter\n-A INPUT -j ACCEPT\n');
+  t.is(noCommit.status, 1);
+  t.is(noCommit.stderr, 'iptables-restore: COMMIT expected at line 3\n');
+  const badPolicy = await e.run('iptables-restore', '*filter\n:INPUT FOO [0:0]\nCOMMIT\n');
+  t.regex(badPolicy.stderr, /Can't set policy `FOO' on `INPUT' line 2: Bad policy name/);
+  const noflush = await e.run('iptables-restore -n', '*filter\n-A INPUT -s 3.3.3.3 -j DROP\nCOMMIT\n');
+  t.is(noflush.status, 0);
+  t.is((await e.run('iptables -S INPUT')).stdout, '-P INPUT ACCEPT\n-A INPUT -s 1.1.1.1/32 -j DROP\n-A INPUT -s 3.3.3.3/32 -j DROP\n');
+});
+
+/** Random rule sets: the classifier must give the verdicts and counters of a plain scan. */
+test('classifier = linear scan (property)', async (t) => {
+  const addrs = ['10.0.0.1', '10.0.0.2', '10.0.1.1', '192.168.0.1', '172.16.5.5'];
+  const ruleArb = fc.record({
+    src: fc.option(fc.tuple(fc.constantFrom(...addrs), fc.constantFrom(32, 24, 16, 8)), { nil: undefined }),
+    dst: fc.option(fc.constantFrom(...addrs), { nil: undefined }),
+    srcInv: fc.boolean(),
+    proto: fc.constantFrom('', 'tcp', 'udp', 'icmp'),
+    dport: fc.option(fc.integer({ min: 20, max: 25 }), { nil: undefined }),
+    target: fc.constantFrom('ACCEPT', 'DROP', 'RETURN', '', 'sub'),
+  });
+  const lineOf = (r: fc.RecordValue<typeof ruleArb extends fc.Arbitrary<infer T> ? T : never>, chain: string) => {
+    let l = `iptables -A ${chain}`;
+    if (r.src) l += `${r.srcInv ? ' !' : ''} -s ${r.src[0]}/${r.src[1]}`;
+    if (r.dst) l += ` -d ${r.dst}`;
+    if (r.proto) l += ` -p ${r.proto}`;
+    if (r.dport !== undefined && (r.proto === 'tcp' || r.proto === 'udp')) l += ` --dport ${r.dport}`;
+    const target = chain === 'sub' && r.target === 'sub' ? 'ACCEPT' : r.target;
+    if (target) l += ` -j ${target}`;
+    return l;
+  };
+  const pktArb = fc.record({
+    src: fc.constantFrom(...addrs, '10.0.0.77', '8.8.8.8'),
+    dst: fc.constantFrom(...addrs),
+    proto: fc.constantFrom<'tcp' | 'udp' | 'icmp'>('tcp', 'udp', 'icmp'),
+    dport: fc.integer({ min: 19, max: 26 }),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(ruleArb, { minLength: 8, maxLength: 40 }), fc.array(ruleArb, { maxLength: 12 }), fc.array(pktArb, { minLength: 1, maxLength: 20 }), async (main, sub, pkts) => {
+      const lines = ['iptables -N sub', 'iptables -P FORWARD DROP', ...sub.map((r) => lineOf(r, 'sub')), ...main.map((r) => lineOf(r, 'FORWARD'))];
+      const results: string[] = [];
+      for (const classify of [true, false]) {
+        setClassifierEnabled(classify);
+        try {
+          const e = await engineWith(lines);
+          const verdicts = pkts.map((p) => e.nf.hook(Hook.FORWARD, packet({ ...p, sport: 1000 }, 'a', 'b')));
+          results.push(JSON.stringify(verdicts) + (await e.run('iptables-save -c')).stdout);
+        } finally {
+          setClassifierEnabled(true);
+        }
+      }
+      return results[0] === results[1];
+    }),
+    { numRuns: 60 },
+  );
+  t.pass();
+});
