@@ -201,6 +201,8 @@ export interface InterfaceStatus {
   mtu: number;
   addresses: string[];
   stats: DeviceStats;
+  /** Packets the router dropped that arrived on (or were bound for) this interface, by reason. */
+  drops?: Record<string, number>;
 }
 
 export interface StatusSnapshot {
@@ -210,6 +212,8 @@ export interface StatusSnapshot {
   interfaces: InterfaceStatus[];
   /** Packets the router dropped, by reason (router-core's counters). */
   drops: Record<string, number>;
+  /** The router's table (shown by the human form when present). */
+  routes?: { to: string; via: string | null; dev: string; kind: string }[];
   /** Anything else the router reports, passed through to --json. */
   router?: unknown;
 }
@@ -238,7 +242,7 @@ export function formatDuration(sec: number): string {
 
 export function formatStatus(s: StatusSnapshot): string {
   const lines = [`xtr ${s.version} pid ${s.pid} up ${formatDuration(s.uptimeSeconds)}`, ''];
-  const header = ['IFACE', 'KIND', 'DEVICE', 'MTU', 'RX-PKTS', 'RX-BYTES', 'TX-PKTS', 'TX-BYTES', 'TX-DROP', 'ADDRESSES'];
+  const header = ['IFACE', 'KIND', 'DEVICE', 'MTU', 'RX-PKTS', 'RX-BYTES', 'TX-PKTS', 'TX-BYTES', 'TX-DROP', 'DROPS', 'ADDRESSES'];
   const rows = s.interfaces.map((i) => [
     i.name,
     i.kind,
@@ -249,6 +253,7 @@ export function formatStatus(s: StatusSnapshot): string {
     String(i.stats.txPackets),
     String(i.stats.txBytes),
     String(i.stats.txDropped),
+    String(Object.values(i.drops ?? {}).reduce((a, b) => a + b, 0)),
     i.addresses.join(' '),
   ]);
   lines.push(...table([header, ...rows]));
@@ -258,6 +263,10 @@ export function formatStatus(s: StatusSnapshot): string {
   else {
     lines.push('drops:');
     lines.push(...table(drops.sort((a, b) => b[1] - a[1]).map(([k, n]) => [`  ${k}`, String(n)])));
+  }
+  if (s.routes && s.routes.length) {
+    lines.push('', 'routes:');
+    lines.push(...table(s.routes.map((r) => [`  ${r.to}`, r.via ? `via ${r.via}` : '', `dev ${r.dev}`, r.kind])));
   }
   return lines.join('\n') + '\n';
 }

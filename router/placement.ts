@@ -19,7 +19,7 @@
  * Non-goals: bridging, VLANs, TAP in gateway mode.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** The subset of the configuration schema placement needs (router/config.ts owns the full one). */
 export interface PeerSpec {
@@ -87,6 +87,21 @@ export async function sysctl(key: string, value: string | number, netns?: string
     return;
   }
   await run(['ip', 'netns', 'exec', netns, 'sysctl', '-q', '-w', `${path}=${value}`]);
+}
+
+/** Sets a sysctl in our namespace unless it already has the value; warns instead of failing. */
+export async function ensureSysctl(key: string, value: number, log: PlacementLogger): Promise<void> {
+  const path = `/proc/sys/${key.replaceAll('.', '/')}`;
+  try {
+    if (readFileSync(path, 'utf8').trim() === String(value)) return;
+  } catch {
+    /* unreadable: try to write */
+  }
+  try {
+    await sysctl(key, value);
+  } catch (e) {
+    log.warn({ sysctl: key, want: value, err: String(e) }, 'cannot set sysctl; set it outside (docker run --sysctl)');
+  }
 }
 
 export function familyOf(cidr: string): 4 | 6 {
@@ -229,12 +244,18 @@ export class Placement {
     await this.removeGateway(st, true);
     this.gateways.push(st);
 
-    await sysctl('net.ipv4.ip_forward', 1);
-    await sysctl('net.ipv6.conf.all.forwarding', 1).catch((e) => this.log.warn({ err: String(e) }, 'IPv6 forwarding not enabled'));
-    await sysctl('net.ipv4.conf.all.rp_filter', 0);
-    await sysctl('net.ipv4.conf.default.rp_filter', 0);
-    await sysctl(`net.ipv4.conf.${real}.rp_filter`, 0);
-    await sysctl(`net.ipv4.conf.${tun}.rp_filter`, 0);
+    // In an unprivileged container /proc/sys is read-only: the operator passes
+    // these with `docker run --sysctl`; say which are missing instead of failing.
+    for (const [key, value] of [
+      ['net.ipv4.ip_forward', 1],
+      ['net.ipv6.conf.all.forwarding', 1],
+      ['net.ipv4.conf.all.rp_filter', 0],
+      ['net.ipv4.conf.default.rp_filter', 0],
+      [`net.ipv4.conf.${real}.rp_filter`, 0],
+      [`net.ipv4.conf.${tun}.rp_filter`, 0],
+    ] as const) {
+      await ensureSysctl(key, value, this.log);
+    }
     await sysctl(`net.ipv6.conf.${tun}.disable_ipv6`, 0).catch(() => undefined);
     await sysctl(`net.ipv6.conf.${tun}.accept_dad`, 0).catch(() => undefined);
     const linkArgs = ['link', 'set', 'dev', tun];

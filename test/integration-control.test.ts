@@ -108,7 +108,7 @@ test('socket is root-only and status/ping answer', async (t) => {
     const human = await sendCommand(socket, { cmd: 'status', args: [], input: null });
     t.is(human.status, 0);
     t.regex(human.stdout, /up 1h02m05s/);
-    t.regex(human.stdout, /^eth0\s+tun\s+c0@lab-c\s+1500\s+7\s+700\s+5\s+500\s+1\s+198\.51\.100\.1\/24$/m);
+    t.regex(human.stdout, /^eth0\s+tun\s+c0@lab-c\s+1500\s+7\s+700\s+5\s+500\s+1\s+0\s+198\.51\.100\.1\/24$/m);
     t.regex(human.stdout, /ttl-exceeded\s+3/);
     t.notRegex(human.stdout, /no-route/);
     const json = await sendCommand(socket, { cmd: 'status', args: ['--json'], input: null });

@@ -1,0 +1,332 @@
+/**
+ * The router process: `node dist/router/main.js [--config FILE] [--lab-prefix P] [--socket PATH]`.
+ *
+ * Start-up order, each step undone in reverse on failure or shutdown:
+ *   1. load and validate the config (embedded lab config when no --config);
+ *   2. preflight checks that need no side effects (attach targets exist, names fit);
+ *   3. open every TUN/TAP in xtr's own namespace, then place it (link mode:
+ *      move into the peer namespace and configure the peer; gateway mode:
+ *      policy routing) - router/placement.ts;
+ *   4. the host interface carrying the router's own addresses (router/hostif.ts),
+ *      except in gateway mode where the namespace's real interfaces own them;
+ *   5. the Router (router/forward.ts), with the optional netfilter seam;
+ *   6. the control socket with the built-in and any extra command tables.
+ *
+ * startXtr() is the seam the rule engine is wired through: it takes an
+ * optional netfilter (or a factory given the router) and extra CommandTables.
+ * Signals are handled only by the command-line entry point, so tests and
+ * tools can embed startXtr() without it installing process handlers.
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CommandTable } from './commands.js';
+import { loadConfig, ConfigError, type XtrConfig } from './config.js';
+import { defaultConfig } from './default-config.js';
+import { ControlServer, statusCommands, type InterfaceStatus, type StatusSnapshot } from './control.js';
+import { configureHostInterface } from './hostif.js';
+import { createLogger, type Logger } from './log.js';
+import { Placement } from './placement.js';
+import { Router, type Netfilter } from './forward.js';
+import { openTun, type TunDevice } from '../dataplane/tun.js';
+import type { PacketDevice } from '../dataplane/device.js';
+
+type NetfilterArg = Netfilter;
+
+export interface StartOptions {
+  config: XtrConfig;
+  /** Overrides config.control.socket. */
+  socketPath?: string;
+  logger?: Logger;
+  /** The rule engine, or a factory that needs the router (its services) first. */
+  netfilter?: NetfilterArg | ((router: Router) => NetfilterArg);
+  /** Extra control commands (iptables, iptables-save, proc, ...), or factories given the router. */
+  commands?: readonly (CommandTable | ((router: Router) => CommandTable))[];
+}
+
+export interface XtrEvents {
+  /** SIGHUP: reload external data (geoip databases, ...). Listeners may be async; errors are logged. */
+  reload: [];
+}
+
+export interface XtrInstance {
+  readonly config: XtrConfig;
+  readonly router: Router;
+  readonly control: ControlServer;
+  readonly socketPath: string;
+  /** 'reload' on SIGHUP; whoever owns reloadable state subscribes. */
+  readonly events: EventEmitter<XtrEvents>;
+  /** Runs the reload listeners (what SIGHUP does). */
+  reload(): Promise<void>;
+  status(): StatusSnapshot;
+  /** Stops forwarding, closes the socket and devices, removes policy rules. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export function packageVersion(): string {
+  try {
+    let dir = dirname(fileURLToPath(import.meta.url));
+    for (let i = 0; i < 4; i++) {
+      try {
+        return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+      } catch {
+        dir = dirname(dir);
+      }
+    }
+  } catch {
+    /* fall through */
+  }
+  return 'unknown';
+}
+
+export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
+  const config = opts.config;
+  const log = opts.logger ?? createLogger({ level: config.logLevel });
+  const socketPath = opts.socketPath ?? config.control.socket;
+  const placement = new Placement(log);
+  const devices = new Map<string, PacketDevice>();
+  const deviceLabel = new Map<string, string>();
+  const opened: TunDevice[] = [];
+  let host: TunDevice | null = null;
+  let router: Router | null = null;
+  let control: ControlServer | null = null;
+  const startedAt = process.hrtime.bigint();
+
+  const undo = async () => {
+    if (control) await control.close().catch(() => undefined);
+    if (router) {
+      try {
+        router.stop();
+      } catch (e) {
+        log.warn({ err: String(e) }, 'router stop failed');
+      }
+    }
+    for (const d of opened) d.close();
+    if (host) host.close();
+    await placement.teardown();
+  };
+
+  try {
+    await Placement.preflight(config.interfaces);
+    const gateway = config.interfaces.some((i) => i.attach);
+    for (const iface of config.interfaces) {
+      const devName = Placement.deviceName(iface);
+      let dev: TunDevice;
+      try {
+        dev = openTun(devName, { kind: iface.mode });
+      } catch (e) {
+        throw new Error(`interface ${iface.name}: cannot open ${iface.mode} device ${devName}: ${(e as Error).message}`);
+      }
+      opened.push(dev);
+      devices.set(iface.name, dev);
+      if (iface.peer) {
+        await placement.placeLink(iface);
+        deviceLabel.set(iface.name, `${iface.peer.ifname}@${iface.peer.netns}`);
+      } else if (iface.attach) {
+        await placement.placeGateway(iface);
+        deviceLabel.set(iface.name, `${devName}<-${iface.attach}`);
+      } else {
+        // Neither placement: the device stays here, configured by the operator.
+        await placement.bringUp(devName, iface.mtu);
+        deviceLabel.set(iface.name, devName);
+      }
+    }
+    if (!gateway) {
+      const hostName = config.hostInterface.name;
+      try {
+        host = openTun(hostName, { kind: 'tun' });
+      } catch (e) {
+        throw new Error(`hostInterface: cannot open tun device ${hostName}: ${(e as Error).message}`);
+      }
+      await configureHostInterface({
+        name: hostName,
+        mtu: config.hostInterface.mtu,
+        interfaces: config.interfaces,
+        routes: config.routes,
+      });
+    } else {
+      log.info('gateway mode: no host interface; the namespace\'s own interfaces deliver local traffic');
+    }
+
+    const r = new Router({ config, devices, host, logger: log });
+    router = r;
+    if (opts.netfilter) {
+      const nf = typeof opts.netfilter === 'function' ? (opts.netfilter as (router: Router) => NetfilterArg)(r) : opts.netfilter;
+      r.setNetfilter(nf);
+    }
+    r.start();
+
+    const status = (): StatusSnapshot => {
+      const rs = r.status();
+      const interfaces: InterfaceStatus[] = rs.interfaces.map((e) => ({
+        name: e.name,
+        kind: e.kind,
+        device: e.kind === 'host' ? (host?.name ?? e.name) : (deviceLabel.get(e.name) ?? e.name),
+        mtu: e.mtu,
+        addresses: e.addresses,
+        stats: { rxPackets: e.rxPackets, rxBytes: e.rxBytes, txPackets: e.txPackets, txBytes: e.txBytes, txDropped: e.txDropped },
+        drops: e.drops,
+      }));
+      return {
+        version: packageVersion(),
+        pid: process.pid,
+        uptimeSeconds: Number(process.hrtime.bigint() - startedAt) / 1e9,
+        interfaces,
+        drops: rs.drops,
+        routes: rs.routes,
+        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited, neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors])) },
+      };
+    };
+
+    const c = new ControlServer(socketPath, log);
+    control = c;
+    c.register(statusCommands(status));
+    for (const t of opts.commands ?? []) c.register(typeof t === 'function' ? t(r) : t);
+    await c.listen();
+
+    const events = new EventEmitter<XtrEvents>();
+    let stopped: Promise<void> | null = null;
+    const instance: XtrInstance = {
+      config,
+      router: r,
+      control: c,
+      socketPath,
+      events,
+      status,
+      async reload() {
+        for (const l of events.listeners('reload')) {
+          try {
+            await (l as () => unknown)();
+          } catch (e) {
+            log.error({ err: e instanceof Error ? e.stack : String(e) }, 'reload listener failed');
+          }
+        }
+      },
+      stop() {
+        stopped ??= undo().then(() => log.info('xtr stopped'));
+        return stopped;
+      },
+    };
+    log.info({ interfaces: config.interfaces.map((i) => i.name), socket: socketPath, pid: process.pid }, 'xtr running');
+    return instance;
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Command-line entry point.
+
+const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] [--socket PATH] [--log-level L]
+  --config FILE      JSON or YAML configuration (default: the embedded lab configuration)
+  --lab-prefix P     namespace prefix of the embedded lab configuration (default xtr-)
+  --socket PATH      control socket (default: config control.socket, /run/xtr/xtr.sock)
+  --log-level L      overrides the config's logLevel
+`;
+
+export interface MainArgs {
+  config?: string;
+  labPrefix?: string;
+  socket?: string;
+  logLevel?: string;
+}
+
+export function parseMainArgs(argv: readonly string[]): MainArgs {
+  const out: MainArgs = {};
+  const keys: Record<string, keyof MainArgs> = {
+    '--config': 'config',
+    '-c': 'config',
+    '--lab-prefix': 'labPrefix',
+    '--socket': 'socket',
+    '--log-level': 'logLevel',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    let value: string | undefined;
+    const eq = a.indexOf('=');
+    if (a.startsWith('--') && eq > 0) {
+      value = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    const key = keys[a];
+    if (!key) throw new UsageError(`unknown argument ${JSON.stringify(argv[i])}`);
+    if (value === undefined) {
+      if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`);
+      value = argv[++i];
+    }
+    out[key] = value;
+  }
+  if (out.config && out.labPrefix) throw new UsageError('--lab-prefix applies to the embedded configuration only; not with --config');
+  return out;
+}
+
+class UsageError extends Error {}
+
+async function cliEntry(): Promise<void> {
+  let args: MainArgs;
+  try {
+    const argv = process.argv.slice(2);
+    if (argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(USAGE);
+      return;
+    }
+    args = parseMainArgs(argv);
+  } catch (e) {
+    process.stderr.write(`xtr: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+  let config: XtrConfig;
+  try {
+    config = args.config ? loadConfig(args.config) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-' });
+  } catch (e) {
+    const what = e instanceof ConfigError ? 'configuration error' : 'cannot load configuration';
+    process.stderr.write(`xtr: ${what}: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  const log = createLogger({ level: args.logLevel ?? config.logLevel });
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    log.warn('not running as root: opening TUN/TAP devices and configuring namespaces need CAP_NET_ADMIN');
+  }
+  let xtr: XtrInstance;
+  try {
+    xtr = await startXtr({ config, socketPath: args.socket, logger: log });
+  } catch (e) {
+    log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');
+    process.stderr.write(`xtr: failed to start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal: sig }, 'shutting down');
+    // A second signal or a hung teardown must not keep the process around forever.
+    setTimeout(() => process.exit(1), 10_000).unref();
+    xtr.stop().then(
+      () => process.exit(0),
+      (e) => {
+        log.error({ err: String(e) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info({ listeners: xtr.events.listenerCount('reload') }, 'SIGHUP: reloading');
+    void xtr.reload();
+  });
+}
+
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(fileURLToPath(import.meta.url)) === realpathSync(resolve(process.argv[1]));
+  } catch {
+    return false;
+  }
+}
+const isEntry = isEntryPoint();
+if (isEntry) await cliEntry();
