@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBatch, type PacketBatch } from '../dataplane/device.js';
-import { openTun, type TunDevice } from '../dataplane/tun.js';
+import { loadTunAddon, openTun, type TunDevice } from '../dataplane/tun.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -58,10 +58,15 @@ function openDevice(t: { teardown(fn: () => void): void }, kind: 'tun' | 'tap'):
   return dev;
 }
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+/**
+ * Polls `cond` every 20 ms. The bound is counted in polls rather than wall time:
+ * the synchronous set-up of concurrent tests (execFileSync of `ip`) can hold the
+ * event loop for seconds, and a wall-clock deadline would then expire before
+ * the wake-up being waited for ever had a chance to run.
+ */
+async function waitFor(what: string, cond: () => boolean, polls = 500): Promise<void> {
+  for (let i = 0; !cond(); i++) {
+    if (i >= polls) throw new Error(`gave up waiting for ${what} after ${polls} polls`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -171,6 +176,42 @@ test('tun: a read batch stops at capacity and the next read continues', (t) => {
   const batch = createBatch(4, 2048);
   const sizes = [dev.read(batch), dev.read(batch), dev.read(batch), dev.read(batch)];
   t.deepEqual(sizes, [4, 4, 2, 0]);
+});
+
+test('tun: a packet longer than its slot is dropped and counted, not returned truncated', (t) => {
+  const dev = openDevice(t, 'tun');
+  const ns = namespaceWith(t, dev);
+  nsExec(ns, 'ip', ['addr', 'add', '10.212.0.1/24', 'dev', dev.name]);
+  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+  const batch = createBatch(4, 64); // room for 64 bytes per packet after the headroom
+  const room = batch.slotSize - 64;
+  // 28 + 36 = 64 bytes fits exactly; 28 + 37 is one byte too long; 28 + 200 far too long
+  udpSendFrom(ns, '10.212.0.2', 9999, ['a'.repeat(room - 28), 'b'.repeat(room - 27), 'c'.repeat(200), 'd']);
+  t.is(dev.read(batch), 2);
+  t.deepEqual([...batch.lengths.subarray(0, 2)], [room, 29]);
+  t.is(packetAt(batch, 0).subarray(28).toString(), 'a'.repeat(room - 28));
+  t.is(packetAt(batch, 1).subarray(28).toString(), 'd');
+  t.is(dev.stats.rxErrors, 2);
+  t.is(dev.stats.rxPackets, 2);
+});
+
+test('addon: batch geometry that does not fit the buffers is refused before any I/O', (t) => {
+  const native = loadTunAddon();
+  const dev = openDevice(t, 'tun');
+  const batch = createBatch(4, 1500);
+  t.throws(() => native.readBatch(dev.fd, batch.data, batch.offsets, batch.lengths, 5, batch.slotSize, 64), {
+    instanceOf: RangeError,
+  });
+  t.throws(() => native.readBatch(dev.fd, batch.data, batch.offsets, batch.lengths, 4, 64, 64), { instanceOf: RangeError });
+  t.throws(() => native.readBatch(dev.fd, batch.data, new Float64Array(4) as never, batch.lengths, 4, batch.slotSize, 64), {
+    instanceOf: TypeError,
+    message: /offsets must be a Uint32Array/,
+  });
+  batch.offsets[2] = batch.data.length - 10;
+  batch.lengths.fill(20);
+  t.throws(() => dev.write(batch.data, batch.offsets, batch.lengths, 3), { instanceOf: RangeError, message: /packet 2/ });
+  t.is(dev.stats.txPackets + dev.stats.txDropped, 0, 'nothing was written or counted');
+  t.throws(() => native.pollStart({}, () => {}), { instanceOf: TypeError, message: /device handle/ });
 });
 
 test('tun: onReadable wakes the reader when traffic arrives', async (t) => {
@@ -439,7 +480,7 @@ function openFds(): number {
   return readdirSync('/proc/self/fd').length;
 }
 
-test('open/close many times leaks no fd; close is idempotent', (t) => {
+test.serial('open/close many times leaks no fd; close is idempotent', (t) => {
   const before = openFds();
   for (let i = 0; i < 200; i++) {
     const dev = openTun(`xtl${suffix()}`, { kind: i % 2 ? 'tap' : 'tun' });

@@ -18,7 +18,8 @@
  *   setMtu(name, mtu)  setUp(name, up)     -> ioctl helpers (current netns)
  *
  * `out`, when given, is a Float64Array of at least 3 elements that receives
- * [bytes moved, packets failed with an error other than EAGAIN, last errno],
+ * [bytes moved, packets failed (a read: too long for its slot, dropped; a
+ * write: refused with an error other than EAGAIN), last errno],
  * so the caller can keep byte counters without a per-packet loop in JS.
  *
  * Invariants: no allocation per packet or per batch; buffers are used through
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef struct tun_handle {
@@ -316,15 +318,25 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
   double bytes = 0, failed = 0;
   int last_err = 0;
   const size_t room = slot_size - headroom;
+  /* The kernel silently truncates a packet longer than the buffer. One spare
+     byte after the slot tells a truncated packet (read returns room + 1) from
+     one that fits exactly; a truncated packet is dropped and counted. */
+  unsigned char spare;
+  struct iovec iov[2] = {{NULL, room}, {&spare, 1}};
   while (n < capacity) {
     uint32_t off = n * slot_size + headroom;
-    ssize_t r = read((int)fd, data + off, room);
+    iov[0].iov_base = data + off;
+    ssize_t r = readv((int)fd, iov, 2);
+    if (r > (ssize_t)room) {
+      failed++;
+      continue;
+    }
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;
       last_err = errno;
-      /* EFAULT/EINVAL mean this one packet did not fit and was consumed; keep
-         draining. Anything else (EBADFD: device gone) ends the batch. */
+      /* EFAULT/EINVAL fail this one packet, which the kernel has consumed;
+         keep draining. Anything else (EBADFD: device gone) ends the batch. */
       if (last_err == EFAULT || last_err == EINVAL) {
         failed++;
         continue;
