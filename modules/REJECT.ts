@@ -1,0 +1,127 @@
+/**
+ * `-j REJECT [--reject-with TYPE]` (IPv4 and IPv6), as libipt_REJECT /
+ * libip6t_REJECT + the kernel's nf_reject: answer with an ICMP/ICMPv6
+ * destination-unreachable (or a TCP RST for tcp-reset) built like the
+ * kernel builds it, send it through OUTPUT, and DROP the packet.
+ *
+ * The answer's source: for INPUT and OUTPUT the offending packet's
+ * destination (what icmp_send picks for a local destination); for FORWARD
+ * the incoming interface's ICMP source address when the router exposes one
+ * (RouterInterface.icmpSource4/6), else the packet's destination too.
+ * Like the kernel, nothing is sent for a non-first fragment, a TCP/UDP
+ * packet with a bad checksum, an ICMP error, or a multicast/broadcast
+ * address.
+ */
+import { Hook, Verdict, type Family, type PacketContext } from '../router/packet.js';
+import { buildIcmp4Error, buildIcmp6Error, buildTcpReset, mayReplyWithIcmpError } from '../dataplane/build.js';
+import { fold, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
+import { getU16 } from '../dataplane/bytes.js';
+import { XtError, type TargetExtension } from './types.js';
+
+/** [canonical name, alias, ICMP type, code]; type -1 = tcp-reset. */
+type RejectType = readonly [string, string, number, number];
+
+const TYPES4: readonly RejectType[] = [
+  ['icmp-net-unreachable', 'net-unreach', 3, 0],
+  ['icmp-host-unreachable', 'host-unreach', 3, 1],
+  ['icmp-proto-unreachable', 'proto-unreach', 3, 2],
+  ['icmp-port-unreachable', 'port-unreach', 3, 3],
+  ['icmp-net-prohibited', 'net-prohib', 3, 9],
+  ['icmp-host-prohibited', 'host-prohib', 3, 10],
+  ['tcp-reset', 'tcp-rst', -1, 0],
+  ['icmp-admin-prohibited', 'admin-prohib', 3, 13],
+];
+const TYPES6: readonly RejectType[] = [
+  ['icmp6-no-route', 'no-route', 1, 0],
+  ['icmp6-adm-prohibited', 'adm-prohibited', 1, 1],
+  ['icmp6-addr-unreachable', 'addr-unreach', 1, 3],
+  ['icmp6-port-unreachable', 'port-unreach', 1, 4],
+  ['tcp-reset', 'tcp-reset', -1, 0],
+  ['icmp6-policy-fail', 'policy-fail', 1, 5],
+  ['icmp6-reject-route', 'reject-route', 1, 6],
+];
+
+export interface RejectParams {
+  family: Family;
+  /** Index into the family's type table. */
+  with: number;
+  /** The rule's `-p tcp` (tcp-reset needs it; checked at insert). */
+  tcpRule: boolean;
+}
+
+/** Scratch for the reply: the largest ICMPv6 error (1280) fits. */
+const out = Buffer.alloc(1280);
+const src6 = new Uint32Array(4);
+
+/** nf_reject_verify_csum / reject6_csum_ok: TCP and UDP must have a good checksum to earn a reply. */
+function l4ChecksumOk(pkt: PacketContext): boolean {
+  const proto = pkt.proto;
+  if (proto !== 6 && proto !== 17) return true;
+  if (pkt.isFragment) return true; // the kernel checks the reassembled datagram; a lone first fragment cannot be
+  const b = pkt.buf;
+  const len = pkt.l4len;
+  if (proto === 17 && pkt.family === 4 && len >= 8 && getU16(b, pkt.l4off + 6) === 0) return true;
+  const pseudo = pkt.family === 4 ? pseudoSum4(pkt.src4, pkt.dst4, proto, len) : pseudoSum6Words(pkt.src6, pkt.dst6, proto, len);
+  return fold(sum16(b, pkt.l4off, len, pseudo)) === 0xffff;
+}
+
+interface IcmpSourceCarrier {
+  icmpSource4?: number;
+  icmpSource6?: Uint32Array | null;
+}
+
+const REJECT: TargetExtension<RejectParams> = {
+  kind: 'target',
+  name: 'REJECT',
+  families: [4, 6],
+  tables: ['filter'],
+  hooks: [Hook.INPUT, Hook.FORWARD, Hook.OUTPUT],
+  options: [{ name: 'reject-with', arg: 'required' }],
+  parse(opts, rule) {
+    const table = rule.family === 4 ? TYPES4 : TYPES6;
+    let w = 3; // icmp-port-unreachable / icmp6-port-unreachable
+    let seen = false;
+    for (const o of opts) {
+      if (seen) throw new XtError('REJECT: option "--reject-with" can only be used once.');
+      seen = true;
+      const v = o.value ?? '';
+      const i = table.findIndex(([n, alias]) => n === v || alias === v);
+      if (i < 0) throw new XtError(`unknown reject type "${v}"`);
+      w = i;
+    }
+    return { family: rule.family, with: w, tcpRule: rule.proto === 6 && !rule.protoInverted };
+  },
+  check(p, env) {
+    const [, , type, code] = (p.family === 4 ? TYPES4 : TYPES6)[p.with];
+    if (type < 0 && !p.tcpRule) {
+      env.services.log(6, 'TCP_RESET invalid for non-tcp');
+      throw new XtError("Invalid argument. Run `dmesg' for more information.", 1);
+    }
+    const services = env.services;
+    return {
+      target(pkt: PacketContext): number {
+        if (pkt.fragmentOffset !== 0) return Verdict.DROP;
+        let n = 0;
+        if (type < 0) {
+          n = buildTcpReset(out, 0, pkt);
+        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt)) {
+          const via = (pkt.hook === Hook.FORWARD ? pkt.inIf : null) as IcmpSourceCarrier | null;
+          if (pkt.family === 4) {
+            const s = via && typeof via.icmpSource4 === 'number' && via.icmpSource4 !== 0 ? via.icmpSource4 : pkt.dst4;
+            n = buildIcmp4Error(out, 0, pkt, type, code, 0, s);
+          } else {
+            src6.set(via && via.icmpSource6 instanceof Uint32Array ? via.icmpSource6 : pkt.dst6);
+            n = buildIcmp6Error(out, 0, pkt, type, code, 0, src6);
+          }
+        }
+        if (n > 0) services.emitLocal(out, 0, n, pkt.family);
+        return Verdict.DROP;
+      },
+    };
+  },
+  save(p) {
+    return ` --reject-with ${(p.family === 4 ? TYPES4 : TYPES6)[p.with][0]}`;
+  },
+};
+
+export default REJECT;
