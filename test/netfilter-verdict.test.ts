@@ -244,7 +244,8 @@ test('classifier = linear scan (property)', async (t) => {
     dport: fc.option(fc.integer({ min: 20, max: 25 }), { nil: undefined }),
     target: fc.constantFrom('ACCEPT', 'DROP', 'RETURN', '', 'sub'),
   });
-  const lineOf = (r: fc.RecordValue<typeof ruleArb extends fc.Arbitrary<infer T> ? T : never>, chain: string) => {
+  type RuleValue = typeof ruleArb extends fc.Arbitrary<infer T> ? T : never;
+  const lineOf = (r: RuleValue, chain: string) => {
     let l = `iptables -A ${chain}`;
     if (r.src) l += `${r.srcInv ? ' !' : ''} -s ${r.src[0]}/${r.src[1]}`;
     if (r.dst) l += ` -d ${r.dst}`;
