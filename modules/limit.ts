@@ -5,7 +5,7 @@
  * come out exactly as on Linux with HZ = LIMIT_HZ.
  */
 import type { PacketContext } from '../router/packet.js';
-import { x6Check } from './mark.js';
+import { parseUint, x6Check } from './mark.js';
 import { XtError, type MatchExtension } from './types.js';
 
 /** Tick rate the bucket refills at (see docs/compat.md: xtr's jiffies are milliseconds). */
@@ -123,8 +123,8 @@ const limit: MatchExtension<LimitParams> = {
     const b = given.get('limit-burst');
     if (b) {
       const v = b.value ?? '';
-      const n = /^[0-9]+$/.test(v) ? Number(v) : -1;
-      if (n < 0 || n > 10000) throw new XtError('limit: bad value for option "--limit-burst", or out of range (0-10000).');
+      const n = parseUint(v, 10000);
+      if (n < 0) throw new XtError('limit: bad value for option "--limit-burst", or out of range (0-10000).');
       p.burst = n;
     }
     return p;
