@@ -162,9 +162,7 @@ export class FamilyRules {
   withCopies(names: readonly XtrTable[]): FamilyRules {
     const tables = new Map(this.tables);
     for (const n of names) tables.set(n, this.tables.get(n)!.clone());
-    const loaded = this.loaded.slice();
-    for (const n of names) if (!loaded.includes(n)) loaded.unshift(n);
-    return new FamilyRules(this.family, tables, loaded);
+    return new FamilyRules(this.family, tables, this.loaded.slice());
   }
 
   table(name: XtrTable): Table {
