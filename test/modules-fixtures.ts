@@ -3,6 +3,7 @@
  * through the codec's parsePacket, so matches see what the pipeline sees.
  */
 import { PacketContext } from '../router/packet.js';
+import type { Extension, ParsedOption } from '../modules/types.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { checksum, finish, pseudoSum4, sum16, pseudoSum6 } from '../dataplane/checksum.js';
 import { parseIpv4 } from '../dataplane/ipv4.js';
@@ -92,3 +93,28 @@ export function ctxOf(bytes: Buffer, now = 0, headroom = 0): PacketContext {
   ctx.now = now;
   return ctx;
 }
+
+/** iptables-style words for one extension → ParsedOption[] (aliases and nargs resolved as the engine does). */
+export function words(ext: Extension, text: string): ParsedOption[] {
+  const w = text.match(/"[^"]*"|\S+/g)?.map((x) => x.replace(/^"|"$/g, '')) ?? [];
+  const out: ParsedOption[] = [];
+  for (let i = 0; i < w.length; i++) {
+    let inverted = false;
+    if (w[i] === '!') {
+      inverted = true;
+      i++;
+    }
+    const n = w[i].replace(/^--/, '');
+    const spec = ext.options.find((o) => o.name === n || o.aliases?.includes(n));
+    if (!spec) throw new Error(`test: unknown option ${w[i]} for ${ext.name}`);
+    let value: string | null = null;
+    if (spec.arg === 'required') {
+      const k = spec.nargs ?? 1;
+      value = w.slice(i + 1, i + 1 + k).join(' ');
+      i += k;
+    }
+    out.push({ name: spec.name, value, inverted });
+  }
+  return out;
+}
+

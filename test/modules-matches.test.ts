@@ -1,6 +1,6 @@
 import test from 'ava';
 import { CtState, PacketContext, type Family } from '../router/packet.js';
-import { XtError, type CheckEnv, type Extension, type MatchExtension, type ParsedOption, type RuleInfo } from '../modules/types.js';
+import { XtError, type CheckEnv, type Extension, type MatchExtension, type RuleInfo } from '../modules/types.js';
 import tcp from '../modules/tcp.js';
 import udp from '../modules/udp.js';
 import icmp from '../modules/icmp.js';
@@ -18,34 +18,10 @@ import ttl from '../modules/ttl.js';
 import hl from '../modules/hl.js';
 import iprange from '../modules/iprange.js';
 import { Conntrack } from '../router/conntrack.js';
-import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram } from './modules-fixtures.js';
+import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words } from './modules-fixtures.js';
 
 const EXT: Record<string, Extension> = { tcp, udp, icmp, icmp6, multiport, state, conntrack: conntrackMatch, limit, mac, mark, connmark, comment, length, ttl, hl, iprange };
 const PROTO: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
-
-/** iptables-style words for one extension → ParsedOption[] (aliases and nargs resolved as the engine does). */
-export function words(ext: Extension, text: string): ParsedOption[] {
-  const w = text.match(/"[^"]*"|\S+/g)?.map((x) => x.replace(/^"|"$/g, '')) ?? [];
-  const out: ParsedOption[] = [];
-  for (let i = 0; i < w.length; i++) {
-    let inverted = false;
-    if (w[i] === '!') {
-      inverted = true;
-      i++;
-    }
-    const n = w[i].replace(/^--/, '');
-    const spec = ext.options.find((o) => o.name === n || o.aliases?.includes(n));
-    if (!spec) throw new Error(`test: unknown option ${w[i]} for ${ext.name}`);
-    let value: string | null = null;
-    if (spec.arg === 'required') {
-      const k = spec.nargs ?? 1;
-      value = w.slice(i + 1, i + 1 + k).join(' ');
-      i += k;
-    }
-    out.push({ name: spec.name, value, inverted });
-  }
-  return out;
-}
 
 function ruleInfo(family: Family, proto = ''): RuleInfo {
   return { family, table: 'filter', chain: 'INPUT', proto: PROTO[proto] ?? 0, protoInverted: false };

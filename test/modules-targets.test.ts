@@ -1,0 +1,279 @@
+import test from 'ava';
+import { Hook, PacketContext, Verdict, type Family, type InterfaceRef } from '../router/packet.js';
+import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension, type RuleInfo } from '../modules/types.js';
+import REJECT from '../modules/REJECT.js';
+import LOG, { formatLogLine } from '../modules/LOG.js';
+import MARK from '../modules/MARK_target.js';
+import CONNMARK from '../modules/CONNMARK_target.js';
+import NOTRACK from '../modules/NOTRACK.js';
+import CT from '../modules/CT.js';
+import { ConnEntry } from '../router/conntrack.js';
+import { verifies, sum16, fold, pseudoSum4, pseudoSum6 } from '../dataplane/checksum.js';
+import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words } from './modules-fixtures.js';
+
+const PROTO: Record<string, number> = { tcp: 6, udp: 17 };
+function ruleInfo(family: Family, proto = '', table: RuleInfo['table'] = 'filter'): RuleInfo {
+  return { family, table, chain: 'INPUT', proto: PROTO[proto] ?? 0, protoInverted: false };
+}
+
+function envWith(family: Family = 4) {
+  const sent: { bytes: Buffer; family: Family }[] = [];
+  const logs: [number, string][] = [];
+  const env: CheckEnv = {
+    rule: ruleInfo(family),
+    hookMask: 1 << Hook.INPUT,
+    state: { acquire: (_k, c) => c(), release() {} },
+    proc: { register() {}, unregister() {} },
+    services: {
+      emitLocal: (b, o, n, f) => void sent.push({ bytes: Buffer.from(b.subarray(o, o + n)), family: f }),
+      log: (l, line) => void logs.push([l, line]),
+      now: () => 0,
+    },
+    settings: {},
+  };
+  return { env, sent, logs };
+}
+
+function target(ext: TargetExtension, family: Family, proto: string, opts: string, table: RuleInfo['table'] = 'filter') {
+  return ext.parse(words(ext, opts), ruleInfo(family, proto, table));
+}
+
+// [ext, family, -p, table, words, save] - as iptables-save 1.8.9 prints them
+const SAVES: [TargetExtension, Family, string, RuleInfo['table'], string, string][] = [
+  [REJECT, 4, 'tcp', 'filter', '', ' --reject-with icmp-port-unreachable'],
+  [REJECT, 4, 'tcp', 'filter', '--reject-with tcp-rst', ' --reject-with tcp-reset'],
+  [REJECT, 4, '', 'filter', '--reject-with host-prohib', ' --reject-with icmp-host-prohibited'],
+  [REJECT, 4, '', 'filter', '--reject-with net-unreach', ' --reject-with icmp-net-unreachable'],
+  [REJECT, 4, '', 'filter', '--reject-with icmp-admin-prohibited', ' --reject-with icmp-admin-prohibited'],
+  [REJECT, 6, '', 'filter', '', ' --reject-with icmp6-port-unreachable'],
+  [REJECT, 6, '', 'filter', '--reject-with adm-prohibited', ' --reject-with icmp6-adm-prohibited'],
+  [REJECT, 6, '', 'filter', '--reject-with no-route', ' --reject-with icmp6-no-route'],
+  [REJECT, 6, '', 'filter', '--reject-with icmp6-reject-route', ' --reject-with icmp6-reject-route'],
+  [LOG, 4, '', 'filter', '--log-prefix "x " --log-level 4', ' --log-prefix "x "'],
+  [LOG, 4, '', 'filter', '--log-level warning --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid', ' --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid'],
+  [LOG, 4, '', 'filter', '--log-level debug', ' --log-level 7'],
+  [LOG, 4, '', 'filter', '--log-level alert --log-prefix abcdefghijabcdefghijabcdefghij', ' --log-prefix abcdefghijabcdefghijabcdefghi --log-level 1'],
+  [LOG, 4, '', 'filter', '--log-level 0x3', ' --log-level 3'],
+  [LOG, 4, '', 'filter', '--log-level panic', ' --log-level 0'],
+  [LOG, 4, '', 'filter', '--log-prefix a.b', ' --log-prefix "a.b"'],
+  [LOG, 4, '', 'filter', '--log-macdecode', ' --log-macdecode'],
+  [MARK, 4, '', 'mangle', '--set-mark 5', ' --set-xmark 0x5/0xffffffff'],
+  [MARK, 4, '', 'mangle', '--set-mark 5/0xff', ' --set-xmark 0x5/0xff'],
+  [MARK, 4, '', 'mangle', '--set-xmark 5/0xff', ' --set-xmark 0x5/0xff'],
+  [MARK, 4, '', 'mangle', '--and-mark 5', ' --set-xmark 0x0/0xfffffffa'],
+  [MARK, 4, '', 'mangle', '--or-mark 5', ' --set-xmark 0x5/0x5'],
+  [MARK, 4, '', 'mangle', '--xor-mark 5', ' --set-xmark 0x5/0x0'],
+  [CONNMARK, 4, '', 'mangle', '--set-mark 5', ' --set-xmark 0x5/0xffffffff'],
+  [CONNMARK, 4, '', 'mangle', '--set-mark 5/0xff', ' --set-xmark 0x5/0xff'],
+  [CONNMARK, 4, '', 'mangle', '--save-mark', ' --save-mark --nfmask 0xffffffff --ctmask 0xffffffff'],
+  [CONNMARK, 4, '', 'mangle', '--restore-mark', ' --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff'],
+  [CONNMARK, 4, '', 'mangle', '--save-mark --mask 0xff', ' --save-mark --nfmask 0xff --ctmask 0xff'],
+  [CONNMARK, 4, '', 'mangle', '--restore-mark --nfmask 0xff --ctmask 0xf0', ' --restore-mark --nfmask 0xff --ctmask 0xf0'],
+  [CONNMARK, 4, '', 'mangle', '--and-mark 5', ' --set-xmark 0x0/0xfffffffa'],
+  [NOTRACK, 4, '', 'raw', '', ''],
+  [CT, 4, '', 'raw', '--notrack', ' --notrack'],
+];
+
+test('target save text matches iptables-save', (t) => {
+  for (const [ext, fam, proto, table, opts, saved] of SAVES) {
+    t.is(ext.save(target(ext, fam, proto, opts, table)), saved, `${ext.name} ${opts}`);
+  }
+});
+
+const ERRORS: [TargetExtension, Family, string, string][] = [
+  [REJECT, 4, '--reject-with foo', 'unknown reject type "foo"'],
+  [REJECT, 6, '--reject-with icmp-port-unreachable', 'unknown reject type "icmp-port-unreachable"'],
+  [LOG, 4, '--log-level 9', 'log level "9" unknown'],
+  [LOG, 4, '--log-level EMERG', 'log level "EMERG" unknown'],
+  [LOG, 4, '--log-level warn', 'log level "warn" unknown'],
+  [LOG, 4, '--log-prefix ""', 'Argument must have a minimum length of 1 characters'],
+  [MARK, 4, '', 'MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required'],
+  [MARK, 4, '--set-mark 1 --or-mark 2', 'MARK: option "--set-mark" cannot be used together with "--or-mark".'],
+  [CONNMARK, 4, '', 'CONNMARK target: No operation specified'],
+  [CT, 4, '--zone 1', 'CT: option "--zone" is not supported by xtr (no conntrack helpers, zones, events or timeout policies)'],
+];
+
+test('target parse errors', (t) => {
+  for (const [ext, fam, opts, msg] of ERRORS) {
+    const err = t.throws(() => target(ext, fam, '', opts), { instanceOf: XtError }, `${ext.name} ${opts}`);
+    t.is(err?.message, msg);
+  }
+  const { env } = envWith();
+  const noTcp = t.throws(() => REJECT.check(target(REJECT, 4, '', '--reject-with tcp-reset'), env), { instanceOf: XtError });
+  t.is((noTcp as XtError).status, 1, 'tcp-reset without -p tcp is refused by the kernel check');
+  t.deepEqual(REJECT.tables, ['filter']);
+  t.deepEqual(REJECT.hooks, [Hook.INPUT, Hook.FORWARD, Hook.OUTPUT]);
+  t.deepEqual(NOTRACK.tables, ['raw']);
+  t.deepEqual(CT.tables, ['raw']);
+});
+
+test('REJECT icmp-port-unreachable: kernel-built ICMP error quoting the packet, DROP', (t) => {
+  const { env, sent } = envWith();
+  const inst = REJECT.check(target(REJECT, 4, 'udp', ''), env);
+  const orig = ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2, 3, 4]), { tos: 0x10, ttl: 60 });
+  const pkt = ctxOf(orig);
+  pkt.hook = Hook.INPUT;
+  t.is(inst.target(pkt), Verdict.DROP);
+  t.is(sent.length, 1);
+  const r = sent[0].bytes;
+  t.is(r.length, 28 + orig.length);
+  t.is(r[0], 0x45);
+  t.is(r[1], 0xc0 | 0x10, 'TOS: original TOS bits | internetwork control precedence');
+  t.is(r.readUInt16BE(2), r.length);
+  t.is(r[8], 64);
+  t.is(r[9], 1);
+  t.is(r.readUInt32BE(12), orig.readUInt32BE(16), 'from the address the packet was sent to');
+  t.is(r.readUInt32BE(16), orig.readUInt32BE(12));
+  t.true(verifies(r, 0, 20), 'IP header checksum');
+  t.is(r[20], 3);
+  t.is(r[21], 3);
+  t.true(verifies(r, 20, r.length - 20), 'ICMP checksum');
+  t.deepEqual(r.subarray(28), orig, 'the whole original is quoted');
+  // Every v4 type gives its code.
+  for (const [name, code] of [['icmp-net-unreachable', 0], ['icmp-host-unreachable', 1], ['icmp-proto-unreachable', 2], ['icmp-net-prohibited', 9], ['icmp-host-prohibited', 10], ['icmp-admin-prohibited', 13]] as const) {
+    const s = envWith();
+    REJECT.check(target(REJECT, 4, '', `--reject-with ${name}`), s.env).target(ctxOf(orig));
+    t.is(s.sent[0].bytes[21], code, name);
+  }
+});
+
+test('REJECT sends nothing for a bad UDP checksum, an ICMP error or a non-first fragment', (t) => {
+  const { env, sent } = envWith();
+  const inst = REJECT.check(target(REJECT, 4, '', ''), env);
+  const bad = ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2]));
+  bad[26] ^= 0xff;
+  t.is(inst.target(ctxOf(bad)), Verdict.DROP);
+  t.is(inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(3, 3, [0, 0, 0, 0], Array.from(ip4('10.0.0.2', '10.0.0.1', udpDgBytes())))))), Verdict.DROP);
+  t.is(inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2, [0, 0, 0, 0, 0, 0, 0, 0]), { frag: 3 }))), Verdict.DROP);
+  t.is(sent.length, 0);
+});
+
+function udpDgBytes() {
+  return udpDgram(53, 5000);
+}
+
+test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {
+  const { env, sent } = envWith();
+  const inst = REJECT.check(target(REJECT, 4, 'tcp', '--reject-with tcp-reset'), env);
+  // SYN without ACK: RST|ACK, seq 0, ack = seq + 1
+  inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x02, { seq: 1000 }))));
+  // ACK with 5 bytes: RST, seq = their ack, no ACK flag
+  inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x18, { seq: 2000, ack: 777, payload: [1, 2, 3, 4, 5] }))));
+  // FIN + 3 bytes without ACK: ack = seq + 1 + 3
+  inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x01, { seq: 0xffffffff, payload: [1, 2, 3] }))));
+  // a RST is never answered
+  inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x04))));
+  t.is(sent.length, 3);
+  const rows = sent.map(({ bytes: r }) => ({ sport: r.readUInt16BE(20), dport: r.readUInt16BE(22), seq: r.readUInt32BE(24), ack: r.readUInt32BE(28), flags: r[33], win: r.readUInt16BE(34), df: (r.readUInt16BE(6) & 0x4000) !== 0, ttl: r[8], ok: fold(sum16(r, 20, 20, pseudoSum4(r.readUInt32BE(12), r.readUInt32BE(16), 6, 20))) === 0xffff && verifies(r, 0, 20) }));
+  t.deepEqual(rows[0], { sport: 22, dport: 40000, seq: 0, ack: 1001, flags: 0x14, win: 0, df: true, ttl: 64, ok: true });
+  t.deepEqual(rows[1], { sport: 22, dport: 40000, seq: 777, ack: 0, flags: 0x04, win: 0, df: true, ttl: 64, ok: true });
+  t.deepEqual(rows[2], { sport: 22, dport: 40000, seq: 0, ack: 3, flags: 0x14, win: 0, df: true, ttl: 64, ok: true });
+
+  const s6 = envWith(6);
+  const inst6 = REJECT.check(target(REJECT, 6, 'tcp', '--reject-with tcp-reset'), s6.env);
+  inst6.target(ctxOf(ip6('2001:db8::1', '2001:db8::2', tcpSeg(1, 80, 0x02, { seq: 5 }))));
+  const r6 = s6.sent[0].bytes;
+  t.is(r6.length, 60);
+  t.is(r6[6], 6);
+  t.is(r6[7], 64);
+  t.is(r6[53], 0x14);
+  t.is(r6.readUInt32BE(48), 6);
+  t.is(fold(sum16(r6, 40, 20, pseudoSum6(r6, 8, 6, 20))), 0xffff);
+});
+
+test('REJECT IPv6 default: ICMPv6 port unreachable (1/4) with a valid checksum', (t) => {
+  const { env, sent } = envWith(6);
+  const inst = REJECT.check(target(REJECT, 6, '', ''), env);
+  const orig = ip6('2001:db8::1', '2001:db8::2', udpDgram(1, 2, [9, 9]));
+  t.is(inst.target(ctxOf(orig)), Verdict.DROP);
+  const r = sent[0].bytes;
+  t.is(r.length, 48 + orig.length);
+  t.is(r[6], 58);
+  t.deepEqual(r.subarray(8, 24), orig.subarray(24, 40), 'source = the address that was contacted');
+  t.deepEqual(r.subarray(24, 40), orig.subarray(8, 24));
+  t.is(r[40], 1);
+  t.is(r[41], 4);
+  t.is(fold(sum16(r, 40, r.length - 40, pseudoSum6(r, 8, 58, r.length - 40))), 0xffff);
+  t.deepEqual(r.subarray(48), orig);
+});
+
+test('REJECT in FORWARD answers from the incoming interface address when the router provides it', (t) => {
+  const { env, sent } = envWith();
+  const inst = REJECT.check(target(REJECT, 4, '', ''), env);
+  const pkt = ctxOf(ip4('10.0.0.1', '192.0.2.9', udpDgram(1, 2)));
+  pkt.hook = Hook.FORWARD;
+  pkt.inIf = { name: 'eth0', index: 1, kind: 'tun', mtu: 1500, mac: null, icmpSource4: 0x0a0000fe } as InterfaceRef;
+  inst.target(pkt);
+  t.is(sent[0].bytes.readUInt32BE(12), 0x0a0000fe);
+});
+
+test('LOG: kernel line format for TCP, UDP, ICMP with quoted header, IPv6, MAC and options', (t) => {
+  const tun: InterfaceRef = { name: 'tun0', index: 1, kind: 'tun', mtu: 1500, mac: null };
+  const p = ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(1234, 22, 0x02, { seq: 7, win: 64240, options: [2, 4, 5, 0xb4] }), { df: true, id: 54321 }));
+  p.inIf = tun;
+  t.is(formatLogLine(p, 'x ', 0), 'x IN=tun0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=44 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=1234 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 ');
+  t.is(formatLogLine(p, '', 0x01 | 0x02), 'IN=tun0 OUT= MAC= SRC=10.0.0.1 DST=10.0.0.2 LEN=44 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=1234 DPT=22 SEQ=7 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 OPT (020405B4) ');
+  const out = ctxOf(ip4('10.0.0.2', '10.0.0.1', udpDgram(53, 5000, [1, 2]), { tos: 0xb8 }));
+  out.outIf = { ...tun, name: 'eth1' };
+  out.mark = 0x2a;
+  t.is(formatLogLine(out, '', 0), 'IN= OUT=eth1 SRC=10.0.0.2 DST=10.0.0.1 LEN=30 TOS=0x18 PREC=0xA0 TTL=64 ID=1 PROTO=UDP SPT=53 DPT=5000 LEN=10 MARK=0x2a ');
+  const quoted = ip4('10.0.0.2', '10.0.0.1', udpDgram(53, 5000));
+  const err = ctxOf(ip4('10.0.0.9', '10.0.0.2', icmpMsg(3, 3, [0, 0, 0, 0], Array.from(quoted))));
+  t.is(formatLogLine(err, '', 0), 'IN= OUT= SRC=10.0.0.9 DST=10.0.0.2 LEN=56 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=ICMP TYPE=3 CODE=3 [SRC=10.0.0.2 DST=10.0.0.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=1 PROTO=UDP SPT=53 DPT=5000 LEN=8 ] ');
+  const ping = ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(8, 0, [0x12, 0x34, 0, 7])));
+  t.regex(formatLogLine(ping, '', 0), /PROTO=ICMP TYPE=8 CODE=0 ID=4660 SEQ=7 $/);
+  const v6 = ctxOf(ip6('2001:db8::1', 'fe80::2', icmpMsg(128, 0, [0, 1, 0, 2], [], true), { hlim: 255, tc: 0, flow: 0x12345 }));
+  t.is(formatLogLine(v6, '', 0), 'IN= OUT= SRC=2001:0db8:0000:0000:0000:0000:0000:0001 DST=fe80:0000:0000:0000:0000:0000:0000:0002 LEN=48 TC=0 HOPLIMIT=255 FLOWLBL=74565 PROTO=ICMPv6 TYPE=128 CODE=0 ID=1 SEQ=2 ');
+  // TAP: the Ethernet header bytes
+  const l3 = ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2));
+  const e = ctxOf(l3, 0, 14);
+  Buffer.from([2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 1, 8, 0]).copy(e.buf, 0);
+  e.l2off = 0;
+  e.inIf = { ...tun, name: 'tap0', kind: 'tap' };
+  t.regex(formatLogLine(e, '', 0), /^IN=tap0 OUT= MAC=02:00:00:00:00:09:02:00:00:00:00:01:08:00 SRC=/);
+  t.regex(formatLogLine(e, '', 0x20), /^IN=tap0 OUT= MACSRC=02:00:00:00:00:01 MACDST=02:00:00:00:00:09 MACPROTO=0800 SRC=/);
+  // The target logs at its level and lets the packet continue.
+  const s = envWith();
+  const inst = LOG.check(target(LOG, 4, '', '--log-prefix "INPUT-drop " --log-level info'), s.env);
+  t.is(inst.target(p), XT_CONTINUE);
+  t.is(s.logs[0][0], 6);
+  t.true(s.logs[0][1].startsWith('INPUT-drop IN=tun0 OUT= MAC= SRC=10.0.0.1'));
+});
+
+test('MARK, CONNMARK, NOTRACK, CT change marks and tracking as the kernel does', (t) => {
+  const { env } = envWith();
+  const p = new PacketContext();
+  const run = (ext: TargetExtension, opts: string) => ext.check(target(ext, 4, '', opts, 'mangle'), env).target(p);
+  p.mark = 0xf0f0;
+  t.is(run(MARK, '--set-mark 0x5/0xff'), XT_CONTINUE);
+  t.is(p.mark, 0xf005);
+  run(MARK, '--and-mark 0xff00');
+  t.is(p.mark, 0xf000);
+  run(MARK, '--or-mark 0x3');
+  t.is(p.mark, 0xf003);
+  run(MARK, '--xor-mark 0x1');
+  t.is(p.mark, 0xf002);
+  run(MARK, '--set-xmark 0x80000000/0x80000000');
+  t.is(p.mark, 0x8000f002);
+  // CONNMARK without a connection leaves everything alone.
+  p.ct = null;
+  t.is(run(CONNMARK, '--set-mark 7'), XT_CONTINUE);
+  const c = new ConnEntry();
+  p.ct = c;
+  run(CONNMARK, '--set-mark 0x70/0xf0');
+  t.is(c.mark, 0x70);
+  p.mark = 0x1234;
+  run(CONNMARK, '--save-mark --mask 0xff');
+  t.is(c.mark, 0x34);
+  p.mark = 0xab00;
+  run(CONNMARK, '--restore-mark --nfmask 0xff --ctmask 0xf0');
+  t.is(p.mark, 0xab30);
+  const n = new PacketContext();
+  NOTRACK.check(null, env).target(n);
+  t.true(n.notrack);
+  const n2 = new PacketContext();
+  CT.check(target(CT, 4, '', '', 'raw'), env).target(n2);
+  t.false(n2.notrack, 'CT without --notrack does nothing');
+  CT.check(target(CT, 4, '', '--notrack', 'raw'), env).target(n2);
+  t.true(n2.notrack);
+});
