@@ -34,7 +34,7 @@ function envWith(family: Family = 4) {
   return { env, sent, logs };
 }
 
-function target(ext: TargetExtension, family: Family, proto: string, opts: string, table: RuleInfo['table'] = 'filter') {
+function target(ext: TargetExtension<any>, family: Family, proto: string, opts: string, table: RuleInfo["table"] = "filter"): any {
   return ext.parse(words(ext, opts), ruleInfo(family, proto, table));
 }
 
