@@ -528,6 +528,23 @@ const exitCases: Array<{ title: string; body: string }> = [
     body: `const d = openTun('', { kind: 'tap' }); d.onReadable(() => {}); d.unref();`,
   },
   {
+    // the worker's loop and the addon go away with it: its watchers must be closed first
+    title: 'polled in a worker thread that is terminated',
+    body: [
+      `const { Worker } = await import('node:worker_threads');`,
+      `const { readdirSync } = await import('node:fs');`,
+      `const addonPath = ${JSON.stringify(fileURLToPath(new URL('../build/Release/xtr_tun.node', import.meta.url)))};`,
+      `const fds = () => readdirSync('/proc/self/fd').length;`,
+      `const before = fds();`,
+      `for (let i = 0; i < 3; i++) {`,
+      `  const w = new Worker("const n = require(" + JSON.stringify(addonPath) + "); const d = n.open('', i % 2 === 1, false); n.pollStart(d.handle, () => {}); n.open('', false, false); require('node:worker_threads').parentPort.postMessage('up');".replace('i % 2', String(i % 2)), { eval: true, execArgv: [] });`,
+      `  await new Promise((resolve, reject) => { w.on('message', () => w.terminate()); w.on('error', reject); w.on('exit', resolve); });`,
+      `}`,
+      `openTun('', { kind: 'tun' }).close(); // the main thread's copy of the addon still works`,
+      `if (fds() !== before) { console.log('fd delta', fds() - before); process.exit(3); }`,
+    ].join('\n'),
+  },
+  {
     // unpolled devices are collected and their fds closed by the finalizer; a
     // device with an active watcher stays alive, like an open socket would
     title: 'dropped without close and collected',

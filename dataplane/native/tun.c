@@ -53,6 +53,10 @@ typedef struct tun_handle {
   napi_env env;
   napi_ref callback;       /* strong reference to the JS readable callback */
   napi_async_context async_context;
+  /* keeps environment teardown (worker exit) waiting until the watcher is
+     closed: the addon may be unloaded right after, and a pending close
+     callback would then point into unmapped code */
+  napi_async_cleanup_hook_handle cleanup_hook;
   uv_poll_t poll;
 } tun_handle;
 
@@ -180,9 +184,17 @@ static tun_handle *get_handle(napi_env env, napi_value v) {
 
 /* ---------- lifetime ---------- */
 
+static void release_cleanup_hook(tun_handle *th) {
+  if (th->cleanup_hook) {
+    napi_remove_async_cleanup_hook(th->cleanup_hook);
+    th->cleanup_hook = NULL;
+  }
+}
+
 static void on_poll_closed(uv_handle_t *h) {
   tun_handle *th = (tun_handle *)h->data;
   th->poll_inited = 0;
+  release_cleanup_hook(th);
   if (th->finalized) free(th);
 }
 
@@ -197,29 +209,39 @@ static void drop_callback(tun_handle *th) {
   }
 }
 
-/* Removes the watcher from the loop, then closes the fd (libuv forbids the other order). */
-static void handle_close(tun_handle *th, int from_finalizer) {
+/*
+ * Removes the watcher from the loop, then closes the fd (libuv forbids the
+ * other order). `release_js` is false where calling back into the runtime for
+ * the async context is not safe (GC finalizer, environment teardown).
+ * Invariant: the memory is freed only once the watcher is closed and the
+ * cleanup hook removed (here when there is no watcher, else in on_poll_closed).
+ */
+static void handle_close(tun_handle *th, int release_js) {
   if (th->poll_inited && !th->closing) {
     th->closing = 1;
     th->poll_active = 0;
     uv_close((uv_handle_t *)&th->poll, on_poll_closed);
   }
-  /* a finalizer may not run JS-facing cleanup of async contexts safely in all
-     node versions; references are deleted there too, which N-API allows. */
-  if (!from_finalizer) drop_callback(th);
+  if (release_js) drop_callback(th);
   if (th->fd >= 0) {
     close(th->fd);
     th->fd = -1;
   }
+  if (!th->poll_inited) release_cleanup_hook(th);
+}
+
+/* Environment teardown (worker termination, embedder shutdown). */
+static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void *arg) {
+  (void)hook;
+  handle_close((tun_handle *)arg, 0);
 }
 
 static void finalize_handle(napi_env env, void *data, void *hint) {
-  (void)env;
   (void)hint;
   tun_handle *th = (tun_handle *)data;
-  handle_close(th, 1);
+  handle_close(th, 0);
   if (th->callback) {
-    napi_delete_reference(th->env, th->callback);
+    napi_delete_reference(env, th->callback);
     th->callback = NULL;
   }
   th->finalized = 1;
@@ -274,6 +296,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     throw_last(env, "napi_create_external");
     return NULL;
   }
+  if (napi_add_async_cleanup_hook(env, on_env_cleanup, th, &th->cleanup_hook) != napi_ok) th->cleanup_hook = NULL;
   char actual[IFNAMSIZ + 1] = {0};
   memcpy(actual, ifr.ifr_name, IFNAMSIZ);
   CHECK(napi_create_object(env, &result));
@@ -513,7 +536,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   tun_handle *th = argc > 0 ? get_handle(env, argv[0]) : NULL;
   if (!th) return NULL;
-  handle_close(th, 0);
+  handle_close(th, 1);
   return NULL;
 }
 
