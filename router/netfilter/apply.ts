@@ -86,10 +86,15 @@ export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, r
     }
     case 'X': {
       const victims = cmd.chain !== null ? [chainOf(table, cmd.chain)] : table.ordered().filter((c) => !c.builtin);
-      for (const c of victims) if (c.builtin) throw kernelError(KERNEL.EINVAL, `x_tables: cannot delete built-in chain ${c.name}`);
-      for (const c of victims) if (table.references(c.name) > 0) throw kernelError(KERNEL.EMLINK);
-      for (const c of victims) if (c.rules.length > 0) throw kernelError(KERNEL.ENOTEMPTY);
-      for (const c of victims) table.chains.delete(c.name);
+      // libiptc tries every chain and reports the last failure; nothing is committed if any failed.
+      let failure: NfError | null = null;
+      for (const c of victims) {
+        if (c.builtin) failure = kernelError(KERNEL.EINVAL, `x_tables: cannot delete built-in chain ${c.name}`);
+        else if (table.references(c.name) > 0) failure = kernelError(KERNEL.EMLINK);
+        else if (c.rules.length > 0) failure = kernelError(KERNEL.ENOTEMPTY);
+        else table.chains.delete(c.name);
+      }
+      if (failure) throw failure;
       return;
     }
     case 'P': {

@@ -1,0 +1,252 @@
+/**
+ * Differential test against the kernel: the same iptables command lines go
+ * to iptables-legacy inside a throwaway network namespace and to xtr; exit
+ * statuses, the first line of each error, `-S`, `-L -n -v --line-numbers`
+ * and iptables-save must agree (xtr says "(xtr)" where iptables says
+ * "(legacy)"). Needs root, `ip netns` and iptables-legacy; otherwise the
+ * tests are skipped with the reason.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { splitLine } from '../router/netfilter/commands.js';
+import { testEngine, type TestEngine } from '../router/netfilter/testkit.js';
+
+function haveKernelReference(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  const probe = spawnSync('iptables-legacy', ['--version'], { encoding: 'utf8' });
+  if (probe.status !== 0 || !/v1\.8\.9/.test(probe.stdout)) return 'iptables-legacy 1.8.9 not installed';
+  if (spawnSync('ip', ['netns', 'list']).status !== 0) return 'ip netns not available';
+  return null;
+}
+const unavailable = haveKernelReference();
+
+class Kernel {
+  readonly ns = `xediff${process.pid}${Math.floor(Math.random() * 1e6)}`;
+  constructor() {
+    const r = spawnSync('ip', ['netns', 'add', this.ns], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip netns add: ${r.stderr}`);
+  }
+  run(words: string[], input?: string) {
+    // iptables -> iptables-legacy, iptables-save -> iptables-legacy-save.
+    const [base, ...suffix] = words[0].split('-');
+    const tool = [`${base}-legacy`, ...suffix].join('-');
+    const r = spawnSync('ip', ['netns', 'exec', this.ns, tool, ...words.slice(1)], { encoding: 'utf8', input, timeout: 20_000 });
+    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+  close() {
+    spawnSync('ip', ['netns', 'del', this.ns]);
+  }
+}
+
+const norm = (s: string) => s.replace(/\(legacy\)/g, '(xtr)').replace(/ on .*$/gm, ' on <TIME>');
+const firstLine = (s: string) => norm(s).split('\n')[0];
+
+interface Sequence {
+  name: string;
+  lines: string[];
+  /** Extensions that must exist in this tree for the sequence to be meaningful. */
+  needs?: { match?: string[]; target?: string[] };
+  /** Compare the first stderr line too (messages xtr's engine writes, not a module's). */
+  messages?: boolean;
+  /** Compare -L -n -v output (rules whose matches print the same in both). */
+  list?: boolean;
+}
+
+const SEQUENCES: Sequence[] = [
+  {
+    name: 'chains, policies and rule positions, with the usual mistakes',
+    messages: true,
+    list: true,
+    lines: [
+      'iptables -N a',
+      'iptables -N b',
+      'iptables -N a',
+      'iptables -N ACCEPT',
+      'iptables -N -x',
+      'iptables -A a -j b',
+      'iptables -A b -j a',
+      'iptables -A INPUT -j a',
+      'iptables -A INPUT -s 10.0.0.1,10.0.0.2 -d 1.1.1.0/24 -j ACCEPT',
+      'iptables -I INPUT 1 -s 1.1.1.1,2.2.2.2 -d 3.3.3.3,4.4.4.4 -j DROP',
+      'iptables -I INPUT 9 -j ACCEPT',
+      'iptables -I INPUT 0 -j ACCEPT',
+      'iptables -R INPUT 2 -s 5.5.5.5 -j DROP',
+      'iptables -R INPUT 99 -j DROP',
+      'iptables -D INPUT 3',
+      'iptables -D INPUT 30',
+      'iptables -D INPUT -s 2.2.2.2 -d 3.3.3.3 -j DROP',
+      'iptables -D INPUT -s 9.9.9.9 -j DROP',
+      'iptables -A FORWARD -i eth+ ! -o eth0 -f -j DROP',
+      'iptables -A FORWARD ! -s 10.0.0.0/255.255.0.0 -j DROP',
+      'iptables -A FORWARD -s 10.0.0.0/255.0.255.0 -d 10.1 -j DROP',
+      'iptables -A FORWARD -p 47 -j ACCEPT',
+      'iptables -A FORWARD -p all -j ACCEPT',
+      'iptables -A FORWARD -i ! -j ACCEPT',
+      'iptables -A FORWARD -i ! lo -j ACCEPT',
+      'iptables -A FORWARD -s ! 1.2.3.4 -j DROP',
+      'iptables -A FORWARD -p ! tcp -j DROP',
+      'iptables -A INPUT -o eth0 -j DROP',
+      'iptables -A OUTPUT -i eth0 -j DROP',
+      'iptables -A INPUT -s 1.2.3.400 -j DROP',
+      'iptables -A INPUT -s 1.2.3.4/33 -j DROP',
+      'iptables -A INPUT -s 1.2.3.4/ -j DROP',
+      'iptables -A INPUT -i verylongifname1234 -j DROP',
+      'iptables -A INPUT -m nosuch -j DROP',
+      'iptables -A INPUT -j NOSUCH',
+      'iptables -A INPUT --bogus',
+      'iptables -A INPUT -j ACCEPT -j DROP',
+      'iptables -A NOCHAIN -j ACCEPT',
+      'iptables -A b -j INPUT',
+      'iptables -X a',
+      'iptables -X INPUT',
+      'iptables -X nochain',
+      'iptables -P a DROP',
+      'iptables -P INPUT FOO',
+      'iptables -P FORWARD DROP',
+      'iptables -E b c',
+      'iptables -E c a',
+      'iptables -E c INPUT',
+      'iptables -L NOPE',
+      'iptables -F INPUT -L',
+      'iptables -P FORWARD DROP -j ACCEPT',
+      'iptables -A INPUT -x',
+      'iptables -L INPUT -v -x -n',
+      'iptables -t bogus -L',
+      'iptables',
+      'iptables -C INPUT -s 5.5.5.5 -j DROP',
+      'iptables -C INPUT -s 5.5.5.6 -j DROP',
+      'iptables -Z INPUT',
+      'iptables -F a',
+      'iptables -X',
+      'iptables -F',
+      'iptables -X',
+    ],
+  },
+  {
+    name: 'ip6tables generic criteria',
+    messages: true,
+    list: true,
+    lines: [
+      'ip6tables -A INPUT -s 2001:db8::1,2001:db8::/32 -i eth+ -j DROP',
+      'ip6tables -A INPUT -s fe80::/10 -d ff02::1 -j ACCEPT',
+      'ip6tables -A INPUT -s ::ffff:10.0.0.1 -j DROP',
+      'ip6tables -A INPUT -d 2001:db8:0:0:1:0:0:1/64 -j DROP',
+      'ip6tables -A INPUT -p icmpv6 -j ACCEPT',
+      'ip6tables -A INPUT -f -j DROP',
+      'ip6tables -A INPUT -s 10.0.0.1 -j DROP',
+      'ip6tables -N k',
+      'ip6tables -A OUTPUT -o lo -j k',
+    ],
+  },
+  {
+    name: 'mainline matches and targets (module parsers against libxt_*)',
+    needs: { match: ['tcp', 'udp', 'icmp', 'multiport', 'state', 'conntrack', 'limit', 'mark', 'comment', 'length', 'ttl', 'iprange'], target: ['MARK', 'CONNMARK', 'CT', 'NOTRACK'] },
+    lines: [
+      'iptables -A INPUT -p tcp --dport 22 -j ACCEPT',
+      'iptables -A INPUT -p tcp --dport 70000 -j ACCEPT',
+      'iptables -A INPUT -p tcp --dport 5:3 -j ACCEPT',
+      'iptables -A INPUT -p tcp --syn --dport 80 -m state --state NEW,ESTABLISHED -j ACCEPT',
+      'iptables -A INPUT -m state --state NEW -p tcp --dport 22 -j ACCEPT',
+      'iptables -A INPUT -m state --state FOO',
+      'iptables -A INPUT -m state',
+      'iptables -A INPUT -p tcp --tcp-flags SYN',
+      'iptables -A INPUT --dport 22',
+      'iptables -A INPUT ! -p tcp --dport 22 -j DROP',
+      'iptables -A INPUT -p udp -m multiport --sports 53,123 -j ACCEPT',
+      'iptables -A INPUT -p icmp --icmp-type echo-request -m limit --limit 3/min -j ACCEPT',
+      'iptables -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      'iptables -A INPUT -m comment --comment "two words" -j ACCEPT',
+      'iptables -A INPUT -m length --length 0:64 -m ttl --ttl-gt 3 -j DROP',
+      'iptables -A INPUT -m iprange --dst-range 10.0.0.1-10.0.0.5 -m mark ! --mark 7 -j DROP',
+      'iptables -t mangle -A PREROUTING -j MARK --set-mark 5',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark',
+      'iptables -t raw -A PREROUTING -j CT --notrack',
+      'iptables -t nat -A PREROUTING -j CT --notrack',
+      'iptables -A INPUT -j NOTRACK',
+    ],
+  },
+  {
+    name: 'seed 001: the port-knocking script (EXT_IF=eth0)',
+    needs: { match: ['recent', 'state', 'limit', 'icmp', 'tcp'], target: ['REJECT'] },
+    lines: [
+      'iptables -F', 'iptables -t nat -F', 'iptables -X', 'iptables -t nat -X',
+      'iptables -P INPUT DROP', 'iptables -P FORWARD DROP', 'iptables -P OUTPUT DROP',
+      'iptables -I INPUT 1 -i ! lo -j DROP', 'iptables -I FORWARD 1 -i ! lo -j DROP', 'iptables -I OUTPUT 1 -o ! lo -j DROP',
+      'iptables -A INPUT -i lo -j ACCEPT', 'iptables -A OUTPUT -o lo -j ACCEPT',
+      'iptables -A INPUT -s 10.0.0.0/8 -i eth0 -j DROP', 'iptables -A INPUT -s 127.0.0.0/8 -i eth0 -j DROP',
+      'iptables -A INPUT -s 172.16.0.0/12 -i eth0 -j DROP', 'iptables -A INPUT -s 192.168.0.0/16 -i eth0 -j DROP',
+      'iptables -A FORWARD -s 10.0.0.0/8 -i eth0 -j DROP', 'iptables -A FORWARD -s 127.0.0.0/8 -i eth0 -j DROP',
+      'iptables -A FORWARD -s 172.16.0.0/12 -i eth0 -j DROP', 'iptables -A FORWARD -s 192.168.0.0/16 -i eth0 -j DROP',
+      'iptables -A OUTPUT -p tcp -m state --state ESTABLISHED,RELATED -j ACCEPT', 'iptables -A OUTPUT -o eth0 -j ACCEPT',
+      'iptables -N icmp-packets',
+      'iptables -A icmp-packets -p icmp --icmp-type redirect -j DROP',
+      'iptables -A icmp-packets -p icmp --icmp-type echo-request -j ACCEPT',
+      'iptables -A icmp-packets -p icmp --icmp-type echo-reply -j ACCEPT',
+      'iptables -A icmp-packets -p icmp --icmp-type destination-unreachable -j ACCEPT',
+      'iptables -A icmp-packets -p icmp --icmp-type source-quench -j ACCEPT',
+      'iptables -A icmp-packets -p icmp --icmp-type time-exceeded -j ACCEPT',
+      'iptables -A icmp-packets -p icmp --icmp-type parameter-problem -j ACCEPT',
+      'iptables -N syn-flood',
+      'iptables -A syn-flood -m limit --limit 1/s --limit-burst 4 -j RETURN', 'iptables -A syn-flood -j DROP',
+      'iptables -N port-knocking', 'iptables -N knocking-okey', 'iptables -N knocking-oops',
+      'iptables -A port-knocking -p tcp --dport 1223 -m recent --rcheck --hitcount 1 -j knocking-oops',
+      'iptables -A port-knocking -p tcp --dport 1223 -m recent --set -j REJECT --reject-with host-prohib',
+      'iptables -A port-knocking -p tcp --dport 569 -m recent --rcheck --hitcount 2 -j knocking-oops',
+      'iptables -A port-knocking -p tcp --dport 569 -m recent --update --hitcount 1 -j REJECT --reject-with host-prohib',
+      'iptables -A port-knocking -p tcp --dport 715 -m recent --rcheck --hitcount 3 -j knocking-oops',
+      'iptables -A port-knocking -p tcp --dport 715 -m recent --update --hitcount 2 -j REJECT --reject-with host-prohib',
+      'iptables -A port-knocking -p tcp -m recent --remove',
+      'iptables -A knocking-okey -m state --state NEW -p tcp -m recent --remove -j ACCEPT',
+      'iptables -A knocking-oops -m state --state NEW -p tcp -m recent --remove',
+      'iptables -A INPUT -i eth0 -p icmp -j icmp-packets',
+      'iptables -A INPUT -p tcp -m state --state ESTABLISHED,RELATED -j ACCEPT',
+      'iptables -A INPUT -i eth0 -p tcp --syn -j syn-flood',
+      'iptables -A INPUT -i eth0 -p tcp --dport 22 -m state --state NEW -m recent --rcheck --seconds 20 --hitcount 3 -j knocking-okey',
+      'iptables -A INPUT -i eth0 -p tcp -j port-knocking',
+      'iptables -D INPUT 1', 'iptables -D FORWARD 1', 'iptables -D OUTPUT 1',
+    ],
+  },
+];
+
+function missing(e: TestEngine, s: Sequence): string[] {
+  const out: string[] = [];
+  for (const m of s.needs?.match ?? []) if (!e.nf.registry.match(m, 4)) out.push(`match ${m}`);
+  for (const t of s.needs?.target ?? []) if (!e.nf.registry.target(t, 4)) out.push(`target ${t}`);
+  return out;
+}
+
+for (const seq of SEQUENCES) {
+  const run = unavailable ? test.skip : test.serial;
+  run(`kernel vs xtr: ${seq.name}${unavailable ? ` (skipped: ${unavailable})` : ''}`, async (t) => {
+    const e = await testEngine();
+    const lacking = missing(e, seq);
+    if (lacking.length > 0) {
+      t.fail(`this tree has no ${lacking.join(', ')} yet`);
+      return;
+    }
+    const k = new Kernel();
+    try {
+      for (const line of seq.lines) {
+        const words = splitLine(line, 0);
+        const kr = k.run(words);
+        const xr = await e.run(line);
+        t.is(xr.status, kr.status, `status of: ${line}\nkernel: ${kr.stderr}\nxtr: ${xr.stderr}`);
+        if (seq.messages && kr.status !== 0) t.is(firstLine(xr.stderr), firstLine(kr.stderr), `message of: ${line}`);
+        if (kr.status === 0 && kr.stdout !== '') t.is(norm(xr.stdout), norm(kr.stdout), `output of: ${line}`);
+      }
+      for (const family of ['iptables', 'ip6tables']) {
+        for (const table of ['filter', 'nat', 'mangle', 'raw']) {
+          const cmd = `${family} -t ${table} -S`;
+          t.is((await e.run(cmd)).stdout, k.run(splitLine(cmd, 0)).stdout, cmd);
+          if (seq.list) {
+            const l = `${family} -t ${table} -L -n -v --line-numbers`;
+            t.is((await e.run(l)).stdout, k.run(splitLine(l, 0)).stdout, l);
+          }
+        }
+        t.is(norm((await e.run(`${family}-save -c`)).stdout), norm(k.run([`${family}-save`, '-c']).stdout), `${family}-save -c`);
+      }
+    } finally {
+      k.close();
+    }
+  });
+}
