@@ -30,12 +30,21 @@ export class GeoDbError extends Error {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/** Big-endian file bytes -> host-order 32-bit words (a private copy). */
-function wordsFromFile(bytes: Uint8Array): Uint32Array {
-  const copy = Buffer.alloc(bytes.length);
-  copy.set(bytes);
-  if (LITTLE_ENDIAN) copy.swap32();
-  return new Uint32Array(copy.buffer, copy.byteOffset, copy.length >>> 2);
+/**
+ * Big-endian file bytes -> host-order 32-bit words. `owned` bytes (fresh from
+ * a file read) are swapped in place when aligned, so a loaded table costs its
+ * file size and no more; anything else is copied first.
+ */
+function wordsFromFile(bytes: Uint8Array, owned: boolean): Uint32Array {
+  let buf: Buffer;
+  if (owned && bytes.byteOffset % 4 === 0) {
+    buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  } else {
+    buf = Buffer.alloc(bytes.length);
+    buf.set(bytes);
+  }
+  if (LITTLE_ENDIAN) buf.swap32();
+  return new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
 }
 
 /**
@@ -43,12 +52,12 @@ function wordsFromFile(bytes: Uint8Array): Uint32Array {
  * non-overlapping and begin <= end: the upstream builders always write them
  * so, and a table that is not would make the bisection miss silently.
  */
-export function decodeTable(bytes: Uint8Array, family: Family, path: string): Uint32Array {
+export function decodeTable(bytes: Uint8Array, family: Family, path: string, owned = false): Uint32Array {
   const recordSize = family === 4 ? 8 : 32;
   if (bytes.length % recordSize !== 0) {
     throw new GeoDbError(`Database file ${path} seems to be corrupted (size ${bytes.length} is not a multiple of ${recordSize})`, path);
   }
-  const t = wordsFromFile(bytes);
+  const t = wordsFromFile(bytes, owned);
   if (family === 4) {
     for (let i = 0; i < t.length; i += 2) {
       if (t[i]! > t[i + 1]!) throw new GeoDbError(`Database file ${path}: record ${i / 2} has begin > end`, path);
@@ -132,7 +141,7 @@ export function loadTable(path: string, family: Family): Uint32Array {
     const err = e as NodeJS.ErrnoException;
     throw new GeoDbError(`Could not open ${path}: ${strerror(err)}`, path);
   }
-  return decodeTable(bytes, family, path);
+  return decodeTable(bytes, family, path, true);
 }
 
 function strerror(err: NodeJS.ErrnoException): string {
