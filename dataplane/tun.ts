@@ -13,6 +13,19 @@
  * caller (`ip`), except for the small setMtu/setLinkUp helpers below, which act
  * in the caller's own namespace.
  *
+ * Semantics the router can rely on:
+ * - read() never returns a truncated packet: one longer than its slot
+ *   (slotSize - HEADROOM) is dropped and counted in stats.rxErrors.
+ * - write() stops at a full queue (EAGAIN); a packet the kernel refuses
+ *   (EINVAL: not IPv4/IPv6 on a TUN, shorter than 14 bytes on a TAP) is
+ *   dropped alone. Both count in stats.txDropped; lastError keeps the errno.
+ * - When the link is deleted (or its namespace destroyed) read() records
+ *   EBADFD in lastError and stops the wake-ups instead of spinning.
+ * - An active onReadable watcher keeps the process alive, like a listening
+ *   socket, unless unref()ed. close() is idempotent and synchronous for the
+ *   fd; devices that are never closed are closed when collected or when their
+ *   environment (a worker thread) ends.
+ *
  * Non-goals: IFF_VNET_HDR offloads (GSO/GRO) and persistent devices.
  */
 import { createRequire } from 'node:module';
