@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBatch, type PacketBatch } from '../dataplane/device.js';
-import { loadTunAddon, openTun, type TunDevice } from '../dataplane/tun.js';
+import { loadTunAddon, openTun, setLinkUp, setMtu, type TunDevice } from '../dataplane/tun.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -449,6 +449,22 @@ test('open: kernel-chosen name, EBUSY on a second single-queue open, several que
   t.is(q0.name, mq);
   t.is(q1.name, mq);
   t.not(q0.fd, q1.fd);
+});
+
+test('setMtu and setLinkUp act on the device in the caller\'s namespace', (t) => {
+  const dev = openDevice(t, 'tap');
+  // stays in this namespace: keep the kernel from sending IPv6 ND on it
+  sh('sysctl', ['-qw', `net.ipv6.conf.${dev.name}.disable_ipv6=1`]);
+  setMtu(dev.name, 1400);
+  setLinkUp(dev.name, true);
+  const [link] = JSON.parse(ip('-j', 'link', 'show', dev.name)) as Array<{ mtu: number; flags: string[] }>;
+  t.is(link!.mtu, 1400);
+  t.true(link!.flags.includes('UP'));
+  setLinkUp(dev.name, false);
+  const [down] = JSON.parse(ip('-j', 'link', 'show', dev.name)) as Array<{ flags: string[] }>;
+  t.false(down!.flags.includes('UP'));
+  const err = t.throws(() => setMtu(`xtnone${suffix()}`, 1400)) as NodeJS.ErrnoException;
+  t.is(err.code, 'ENODEV');
 });
 
 test('open: bad names and kinds fail with a message naming the problem', (t) => {
