@@ -51,6 +51,8 @@ export const enum CtStatus {
   SEEN_REPLY = 1 << 1,
   ASSURED = 1 << 2,
   CONFIRMED = 1 << 3,
+  /** Removed from the table; a packet still holding it must not confirm it again. */
+  DYING = 1 << 9,
 }
 
 /** TCP conntrack states, numbered as the kernel numbers them. */
@@ -325,7 +327,7 @@ export class Conntrack {
    */
   confirm(pkt: PacketContext): void {
     const e = pkt.ct as ConnEntry | null;
-    if (e === null || !(e instanceof ConnEntry) || e.confirmed) return;
+    if (e === null || !(e instanceof ConnEntry) || (e.status & (CtStatus.CONFIRMED | CtStatus.DYING)) !== 0) return;
     // Another packet of the same new flow may have been confirmed first.
     this.setKey(e.family, e.proto, e.orig);
     const clash = this.lookup(pkt.now);
@@ -352,7 +354,7 @@ export class Conntrack {
   /** Removes every entry (conntrack -F). */
   flush(): void {
     this.buckets.fill(null);
-    for (let e = this.oldest; e !== null; e = e.newer) e.status &= ~CtStatus.CONFIRMED;
+    for (let e = this.oldest; e !== null; e = e.newer) e.status = (e.status & ~CtStatus.CONFIRMED) | CtStatus.DYING;
     this.oldest = this.newest = null;
     this.confirmedCount = 0;
   }
@@ -401,8 +403,8 @@ export class Conntrack {
     if (next === IV) return false;
     if (next === IG) return true;
     const seenReply = (e.status & CtStatus.SEEN_REPLY) !== 0;
-    if (reply && !seenReply && ev === Ev.RST) {
-      // The only answer was a reset: the flow never existed (the kernel kills it at once).
+    if (!seenReply && ev === Ev.RST) {
+      // A reset before any reply: the flow never existed (the kernel kills it at once).
       this.kill(e);
       e.tcpState = TcpCt.CLOSE;
       return true;
@@ -614,7 +616,7 @@ export class Conntrack {
   /** Removes a confirmed entry from the table (no-op for an unconfirmed one). */
   private kill(e: ConnEntry): void {
     if (!e.confirmed) return;
-    e.status &= ~CtStatus.CONFIRMED;
+    e.status = (e.status & ~CtStatus.CONFIRMED) | CtStatus.DYING;
     this.removeTuple(e.orig);
     this.removeTuple(e.repl);
     if (e.older) e.older.newer = e.newer;
