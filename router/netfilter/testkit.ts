@@ -74,6 +74,19 @@ function l4(spec: PacketSpec, six: boolean): { proto: number; bytes: Buffer } {
   return { proto: spec.proto, bytes: Buffer.alloc(payload) };
 }
 
+/** TCP/UDP/ICMPv6 checksum over the pseudo-header (addresses given as src||dst bytes), as a sender fills it. */
+function fillL4Checksum(l4: Buffer, proto: number, addrs: Buffer): void {
+  const at = proto === 6 ? 16 : proto === 17 ? 6 : proto === 58 ? 2 : -1;
+  if (at < 0) return;
+  const pseudo = Buffer.alloc(addrs.length + 8);
+  addrs.copy(pseudo, 0);
+  pseudo.writeUInt32BE(l4.length, addrs.length);
+  pseudo[addrs.length + 7] = proto;
+  l4.writeUInt16BE(0, at);
+  const sum = csum(Buffer.concat([pseudo, l4]), 0, pseudo.length + l4.length);
+  l4.writeUInt16BE(proto === 17 && sum === 0 ? 0xffff : sum, at);
+}
+
 /** The packet's bytes (IPv6 when the addresses contain ':'). */
 export function packetBytes(spec: PacketSpec): Buffer {
   const six = spec.src.includes(':');
@@ -89,6 +102,7 @@ export function packetBytes(spec: PacketSpec): Buffer {
     h.writeUInt32BE(v4(spec.src), 12);
     h.writeUInt32BE(v4(spec.dst), 16);
     h.writeUInt16BE(csum(h, 0, 20), 10);
+    if (!spec.fragOffset && !spec.moreFragments) fillL4Checksum(bytes, proto, h.subarray(12, 20));
     return Buffer.concat([h, bytes]);
   }
   const h = Buffer.alloc(40);
@@ -102,6 +116,7 @@ export function packetBytes(spec: PacketSpec): Buffer {
     h.writeUInt32BE(s[i], 8 + 4 * i);
     h.writeUInt32BE(d[i], 24 + 4 * i);
   }
+  fillL4Checksum(bytes, proto, h.subarray(8, 40));
   return Buffer.concat([h, bytes]);
 }
 
