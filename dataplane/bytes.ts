@@ -106,3 +106,11 @@ export function parseMac(s: string): number {
 export function macFromBytes(b: Bytes, o = 0): number {
   return getU48(b, o);
 }
+
+/**
+ * A copy of b[start, end) as a plain Uint8Array. (Buffer#slice would share
+ * memory with the packet, which a Repr must not.)
+ */
+export function copyBytes(b: Bytes, start: number, end: number): Uint8Array {
+  return new Uint8Array(b.subarray(start, end));
+}

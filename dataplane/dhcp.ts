@@ -25,7 +25,7 @@
  * Non-goal: option overload (option 52, options continued in sname/file) is
  * not followed; the walker reads the options field only.
  */
-import { type Bytes, View, getU16, getU32, getU48, setU16, setU32, setU48 } from './bytes.js';
+import { type Bytes, View, copyBytes, getU16, getU32, getU48, setU16, setU32, setU48 } from './bytes.js';
 
 const OP = 0;
 const HTYPE = 1;
@@ -281,7 +281,7 @@ export class DhcpRepr {
     if (!v.isDhcp() || v.htype !== 1 || v.hlen !== 6) return null;
     const r = new DhcpRepr(v.op, v.xid, v.chaddrMac, v.ciaddr, v.yiaddr, v.siaddr, v.giaddr, v.flags, v.secs, v.hops);
     const c = new DhcpOptionCursor().resetOn(v);
-    while (c.next()) r.options.push({ code: c.code, value: v.buf.slice(c.valueOffset, c.valueOffset + c.length) });
+    while (c.next()) r.options.push({ code: c.code, value: copyBytes(v.buf, c.valueOffset, c.valueOffset + c.length) });
     if (c.malformed) return null;
     return r;
   }

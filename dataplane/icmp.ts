@@ -14,7 +14,7 @@
  * The checksum covers the whole ICMP message (the view's len) with no
  * pseudo-header.
  */
-import { View, getU16, getU32, setU16, setU32 } from './bytes.js';
+import { View, copyBytes, getU16, getU32, setU16, setU32 } from './bytes.js';
 import { checksum, verifies } from './checksum.js';
 import { DropReason } from './drop.js';
 
@@ -162,7 +162,7 @@ export class IcmpRepr {
 
   static parse(v: IcmpView): IcmpRepr | null {
     if (v.check() !== DropReason.NONE) return null;
-    return new IcmpRepr(v.type, v.code, v.rest, v.buf.slice(v.dataOffset, v.off + v.len));
+    return new IcmpRepr(v.type, v.code, v.rest, copyBytes(v.buf, v.dataOffset, v.off + v.len));
   }
 
   bufferLen(): number {

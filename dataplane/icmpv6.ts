@@ -25,7 +25,7 @@
  * The checksum covers the whole message (the view's len) plus the IPv6
  * pseudo-header, so fill/verify take the buffer offset of the addresses.
  */
-import { type Bytes, View, getU16, getU32, getU48, getWords128, setU16, setU32, setU48, setWords128 } from './bytes.js';
+import { type Bytes, View, copyBytes, getU16, getU32, getU48, getWords128, setU16, setU32, setU48, setWords128 } from './bytes.js';
 import { finish, fold, pseudoSum6, pseudoSum6Words, sum16 } from './checksum.js';
 import { DropReason } from './drop.js';
 
@@ -325,7 +325,7 @@ export class Icmpv6Repr {
 
   static parse(v: Icmpv6View): Icmpv6Repr | null {
     if (v.check() !== DropReason.NONE) return null;
-    return new Icmpv6Repr(v.type, v.code, v.rest, v.buf.slice(v.dataOffset, v.off + v.len));
+    return new Icmpv6Repr(v.type, v.code, v.rest, copyBytes(v.buf, v.dataOffset, v.off + v.len));
   }
 
   bufferLen(): number {

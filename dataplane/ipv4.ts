@@ -25,7 +25,7 @@
  *
  * Addresses are unsigned 32-bit numbers (net/netip style); strings only at the edges.
  */
-import { type Bytes, View, getU16, getU32, setU16, setU32 } from './bytes.js';
+import { type Bytes, View, copyBytes, getU16, getU32, setU16, setU32 } from './bytes.js';
 import { checksum, csumReplace2, verifies } from './checksum.js';
 import { DropReason } from './drop.js';
 
@@ -344,7 +344,7 @@ export class Ipv4Repr {
       v.dontFragment,
       v.moreFragments,
       v.fragmentOffset,
-      v.buf.slice(v.optionsOffset, v.optionsOffset + v.optionsLength),
+      copyBytes(v.buf, v.optionsOffset, v.optionsOffset + v.optionsLength),
     );
   }
 

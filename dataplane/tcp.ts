@@ -22,7 +22,7 @@
  * The view's `len` is the whole segment (header + data) as bounded by the IP
  * length, because the checksum covers it all.
  */
-import { type Bytes, View, getU16, getU32, setU16, setU32 } from './bytes.js';
+import { type Bytes, View, copyBytes, getU16, getU32, setU16, setU32 } from './bytes.js';
 import { finish, fold, pseudoSum4, pseudoSum6, sum16 } from './checksum.js';
 import { DropReason } from './drop.js';
 
@@ -270,8 +270,8 @@ export class TcpRepr {
       v.flags,
       v.window,
       v.urgent,
-      v.buf.slice(v.optionsOffset, v.optionsOffset + v.optionsLength),
-      v.buf.slice(v.payloadOffset, v.off + v.len),
+      copyBytes(v.buf, v.optionsOffset, v.optionsOffset + v.optionsLength),
+      copyBytes(v.buf, v.payloadOffset, v.off + v.len),
     );
   }
 

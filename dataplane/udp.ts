@@ -14,7 +14,7 @@
  * not the view's len (bytes past `length` inside the IP payload are ignored,
  * as the kernel's udp_rcv trims them).
  */
-import { type Bytes, View, getU16, setU16 } from './bytes.js';
+import { type Bytes, View, copyBytes, getU16, setU16 } from './bytes.js';
 import { finish, fold, pseudoSum4, pseudoSum6, sum16 } from './checksum.js';
 import { DropReason } from './drop.js';
 
@@ -103,7 +103,7 @@ export class UdpRepr {
 
   static parse(v: UdpView): UdpRepr | null {
     if (v.check() !== DropReason.NONE) return null;
-    return new UdpRepr(v.srcPort, v.dstPort, v.buf.slice(v.payloadOffset, v.off + v.length));
+    return new UdpRepr(v.srcPort, v.dstPort, copyBytes(v.buf, v.payloadOffset, v.off + v.length));
   }
 
   bufferLen(): number {
