@@ -94,8 +94,7 @@ const REJECT: TargetExtension<RejectParams> = {
   check(p, env) {
     const [, , type, code] = (p.family === 4 ? TYPES4 : TYPES6)[p.with];
     if (type < 0 && !p.tcpRule) {
-      env.services.log(6, 'TCP_RESET invalid for non-tcp');
-      throw new XtError("Invalid argument. Run `dmesg' for more information.", 1);
+      throw new XtError('REJECT: TCP_RESET invalid for non-tcp', 1);
     }
     const services = env.services;
     return {

@@ -334,7 +334,6 @@ function maskText(p: RecentParams): string {
   return p.family === 4 ? ipv4ToString(p.mask[0]) : addrToString(p.mask, 6);
 }
 
-const KERNEL_EINVAL = "Invalid argument. Run `dmesg' for more information.";
 
 const recent: MatchExtension<RecentParams> = {
   kind: 'match',
@@ -409,20 +408,18 @@ const recent: MatchExtension<RecentParams> = {
     return p;
   },
   check(p, env) {
-    const log = (line: string) => env.services.log(6, `xt_recent: ${line}`);
+    // Refusals are EINVAL in the kernel; the message is what xtr puts in place of dmesg.
+    const einval = (why: string) => new XtError(`xt_recent: ${why}`, 1);
     const { listTot, pktListTot } = settingsOf(env);
     const cmds = p.checkSet & (Cmd.SET | Cmd.CHECK | Cmd.UPDATE | Cmd.REMOVE);
     // The kernel's recent_mt_check, in its order.
-    if (cmds !== Cmd.SET && cmds !== Cmd.CHECK && cmds !== Cmd.UPDATE && cmds !== Cmd.REMOVE) throw new XtError(KERNEL_EINVAL, 1);
+    if (cmds !== Cmd.SET && cmds !== Cmd.CHECK && cmds !== Cmd.UPDATE && cmds !== Cmd.REMOVE) throw einval('exactly one of --set, --rcheck, --update, --remove is needed');
     if ((cmds === Cmd.SET || cmds === Cmd.REMOVE) && (p.seconds || p.hitCount || (p.checkSet & (Cmd.REAP | Cmd.TTL)))) {
-      throw new XtError(KERNEL_EINVAL, 1);
+      throw einval('--set and --remove take no --seconds, --hitcount, --rttl or --reap');
     }
-    if ((p.checkSet & Cmd.REAP) && !p.seconds) throw new XtError(KERNEL_EINVAL, 1);
-    if (p.hitCount > pktListTot) {
-      log(`hitcount (${p.hitCount}) is larger than packets to be remembered (${pktListTot})`);
-      throw new XtError(KERNEL_EINVAL, 1);
-    }
-    if (p.name === '' || p.name === '.' || p.name === '..' || p.name.includes('/')) throw new XtError(KERNEL_EINVAL, 1);
+    if ((p.checkSet & Cmd.REAP) && !p.seconds) throw einval('--reap needs --seconds');
+    if (p.hitCount > pktListTot) throw einval(`hitcount (${p.hitCount}) is larger than packets to be remembered (${pktListTot})`);
+    if (p.name === '' || p.name === '.' || p.name === '..' || p.name.includes('/')) throw einval(`invalid table name ${JSON.stringify(p.name)}`);
 
     const key = `xt_recent/${p.name}`;
     const procPath = `net/xt_recent/${p.name}`;
