@@ -79,6 +79,13 @@ function writeOut(stream: NodeJS.WriteStream, text: string): Promise<void> {
 }
 
 export async function cliMain(argv: string[]): Promise<number> {
+  // `xtr status | head`: a reader that went away is not an error worth a stack trace.
+  for (const s of [process.stdout, process.stderr]) {
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
   let socketPath = process.env.XTR_SOCKET || DEFAULT_SOCKET;
   let i = 0;
   for (; i < argv.length; i++) {

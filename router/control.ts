@@ -98,10 +98,7 @@ export class ControlServer {
   async listen(): Promise<void> {
     const path = this.socketPath;
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    if (existsSync(path)) {
-      if (await isListening(path)) throw new Error(`control socket ${path}: another xtr is already listening there`);
-      unlinkSync(path);
-    }
+    await ensureSocketFree(path);
     const server = net.createServer((sock) => this.onConnection(sock));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -176,16 +173,34 @@ export class ControlServer {
   }
 }
 
-function isListening(path: string): Promise<boolean> {
+/**
+ * Throws if another router serves `path`; removes a stale socket file. main
+ * calls this before creating any device so a second router fails early.
+ */
+export async function ensureSocketFree(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const state = await probeSocket(path);
+  if (state === 'listening') throw new Error(`control socket ${path}: another xtr is already listening there`);
+  if (state === 'unknown') throw new Error(`control socket ${path}: exists and cannot be probed; remove it if no router uses it`);
+  unlinkSync(path);
+}
+
+/**
+ * Probes an existing socket file: 'stale' only when the kernel says nobody
+ * listens (ECONNREFUSED); anything else (a slow start-up, EACCES) is not
+ * proof enough to delete another process's socket.
+ */
+function probeSocket(path: string): Promise<'listening' | 'stale' | 'unknown'> {
   return new Promise((resolve) => {
     const s = net.connect(path);
-    const done = (v: boolean) => {
+    const done = (v: 'listening' | 'stale' | 'unknown') => {
+      clearTimeout(timer);
       s.destroy();
       resolve(v);
     };
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-    setTimeout(() => done(false), 1000).unref();
+    s.once('connect', () => done('listening'));
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? 'stale' : 'unknown'));
+    const timer = setTimeout(() => done('unknown'), 5000);
   });
 }
 

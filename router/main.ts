@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import type { CommandTable } from './commands.js';
 import { loadConfig, ConfigError, type XtrConfig } from './config.js';
 import { defaultConfig } from './default-config.js';
-import { ControlServer, statusCommands, type InterfaceStatus, type StatusSnapshot } from './control.js';
+import { ControlServer, ensureSocketFree, statusCommands, type InterfaceStatus, type StatusSnapshot } from './control.js';
 import { configureHostInterface } from './hostif.js';
 import { createLogger, type Logger } from './log.js';
 import { Placement } from './placement.js';
@@ -108,6 +108,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
   };
 
   try {
+    await ensureSocketFree(socketPath);
     await Placement.preflight(config.interfaces);
     const gateway = config.interfaces.some((i) => i.attach);
     for (const iface of config.interfaces) {
