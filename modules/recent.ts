@@ -242,24 +242,24 @@ export interface RecentSnapshot {
   tables: RecentTableSnapshot[];
 }
 
+function snapshotTable(t: RecentTable, jiffiesNow: number): RecentTableSnapshot {
+  const entries: RecentEntrySnapshot[] = [];
+  for (let e = t.head; e !== null; e = e.newer) {
+    entries.push({
+      family: e.family,
+      addr: addrToString(e.addr, e.family),
+      ttl: e.ttl,
+      index: e.index,
+      ages: Array.from(e.stamps.subarray(0, e.nstamps), (s) => ((jiffiesNow - s) * 1000) / RECENT_HZ),
+    });
+  }
+  return { name: t.name, entries };
+}
+
 /** Contents of every live table, with stamp ages relative to `nowMs` (monotonic). */
 export function snapshotRecent(nowMs: number, wallNow = Date.now()): RecentSnapshot {
   const j = jiffiesAt(nowMs);
-  const tables: RecentTableSnapshot[] = [];
-  for (const t of liveTables.values()) {
-    const entries: RecentEntrySnapshot[] = [];
-    for (let e = t.head; e !== null; e = e.newer) {
-      entries.push({
-        family: e.family,
-        addr: addrToString(e.addr, e.family),
-        ttl: e.ttl,
-        index: e.index,
-        ages: Array.from(e.stamps.subarray(0, e.nstamps), (s) => ((j - s) * 1000) / RECENT_HZ),
-      });
-    }
-    tables.push({ name: t.name, entries });
-  }
-  return { takenAt: wallNow, tables };
+  return { takenAt: wallNow, tables: Array.from(liveTables.values(), (t) => snapshotTable(t, j)) };
 }
 
 function applySnapshot(t: RecentTable, snap: RecentTableSnapshot, jiffiesNow: number, downtimeMs: number): void {
@@ -430,6 +430,15 @@ const recent: MatchExtension<RecentParams> = {
         const file: ProcFile = {
           read: () => t.read(),
           write: (data: string) => t.write(data, jiffiesAt(env.services.now())),
+          // Persistence across restarts: stamps are stored as ages, and the downtime ages them further.
+          exportState: () => JSON.stringify({ takenAt: Date.now(), tables: [snapshotTable(t, jiffiesAt(env.services.now()))] }),
+          importState: (data: string) => {
+            const snap = JSON.parse(data) as RecentSnapshot;
+            if (typeof snap?.takenAt !== 'number' || !Array.isArray(snap.tables) || snap.tables.length !== 1) {
+              throw new XtError(`xt_recent: ${p.name}: saved state is not a recent table snapshot`, 1);
+            }
+            applySnapshot(t, snap.tables[0], jiffiesAt(env.services.now()), Math.max(0, Date.now() - snap.takenAt));
+          },
         };
         env.proc.register(procPath, file);
         liveTables.set(p.name, t);

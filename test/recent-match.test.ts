@@ -403,3 +403,24 @@ test('port-knocking chain of seed 001 (three knocks in order, then ssh)', (t) =>
   t.is(knock(715, 20_000), 'k3');
   t.is(knock(22, 31_000), 'closed');
 });
+
+test('proc file exportState/importState carry a table across a restart', (t) => {
+  const e = makeEnv();
+  const n = name();
+  const set = rule(e, `--set --name ${n}`);
+  e.clock.now = 5000;
+  set.match(from('10.0.0.1', 1000));
+  set.match(from('10.0.0.1', 3000));
+  const saved = e.proc.get(`net/xt_recent/${n}`)!.exportState!();
+  set.destroy!();
+  const e2 = makeEnv();
+  const check = rule(e2, `--rcheck --seconds 10 --hitcount 2 --name ${n}`);
+  e2.clock.now = 0;
+  e2.proc.get(`net/xt_recent/${n}`)!.importState!(saved);
+  const f = e2.proc.get(`net/xt_recent/${n}`)!.read();
+  t.regex(f, /^src=10\.0\.0\.1 ttl: 64 last_seen: \d+ oldest_pkt: 2 \d+, \d+\n$/);
+  // stamps were 4 s and 2 s old at save time (plus a few ms of real downtime)
+  t.true(check.match(from('10.0.0.1', 5900)));
+  t.false(check.match(from('10.0.0.1', 6100)));
+  t.throws(() => e2.proc.get(`net/xt_recent/${n}`)!.importState!('{"x":1}'), { instanceOf: XtError });
+});
