@@ -10,7 +10,7 @@ import { XtError } from '../../modules/types.js';
 import { applyCommand, findRule } from './apply.js';
 import { KERNEL, kernelError, formatError, NfError, toNfError } from './errors.js';
 import type { Netfilter } from './engine.js';
-import { ctime, listRulesText, listText, saveTableText } from './format.js';
+import { ctime, echoRule, listRulesText, listText, saveTableText } from './format.js';
 import { isTableName, TABLE_HOOKS, HOOK_CHAIN_NAMES, type Chain, type FamilyRules, type Table, type XtrTable } from './model.js';
 import { parseCommand, type ParsedCommand, type ParseEnv } from './parse.js';
 
@@ -61,12 +61,18 @@ export function runIptables(nf: Netfilter, family: Family, args: readonly string
     nf.touch(family, cmd.table);
     return ok(execute(nf, family, cmd));
   } catch (e) {
-    return fail(e, prog);
+    const r = fail(e, prog);
+    // iptables -v prints the rule before the kernel refuses it.
+    const echoed = (e as { echo?: string } | null)?.echo;
+    return echoed ? { ...r, stdout: echoed } : r;
   }
 }
 
 function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
   const kind = cmd.commands[0];
+  // -v echoes each rule before it is committed, and names each chain flushed, zeroed or deleted.
+  let echo = cmd.verbose ? cmd.rules.map((r) => echoRule(r.spec)).join('') : '';
+  const chainNames = (all: () => string[]) => (cmd.chain !== null ? [cmd.chain] : all());
   const tableName = cmd.table;
   const table = (): Table => nf.rules(family).table(tableName);
   const chainOrAll = () => {
@@ -87,6 +93,7 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
       if (cmd.commands.includes('Z')) {
         if (kind === 'Z' && cmd.ruleNum !== null && chain && cmd.ruleNum > chain.rules.length) throw kernelError(KERNEL.ENOENT);
         zero(table(), chain, kind === 'Z' ? cmd.ruleNum : null);
+        if (cmd.verbose) out += chainNames(() => table().ordered().map((c) => c.name)).map((n) => `Zeroing chain \`${n}'\n`).join('');
         if (zeroFirst && cmd.commands.includes('L')) {
           // "-Z -L": iptables lists after zeroing.
           out = listText(table(), chain, cmd.ruleNum, { numeric: cmd.numeric, verbose: cmd.verbose, exact: cmd.exact, lineNumbers: cmd.lineNumbers });
@@ -104,9 +111,17 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
       for (const r of cmd.rules) if (findRule(chain, r) < 0) throw kernelError(KERNEL.BAD_RULE);
       return '';
     }
-    default:
-      nf.transaction(family, [tableName], (fr) => applyCommand(fr.table(tableName), cmd, family, nf.registry));
-      return '';
+    default: {
+      if (cmd.verbose && kind === 'F') echo += chainNames(() => table().ordered().map((c) => c.name)).map((n) => `Flushing chain \`${n}'\n`).join('');
+      if (cmd.verbose && kind === 'X') echo += chainNames(() => table().ordered().filter((c) => !c.builtin).map((c) => c.name)).map((n) => `Deleting chain \`${n}'\n`).join('');
+      try {
+        nf.transaction(family, [tableName], (fr) => applyCommand(fr.table(tableName), cmd, family, nf.registry));
+      } catch (e) {
+        if (echo !== '') (e as { echo?: string }).echo = echo;
+        throw e;
+      }
+      return echo;
+    }
   }
 }
 

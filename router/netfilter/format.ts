@@ -5,7 +5,7 @@
  */
 import { isAny, listAddr, saveAddr } from './addr.js';
 import type { Chain, RuleSpec, Table } from './model.js';
-import { protocolName } from './protocols.js';
+import { builtinProtocolName, protocolName } from './protocols.js';
 
 /** The rule in save form after "-A CHAIN": " -s 10.0.0.1/32 -p tcp -m tcp --dport 22 -j ACCEPT". */
 export function ruleText(s: RuleSpec): string {
@@ -133,9 +133,9 @@ function ruleLine(spec: RuleSpec, pkts: number, bytes: number, n: number, f: Lis
   const any = (addr: RuleSpec['src']) => (addr ? listAddr(addr, f.numeric) : f.numeric ? (spec.family === 4 ? '0.0.0.0/0' : '::/0') : 'anywhere');
   out += (spec.srcInv ? '!' : ' ') + pad(any(spec.src), 19) + ' ';
   out += (spec.dstInv ? '!' : ' ') + pad(any(spec.dst), 19) + ' ';
+  if (t.kind === 'jump' && t.goto) out += '[goto] ';
   for (const m of spec.matches) out += m.ext.print ? m.ext.print(m.params, f.numeric) : ` ${m.ext.name}${m.ext.save(m.params)}`;
   if (t.kind === 'ext') out += t.ext.print ? t.ext.print(t.params, f.numeric) : t.ext.save(t.params);
-  if (t.kind === 'jump' && t.goto) out += ' [goto] ';
   return out + '\n';
 }
 
@@ -149,4 +149,22 @@ export function listText(table: Table, chain: Chain | null, ruleNum: number | nu
   return chains
     .map((c) => header(c, table.references(c.name), f) + c.rules.map((r, i) => ruleLine(r.spec, r.pkts, r.bytes, i + 1, f)).join(''))
     .join('\n');
+}
+
+/** The rule as `iptables -v -A/-I/-D/-R` echoes it (print_firewall with FMT_NOTABLE). */
+export function echoRule(spec: RuleSpec): string {
+  const t = spec.target;
+  const tname = t.kind === 'none' ? '' : t.kind === 'verdict' ? t.verdict : t.kind === 'jump' ? t.chain : t.ext.name;
+  let out = `${tname} `;
+  out += `${spec.protoInv ? '!' : ' '}${builtinProtocolName(spec.proto)} `;
+  out += `opt ${spec.family === 4 ? `${spec.fragInv ? '!' : '-'}${spec.frag ? 'f' : '-'}` : '--'} `;
+  out += `in ${spec.inInv ? '!' : ''}${spec.inIf || '*'} out ${spec.outInv ? '!' : ''}${spec.outIf || '*'} `;
+  const addr = (a: RuleSpec['src']) => (a ? listAddr(a, true) : spec.family === 4 ? '0.0.0.0/0' : '::/0');
+  out += `${spec.srcInv ? '!' : ' '}${addr(spec.src)} `;
+  out += `${spec.dstInv ? '!' : ' '}-> ${addr(spec.dst)} `;
+  out += ' ';
+  if (t.kind === 'jump' && t.goto) out += '[goto] ';
+  for (const m of spec.matches) out += m.ext.print ? m.ext.print(m.params, false) : ` ${m.ext.name}${m.ext.save(m.params)}`;
+  if (t.kind === 'ext') out += t.ext.print ? t.ext.print(t.params, false) : t.ext.save(t.params);
+  return `${out}\n`;
 }

@@ -192,7 +192,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   let fragInv = false;
   let implicitTried = false;
   const loaded: LoadedExt[] = [];
-  let target: TargetSpec = { kind: 'none' };
+  let target = { kind: 'none' } as TargetSpec;
   let targetExt = null as LoadedExt | null;
   let jumpGiven = false;
 
@@ -507,6 +507,10 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   }
 
   const cmd = commands[0];
+  const tableForCheck = table ?? defaultTable;
+  if (tableForCheck === 'nat' && ((cmd === 'P' && arg2 === 'DROP') || ('ACDRI'.includes(cmd) && target.kind === 'verdict' && target.verdict === 'DROP'))) {
+    throw new NfError('\nThe "nat" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n');
+  }
   const needsRule = 'ACDRI'.includes(cmd) && !(cmd === 'D' && ruleNum !== null);
   if (cmd === 'D' && ruleNum !== null && (given.size > 0 || loaded.length > 0)) {
     const col = [...given][0];

@@ -68,3 +68,8 @@ export function implicitMatchNames(n: number, family: Family): string[] {
   if (n === 58 && family === 6) names.unshift('icmp6', 'icmpv6');
   return names;
 }
+
+/** The name from iptables' own list only (what `-v` echoes, where no lookup is done), else the number. */
+export function builtinProtocolName(n: number): string {
+  return BUILTIN.find(([, num]) => num === n)?.[0] ?? String(n);
+}
