@@ -14,6 +14,7 @@ import { mkdtempSync, writeFileSync, rmSync, chmodSync, existsSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext, TestFn } from 'ava';
 import { startLab, type Lab } from './netns.js';
 
 export type Family = 4 | 6;
@@ -576,4 +577,288 @@ export function parseRecent(text: string): RecentEntry[] {
 /** What comparable about a recent table: addresses (sorted), ttl and number of stamps; jiffies differ by nature. */
 export function recentSummary(entries: RecentEntry[]): string[] {
   return entries.map((e) => `${e.addr} ttl=${e.ttl} stamps=${e.stamps.length} oldest_pkt=${e.oldestPkt}`).sort();
+}
+
+// ---------------------------------------------------------------------------
+// Crafted packets: test/fixtures/differential/agent.py in an endpoint namespace.
+
+export const AGENT_PATH = join(REPO_ROOT, 'test', 'fixtures', 'differential', 'agent.py');
+
+/** A long-running scapy agent on an endpoint's interface (one python start-up per topology, not per packet). */
+export class PacketAgent {
+  private buffer = '';
+  private waiters: Array<(line: string) => void> = [];
+  private constructor(private readonly child: ReturnType<typeof spawn>, readonly where: string) {
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      this.buffer += d;
+      let nl: number;
+      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        this.waiters.shift()?.(line);
+      }
+    });
+  }
+
+  private stderr = '';
+
+  /** Starts the agent in `ns` on `iface`; `gw4`/`gw6` are the router's addresses on that link. */
+  static async start(ns: string, iface: string, gw4: string, gw6: string): Promise<PacketAgent> {
+    const child = spawn('ip', ['netns', 'exec', ns, '/usr/bin/python3', AGENT_PATH, iface, gw4, gw6], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const agent = new PacketAgent(child, `${ns}/${iface}`);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (agent.stderr += d));
+    const ready = await agent.next(30_000);
+    if (!ready.ready) throw new Error(`packet agent in ${ns} did not start: ${agent.stderr}`);
+    return agent;
+  }
+
+  private next(timeoutMs: number): Promise<Record<string, unknown>> {
+    return new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`packet agent ${this.where}: no answer in ${timeoutMs} ms: ${this.stderr}`)), timeoutMs);
+      const onExit = () => reject(new Error(`packet agent ${this.where} exited: ${this.stderr}`));
+      this.child.once('exit', onExit);
+      this.waiters.push((line) => {
+        clearTimeout(timer);
+        this.child.off('exit', onExit);
+        try {
+          resolvePromise(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          reject(new Error(`packet agent ${this.where}: bad answer ${line}`));
+        }
+      });
+    });
+  }
+
+  private async request(cmd: Record<string, unknown>, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    const answer = this.next(timeoutMs);
+    this.child.stdin!.write(JSON.stringify(cmd) + '\n');
+    const r = await answer;
+    if (r.ok !== true) throw new Error(`packet agent ${this.where}: ${String(r.error)}`);
+    return r;
+  }
+
+  listen(): Promise<unknown> {
+    return this.request({ op: 'listen' });
+  }
+
+  /** Builds each scapy expression (names C, S, R, C6, S6, ... are the lab addresses) and sends it. */
+  async send(packets: string[], gapMs = 0): Promise<number> {
+    return (await this.request({ op: 'send', packets, gap_ms: gapMs })).sent as number;
+  }
+
+  /** Stops capturing and returns canonical descriptions of what the interface received. */
+  async collect(): Promise<string[]> {
+    return (await this.request({ op: 'collect' })).packets as string[];
+  }
+
+  async stop(): Promise<void> {
+    try {
+      await this.request({ op: 'quit' }, 3000);
+    } catch {
+      /* fall through to kill */
+    }
+    killGroup(this.child.pid);
+  }
+}
+
+/** Drops everything the endpoint kernels would receive (their own iptables, legacy), so only crafted packets and the router's answers are on the wire. */
+export async function silenceEndpoints(topo: Topology): Promise<void> {
+  for (const ns of [topo.ns.client, topo.ns.server]) {
+    for (const cmd of ['iptables-legacy', 'ip6tables-legacy']) {
+      await runOk(nsArgv(ns, [cmd, '-P', 'INPUT', 'DROP']));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Differential runner: one rule set per case, the same crafted packets through
+// the kernel reference and through xtr, compared on what each endpoint
+// received, the restore status, per-rule counters and named recent tables.
+
+export type DiffTable = 'raw' | 'mangle' | 'filter';
+
+const BUILTIN_CHAINS: Record<DiffTable, string[]> = {
+  raw: ['PREROUTING', 'OUTPUT'],
+  mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+};
+
+export interface DiffStep {
+  from: 'client' | 'server';
+  /** scapy expressions (agent.py); `$P` is this case's base port, distinct per case so conntrack entries never carry over. */
+  packets: string[];
+  gapMs?: number;
+}
+
+export interface DiffCase {
+  name: string;
+  /** Per table: `-N CHAIN`, `-P CHAIN POLICY` and `-A ...` lines as iptables-save writes them. */
+  rules: Partial<Record<DiffTable, string[]>>;
+  steps: DiffStep[];
+  /** xt_recent tables to compare afterwards. */
+  recent?: string[];
+  /** What the kernel must show, so a case tests what it claims: packets received at each end. */
+  expect: { server: number; client: number };
+}
+
+export interface DiffResult {
+  restore: number;
+  server: string[];
+  client: string[];
+  counters: string[];
+  recent: string[];
+}
+
+/** The iptables-restore text of a case: every table of DiffTable, so nothing of the previous case survives. */
+export function restoreText(c: DiffCase): string {
+  let text = '';
+  for (const table of ['raw', 'mangle', 'filter'] as DiffTable[]) {
+    const lines = c.rules[table] ?? [];
+    const policies = new Map(BUILTIN_CHAINS[table].map((ch) => [ch, 'ACCEPT']));
+    const userChains: string[] = [];
+    const body: string[] = [];
+    for (const line of lines) {
+      const words = line.split(/\s+/);
+      if (words[0] === '-N') userChains.push(words[1]!);
+      else if (words[0] === '-P') policies.set(words[1]!, words[2]!);
+      else body.push(line);
+    }
+    text += `*${table}\n`;
+    for (const [ch, pol] of policies) text += `:${ch} ${pol} [0:0]\n`;
+    for (const ch of userChains) text += `:${ch} - [0:0]\n`;
+    text += body.map((l) => `${l}\n`).join('');
+    text += 'COMMIT\n';
+  }
+  return text;
+}
+
+/** A topology plus its two agents, ready to run cases. */
+export class DiffBench {
+  private constructor(
+    readonly topo: Topology,
+    private readonly client: PacketAgent,
+    private readonly server: PacketAgent,
+  ) {}
+
+  static async create(topo: Topology): Promise<DiffBench> {
+    await silenceEndpoints(topo);
+    const client = await PacketAgent.start(topo.ns.client, 'c0', ADDR.routerClientSide, ADDR.router6ClientSide);
+    let server: PacketAgent;
+    try {
+      server = await PacketAgent.start(topo.ns.server, 's0', ADDR.routerServerSide, ADDR.router6ServerSide);
+    } catch (err) {
+      await client.stop();
+      throw err;
+    }
+    return new DiffBench(topo, client, server);
+  }
+
+  async runCase(c: DiffCase, family: Family, basePort: number): Promise<DiffResult> {
+    const loaded = await this.topo.restore(family, restoreText(c));
+    if (loaded.status !== 0) {
+      return { restore: loaded.status, server: [], client: [], counters: [loaded.stderr.trim()], recent: [] };
+    }
+    await this.client.listen();
+    await this.server.listen();
+    for (const step of c.steps) {
+      const agent = step.from === 'client' ? this.client : this.server;
+      const exprs = step.packets.map((p) => p.replaceAll('$P', String(basePort)));
+      await agent.send(exprs, step.gapMs ?? 0);
+      // Let the router act (and answer) before the next step depends on it.
+      await sleep(150);
+    }
+    await sleep(250);
+    const client = await this.client.collect();
+    const server = await this.server.collect();
+    const snap = parseSaveCounters(await this.topo.save(family));
+    const recent: string[] = [];
+    for (const name of c.recent ?? []) {
+      const r = await this.topo.recentRead(name);
+      recent.push(`${name}: ${r.status === 0 ? recentSummary(parseRecent(r.stdout)).join(' | ') : `unreadable (${r.stderr.trim()})`}`);
+    }
+    return { restore: 0, server, client, counters: counterLines(snap, { tables: ['raw', 'mangle', 'filter'], withRuleText: false }), recent };
+  }
+
+  async destroy(): Promise<void> {
+    await this.client.stop();
+    await this.server.stop();
+  }
+}
+
+/**
+ * Kernel and xtr each build their side and run every case in order, at the
+ * same time; per case one test checks the kernel did what the case claims and
+ * one checks xtr did exactly what the kernel did. An xtr side that cannot start
+ * fails its tests with the reason (never a skip).
+ */
+export function registerDifferentialTests(test: TestFn, family: Family, cases: DiffCase[]): void {
+  const names = new Set<string>();
+  for (const c of cases) {
+    if (names.has(c.name)) throw new Error(`duplicate case name ${c.name}`);
+    names.add(c.name);
+  }
+  type Side = { topo?: Topology; bench?: DiffBench; ready: Promise<DiffBench>; results: Map<string, Promise<DiffResult>> };
+  const mk = (): Side => {
+    const ready = Promise.reject(new Error('not started'));
+    ready.catch(() => {});
+    return { ready, results: new Map() };
+  };
+  const sides = { kernel: mk(), xtr: mk() };
+  const start = (side: Side, create: () => Promise<Topology>): Promise<unknown> => {
+    side.ready = (async () => {
+      side.topo = await create();
+      side.bench = await DiffBench.create(side.topo);
+      return side.bench;
+    })();
+    side.ready.catch(() => {});
+    let chain: Promise<unknown> = side.ready;
+    cases.forEach((c, i) => {
+      const p = chain.catch(() => {}).then(async () => (await side.ready).runCase(c, family, 20000 + i * 16));
+      p.catch(() => {});
+      side.results.set(c.name, p);
+      chain = p;
+    });
+    return chain.catch(() => {});
+  };
+  let done: Promise<unknown> = Promise.resolve();
+  test.before(() => {
+    done = Promise.all([start(sides.kernel, () => KernelRouter.create()), start(sides.xtr, () => XtrRouter.create())]);
+  });
+  test.after.always(async () => {
+    await done;
+    for (const side of [sides.kernel, sides.xtr]) {
+      await side.bench?.destroy().catch(() => {});
+      await side.topo?.destroy().catch(() => {});
+    }
+  });
+  const xtrReady = async (t: ExecutionContext): Promise<boolean> => {
+    try {
+      await sides.xtr.ready;
+      return true;
+    } catch (err) {
+      t.fail(`xtr side not available: ${(err as Error).message}`);
+      return false;
+    }
+  };
+  for (const c of cases) {
+    test.serial(`kernel: ${c.name}`, async (t) => {
+      const k = await sides.kernel.results.get(c.name)!;
+      t.is(k.restore, 0, `the kernel refused the rule set: ${k.counters.join(' ')}`);
+      t.log([...k.server.map((p) => `server got: ${p}`), ...k.client.map((p) => `client got: ${p}`), ...k.counters.filter((l) => !l.endsWith('[0:0]')), ...k.recent].join('\n'));
+      t.deepEqual({ server: k.server.length, client: k.client.length }, c.expect, 'packets received at each end');
+    });
+    test.serial(`xtr = kernel: ${c.name}`, async (t) => {
+      if (!(await xtrReady(t))) return;
+      const k = await sides.kernel.results.get(c.name)!;
+      const x = await sides.xtr.results.get(c.name)!;
+      t.is(x.restore, k.restore, `restore status (xtr said: ${x.restore === 0 ? 'ok' : x.counters.join(' ')})`);
+      t.deepEqual(x.server, k.server, 'what the server side received');
+      t.deepEqual(x.client, k.client, 'what the client side received (replies, REJECT answers)');
+      t.deepEqual(x.counters, k.counters, 'policy and per-rule counters (raw, mangle, filter)');
+      t.deepEqual(x.recent, k.recent, 'recent tables');
+    });
+  }
 }
