@@ -30,6 +30,8 @@ import { createLogger, type Logger } from './log.js';
 import { Placement } from './placement.js';
 import { Router, type Netfilter } from './forward.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
+import { buildAppliance, type Appliance } from './appliance.js';
+import { extensions } from '../modules/registry.js';
 import type { PacketDevice } from '../dataplane/device.js';
 
 type NetfilterArg = Netfilter;
@@ -291,8 +293,18 @@ async function cliEntry(): Promise<void> {
     log.warn('not running as root: opening TUN/TAP devices and configuring namespaces need CAP_NET_ADMIN');
   }
   let xtr: XtrInstance;
+  let app: Appliance | null = null;
   try {
-    xtr = await startXtr({ config, socketPath: args.socket, logger: log });
+    // Extensions load before any device opens: the rule engine is in place
+    // (with the saved rules restored) before the first packet is forwarded.
+    const registry = await extensions();
+    xtr = await startXtr({
+      config,
+      socketPath: args.socket,
+      logger: log,
+      netfilter: (router) => (app = buildAppliance(config, router, log, registry)).netfilter,
+      commands: [() => app!.commands],
+    });
   } catch (e) {
     log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');
     process.stderr.write(`xtr: failed to start: ${(e as Error).message}\n`);
@@ -305,6 +317,7 @@ async function cliEntry(): Promise<void> {
     log.info({ signal: sig }, 'shutting down');
     // A second signal or a hung teardown must not keep the process around forever.
     setTimeout(() => process.exit(1), 10_000).unref();
+    app?.persist();
     xtr.stop().then(
       () => process.exit(0),
       (e) => {
@@ -315,6 +328,9 @@ async function cliEntry(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  xtr.events.on('reload', () => {
+    app?.reloadDatabases();
+  });
   process.on('SIGHUP', () => {
     log.info({ listeners: xtr.events.listenerCount('reload') }, 'SIGHUP: reloading');
     void xtr.reload();
