@@ -137,6 +137,9 @@ ICMP4_REPLY[17] = 18;
 const ICMP6_REPLY = new Int16Array(256).fill(-1);
 ICMP6_REPLY[128] = 129;
 ICMP6_REPLY[139] = 140;
+/** ICMPv4 query/reply types (the ones a quoted packet may be for an error to be RELATED). */
+const ICMP4_QUERY = new Uint8Array(256);
+for (const t of [0, 8, 13, 14, 15, 16, 17, 18]) ICMP4_QUERY[t] = 1;
 /** ICMPv6 neighbour discovery and MLD: never tracked (the kernel marks them UNTRACKED). */
 const ICMP6_NOTRACK = new Uint8Array(256);
 for (const t of [130, 131, 132, 133, 134, 135, 136, 137, 143]) ICMP6_NOTRACK[t] = 1;
@@ -526,7 +529,7 @@ export class Conntrack {
       if (avail < 8) return Verdict.ACCEPT;
       const type = b[il4];
       // An error about an error is never related to anything.
-      if ((pkt.family === 4 ? ICMP4_REPLY[type] < 0 && ![0, 14, 16, 18].includes(type) : type < 128)) return Verdict.ACCEPT;
+      if (pkt.family === 4 ? ICMP4_QUERY[type] === 0 : type < 128) return Verdict.ACCEPT;
       this.kSport = getU16(b, il4 + 4);
       this.kDport = (type << 8) | b[il4 + 1];
     } else {

@@ -9,7 +9,7 @@ import NOTRACK from '../modules/NOTRACK.js';
 import CT from '../modules/CT.js';
 import { ConnEntry } from '../router/conntrack.js';
 import { verifies, sum16, fold, pseudoSum4, pseudoSum6 } from '../dataplane/checksum.js';
-import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words } from './modules-fixtures.js';
+import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words, TARGET_SAVES as SAVES } from './modules-fixtures.js';
 
 const PROTO: Record<string, number> = { tcp: 6, udp: 17 };
 function ruleInfo(family: Family, proto = '', table: RuleInfo['table'] = 'filter'): RuleInfo {
@@ -37,42 +37,6 @@ function envWith(family: Family = 4) {
 function target(ext: TargetExtension<any>, family: Family, proto: string, opts: string, table: RuleInfo["table"] = "filter"): any {
   return ext.parse(words(ext, opts), ruleInfo(family, proto, table));
 }
-
-// [ext, family, -p, table, words, save] - as iptables-save 1.8.9 prints them
-const SAVES: [TargetExtension, Family, string, RuleInfo['table'], string, string][] = [
-  [REJECT, 4, 'tcp', 'filter', '', ' --reject-with icmp-port-unreachable'],
-  [REJECT, 4, 'tcp', 'filter', '--reject-with tcp-rst', ' --reject-with tcp-reset'],
-  [REJECT, 4, '', 'filter', '--reject-with host-prohib', ' --reject-with icmp-host-prohibited'],
-  [REJECT, 4, '', 'filter', '--reject-with net-unreach', ' --reject-with icmp-net-unreachable'],
-  [REJECT, 4, '', 'filter', '--reject-with icmp-admin-prohibited', ' --reject-with icmp-admin-prohibited'],
-  [REJECT, 6, '', 'filter', '', ' --reject-with icmp6-port-unreachable'],
-  [REJECT, 6, '', 'filter', '--reject-with adm-prohibited', ' --reject-with icmp6-adm-prohibited'],
-  [REJECT, 6, '', 'filter', '--reject-with no-route', ' --reject-with icmp6-no-route'],
-  [REJECT, 6, '', 'filter', '--reject-with icmp6-reject-route', ' --reject-with icmp6-reject-route'],
-  [LOG, 4, '', 'filter', '--log-prefix "x " --log-level 4', ' --log-prefix "x "'],
-  [LOG, 4, '', 'filter', '--log-level warning --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid', ' --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid'],
-  [LOG, 4, '', 'filter', '--log-level debug', ' --log-level 7'],
-  [LOG, 4, '', 'filter', '--log-level alert --log-prefix abcdefghijabcdefghijabcdefghij', ' --log-prefix abcdefghijabcdefghijabcdefghi --log-level 1'],
-  [LOG, 4, '', 'filter', '--log-level 0x3', ' --log-level 3'],
-  [LOG, 4, '', 'filter', '--log-level panic', ' --log-level 0'],
-  [LOG, 4, '', 'filter', '--log-prefix a.b', ' --log-prefix "a.b"'],
-  [LOG, 4, '', 'filter', '--log-macdecode', ' --log-macdecode'],
-  [MARK, 4, '', 'mangle', '--set-mark 5', ' --set-xmark 0x5/0xffffffff'],
-  [MARK, 4, '', 'mangle', '--set-mark 5/0xff', ' --set-xmark 0x5/0xff'],
-  [MARK, 4, '', 'mangle', '--set-xmark 5/0xff', ' --set-xmark 0x5/0xff'],
-  [MARK, 4, '', 'mangle', '--and-mark 5', ' --set-xmark 0x0/0xfffffffa'],
-  [MARK, 4, '', 'mangle', '--or-mark 5', ' --set-xmark 0x5/0x5'],
-  [MARK, 4, '', 'mangle', '--xor-mark 5', ' --set-xmark 0x5/0x0'],
-  [CONNMARK, 4, '', 'mangle', '--set-mark 5', ' --set-xmark 0x5/0xffffffff'],
-  [CONNMARK, 4, '', 'mangle', '--set-mark 5/0xff', ' --set-xmark 0x5/0xff'],
-  [CONNMARK, 4, '', 'mangle', '--save-mark', ' --save-mark --nfmask 0xffffffff --ctmask 0xffffffff'],
-  [CONNMARK, 4, '', 'mangle', '--restore-mark', ' --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff'],
-  [CONNMARK, 4, '', 'mangle', '--save-mark --mask 0xff', ' --save-mark --nfmask 0xff --ctmask 0xff'],
-  [CONNMARK, 4, '', 'mangle', '--restore-mark --nfmask 0xff --ctmask 0xf0', ' --restore-mark --nfmask 0xff --ctmask 0xf0'],
-  [CONNMARK, 4, '', 'mangle', '--and-mark 5', ' --set-xmark 0x0/0xfffffffa'],
-  [NOTRACK, 4, '', 'raw', '', ''],
-  [CT, 4, '', 'raw', '--notrack', ' --notrack'],
-];
 
 test('target save text matches iptables-save', (t) => {
   for (const [ext, fam, proto, table, opts, saved] of SAVES) {
