@@ -10,7 +10,8 @@
  * (RouterInterface.icmpSource4/6), else the packet's destination too.
  * Like the kernel, nothing is sent for a non-first fragment, a TCP/UDP
  * packet with a bad checksum, an ICMP error, or a multicast/broadcast
- * address.
+ * address, and ICMP errors (not RSTs) are rate-limited per destination host
+ * as icmp_send does (inet_peer token bucket: icmp_ratelimit 1 s, burst 6).
  */
 import { Hook, Verdict, type Family, type PacketContext } from '../router/packet.js';
 import { buildIcmp4Error, buildIcmp6Error, buildTcpReset, mayReplyWithIcmpError } from '../dataplane/build.js';
@@ -65,6 +66,57 @@ function l4ChecksumOk(pkt: PacketContext): boolean {
   return fold(sum16(b, pkt.l4off, len, pseudo)) === 0xffff;
 }
 
+/** net.ipv4.icmp_ratelimit / net.ipv6.icmp.ratelimit (ms) and the inet_peer burst factor. */
+export const ICMP_RATELIMIT_MS = 1000;
+const XRLIM_BURST_FACTOR = 6;
+const PEER_SLOTS = 1024;
+
+/**
+ * Per-peer ICMP rate limiter (the kernel's inet_peer_xrlim_allow), in a
+ * fixed direct-mapped table: a peer that collides with another starts
+ * afresh, as an expired inet_peer would. Allocation-free.
+ */
+export class PeerRateLimiter {
+  private readonly addr = new Uint32Array(PEER_SLOTS * 5);
+  private readonly tokens = new Float64Array(PEER_SLOTS);
+  private readonly last = new Float64Array(PEER_SLOTS);
+  private readonly used = new Uint8Array(PEER_SLOTS);
+
+  allow(family: Family, a4: number, a6: Uint32Array, now: number): boolean {
+    const w0 = family === 4 ? a4 : a6[0];
+    const w1 = family === 4 ? 0 : a6[1];
+    const w2 = family === 4 ? 0 : a6[2];
+    const w3 = family === 4 ? 0 : a6[3];
+    let h = Math.imul(w0 ^ Math.imul(w1 ^ Math.imul(w2 ^ Math.imul(w3 ^ family, 0x85ebca6b), 0xc2b2ae35), 0x27d4eb2f), 0x9e3779b1);
+    h = (h ^ (h >>> 16)) & (PEER_SLOTS - 1);
+    const k = h * 5;
+    const a = this.addr;
+    if (!this.used[h] || a[k] !== family || a[k + 1] !== w0 || a[k + 2] !== w1 || a[k + 3] !== w2 || a[k + 4] !== w3) {
+      // A new peer: its last refill is long past, so it starts with a full burst.
+      this.used[h] = 1;
+      a[k] = family;
+      a[k + 1] = w0;
+      a[k + 2] = w1;
+      a[k + 3] = w2;
+      a[k + 4] = w3;
+      this.tokens[h] = 0;
+      this.last[h] = now - 60_000;
+    }
+    let token = this.tokens[h] + (now - this.last[h]);
+    this.last[h] = now;
+    if (token > XRLIM_BURST_FACTOR * ICMP_RATELIMIT_MS) token = XRLIM_BURST_FACTOR * ICMP_RATELIMIT_MS;
+    if (token >= ICMP_RATELIMIT_MS) {
+      this.tokens[h] = token - ICMP_RATELIMIT_MS;
+      return true;
+    }
+    this.tokens[h] = token;
+    return false;
+  }
+}
+
+/** One limiter per process, as the kernel's inet_peer tree is per network namespace. */
+export const rejectRateLimiter = new PeerRateLimiter();
+
 interface IcmpSourceCarrier {
   icmpSource4?: number;
   icmpSource6?: Uint32Array | null;
@@ -103,7 +155,7 @@ const REJECT: TargetExtension<RejectParams> = {
         let n = 0;
         if (type < 0) {
           n = buildTcpReset(out, 0, pkt);
-        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt)) {
+        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt) && rejectRateLimiter.allow(pkt.family, pkt.src4, pkt.src6, pkt.now)) {
           const via = (pkt.hook === Hook.FORWARD ? pkt.inIf : null) as IcmpSourceCarrier | null;
           if (pkt.family === 4) {
             const s = via && typeof via.icmpSource4 === 'number' && via.icmpSource4 !== 0 ? via.icmpSource4 : pkt.dst4;

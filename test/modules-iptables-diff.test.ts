@@ -57,7 +57,7 @@ if (!have) {
       ipt(family, ['-F', chain]);
       const r = ipt(family, ['-A', chain, ...(proto ? ['-p', proto] : []), '-m', name, ...argv(opts)]);
       t.is(r.status, 0, `${name} ${opts}: ${r.stderr}`);
-      const real = ipt(family, ['-S', chain]).stdout.trim().split('\n').pop();
+      const real = ipt(family, ['-S', chain]).stdout.trim().split('\n').pop() ?? '';
       const ours = `-A ${chain}${proto ? ` -p ${PRINTED_PROTO[proto]}` : ''} -m ${name}${ext.save(ext.parse(words(ext, opts), rule(family, proto)) as never)}`;
       t.is(ours, real, `${name} ${opts}`);
     }
@@ -69,7 +69,7 @@ if (!have) {
       ipt(family, ['-t', table, '-F', chain]);
       const r = ipt(family, ['-t', table, '-A', chain, ...(proto ? ['-p', proto] : []), '-j', ext.name, ...argv(opts)]);
       t.is(r.status, 0, `${ext.name} ${opts}: ${r.stderr}`);
-      const real = ipt(family, ['-t', table, '-S', chain]).stdout.trim().split('\n').pop();
+      const real = ipt(family, ['-t', table, '-S', chain]).stdout.trim().split('\n').pop() ?? '';
       const params = ext.parse(words(ext, opts), { ...rule(family, proto, table), chain });
       t.is(`-A ${chain}${proto ? ` -p ${PRINTED_PROTO[proto]}` : ''} -j ${ext.name}${ext.save(params as never)}`, real, `${ext.name} ${opts}`);
     }

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Hook, PacketContext, Verdict, type Family, type InterfaceRef } from '../router/packet.js';
 import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension, type RuleInfo } from '../modules/types.js';
-import REJECT from '../modules/REJECT.js';
+import REJECT, { PeerRateLimiter } from '../modules/REJECT.js';
 import LOG, { formatLogLine } from '../modules/LOG.js';
 import MARK from '../modules/MARK_target.js';
 import CONNMARK from '../modules/CONNMARK_target.js';
@@ -94,9 +94,11 @@ test('REJECT icmp-port-unreachable: kernel-built ICMP error quoting the packet, 
   t.true(verifies(r, 20, r.length - 20), 'ICMP checksum');
   t.deepEqual(r.subarray(28), orig, 'the whole original is quoted');
   // Every v4 type gives its code.
+  // (one second apart: errors to one host are rate-limited, burst 6)
+  let now = 100_000;
   for (const [name, code] of [['icmp-net-unreachable', 0], ['icmp-host-unreachable', 1], ['icmp-proto-unreachable', 2], ['icmp-net-prohibited', 9], ['icmp-host-prohibited', 10], ['icmp-admin-prohibited', 13]] as const) {
     const s = envWith();
-    REJECT.check(target(REJECT, 4, '', `--reject-with ${name}`), s.env).target(ctxOf(orig));
+    REJECT.check(target(REJECT, 4, '', `--reject-with ${name}`), s.env).target(ctxOf(orig, (now += 1000)));
     t.is(s.sent[0].bytes[21], code, name);
   }
 });
@@ -164,7 +166,7 @@ test('REJECT IPv6 default: ICMPv6 port unreachable (1/4) with a valid checksum',
 test('REJECT in FORWARD answers from the incoming interface address when the router provides it', (t) => {
   const { env, sent } = envWith();
   const inst = REJECT.check(target(REJECT, 4, '', ''), env);
-  const pkt = ctxOf(ip4('10.0.0.1', '192.0.2.9', udpDgram(1, 2)));
+  const pkt = ctxOf(ip4('10.3.0.1', '192.0.2.9', udpDgram(1, 2)));
   pkt.hook = Hook.FORWARD;
   pkt.inIf = { name: 'eth0', index: 1, kind: 'tun', mtu: 1500, mac: null, icmpSource4: 0x0a0000fe } as InterfaceRef;
   inst.target(pkt);
@@ -240,4 +242,28 @@ test('MARK, CONNMARK, NOTRACK, CT change marks and tracking as the kernel does',
   t.false(n2.notrack, 'CT without --notrack does nothing');
   CT.check(target(CT, 4, '', '--notrack', 'raw'), env).target(n2);
   t.true(n2.notrack);
+});
+
+test('REJECT ICMP errors are rate-limited per peer like icmp_send (burst 6, then 1 per second); RSTs are not', (t) => {
+  const lim = new PeerRateLimiter();
+  const none = new Uint32Array(4);
+  const a = 0x0a000001;
+  const b = 0x0a000002;
+  t.deepEqual([0, 0, 0, 0, 0, 0, 0].map((ms) => lim.allow(4, a, none, ms)), [true, true, true, true, true, true, false]);
+  t.true(lim.allow(4, b, none, 0), 'another peer has its own bucket');
+  t.false(lim.allow(4, a, none, 999));
+  t.true(lim.allow(4, a, none, 1000));
+  t.false(lim.allow(4, a, none, 1500));
+  // Through the target: the 7th port unreachable to one host within a second is not sent.
+  const { env, sent } = envWith();
+  const inst = REJECT.check(target(REJECT, 4, '', ''), env);
+  for (let i = 0; i < 8; i++) {
+    const p = ctxOf(ip4('10.7.7.7', '10.0.0.2', udpDgram(1000 + i, 53)), 50_000);
+    t.is(inst.target(p), Verdict.DROP);
+  }
+  t.is(sent.length, 6);
+  const rst = envWith();
+  const r = REJECT.check(target(REJECT, 4, 'tcp', '--reject-with tcp-reset'), rst.env);
+  for (let i = 0; i < 8; i++) r.target(ctxOf(ip4('10.7.7.8', '10.0.0.2', tcpSeg(1000 + i, 22, 0x02)), 50_000));
+  t.is(rst.sent.length, 8);
 });
