@@ -216,7 +216,7 @@ export class Router implements LocalPacketSink {
       this.host = null;
     }
     this.installRoutes();
-    this.services = new Services(this, this.logger);
+    this.services = new Services(this, this.logger, this.clock);
   }
 
   // ------------------------------------------------------------ set-up

@@ -19,7 +19,12 @@ export function monotonicMs(): number {
 }
 
 export class Services implements RouterServices {
-  constructor(private readonly sink: LocalPacketSink, private readonly logger: Logger) {}
+  /** `clock`: the router's clock, so extensions and ctx.now agree (tests substitute a fake one). */
+  constructor(
+    private readonly sink: LocalPacketSink,
+    private readonly logger: Logger,
+    private readonly clock: () => number = monotonicMs,
+  ) {}
 
   emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void {
     this.sink.injectLocal(bytes, offset, length, family);
@@ -32,6 +37,6 @@ export class Services implements RouterServices {
   }
 
   now(): number {
-    return monotonicMs();
+    return this.clock();
   }
 }

@@ -41,6 +41,8 @@ test('now() is monotonic milliseconds', (t) => {
   const b = s.now();
   t.true(b >= a);
   t.true(Math.abs(a - performance.now()) < 1000);
+  const fake = new Services({ injectLocal: () => undefined }, silentLogger(), () => 42);
+  t.is(fake.now(), 42);
 });
 
 test('emitLocal hands a copy to the sink with its family', (t) => {
