@@ -10,12 +10,18 @@
 # container forwards through it. The image runs Node 22; development and CI
 # use Node 20.
 
-FROM node:22-bookworm-slim AS build
+# BASE: any Debian bookworm image with Node 22 in /usr/local (the official
+# node image; docs/gateway.md shows how to make one without a registry).
+ARG BASE=node:22-bookworm-slim
+
+FROM ${BASE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# The native addon is built by `npm ci` (install script: node-gyp rebuild).
+# The native addon is built by `npm ci` (install script: node-gyp rebuild),
+# against the headers the Node image ships (no header download).
+ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json binding.gyp tsconfig.json ./
 COPY dataplane ./dataplane
 RUN npm ci --no-audit --no-fund
@@ -29,7 +35,7 @@ COPY test ./test
 COPY bin ./bin
 RUN npx tsc -p . && npm prune --omit=dev --ignore-scripts
 
-FROM node:22-bookworm-slim
+FROM ${BASE}
 # iproute2: placement and policy routing; procps: sysctl.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 procps \
