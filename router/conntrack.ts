@@ -213,6 +213,10 @@ export interface ConntrackOptions {
 const SWEEP_PER_PACKET = 4;
 const EARLY_DROP_SCAN = 64;
 const UDP_STREAM_AFTER_MS = 2000;
+/** First fragments remembered (direct-mapped) and for how long (the kernel's ipfrag_time, 30 s). */
+const FRAG_SLOTS = 256;
+const FRAG_KEY_WORDS = 11;
+const FRAG_TIMEOUT_MS = 30_000;
 
 function hashKey(family: number, proto: number, s: Uint32Array, d: Uint32Array, sport: number, dport: number): number {
   let h = Math.imul(family ^ (proto << 8), 0x01000193);
@@ -236,6 +240,13 @@ export class Conntrack {
   tableFullDrops = 0;
   /** Entries removed by early drop. */
   earlyDrops = 0;
+
+  // First fragments seen recently: key words, connection, state, deadline (direct-mapped).
+  private readonly fragKeys = new Uint32Array(FRAG_SLOTS * FRAG_KEY_WORDS);
+  private readonly fragProbe = new Uint32Array(FRAG_KEY_WORDS);
+  private readonly fragCt: (ConnEntry | null)[] = new Array<ConnEntry | null>(FRAG_SLOTS).fill(null);
+  private readonly fragState = new Uint8Array(FRAG_SLOTS);
+  private readonly fragExpires = new Float64Array(FRAG_SLOTS);
 
   // The lookup key being built for the current packet (reused; never escapes).
   private kFamily: Family = 4;
@@ -273,11 +284,18 @@ export class Conntrack {
       pkt.ctState = CtState.UNTRACKED;
       return Verdict.ACCEPT;
     }
-    const now = pkt.now;
-    this.sweep(now);
+    this.sweep(pkt.now);
     pkt.ctState = CtState.INVALID;
-    // Without reassembly a later fragment has no ports to look up by (see docs/compat.md).
-    if (pkt.fragmentOffset !== 0) return Verdict.ACCEPT;
+    // xtr does not reassemble: a later fragment has no ports, so it takes the
+    // state its datagram's first fragment got (see docs/compat.md).
+    if (pkt.fragmentOffset !== 0) return this.laterFragment(pkt);
+    const v = this.track(pkt);
+    if (pkt.isFragment) this.rememberFragment(pkt);
+    return v;
+  }
+
+  private track(pkt: PacketContext): number {
+    const now = pkt.now;
     const proto = pkt.proto;
     const b = pkt.buf;
     const l4 = pkt.l4off;
@@ -540,6 +558,75 @@ export class Conntrack {
     if (t === null) return Verdict.ACCEPT;
     pkt.ct = t.entry;
     pkt.ctState = CtState.RELATED;
+    return Verdict.ACCEPT;
+  }
+
+  /** The fragment identification of pkt (IPv4 ID, IPv6 fragment header ID), or -1. */
+  private fragmentId(pkt: PacketContext): number {
+    const b = pkt.buf;
+    const o = pkt.l3off;
+    if (pkt.family === 4) return getU16(b, o + 4);
+    const end = o + pkt.l3len;
+    let nh = b[o + 6];
+    let i = o + 40;
+    for (let hops = 0; hops < 8 && i + 8 <= end; hops++) {
+      if (nh === 44) return getU32(b, i + 4);
+      if (nh === 0 || nh === 43 || nh === 60) {
+        nh = b[i];
+        i += (b[i + 1] + 1) * 8;
+      } else if (nh === 51) {
+        nh = b[i];
+        i += (b[i + 1] + 2) * 4;
+      } else return -1;
+    }
+    return -1;
+  }
+
+  /** Slot of the fragment cache for (family, proto, id, src, dst); fills fragProbe. */
+  private fragSlot(pkt: PacketContext, id: number): number {
+    const k = this.fragProbe;
+    k[0] = pkt.family;
+    k[1] = pkt.proto;
+    k[2] = id >>> 0;
+    if (pkt.family === 4) {
+      k[3] = pkt.src4;
+      k[4] = k[5] = k[6] = 0;
+      k[7] = pkt.dst4;
+      k[8] = k[9] = k[10] = 0;
+    } else {
+      for (let i = 0; i < 4; i++) {
+        k[3 + i] = pkt.src6[i];
+        k[7 + i] = pkt.dst6[i];
+      }
+    }
+    let h = 0x811c9dc5;
+    for (let i = 0; i < FRAG_KEY_WORDS; i++) h = Math.imul(h ^ k[i], 0x01000193);
+    return ((h ^ (h >>> 16)) >>> 0) & (FRAG_SLOTS - 1);
+  }
+
+  /** A first fragment: remember the state it got for the rest of its datagram. */
+  private rememberFragment(pkt: PacketContext): void {
+    const id = this.fragmentId(pkt);
+    if (id < 0) return;
+    const slot = this.fragSlot(pkt, id);
+    this.fragKeys.set(this.fragProbe, slot * FRAG_KEY_WORDS);
+    this.fragCt[slot] = pkt.ct as ConnEntry | null;
+    this.fragState[slot] = pkt.ctState;
+    this.fragExpires[slot] = pkt.now + FRAG_TIMEOUT_MS;
+  }
+
+  /** A later fragment: the state of its first fragment if that passed recently, else INVALID. */
+  private laterFragment(pkt: PacketContext): number {
+    const id = this.fragmentId(pkt);
+    if (id < 0) return Verdict.ACCEPT;
+    const slot = this.fragSlot(pkt, id);
+    if (this.fragExpires[slot] <= pkt.now) return Verdict.ACCEPT;
+    const base = slot * FRAG_KEY_WORDS;
+    for (let i = 0; i < FRAG_KEY_WORDS; i++) if (this.fragKeys[base + i] !== this.fragProbe[i]) return Verdict.ACCEPT;
+    const e = this.fragCt[slot];
+    if (e !== null && (e.status & CtStatus.DYING) !== 0) return Verdict.ACCEPT;
+    pkt.ct = e;
+    pkt.ctState = this.fragState[slot] as CtState;
     return Verdict.ACCEPT;
   }
 

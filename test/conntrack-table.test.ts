@@ -173,7 +173,32 @@ test('generic protocols: addresses only, 600 s; notrack gives UNTRACKED; later f
   t.is(n.ct, null);
   const frag = ctxOf(ip4(A, B, udpDgram(1, 2, [1, 2, 3, 4, 5, 6, 7, 8]), { frag: 2 }), 3);
   ct.in(frag);
-  t.is(frag.ctState, CtState.INVALID);
+  t.is(frag.ctState, CtState.INVALID, 'a later fragment whose first fragment was never seen');
+});
+
+test('later fragments take the state of their datagram\'s first fragment', (t) => {
+  const ct = new Conntrack();
+  pass(ct, ip4(A, B, udpDgram(5000, 53)), 0);
+  // The answer comes back in two fragments (IP ID 77).
+  const first = pass(ct, ip4(B, A, udpDgram(53, 5000, new Array(16).fill(1)), { id: 77, mf: true }), 10);
+  t.is(first.ctState, CtState.ESTABLISHED);
+  const second = pass(ct, ip4(B, A, { proto: 17, bytes: new Array(8).fill(2), csumAt: -1 }, { id: 77, frag: 3 }), 11);
+  t.is(second.ctState, CtState.ESTABLISHED);
+  t.is(second.ct, first.ct);
+  const other = pass(ct, ip4(B, A, { proto: 17, bytes: new Array(8).fill(2), csumAt: -1 }, { id: 78, frag: 3 }), 12);
+  t.is(other.ctState, CtState.INVALID, 'another datagram');
+  const late = pass(ct, ip4(B, A, { proto: 17, bytes: new Array(8).fill(2), csumAt: -1 }, { id: 77, frag: 3 }), 40_011);
+  t.is(late.ctState, CtState.INVALID, 'after the 30 s reassembly time');
+  // IPv6: the fragment header's identification.
+  const a6 = '2001:db8::1';
+  const b6 = '2001:db8::2';
+  pass(ct, ip6(a6, b6, udpDgram(7, 9)), 100);
+  const fh = (off: number, more: boolean) => [17, 0, (off >> 5) & 0xff, ((off << 3) & 0xf8) | (more ? 1 : 0), 0, 0, 0x12, 0x34];
+  const f1 = ip6(b6, a6, { proto: 44, bytes: [...fh(0, true), 0, 9, 0, 7, 0, 24, 0, 0, ...new Array(8).fill(0)], csumAt: -1 });
+  const r1 = pass(ct, f1, 101);
+  t.is(r1.ctState, CtState.ESTABLISHED);
+  const f2 = ip6(b6, a6, { proto: 44, bytes: [...fh(2, false), ...new Array(8).fill(0)], csumAt: -1 });
+  t.is(pass(ct, f2, 102).ctState, CtState.ESTABLISHED);
 });
 
 test('table full: early drop of a non-assured entry, else the new flow is refused', (t) => {

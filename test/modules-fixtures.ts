@@ -85,8 +85,10 @@ export function ip6(src: string, dst: string, l4: L4, o: { hlim?: number; tc?: n
     b.writeUInt32BE(d[i], 24 + 4 * i);
   }
   Buffer.from(l4.bytes).copy(b, 40);
-  const c = finish(sum16(b, 40, len, pseudoSum6(b, 8, l4.proto, len)));
-  b.writeUInt16BE(l4.proto === 17 && c === 0 ? 0xffff : c, 40 + l4.csumAt);
+  if (l4.csumAt >= 0) {
+    const c = finish(sum16(b, 40, len, pseudoSum6(b, 8, l4.proto, len)));
+    b.writeUInt16BE(l4.proto === 17 && c === 0 ? 0xffff : c, 40 + l4.csumAt);
+  }
   return b;
 }
 
