@@ -16,7 +16,7 @@ const MAX_CHAIN_NAME = 29;
 export function checkChainName(name: string, family: Family, registry: ExtensionRegistry): void {
   if (name.length >= MAX_CHAIN_NAME) throw new NfError(`chain name \`${name}' too long (must be under ${MAX_CHAIN_NAME} chars)`);
   if (name.startsWith('-')) throw new NfError("chain name not allowed to start with `-'");
-  if (name === '' || /[\s!]/.test(name) || name.startsWith('!')) throw new NfError(`Invalid chain name \`${name}'`);
+  if (name === '' || /\s/.test(name)) throw new NfError(`Invalid chain name \`${name}'`);
   if (RESERVED_TARGETS.has(name) || registry.hasTarget(name, family)) throw new NfError('chain name may not clash with target name');
 }
 
@@ -112,9 +112,10 @@ export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, r
       const oldName = cmd.chain!;
       const newName = cmd.arg2!;
       checkChainName(newName, family, registry);
+      // libiptc checks the new name first.
+      if (table.chains.has(newName) || RESERVED_TARGETS.has(newName)) throw kernelError(KERNEL.EEXIST);
       const c = table.chains.get(oldName);
       if (!c || c.builtin) throw kernelError(KERNEL.ENOENT);
-      if (table.chains.has(newName) || RESERVED_TARGETS.has(newName)) throw kernelError(KERNEL.EEXIST);
       const renamed = new Chain(newName, null, null, c.rules);
       table.chains.delete(oldName);
       table.chains.set(newName, renamed);

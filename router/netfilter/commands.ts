@@ -57,7 +57,11 @@ export function runIptables(nf: Netfilter, family: Family, args: readonly string
     const cmd = parseCommand(args, parseEnv(nf, family, () => nf.rules(family)));
     if (cmd.info === 'version') return ok(`${prog} v1.8.9 (xtr)\n`);
     if (cmd.info === 'help') return ok(USAGE(prog));
-    if (cmd.otherFamily) return ok();
+    if (cmd.otherFamily) {
+      // iptables -6 / ip6tables -4 on a command line (inside a restore file such a line is skipped).
+      const other = family === 4 ? 'IPv4 version of iptables' : 'IPv6 version of ip6tables';
+      return { status: 2, stdout: '', stderr: `This is the ${other}.\nTry \`${prog} -h' or '${prog} --help' for more information.\n` };
+    }
     nf.touch(family, cmd.table);
     return ok(execute(nf, family, cmd));
   } catch (e) {

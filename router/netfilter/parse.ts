@@ -218,9 +218,12 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   };
   const next = (): string | undefined => argv[i];
 
-  /** Extension options by exact name or alias, the first loaded owner winning (getopt's merged table). */
+  /**
+   * Extension options by exact name or alias. libxtables merges a newly loaded extension's
+   * options in front of the older ones, so the most recently loaded owner wins.
+   */
   const findOwner = (name: string): { owner: LoadedExt; spec: OptionSpec } | null => {
-    const order = loaded.slice();
+    const order = loaded.slice().reverse();
     for (const l of order) {
       const spec = l.ext.options.find((o) => o.name === name || o.aliases?.includes(name));
       if (spec) return { owner: l, spec };
@@ -306,6 +309,8 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         break;
       case 'p':
         once(o.legal, invert, 'p');
+        // iptables takes -p's argument from argv directly, so "--protocol=tcp" is read whole.
+        if (inline !== null && label.startsWith('--')) v = label;
         protoWord = v;
         proto = parseProtocol(v!);
         protoInv = invert;
@@ -375,9 +380,10 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         break;
       case 'c': {
         given.add(o.legal);
+        if (!isNumberWord(next())) throw new NfError('-c requires packet and byte counter');
         const b = argv[i++];
         if (!/^[0-9]+$/.test(v!)) throw new NfError('-c packet counter not numeric');
-        if (b === undefined || !/^[0-9]+$/.test(b)) throw new NfError('-c byte counter not numeric');
+        if (!/^[0-9]+$/.test(b)) throw new NfError('-c byte counter not numeric');
         counters = [Number(v), Number(b)];
         break;
       }
@@ -502,9 +508,6 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     const legalSomewhere = commands.some((c) => LEGALITY[c][col] !== 'x');
     if (!legalSomewhere) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
   }
-  if (loaded.some((l) => !l.implicit) && commands.every((c) => !'ACDRI'.includes(c))) {
-    throw new NfError(`Illegal option \`-m' with this command`);
-  }
 
   const cmd = commands[0];
   const tableForCheck = table ?? defaultTable;
@@ -512,9 +515,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     throw new NfError('\nThe "nat" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n');
   }
   const needsRule = 'ACDRI'.includes(cmd) && !(cmd === 'D' && ruleNum !== null);
-  if (cmd === 'D' && ruleNum !== null && (given.size > 0 || loaded.length > 0)) {
-    const col = [...given][0];
-    throw new NfError(`Illegal option \`${col !== undefined ? LEGAL_NAMES[col] : '-m'}' with this command`);
+  if (cmd === 'D' && ruleNum !== null) {
+    // iptables' table has a column per option for "-D num": everything but -v is illegal.
+    for (const col of given) if (col !== 5) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
   }
 
   const tableName = table ?? defaultTable;
