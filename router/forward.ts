@@ -25,7 +25,9 @@
 import { getU16 } from '../dataplane/bytes.js';
 import { HEADROOM, type PacketBatch, type PacketDevice } from '../dataplane/device.js';
 import { buildIcmp4Error, buildIcmp6Error, fragmentIpv4, mayReplyWithIcmpError } from '../dataplane/build.js';
+import { checksum } from '../dataplane/checksum.js';
 import { writeEthernet } from '../dataplane/ethernet.js';
+import { Ipv4OptionCursor } from '../dataplane/ipv4.js';
 import { parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
 import {
@@ -158,6 +160,7 @@ export class Router implements LocalPacketSink {
   private readonly fragOffs = new Uint32Array(MAX_FRAGMENTS);
   private readonly fragLens = new Uint32Array(MAX_FRAGMENTS);
   private readonly nextHop6 = new Uint32Array(4);
+  private readonly optCursor = new Ipv4OptionCursor();
   private readonly savedDst6 = new Uint32Array(4);
 
   /** Drops of packets not from any interface (xtr's own). */
@@ -422,6 +425,14 @@ export class Router implements LocalPacketSink {
         ri.drops[RouterDrop.MULTICAST]++;
         return;
       }
+      // ip_route_input_slow's martians: 0/8 and 127/8 either way, multicast/class E sources
+      const s = ctx.src4;
+      const s8 = s >>> 24;
+      const d8 = d >>> 24;
+      if (s8 === 0 || s8 === 127 || s8 >= 224 || d8 === 0 || d8 === 127) {
+        ri.drops[RouterDrop.MARTIAN]++;
+        return;
+      }
     } else {
       if (ctx.proto === 58 && (ctx.icmpType === 135 || ctx.icmpType === 136) && ri.neighbors !== null) {
         const ethSrc = l2off >= 0 ? getU16(this.buf, l2off + 6) * 0x100000000 + this.buf.readUInt32BE(l2off + 8) : -1;
@@ -431,6 +442,11 @@ export class Router implements LocalPacketSink {
       const d0 = ctx.dst6[0];
       if (d0 >>> 24 === 0xff) {
         ri.drops[RouterDrop.MULTICAST]++;
+        return;
+      }
+      const s6 = ctx.src6;
+      if (s6[0] >>> 24 === 0xff || isLoopback6(s6) || isLoopback6(ctx.dst6)) {
+        ri.drops[RouterDrop.MARTIAN]++;
         return;
       }
       if ((d0 & 0xffc00000) >>> 0 === 0xfe800000 || (ctx.src6[0] & 0xffc00000) >>> 0 === 0xfe800000) {
@@ -445,13 +461,20 @@ export class Router implements LocalPacketSink {
       return;
     }
     if (ctx.family === 4) {
+      // ip_rcv_options: source-routed packets are refused after PREROUTING (accept_source_route=0)
+      if (this.buf[ctx.l3off] !== 0x45 && this.hasSourceRoute()) {
+        ri.drops[RouterDrop.SOURCE_ROUTE]++;
+        return;
+      }
       const id = this.routes4.lookup(ctx.dst4);
       if (id < 0) {
         this.icmpError(ri, 3, 0, 0);
         ri.drops[RouterDrop.NO_ROUTE]++;
         return;
       }
-      if (this.routes4.kind[id] === RouteKind.LOCAL) this.deliverLocal(ri);
+      const kind = this.routes4.kind[id];
+      if (kind === RouteKind.LOCAL) this.deliverLocal(ri);
+      else if (kind === RouteKind.CONNECTED && ctx.dst4 === this.routes4.broadcast[id]) ri.drops[RouterDrop.MULTICAST]++;
       else this.forward4(ri, this.interfaces[this.routes4.ifIndex[id]], id);
     } else {
       const id = this.routes6.lookup(ctx.dst6);
@@ -504,6 +527,7 @@ export class Router implements LocalPacketSink {
     ctx.hook = Hook.FORWARD;
     let v = this.nf.hook(Hook.FORWARD, ctx);
     if (v === Verdict.ACCEPT) {
+      if (buf[o] !== 0x45) this.forwardOptions(out);
       ctx.hook = Hook.POSTROUTING;
       v = this.nf.hook(Hook.POSTROUTING, ctx);
       if (v === Verdict.ACCEPT) {
@@ -540,6 +564,44 @@ export class Router implements LocalPacketSink {
       }
     }
     if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
+  }
+
+  /** Whether the IPv4 packet in ctx carries a loose or strict source route option. */
+  private hasSourceRoute(): boolean {
+    const o = this.ctx.l3off;
+    const c = this.optCursor.reset(this.buf, o + 20, ((this.buf[o] & 0x0f) << 2) - 20);
+    while (c.next()) if (c.type === 131 || c.type === 137) return true;
+    return false;
+  }
+
+  /**
+   * ip_forward_options: a Record Route option with room gets the egress
+   * interface's address and its pointer advanced; the header checksum is
+   * then recomputed.
+   */
+  private forwardOptions(out: RouterInterface): void {
+    const buf = this.buf;
+    const o = this.ctx.l3off;
+    const hlen = (buf[o] & 0x0f) << 2;
+    const c = this.optCursor.reset(buf, o + 20, hlen - 20);
+    while (c.next()) {
+      if (c.type !== 7 || c.length < 3) continue;
+      const ptr = buf[c.offset + 2];
+      if (ptr < 4 || ptr + 3 > c.length || out.icmpSource4 === 0) return;
+      const at = c.offset + ptr - 1;
+      const a = out.icmpSource4;
+      buf[at] = a >>> 24;
+      buf[at + 1] = (a >>> 16) & 0xff;
+      buf[at + 2] = (a >>> 8) & 0xff;
+      buf[at + 3] = a & 0xff;
+      buf[c.offset + 2] = ptr + 4;
+      buf[o + 10] = 0;
+      buf[o + 11] = 0;
+      const sum = checksum(buf, o, hlen);
+      buf[o + 10] = sum >>> 8;
+      buf[o + 11] = sum & 0xff;
+      return;
+    }
   }
 
   // ------------------------------------------------------------ local output
@@ -905,6 +967,10 @@ export class Router implements LocalPacketSink {
       icmpRateLimited: this.icmpRateLimited,
     };
   }
+}
+
+function isLoopback6(a: Uint32Array): boolean {
+  return a[0] === 0 && a[1] === 0 && a[2] === 0 && a[3] === 1;
 }
 
 function macText(mac: number): string {

@@ -48,6 +48,10 @@ export const enum RouterDrop {
   SCRATCH_FULL,
   /** An IPv4 packet that would need fragments beyond what the scratch buffer or the header allows. */
   FRAGMENTATION_FAILED,
+  /** Impossible source or destination from a link (0/8, 127/8, multicast source; ::1, multicast source). */
+  MARTIAN,
+  /** IPv4 loose/strict source route option (the kernel's accept_source_route=0). */
+  SOURCE_ROUTE,
 }
 const ROUTER_DROP_NAMES = [
   'no_route',
@@ -63,6 +67,8 @@ const ROUTER_DROP_NAMES = [
   'no_local_delivery',
   'scratch_full',
   'fragmentation_failed',
+  'martian',
+  'source_route',
 ];
 /** Counter names indexed by reason; unused numbers are empty strings. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -358,6 +358,12 @@ abstract class RouteTableBase {
 export class RouteTable4 extends RouteTableBase {
   /** Route id -> gateway (GATEWAY routes), else 0. */
   gateway = new Uint32Array(8);
+  /**
+   * Route id -> the subnet broadcast address of a CONNECTED route of length
+   * 30 or less (the kernel's local broadcast route), else 0: such packets are
+   * not forwarded.
+   */
+  broadcast = new Uint32Array(8);
 
   /**
    * Adds a route; returns its id, or -1 if the same prefix is already present
@@ -371,6 +377,7 @@ export class RouteTable4 extends RouteTableBase {
     if (g.find(net, 0, 0, 0) >= 0) return -1;
     const id = this.newId({ ...spec, prefix: { family: 4, addr: net, len } });
     this.gateway[id] = typeof spec.gateway === 'number' ? spec.gateway : 0;
+    this.broadcast[id] = spec.kind === RouteKind.CONNECTED && len <= 30 ? (net | ~mask4(len)) >>> 0 : 0;
     g.add(net, 0, 0, 0, id);
     return id;
   }
@@ -395,6 +402,9 @@ export class RouteTable4 extends RouteTableBase {
     const g = new Uint32Array(n);
     g.set(this.gateway);
     this.gateway = g;
+    const b = new Uint32Array(n);
+    b.set(this.broadcast);
+    this.broadcast = b;
   }
 }
 

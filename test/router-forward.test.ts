@@ -518,7 +518,7 @@ test('ICMP errors are rate limited like the kernel (burst 50, 1000/s)', (t) => {
   t.is(lab.eth0.takeSent().length, 1);
 });
 
-test('no ICMP error about ICMP errors, multicast or non-first fragments', (t) => {
+test('no ICMP error about ICMP errors or non-first fragments', (t) => {
   const lab = makeLab({ noDefault: true });
   lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '8.8.8.8' }));
   lab.pump();
@@ -530,7 +530,65 @@ test('no ICMP error about ICMP errors, multicast or non-first fragments', (t) =>
   copy.writeUInt16BE(0, 10);
   copy.writeUInt16BE(csum(copy, 0, 20), 10);
   lab.eth0.inject(copy);
+  // a non-first fragment without a route: dropped silently too
+  const frag = udp4({ src: '198.51.100.2', dst: '8.8.8.8' });
+  frag.writeUInt16BE(0x2000 | 10, 6);
+  frag.writeUInt16BE(0, 10);
+  frag.writeUInt16BE(csum(frag, 0, 20), 10);
+  lab.eth0.inject(frag);
   lab.pump();
   t.is(lab.eth0.takeSent().length, 0);
-  t.is(lab.router.status().drops.no_route, 2);
+  t.is(lab.router.status().drops.no_route, 3);
+});
+
+/** udp4 with IPv4 options (padded to 4 bytes) inserted after the fixed header. */
+function withOptions(pkt: Buffer, options: number[]): Buffer {
+  const opts = Buffer.alloc((options.length + 3) & ~3);
+  Buffer.from(options).copy(opts);
+  const b = Buffer.concat([pkt.subarray(0, 20), opts, pkt.subarray(20)]);
+  b[0] = 0x40 | ((20 + opts.length) >> 2);
+  b.writeUInt16BE(b.length, 2);
+  b.writeUInt16BE(0, 10);
+  b.writeUInt16BE(csum(b, 0, 20 + opts.length), 10);
+  return b;
+}
+
+test('martians and directed broadcasts are dropped, not forwarded', (t) => {
+  const lab = makeLab();
+  const cases: [Buffer, string][] = [
+    [udp4({ src: '127.0.0.1', dst: '192.0.2.2' }), 'martian'],
+    [udp4({ src: '0.1.2.3', dst: '192.0.2.2' }), 'martian'],
+    [udp4({ src: '224.0.0.5', dst: '192.0.2.2' }), 'martian'],
+    [udp4({ src: '198.51.100.2', dst: '127.0.0.1' }), 'martian'],
+    [udp6({ src: '::1', dst: '2001:db8:6::2' }), 'martian'],
+    [udp6({ src: 'ff02::1', dst: '2001:db8:6::2' }), 'martian'],
+    [udp4({ src: '198.51.100.2', dst: '192.0.2.255' }), 'multicast'],
+    [udp4({ src: '198.51.100.2', dst: '224.0.0.251' }), 'multicast'],
+    [udp6({ src: '2001:db8:c::2', dst: 'ff02::fb' }), 'multicast'],
+    [udp6({ src: 'fe80::2', dst: '2001:db8:6::2' }), 'link_local'],
+  ];
+  for (const [pkt] of cases) lab.eth0.inject(pkt);
+  lab.pump();
+  t.is(lab.eth2.takeSent().length + lab.eth0.takeSent().length + lab.host.takeSent().length, 0);
+  const want: Record<string, number> = {};
+  for (const [, reason] of cases) want[reason] = (want[reason] ?? 0) + 1;
+  t.deepEqual(lab.router.status().interfaces[0].drops, want);
+});
+
+test('IPv4 options: source-routed packets dropped; Record Route gets the egress address', (t) => {
+  const lab = makeLab();
+  const base = udp4({ src: '198.51.100.2', dst: '192.0.2.2' });
+  lab.eth0.inject(withOptions(base, [131, 7, 4, 192, 0, 2, 2])); // LSRR
+  lab.pump();
+  t.is(lab.eth2.takeSent().length, 0);
+  t.is(lab.router.status().drops.source_route, 1);
+  const rr = withOptions(base, [7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0]); // RR with two slots
+  lab.eth0.inject(rr);
+  lab.pump();
+  const [out] = lab.eth2.takeSent();
+  t.true(ipv4HeaderOk(out));
+  t.is(out[22], 8, 'pointer advanced');
+  t.is(get32(out, 23), ip4('192.0.2.1'));
+  t.is(get32(out, 27), 0);
+  t.deepEqual(out.subarray(32), rr.subarray(32));
 });
