@@ -28,8 +28,8 @@
  *   isReplyDir(entry, pkt) tells a packet's direction (conntrack --ctdir).
  *
  * Expiry is lazy: an entry found past its deadline is treated as absent and
- * freed; each `in` also frees at most a few expired entries from the head of
- * the age list so the table does not fill with dead flows.
+ * freed; each `in` also moves a cursor over two entries of the age list and
+ * frees them if dead, so the table does not fill with dead flows.
  * Time is pkt.now (monotonic milliseconds, one clock read per batch).
  */
 import { Verdict, CtState, type Family, type PacketContext } from './packet.js';
@@ -210,7 +210,7 @@ export interface ConntrackOptions {
 }
 
 /** How many entries one packet may examine from the oldest end (expiry sweep / early drop). */
-const SWEEP_PER_PACKET = 4;
+const SWEEP_PER_PACKET = 2;
 const EARLY_DROP_SCAN = 64;
 const UDP_STREAM_AFTER_MS = 2000;
 /** First fragments remembered (direct-mapped) and for how long (the kernel's ipfrag_time, 30 s). */
@@ -236,6 +236,8 @@ export class Conntrack {
   private confirmedCount = 0;
   private oldest: ConnEntry | null = null;
   private newest: ConnEntry | null = null;
+  /** Next entry the lazy expiry sweep looks at (null = start over at the oldest). */
+  private sweepCursor: ConnEntry | null = null;
   /** Entries dropped because the table was full and nothing could be early-dropped. */
   tableFullDrops = 0;
   /** Entries removed by early drop. */
@@ -376,7 +378,7 @@ export class Conntrack {
   flush(): void {
     this.buckets.fill(null);
     for (let e = this.oldest; e !== null; e = e.newer) e.status = (e.status & ~CtStatus.CONFIRMED) | CtStatus.DYING;
-    this.oldest = this.newest = null;
+    this.oldest = this.newest = this.sweepCursor = null;
     this.confirmedCount = 0;
   }
 
@@ -635,10 +637,11 @@ export class Conntrack {
     const proto = pkt.proto;
     this.kProto = proto;
     if (pkt.family === 4) {
-      this.kSrc.fill(0);
-      this.kDst.fill(0);
-      this.kSrc[0] = pkt.src4;
-      this.kDst[0] = pkt.dst4;
+      const s = this.kSrc;
+      const d = this.kDst;
+      s[0] = pkt.src4;
+      d[0] = pkt.dst4;
+      s[1] = s[2] = s[3] = d[1] = d[2] = d[3] = 0;
     } else {
       this.kSrc.set(pkt.src6);
       this.kDst.set(pkt.dst6);
@@ -713,28 +716,21 @@ export class Conntrack {
     else this.oldest = e.newer;
     if (e.newer) e.newer.older = e.older;
     else this.newest = e.older;
+    if (this.sweepCursor === e) this.sweepCursor = e.newer;
     e.older = e.newer = null;
     this.confirmedCount--;
   }
 
-  /** Moves a live entry from the head of the age list to its tail (round-robin sweep). */
-  private rotate(e: ConnEntry): void {
-    if (this.newest === e) return;
-    this.oldest = e.newer;
-    if (e.newer) e.newer.older = null;
-    e.older = this.newest;
-    e.newer = null;
-    if (this.newest) this.newest.newer = e;
-    this.newest = e;
-  }
-
-  /** Frees up to SWEEP_PER_PACKET expired entries, looking at the head of the age list. */
+  /**
+   * Frees expired entries lazily: each packet moves a cursor over up to
+   * SWEEP_PER_PACKET entries of the age list (wrapping), removing dead ones.
+   */
   private sweep(now: number): void {
     for (let i = 0; i < SWEEP_PER_PACKET; i++) {
-      const e = this.oldest;
+      const e = this.sweepCursor ?? this.oldest;
       if (e === null) return;
+      this.sweepCursor = e.newer;
       if (e.expires <= now) this.kill(e);
-      else this.rotate(e);
     }
   }
 
