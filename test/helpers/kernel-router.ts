@@ -529,6 +529,12 @@ export async function counters(topo: Topology, family: Family): Promise<CounterS
 export function counterLines(snap: CounterSnapshot, opts: { tables?: string[]; withRuleText?: boolean; policies?: boolean } = {}): string[] {
   const tables = opts.tables ?? ['filter'];
   const out: string[] = [];
+  // Tables in a fixed order (iptables-save's order of tables is registration order, not meaningful).
+  const order = (t: string) => (tables.indexOf(t) < 0 ? 99 : tables.indexOf(t));
+  snap = {
+    chains: [...snap.chains].sort((a, b) => order(a.table) - order(b.table)),
+    rules: [...snap.rules].sort((a, b) => order(a.table) - order(b.table)),
+  };
   if (opts.policies ?? true) {
     for (const c of snap.chains) {
       if (!tables.includes(c.table) || c.policy === '-') continue;
@@ -706,6 +712,8 @@ export interface DiffCase {
 
 export interface DiffResult {
   restore: number;
+  /** Counters right after iptables-restore, before any traffic (all zero on the kernel). */
+  afterRestore: string[];
   server: string[];
   client: string[];
   counters: string[];
@@ -759,7 +767,14 @@ export class DiffBench {
   async runCase(c: DiffCase, family: Family, basePort: number): Promise<DiffResult> {
     const loaded = await this.topo.restore(family, restoreText(c));
     if (loaded.status !== 0) {
-      return { restore: loaded.status, server: [], client: [], counters: [loaded.stderr.trim()], recent: [] };
+      return { restore: loaded.status, afterRestore: [], server: [], client: [], counters: [loaded.stderr.trim()], recent: [] };
+    }
+    const tables: DiffTable[] = ['raw', 'mangle', 'filter'];
+    const afterRestore = counterLines(parseSaveCounters(await this.topo.save(family)), { tables });
+    // Each case compares its own traffic only: a counter that survives the restore is reported once, by its own test.
+    for (const table of tables) {
+      const z = await this.topo.iptables(family, ['-t', table, '-Z']);
+      if (z.status !== 0) throw new Error(`${this.topo.kind}: -t ${table} -Z failed: ${z.stderr}`);
     }
     await this.client.listen();
     await this.server.listen();
@@ -779,7 +794,7 @@ export class DiffBench {
       const r = await this.topo.recentRead(name);
       recent.push(`${name}: ${r.status === 0 ? recentSummary(parseRecent(r.stdout)).join(' | ') : `unreadable (${r.stderr.trim()})`}`);
     }
-    return { restore: 0, server, client, counters: counterLines(snap, { tables: ['raw', 'mangle', 'filter'], withRuleText: false }), recent };
+    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), recent };
   }
 
   async destroy(): Promise<void> {
@@ -843,6 +858,14 @@ export function registerDifferentialTests(test: TestFn, family: Family, cases: D
       return false;
     }
   };
+  test.serial('xtr = kernel: iptables-restore starts every counter, policies included, at zero', async (t) => {
+    if (!(await xtrReady(t))) return;
+    for (const c of cases) {
+      const k = await sides.kernel.results.get(c.name)!;
+      const x = await sides.xtr.results.get(c.name)!;
+      t.deepEqual(x.afterRestore, k.afterRestore, `counters right after restoring the rule set of "${c.name}"`);
+    }
+  });
   for (const c of cases) {
     test.serial(`kernel: ${c.name}`, async (t) => {
       const k = await sides.kernel.results.get(c.name)!;
