@@ -238,6 +238,9 @@ export interface RestoreOptions {
 export function restore(nf: Netfilter, family: Family, input: string, opts: RestoreOptions): void {
   const prog = progName(family, '-restore');
   const lines = input.split('\n');
+  // iptables-restore reads with fgets: a last line without its newline is not recognised as
+  // COMMIT / *table / :chain and is parsed as rule arguments instead (so it fails), as there.
+  const unterminated = lines.length > 0 && lines[lines.length - 1] !== '' ? lines.length : 0;
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   const tables: XtrTable[] = [];
   for (const l of lines) {
@@ -268,6 +271,13 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
       failedLine = lineNo;
       const line = raw.trim();
       if (line === '' || line.startsWith('#')) continue;
+      if (lineNo === unterminated && current !== null && !skipping) {
+        try {
+          parseCommand(splitLine(line, lineNo), env, current);
+        } catch (e) {
+          throw paramError(toNfError(e), lineNo);
+        }
+      }
       if (line === 'COMMIT') {
         if (current === null) throw lineFailed(lineNo, null);
         commitLine.set(current, lineNo);
@@ -276,13 +286,20 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
         continue;
       }
       if (line.startsWith('*')) {
-        if (current !== null) throw lineFailed(lineNo, null);
+        if (current !== null) throw paramError(new NfError(`Bad argument \`${line.split(/\s+/)[0]}'`, 2, 'bare'), lineNo);
         const name = line.slice(1).trim();
         if (!isTableName(name)) {
           throw paramError(new NfError(`${prog}: unable to initialize table '${name}'\n`), lineNo);
         }
         current = name;
         skipping = opts.table !== null && opts.table !== name;
+        if (!skipping) {
+          // A restored table's policy counters start from zero (set from the file under -c).
+          for (const c of fr.table(name).chains.values()) {
+            c.pkts = 0;
+            c.bytes = 0;
+          }
+        }
         if (!skipping && !opts.noflush) {
           // Without --noflush the table starts empty: user chains go, built-in chains keep their policy.
           const t = fr.table(name);
@@ -298,7 +315,7 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
       const table = fr.table(current);
       if (line.startsWith(':')) {
         const m = /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
-        if (!m) throw lineFailed(lineNo, null);
+        if (!m) throw paramError(new NfError(`${prog}: line ${lineNo} policy invalid`), lineNo);
         const [, chainName, policy, pk, by] = m;
         const existing = table.chains.get(chainName);
         if (policy === '-') {
@@ -325,7 +342,8 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
           existing.policy = policy;
         }
         const c = table.chains.get(chainName)!;
-        if (opts.counters && pk !== undefined) {
+        // User chains have no counters of their own in the kernel.
+        if (opts.counters && pk !== undefined && c.builtin) {
           c.pkts = Number(pk);
           c.bytes = Number(by);
         }
@@ -339,7 +357,7 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
         words = words.slice(1);
       }
       if (words.some((w) => w === '-t' || w === '--table')) {
-        throw paramError(new NfError(`The -t option (seen in line ${lineNo}) cannot be used in ${prog}.\n`), lineNo);
+        throw paramError(new NfError(`The -t option cannot be used in ${prog}.\n`), lineNo);
       }
       if (counters && opts.counters) words = [...words, '-c', counters[0], counters[1]];
       let cmd: ParsedCommand;
