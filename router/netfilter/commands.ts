@@ -90,7 +90,7 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
     case 'Z': {
       const chain = chainOrAll();
       let out = '';
-      const zeroFirst = cmd.commands[0] === 'Z';
+      // iptables lists first and then zeroes, whichever of -L/-Z came first.
       if (cmd.commands.includes('L')) {
         out = listText(table(), chain, cmd.ruleNum, { numeric: cmd.numeric, verbose: cmd.verbose, exact: cmd.exact, lineNumbers: cmd.lineNumbers });
       }
@@ -98,10 +98,6 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
         if (kind === 'Z' && cmd.ruleNum !== null && chain && cmd.ruleNum > chain.rules.length) throw kernelError(KERNEL.ENOENT);
         zero(table(), chain, kind === 'Z' ? cmd.ruleNum : null);
         if (cmd.verbose) out += chainNames(() => table().ordered().map((c) => c.name)).map((n) => `Zeroing chain \`${n}'\n`).join('');
-        if (zeroFirst && cmd.commands.includes('L')) {
-          // "-Z -L": iptables lists after zeroing.
-          out = listText(table(), chain, cmd.ruleNum, { numeric: cmd.numeric, verbose: cmd.verbose, exact: cmd.exact, lineNumbers: cmd.lineNumbers });
-        }
       }
       return out;
     }
