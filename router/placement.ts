@@ -253,6 +253,9 @@ export class Placement {
       ['net.ipv4.conf.default.rp_filter', 0],
       [`net.ipv4.conf.${real}.rp_filter`, 0],
       [`net.ipv4.conf.${tun}.rp_filter`, 0],
+      // ICMP errors xtr originates carry the gateway's own address as source;
+      // without this the kernel drops them as martians when they come out of the TUN.
+      [`net.ipv4.conf.${tun}.accept_local`, 1],
     ] as const) {
       await ensureSysctl(key, value, this.log);
     }

@@ -61,6 +61,16 @@ test.serial('gateway mode forwards between two namespaces through xtr, and clean
   t.true(stat(after, 'wan').rxPackets - stat(before, 'wan').rxPackets >= 8);
   t.true(stat(after, 'lan').txPackets - stat(before, 'lan').txPackets >= 8);
 
+  // The TTL is decremented by the kernel into the TUN, by xtr, and by the kernel
+  // out of it: the gateway answers hops 1-3 (hop 2 is xtr's own time-exceeded,
+  // which the kernel must let out of the TUN despite its local source address).
+  const tr = await run(['traceroute', '-n', '-q', '1', '-w', '2', '-m', '6', '10.2.0.2'], { netns: a, timeoutMs: 40_000 });
+  t.regex(tr, /^\s*2\s+10\.1\.0\.1\s/m, tr);
+  t.regex(tr, /^\s*4\s+10\.2\.0\.2\s/m, tr);
+  const tr6 = await run(['traceroute', '-6', '-n', '-q', '1', '-w', '2', '-m', '6', 'fd00:2::2'], { netns: a, timeoutMs: 40_000 });
+  t.regex(tr6, /^\s*2\s+fd00:1::1\s/m, tr6);
+  t.regex(tr6, /^\s*4\s+fd00:2::2\s/m, tr6);
+
   // TCP with a content check, b -> a.
   const data = randomBytes(1024 * 1024);
   const sink = background(['socat', '-u', '-T', '20', 'TCP4-LISTEN:7001,reuseaddr', 'STDOUT'], { netns: a });
