@@ -44,7 +44,11 @@ export interface NeighborTimers {
   maxMulticastProbes: number;
   maxUnicastProbes: number;
   gcStaleMs: number;
-  /** Packets held per unresolved neighbour; the oldest is dropped beyond (kernel: by bytes). */
+  /**
+   * Packets held per unresolved neighbour; the oldest is dropped beyond. The
+   * kernel counts bytes (unres_qlen_bytes, ~100 small packets); 32 keeps a
+   * fragmented datagram or a burst of connection attempts together.
+   */
   queueLength: number;
 }
 
@@ -55,7 +59,7 @@ export const DEFAULT_NEIGHBOR_TIMERS: NeighborTimers = {
   maxMulticastProbes: 3,
   maxUnicastProbes: 3,
   gcStaleMs: 60_000,
-  queueLength: 3,
+  queueLength: 32,
 };
 
 /** What the cache needs from the router around it. */

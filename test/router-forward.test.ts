@@ -592,3 +592,31 @@ test('IPv4 options: source-routed packets dropped; Record Route gets the egress 
   t.is(get32(out, 27), 0);
   t.deepEqual(out.subarray(32), rr.subarray(32));
 });
+
+test('fragmentation onto a TAP link: fragments wait for ARP together, then leave in order with Ethernet headers', (t) => {
+  const lab = makeLab({ eth1Mtu: 1000 });
+  const pkt = udp4({ src: '198.51.100.2', dst: '203.0.113.2', payload: 1400 });
+  lab.eth0.inject(pkt);
+  lab.pump();
+  const [req, ...none] = lab.eth1.takeSent();
+  t.is(get16(req, 12), 0x0806);
+  t.is(none.length, 0);
+  lab.eth1.inject(eth(ETH1_MAC, SERVER_MAC, 0x0806, arp(2, SERVER_MAC, '203.0.113.2', ETH1_MAC, '203.0.113.1')));
+  lab.pump();
+  const frags = lab.eth1.takeSent();
+  t.is(frags.length, 2);
+  const data = Buffer.alloc(pkt.length - 20);
+  for (const f of frags) {
+    t.is(macAt(f, 0), SERVER_MAC);
+    t.is(get16(f, 12), 0x0800);
+    const ip = f.subarray(14);
+    t.true(ip.length <= 1000);
+    t.true(ipv4HeaderOk(ip));
+    ip.copy(data, (get16(ip, 6) & 0x1fff) * 8, 20);
+  }
+  t.deepEqual(data, pkt.subarray(20));
+  // resolved now: the next oversized packet is fragmented straight out
+  lab.eth0.inject(pkt);
+  lab.pump();
+  t.is(lab.eth1.takeSent().length, 2);
+});

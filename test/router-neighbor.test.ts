@@ -57,7 +57,7 @@ test('ARP: a gratuitous update changes the MAC of a known neighbour and marks it
 });
 
 test('queue holds at most queueLength packets per neighbour, oldest dropped', (t) => {
-  const { nc, frames, released } = setup();
+  const { nc, frames, released } = setup({ ...DEFAULT_NEIGHBOR_TIMERS, queueLength: 3 });
   for (let i = 0; i < 5; i++) nc.enqueue4(ip4('10.0.0.5'), Buffer.from([0x45, i]), 0, 2, 0);
   t.is(frames.length, 1, 'one request while INCOMPLETE');
   t.is(nc.counters.queueDrops, 2);

@@ -202,12 +202,12 @@ export const SERVER_MAC = mac('02:aa:bb:cc:dd:02');
  * monitor side), a host interface, a static route 10.0.0.0/8 via the server
  * and, unless noDefault, default routes via the server.
  */
-export function makeLab(opts: { noDefault?: boolean; netfilter?: Netfilter; record?: boolean } = {}): Lab {
+export function makeLab(opts: { noDefault?: boolean; netfilter?: Netfilter; eth1Mtu?: number } = {}): Lab {
   const config = validateConfig({
     hostInterface: { name: 'xtr0' },
     interfaces: [
       { name: 'eth0', mode: 'tun', addresses: ['198.51.100.1/24', '2001:db8:c::1/64'] },
-      { name: 'eth1', mode: 'tap', mac: '02:00:00:00:01:01', addresses: ['203.0.113.1/24', '2001:db8:5::1/64'] },
+      { name: 'eth1', mode: 'tap', mtu: opts.eth1Mtu ?? 1500, mac: '02:00:00:00:01:01', addresses: ['203.0.113.1/24', '2001:db8:5::1/64'] },
       { name: 'eth2', mode: 'tun', mtu: 1280, addresses: ['192.0.2.1/24', '2001:db8:6::1/64'] },
     ],
     routes: [
