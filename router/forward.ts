@@ -382,8 +382,7 @@ export class Router implements LocalPacketSink {
     const dstHi = (buf[off] << 8) | buf[off + 1];
     // own MAC, broadcast or multicast (I/G bit): anything else is for another station
     if ((dstHi & 0x100) === 0) {
-      const mac = ri.macValue;
-      if (dstHi !== Math.floor(mac / 0x100000000) || ((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0 !== mac % 0x100000000) {
+      if (dstHi !== ri.macHi || ((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0 !== ri.macLo) {
         ri.drops[RouterDrop.OTHER_HOST]++;
         return;
       }
