@@ -83,7 +83,8 @@ export function formatIPv4(a: number): string {
 /**
  * inet_ntop(AF_INET6) text as glibc writes it: lower case, the longest run
  * (first on ties) of two or more zero groups as `::`, and the dotted tail for
- * IPv4-compatible (::a.b.c.d except ::1 and ::) and IPv4-mapped addresses.
+ * IPv4-compatible (::a.b.c.d when the zero run is exactly six groups) and
+ * IPv4-mapped (::ffff:a.b.c.d) addresses.
  */
 export function formatIPv6(value: bigint): string {
   const w: number[] = [];
@@ -114,7 +115,7 @@ export function formatIPv6(value: bigint): string {
     if (
       i === 6 &&
       bestBase === 0 &&
-      (bestLen === 6 || (bestLen === 7 && w[7] !== 1) || (bestLen === 5 && w[5] === 0xffff))
+      (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))
     ) {
       out += formatIPv4(Number(value & 0xffffffffn));
       break;

@@ -11,7 +11,7 @@
  */
 import { mkdtempSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseIPv4, parseIPv6, V6_MAX } from './addr.js';
+import { formatIPv4, formatIPv6, parseIPv4, parseIPv6, V6_MAX } from './addr.js';
 import { readCsv, CsvError, type CsvRecord } from './csv.js';
 import { RangeSetBuilder } from './ranges.js';
 import { walkMmdb, type MmdbRecord } from './mmdb.js';
@@ -46,8 +46,8 @@ export interface BuildResult {
   readonly zone?: string[];
 }
 
-/** Called every 4096 input rows: rows read so far, characters read of the current input and its length. */
-export type ProgressFn = (entries: number, done: number, total: number) => void;
+/** Called every 4096 input rows with the number of rows read so far (all inputs). */
+export type ProgressFn = (entries: number) => void;
 
 const DBIP_EXPECTED = 'rows start_ip,end_ip,country_code without a header (DB-IP / ip-location-db country CSV)';
 const ASN_EXPECTED = 'rows start_ip,end_ip,asn,organization without a header (ip-location-db ASN CSV)';
@@ -190,26 +190,26 @@ export function buildCountryDb(
         const r = parseRangeColumns(rec, input.name, DBIP_EXPECTED);
         const cc = validateCountryCode(rec.fields[2]!, where, warnings, unknown);
         addRange(getSet(sets, cc), r);
-        if (progress && (entries & 4095) === 0) progress(entries, 0, input.text.length);
+        if (progress && (entries & 4095) === 0) progress(entries);
       }
     });
     if (rows === 0) throw new BuildError(`${input.name}: empty input (no rows); expected ${DBIP_EXPECTED}`);
   }
   for (const path of mmdbPaths) {
     let rows = 0;
-    const where = (s: string): string => `${path}: network starting at ${s}`;
+    const where = (s: string): string => `${path}: network ${s}`;
     walkMmdb(path, {
       v4(start, end, record) {
         rows++;
         const code = countryOfMmdbRecord(record);
         if (code === null) return;
-        addRange(getSet(sets, validateCountryCode(code, where(String(start)), warnings, unknown)), { family: 4, start, end });
+        addRange(getSet(sets, validateCountryCode(code, where(formatIPv4(start)), warnings, unknown)), { family: 4, start, end });
       },
       v6(start, end, record) {
         rows++;
         const code = countryOfMmdbRecord(record);
         if (code === null) return;
-        addRange(getSet(sets, validateCountryCode(code, where(String(start)), warnings, unknown)), { family: 6, start, end });
+        addRange(getSet(sets, validateCountryCode(code, where(formatIPv6(start)), warnings, unknown)), { family: 6, start, end });
       },
     });
     entries += rows;
@@ -323,7 +323,7 @@ export function buildMaxmindCountryDb(locations: CsvInput, blocks4: CsvInput, bl
           }
         }
         addRange(sets.get(code)!, parseCidr(col(rec, 'network', h), family, where));
-        if (progress && (entries & 4095) === 0) progress(entries, 0, input.text.length);
+        if (progress && (entries & 4095) === 0) progress(entries);
       }
       if (rows === 0) throw new BuildError(`${input.name}: no networks after the header`);
     }
@@ -376,7 +376,7 @@ export function buildMaxmindAsnDb(blocks4: CsvInput, blocks6: CsvInput, zone = f
           zoneLines.push(`${asnText}\t\tIN\tAPL\t${family === 4 ? 1 : 2}:${net}`);
           zoneLines.push(`${asnText}\t\tIN\tTXT\t"${rec.fields[h.get('autonomous_system_organization')!] ?? ''}"`);
         }
-        if (progress && (entries & 4095) === 0) progress(entries, 0, input.text.length);
+        if (progress && (entries & 4095) === 0) progress(entries);
       }
       if (rows === 0) throw new BuildError(`${input.name}: no networks after the header`);
     }
@@ -401,7 +401,7 @@ export function buildAsnDb(csvInputs: readonly CsvInput[], mmdbPaths: readonly s
         if (rec.fields.length < 3) throw new BuildError(`${where}: ${rec.fields.length} column(s); expected ${ASN_EXPECTED}`);
         const r = parseRangeColumns(rec, input.name, ASN_EXPECTED);
         addRange(getSet(sets, asnKey(rec.fields[2]!, where)), r);
-        if (progress && (entries & 4095) === 0) progress(entries, 0, input.text.length);
+        if (progress && (entries & 4095) === 0) progress(entries);
       }
     });
     if (rows === 0) throw new BuildError(`${input.name}: empty input (no rows); expected ${ASN_EXPECTED}`);
