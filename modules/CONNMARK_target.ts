@@ -10,7 +10,7 @@
 import type { PacketContext } from '../router/packet.js';
 import type { ConnEntry } from '../router/conntrack.js';
 import { hex, parseUint, x6Check } from './mark.js';
-import { xmarkFrom } from './MARK_target.js';
+import { printXmark, xmarkFrom } from './MARK_target.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';
 
 export const enum ConnmarkMode {
@@ -82,6 +82,18 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
   save(p) {
     if (p.mode === ConnmarkMode.SET) return ` --set-xmark ${hex(p.value)}/${hex(p.ctmask)}`;
     return ` --${p.mode === ConnmarkMode.SAVE ? 'save' : 'restore'}-mark --nfmask ${hex(p.nfmask)} --ctmask ${hex(p.ctmask)}`;
+  },
+  print(p) {
+    if (p.mode === ConnmarkMode.SET) return printXmark('CONNMARK', p.value, p.ctmask);
+    const all = 0xffffffff;
+    if (p.mode === ConnmarkMode.SAVE) {
+      if (p.nfmask === all && p.ctmask === all) return ' CONNMARK save';
+      if (p.nfmask === p.ctmask) return ` CONNMARK save mask ${hex(p.nfmask)}`;
+      return ` CONNMARK save nfmask ${hex(p.nfmask)} ctmask ~${hex(p.ctmask)}`;
+    }
+    if (p.nfmask === all && p.ctmask === all) return ' CONNMARK restore';
+    if (p.nfmask === p.ctmask) return ` CONNMARK restore mask ${hex(p.ctmask)}`;
+    return ` CONNMARK restore ctmask ${hex(p.ctmask)} nfmask ~${hex(p.nfmask)}`;
   },
 };
 

@@ -45,6 +45,9 @@ const CT: TargetExtension<CtParams> = {
   save(p) {
     return p.notrack ? ' --notrack' : '';
   },
+  print(p) {
+    return p.notrack ? ' CT notrack' : ' CT';
+  },
 };
 
 export default CT;

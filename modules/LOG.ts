@@ -269,6 +269,9 @@ const LOG: TargetExtension<LogParams> = {
     for (const [name, bit] of FLAG_OPTS) if (p.flags & bit) s += ` --${name}`;
     return s;
   },
+  print(p) {
+    return ` LOG flags ${p.flags} level ${p.level}${p.prefix ? ` prefix "${p.prefix}"` : ''}`;
+  },
 };
 
 export default LOG;

@@ -33,6 +33,15 @@ export function xmarkFrom(ext: string, o: ParsedOption): XmarkParams {
   return { value: n, mask: 0 };
 }
 
+/** The shortest of and/or/xor/set/xset that says what value/mask do (libxt_MARK's print). */
+export function printXmark(label: string, value: number, mask: number): string {
+  if (value === 0) return ` ${label} and ${hex(~mask >>> 0)}`;
+  if (value === mask) return ` ${label} or ${hex(value)}`;
+  if (mask === 0) return ` ${label} xor ${hex(value)}`;
+  if (mask === 0xffffffff) return ` ${label} set ${hex(value)}`;
+  return ` ${label} xset ${hex(value)}/${hex(mask)}`;
+}
+
 const MARK: TargetExtension<XmarkParams> = {
   kind: 'target',
   name: 'MARK',
@@ -57,6 +66,9 @@ const MARK: TargetExtension<XmarkParams> = {
   },
   save(p) {
     return ` --set-xmark ${hex(p.value)}/${hex(p.mask)}`;
+  },
+  print(p) {
+    return printXmark('MARK', p.value, p.mask);
   },
 };
 

@@ -26,6 +26,9 @@ const NOTRACK: TargetExtension<null> = {
   save() {
     return '';
   },
+  print() {
+    return ' NOTRACK';
+  },
 };
 
 export default NOTRACK;

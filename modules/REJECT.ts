@@ -173,6 +173,9 @@ const REJECT: TargetExtension<RejectParams> = {
   save(p) {
     return ` --reject-with ${(p.family === 4 ? TYPES4 : TYPES6)[p.with][0]}`;
   },
+  print(p) {
+    return ` reject-with ${(p.family === 4 ? TYPES4 : TYPES6)[p.with][0]}`;
+  },
 };
 
 export default REJECT;

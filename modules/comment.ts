@@ -33,6 +33,9 @@ const comment: MatchExtension<CommentParams> = {
   save(p) {
     return ` --comment${saveString(p.comment)}`;
   },
+  print(p) {
+    return ` /* ${p.comment} */`;
+  },
 };
 
 export default comment;

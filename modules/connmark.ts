@@ -5,7 +5,7 @@
  */
 import type { PacketContext } from '../router/packet.js';
 import type { ConnEntry } from '../router/conntrack.js';
-import { parseMarkOption, saveMarkOption, type MarkParams } from './mark.js';
+import { parseMarkOption, printConnmark, saveMarkOption, type MarkParams } from './mark.js';
 import type { MatchExtension } from './types.js';
 
 const connmark: MatchExtension<MarkParams> = {
@@ -28,6 +28,7 @@ const connmark: MatchExtension<MarkParams> = {
     };
   },
   save: saveMarkOption,
+  print: printConnmark,
 };
 
 export default connmark;

@@ -156,6 +156,9 @@ const conntrack: MatchExtension<ConntrackParams> = {
     if (p.dir !== null) s += ` --ctdir ${p.dir ? 'REPLY' : 'ORIGINAL'}`;
     return s;
   },
+  print(p) {
+    return conntrack.save(p).replace(/ --ct/g, ' ct');
+  },
 };
 
 export default conntrack;

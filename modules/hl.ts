@@ -2,7 +2,7 @@
  * `-m hl --hl-eq/--hl-lt/--hl-gt N` (IPv6 hop limit), as libip6t_hl +
  * ip6t_hl; `! --hl-eq` is "not equal".
  */
-import { parseTtlLike, saveTtlLike, ttlMatcher, type TtlParams } from './ttl.js';
+import { describeTtl, parseTtlLike, printTtlLike, saveTtlLike, ttlMatcher, type TtlParams } from './ttl.js';
 import type { MatchExtension } from './types.js';
 
 const hl: MatchExtension<TtlParams> = {
@@ -23,6 +23,10 @@ const hl: MatchExtension<TtlParams> = {
   save(p) {
     return saveTtlLike('hl', p);
   },
+  print(p) {
+    return printTtlLike('HL', p);
+  },
+  describe: describeTtl,
 };
 
 export default hl;

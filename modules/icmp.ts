@@ -6,7 +6,7 @@
  * Also exports the type-table parser icmp6 uses.
  */
 import type { PacketContext } from '../router/packet.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
 
 /** [name, type, code min, code max]; aliases are separate rows. */
 export type IcmpName = readonly [string, number, number, number];
@@ -105,12 +105,35 @@ function parseOne(opts: readonly ParsedOption[], ext: string, opt: string, table
 
 export { parseOne as parseIcmpOption };
 
+/** print_icmptype: the table's name unless numeric (or none fits), else "type N [code C|codes A-B]". */
+export function printIcmpType(label: string, p: IcmpParams, table: readonly IcmpName[], numeric: boolean): string {
+  if (!numeric) {
+    const row = table.find((r) => r[1] === p.type && r[2] === p.codeMin && r[3] === p.codeMax);
+    if (row) return ` ${label} ${p.inv ? '!' : ''}${row[0]}`;
+  }
+  let s = ` ${label}${p.inv ? ' !' : ''}type ${p.type}`;
+  if (p.codeMin === p.codeMax) s += ` code ${p.codeMin}`;
+  else if (p.codeMin !== 0 || p.codeMax !== 0xff) s += ` codes ${p.codeMin}-${p.codeMax}`;
+  return s;
+}
+
+/** Classifier hints: type (and code range) when they can be stated as plain ranges. */
+export function describeIcmp(p: IcmpParams, anyType: number): FieldRange[] {
+  if (p.type === anyType) return [];
+  const fullCodes = p.codeMin === 0 && p.codeMax === 0xff;
+  if (p.inv) return fullCodes ? [{ field: 'icmpType', min: p.type, max: p.type, inverted: true }] : [];
+  const r: FieldRange[] = [{ field: 'icmpType', min: p.type, max: p.type, inverted: false }];
+  if (!fullCodes) r.push({ field: 'icmpCode', min: p.codeMin, max: p.codeMax, inverted: false });
+  return r;
+}
+
 const IPPROTO_ICMP = 1;
 
 const icmp: MatchExtension<IcmpParams> = {
   kind: 'match',
   name: 'icmp',
   families: [4],
+  proto: IPPROTO_ICMP,
   options: [{ name: 'icmp-type', arg: 'required', invertible: true }],
   parse(opts) {
     return parseOne(opts, 'icmp', 'icmp-type', ICMP_NAMES, 'ICMP');
@@ -127,6 +150,12 @@ const icmp: MatchExtension<IcmpParams> = {
   },
   save(p) {
     return saveIcmpType('icmp-type', p, true);
+  },
+  print(p, numeric = false) {
+    return printIcmpType('icmp', p, ICMP_NAMES, numeric);
+  },
+  describe(p) {
+    return describeIcmp(p, ANY);
   },
 };
 

@@ -3,7 +3,7 @@
  * icmp6_match. Unlike IPv4 there is no "any"; saves print numbers.
  */
 import type { PacketContext } from '../router/packet.js';
-import { parseIcmpOption, saveIcmpType, type IcmpName, type IcmpParams } from './icmp.js';
+import { describeIcmp, parseIcmpOption, printIcmpType, saveIcmpType, type IcmpName, type IcmpParams } from './icmp.js';
 import type { MatchExtension } from './types.js';
 
 const ICMPV6_NAMES: readonly IcmpName[] = [
@@ -43,6 +43,7 @@ const icmp6: MatchExtension<IcmpParams> = {
   kind: 'match',
   name: 'icmp6',
   families: [6],
+  proto: IPPROTO_ICMPV6,
   options: [{ name: 'icmpv6-type', arg: 'required', invertible: true }],
   parse(opts) {
     return parseIcmpOption(opts, 'icmp6', 'icmpv6-type', ICMPV6_NAMES, 'ICMPv6');
@@ -58,6 +59,12 @@ const icmp6: MatchExtension<IcmpParams> = {
   },
   save(p) {
     return saveIcmpType('icmpv6-type', p, false);
+  },
+  print(p, numeric = false) {
+    return printIcmpType('ipv6-icmp', p, ICMPV6_NAMES, numeric);
+  },
+  describe(p) {
+    return describeIcmp(p, -1);
   },
 };
 

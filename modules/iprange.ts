@@ -145,6 +145,12 @@ const iprange: MatchExtension<IprangeParams> = {
     if (p.dst) s += `${p.dst.inv ? ' !' : ''} --dst-range ${addrToString(p.dst.lo, p.family)}-${addrToString(p.dst.hi, p.family)}`;
     return s;
   },
+  print(p) {
+    let s = '';
+    if (p.src) s += ` source IP range${p.src.inv ? ' !' : ''} ${addrToString(p.src.lo, p.family)}-${addrToString(p.src.hi, p.family)}`;
+    if (p.dst) s += ` destination IP range${p.dst.inv ? ' !' : ''} ${addrToString(p.dst.lo, p.family)}-${addrToString(p.dst.hi, p.family)}`;
+    return s;
+  },
 };
 
 export default iprange;

@@ -41,6 +41,9 @@ const length: MatchExtension<LengthParams> = {
   save(p) {
     return `${p.inv ? ' !' : ''} --length ${p.min === p.max ? p.min : `${p.min}:${p.max}`}`;
   },
+  print(p) {
+    return ` length ${p.inv ? '!' : ''}${p.min === p.max ? p.min : `${p.min}:${p.max}`}`;
+  },
 };
 
 export default length;

@@ -141,6 +141,9 @@ const limit: MatchExtension<LimitParams> = {
   save(p) {
     return ` --limit ${printRate(p.avg)}${p.burst !== 5 ? ` --limit-burst ${p.burst}` : ''}`;
   },
+  print(p) {
+    return ` limit: avg ${printRate(p.avg)} burst ${p.burst}`;
+  },
 };
 
 export default limit;

@@ -8,6 +8,12 @@ import { Hook, type PacketContext } from '../router/packet.js';
 import { getU48 } from '../dataplane/bytes.js';
 import { XtError, type MatchExtension } from './types.js';
 
+function macText(mac: number): string {
+  const hexes: string[] = [];
+  for (let i = 5; i >= 0; i--) hexes.push((Math.floor(mac / 2 ** (8 * i)) & 0xff).toString(16).padStart(2, '0'));
+  return hexes.join(':');
+}
+
 export interface MacParams {
   /** 48-bit address as an exact integer. */
   mac: number;
@@ -43,9 +49,10 @@ const mac: MatchExtension<MacParams> = {
     };
   },
   save(p) {
-    const hexes: string[] = [];
-    for (let i = 5; i >= 0; i--) hexes.push((Math.floor(p.mac / 2 ** (8 * i)) & 0xff).toString(16).padStart(2, '0'));
-    return `${p.inv ? ' !' : ''} --mac-source ${hexes.join(':')}`;
+    return `${p.inv ? ' !' : ''} --mac-source ${macText(p.mac)}`;
+  },
+  print(p) {
+    return ` MAC${p.inv ? ' !' : ''} ${macText(p.mac)}`;
   },
 };
 

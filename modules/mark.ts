@@ -85,8 +85,17 @@ export function parseMarkOption(ext: string, opts: readonly ParsedOption[]): Mar
   return { mark: vm[0], mask: vm[1], inv: o.inverted };
 }
 
+function markText(p: MarkParams): string {
+  return `${hex(p.mark)}${p.mask === 0xffffffff ? '' : `/${hex(p.mask)}`}`;
+}
+
 export function saveMarkOption(p: MarkParams): string {
-  return `${p.inv ? ' !' : ''} --mark ${hex(p.mark)}${p.mask === 0xffffffff ? '' : `/${hex(p.mask)}`}`;
+  return `${p.inv ? ' !' : ''} --mark ${markText(p)}`;
+}
+
+/** libxt_connmark's print: "connmark match " then "!" or a space, then the mark. */
+export function printConnmark(p: MarkParams): string {
+  return ` connmark match ${p.inv ? '!' : ' '}${markText(p)}`;
 }
 
 const mark: MatchExtension<MarkParams> = {
@@ -103,6 +112,13 @@ const mark: MatchExtension<MarkParams> = {
     return { match: (pkt: PacketContext) => (((pkt.mark & mask) >>> 0) === value) !== inv };
   },
   save: saveMarkOption,
+  print(p) {
+    return ` mark match${p.inv ? ' !' : ''} ${markText(p)}`;
+  },
+  describe(p) {
+    // Only an exact compare of the whole mark is a plain range.
+    return p.mask === 0xffffffff ? [{ field: 'mark', min: p.mark, max: p.mark, inverted: p.inv }] : [];
+  },
 };
 
 export default mark;

@@ -3,7 +3,7 @@
  * libxt_multiport + xt_multiport. Needs a port-carrying `-p`.
  */
 import type { PacketContext } from '../router/packet.js';
-import { parsePortOrService } from './tcp.js';
+import { parsePortOrService, portText } from './tcp.js';
 import { XtError, type MatchExtension, type RuleInfo } from './types.js';
 
 const MAX_PORTS = 15;
@@ -21,6 +21,8 @@ export interface MultiportParams {
   lo: number[];
   hi: number[];
   inv: boolean;
+  /** The rule's -p (service names for iptables -L). */
+  proto: number;
 }
 
 const OPT_NAMES = ['source-ports', 'destination-ports', 'ports'];
@@ -94,7 +96,7 @@ const multiport: MatchExtension<MultiportParams> = {
         throw new XtError("multiport needs `-p tcp', `-p udp', `-p udplite', `-p sctp' or `-p dccp'");
       }
       const { lo, hi } = parseList(o.value ?? '', protoName);
-      p = { dir, lo, hi, inv: o.inverted };
+      p = { dir, lo, hi, inv: o.inverted, proto: rule.proto };
       prev = o.name;
     }
     if (!p) throw new XtError('multiport expects an option');
@@ -106,6 +108,17 @@ const multiport: MatchExtension<MultiportParams> = {
   save(p) {
     const list = p.lo.map((a, i) => (a === p.hi[i] ? `${a}` : `${a}:${p.hi[i]}`)).join(',');
     return `${p.inv ? ' !' : ''} --${SAVE_NAMES[p.dir]} ${list}`;
+  },
+  print(p, numeric = false) {
+    const proto = PROTO_NAMES[p.proto] ?? 'tcp';
+    const port = (v: number) => portText(v, proto, numeric);
+    const list = p.lo.map((a, i) => (a === p.hi[i] ? port(a) : `${port(a)}:${port(p.hi[i])}`)).join(',');
+    return ` multiport ${SAVE_NAMES[p.dir]} ${p.inv ? ' !' : ''}${list}`;
+  },
+  describe(p) {
+    // One range in one direction is a plain field range; lists are left to match().
+    if (p.lo.length !== 1 || p.dir === MultiportDir.EITHER) return [];
+    return [{ field: p.dir === MultiportDir.SOURCE ? 'sport' : 'dport', min: p.lo[0], max: p.hi[0], inverted: p.inv }];
   },
 };
 

@@ -59,6 +59,9 @@ const state: MatchExtension<StateParams> = {
   save(p) {
     return `${p.inv ? ' !' : ''} --state ${printStateList(p.mask)}`;
   },
+  print(p) {
+    return `${p.inv ? ' !' : ''} state ${printStateList(p.mask)}`;
+  },
 };
 
 export default state;

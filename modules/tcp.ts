@@ -7,21 +7,24 @@
  */
 import { readFileSync } from 'node:fs';
 import type { PacketContext } from '../router/packet.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
 
 const IPPROTO_TCP = 6;
 
 let services: Map<string, number> | null = null;
+/** "port/proto" -> the first name /etc/services gives (getservbyport). */
+let serviceNames: Map<string, string> | null = null;
 
-/** Port number of a service name for "tcp"/"udp"/..., or -1. */
-export function servicePort(name: string, proto: string): number {
+function loadServices(): Map<string, number> {
   if (services === null) {
     services = new Map();
+    serviceNames = new Map();
     try {
       for (const line of readFileSync('/etc/services', 'utf8').split('\n')) {
         const words = line.replace(/#.*/, '').trim().split(/\s+/);
         const m = /^(\d+)\/(\w+)$/.exec(words[1] ?? '');
         if (!m) continue;
+        if (!serviceNames!.has(words[1])) serviceNames!.set(words[1], words[0]);
         for (const n of [words[0], ...words.slice(2)]) {
           const key = `${n}/${m[2]}`;
           if (!services.has(key)) services.set(key, Number(m[1]));
@@ -31,7 +34,35 @@ export function servicePort(name: string, proto: string): number {
       // No services database: only numeric ports work, as with an empty /etc/services.
     }
   }
-  return services.get(`${name}/${proto}`) ?? -1;
+  return services;
+}
+
+/** Port number of a service name for "tcp"/"udp"/..., or -1. */
+export function servicePort(name: string, proto: string): number {
+  return loadServices().get(`${name}/${proto}`) ?? -1;
+}
+
+/** A port as `iptables -L` prints it: the service name unless numeric or unknown. */
+export function portText(port: number, proto: string, numeric: boolean): string {
+  if (numeric) return `${port}`;
+  loadServices();
+  return serviceNames!.get(`${port}/${proto}`) ?? `${port}`;
+}
+
+/** libxt_tcp/udp print_ports: " spt:X", " spts:X:Y", with "!" after the colon. */
+export function printPortRange(name: string, lo: number, hi: number, inv: boolean, proto: string, numeric: boolean): string {
+  if (lo === 0 && hi === 65535 && !inv) return '';
+  const i = inv ? '!' : '';
+  if (lo === hi) return ` ${name}:${i}${portText(lo, proto, numeric)}`;
+  return ` ${name}s:${i}${portText(lo, proto, numeric)}:${portText(hi, proto, numeric)}`;
+}
+
+/** Classifier hints for a port pair (tcp, udp). */
+export function describePorts(spts: [number, number], invSrc: boolean, dpts: [number, number], invDst: boolean): FieldRange[] {
+  const r: FieldRange[] = [];
+  if (spts[0] !== 0 || spts[1] !== 65535 || invSrc) r.push({ field: 'sport', min: spts[0], max: spts[1], inverted: invSrc });
+  if (dpts[0] !== 0 || dpts[1] !== 65535 || invDst) r.push({ field: 'dport', min: dpts[0], max: dpts[1], inverted: invDst });
+  return r;
 }
 
 /** A port number or service name; -1 if neither. */
@@ -142,6 +173,7 @@ const tcp: MatchExtension<TcpParams> = {
   kind: 'match',
   name: 'tcp',
   families: [4, 6],
+  proto: IPPROTO_TCP,
   options: [
     { name: 'source-port', arg: 'required', invertible: true, aliases: ['sport'] },
     { name: 'destination-port', arg: 'required', invertible: true, aliases: ['dport'] },
@@ -214,6 +246,18 @@ const tcp: MatchExtension<TcpParams> = {
     if (p.option !== 0 || p.invOption) s += `${p.invOption ? ' !' : ''} --tcp-option ${p.option}`;
     if (p.flgMask !== 0 || p.invFlags) s += `${p.invFlags ? ' !' : ''} --tcp-flags ${printFlags(p.flgMask)} ${printFlags(p.flgCmp)}`;
     return s;
+  },
+  print(p, numeric = false) {
+    let s = ' tcp' + printPortRange('spt', p.spts[0], p.spts[1], p.invSrc, 'tcp', numeric) + printPortRange('dpt', p.dpts[0], p.dpts[1], p.invDst, 'tcp', numeric);
+    if (p.option !== 0 || p.invOption) s += ` option=${p.invOption ? '!' : ''}${p.option}`;
+    if (p.flgMask !== 0 || p.invFlags) {
+      const hex2 = (v: number) => `0x${v.toString(16).toUpperCase().padStart(2, '0')}`;
+      s += ` flags:${p.invFlags ? '!' : ''}${numeric ? `${hex2(p.flgMask)}/${hex2(p.flgCmp)}` : `${printFlags(p.flgMask)}/${printFlags(p.flgCmp)}`}`;
+    }
+    return s;
+  },
+  describe(p) {
+    return describePorts(p.spts, p.invSrc, p.dpts, p.invDst);
   },
 };
 

@@ -4,7 +4,7 @@
  */
 import type { Family, PacketContext } from '../router/packet.js';
 import { x6Check } from './mark.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
 
 export const enum TtlMode {
   EQ = 0,
@@ -48,6 +48,27 @@ export function saveTtlLike(prefix: string, p: TtlParams): string {
   }
 }
 
+const OPS = ['==', '!=', '<', '>'];
+
+export function printTtlLike(label: string, p: TtlParams): string {
+  return ` ${label} match ${label} ${OPS[p.mode]} ${p.value}`;
+}
+
+/** Classifier hints: the TTL values the match can accept. */
+export function describeTtl(p: TtlParams): FieldRange[] {
+  const v = p.value;
+  switch (p.mode) {
+    case TtlMode.EQ:
+      return [{ field: 'ttl', min: v, max: v, inverted: false }];
+    case TtlMode.NE:
+      return [{ field: 'ttl', min: v, max: v, inverted: true }];
+    case TtlMode.LT:
+      return v === 0 ? [{ field: 'ttl', min: 0, max: 255, inverted: true }] : [{ field: 'ttl', min: 0, max: v - 1, inverted: false }];
+    default:
+      return v === 255 ? [{ field: 'ttl', min: 0, max: 255, inverted: true }] : [{ field: 'ttl', min: v + 1, max: 255, inverted: false }];
+  }
+}
+
 export function ttlMatcher(p: TtlParams): (pkt: PacketContext) => boolean {
   const v = p.value;
   switch (p.mode) {
@@ -82,6 +103,10 @@ const ttl: MatchExtension<TtlParams> = {
   save(p) {
     return saveTtlLike('ttl', p);
   },
+  print(p) {
+    return printTtlLike('TTL', p);
+  },
+  describe: describeTtl,
 };
 
 export default ttl;

@@ -3,7 +3,7 @@
  * port ranges, as libxt_udp + xt_tcpudp.
  */
 import type { PacketContext } from '../router/packet.js';
-import { parsePortRange, savePortRange } from './tcp.js';
+import { describePorts, parsePortRange, printPortRange, savePortRange } from './tcp.js';
 import { XtError, type MatchExtension, type ParsedOption } from './types.js';
 
 const IPPROTO_UDP = 17;
@@ -25,6 +25,7 @@ const udp: MatchExtension<UdpParams> = {
   kind: 'match',
   name: 'udp',
   families: [4, 6],
+  proto: IPPROTO_UDP,
   options: [
     { name: 'source-port', arg: 'required', invertible: true, aliases: ['sport'] },
     { name: 'destination-port', arg: 'required', invertible: true, aliases: ['dport'] },
@@ -53,6 +54,12 @@ const udp: MatchExtension<UdpParams> = {
   },
   save(p) {
     return savePortRange('sport', p.spts[0], p.spts[1], p.invSrc) + savePortRange('dport', p.dpts[0], p.dpts[1], p.invDst);
+  },
+  print(p, numeric = false) {
+    return ' udp' + printPortRange('spt', p.spts[0], p.spts[1], p.invSrc, 'udp', numeric) + printPortRange('dpt', p.dpts[0], p.dpts[1], p.invDst, 'udp', numeric);
+  },
+  describe(p) {
+    return describePorts(p.spts, p.invSrc, p.dpts, p.invDst);
   },
 };
 

@@ -25,9 +25,22 @@ import length from '../modules/length.js';
 import ttl from '../modules/ttl.js';
 import hl from '../modules/hl.js';
 import iprange from '../modules/iprange.js';
+import recent from '../modules/recent.js';
 import { MATCH_ERRORS, MATCH_SAVES, TARGET_SAVES, words } from './modules-fixtures.js';
 
-const EXT: Record<string, Extension> = { tcp, udp, icmp, icmp6, multiport, state, conntrack, limit, mac, mark, connmark, comment, length, ttl, hl, iprange };
+const EXT: Record<string, Extension> = { tcp, udp, icmp, icmp6, multiport, state, conntrack, limit, mac, mark, connmark, comment, length, ttl, hl, iprange, recent };
+
+/** The options column of an `iptables -L` line (after target, prot, opt, source, destination). */
+function optionsColumn(line: string): string {
+  return /^\S*\s+\S+\s+\S+\s+\S+\s+\S+\s+(.*)$/.exec(line)?.[1] ?? `(unparsed: ${line})`;
+}
+
+const RECENT_ROWS: [string, Family, string, string][] = [
+  ['recent', 4, '', '--set'],
+  ['recent', 4, '', '! --update --seconds 10 --reap --hitcount 3 --rttl --rdest --mask 255.255.0.0'],
+  ['recent', 4, '', '--rcheck --name X'],
+  ['recent', 6, '', '--remove --mask ffff:ffff::'],
+];
 const PROTO: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
 const PRINTED_PROTO: Record<string, string> = { tcp: 'tcp', udp: 'udp', icmp: 'icmp', icmpv6: 'ipv6-icmp' };
 
@@ -72,6 +85,28 @@ if (!have) {
       const real = ipt(family, ['-t', table, '-S', chain]).stdout.trim().split('\n').pop() ?? '';
       const params = ext.parse(words(ext, opts), { ...rule(family, proto, table), chain });
       t.is(`-A ${chain}${proto ? ` -p ${PRINTED_PROTO[proto]}` : ''} -j ${ext.name}${ext.save(params as never)}`, real, `${ext.name} ${opts}`);
+    }
+  });
+
+  test.serial('iptables -L options text (numeric and with service names) equals iptables', (t) => {
+    const rows: [string, Family, string, string][] = [...MATCH_SAVES.map(([n, f, p, o]) => [n, f, p, o] as [string, Family, string, string]), ...RECENT_ROWS];
+    for (const [name, family, proto, opts] of rows) {
+      const ext = EXT[name];
+      ipt(family, ['-F', 'INPUT']);
+      t.is(ipt(family, ['-A', 'INPUT', ...(proto ? ['-p', proto] : []), '-m', name, ...argv(opts)]).status, 0, `${name} ${opts}`);
+      const params = ext.parse(words(ext, opts), rule(family, proto)) as never;
+      for (const numeric of [true, false]) {
+        const real = optionsColumn(ipt(family, ['-L', 'INPUT', ...(numeric ? ['-n'] : [])]).stdout.trim().split('\n').pop() ?? '');
+        t.is(ext.print!(params, numeric).trimStart(), real, `${name} ${opts}${numeric ? ' -n' : ''}`);
+      }
+    }
+    for (const [ext, family, proto, table, opts] of TARGET_SAVES) {
+      const chain = table === 'raw' ? 'PREROUTING' : 'INPUT';
+      ipt(family, ['-t', table, '-F', chain]);
+      ipt(family, ['-t', table, '-A', chain, ...(proto ? ['-p', proto] : []), '-j', ext.name, ...argv(opts)]);
+      const real = optionsColumn(ipt(family, ['-t', table, '-L', chain, '-n']).stdout.trim().split('\n').pop() ?? '');
+      const params = ext.parse(words(ext, opts), { ...rule(family, proto, table), chain }) as never;
+      t.is(ext.print!(params, true).trimStart(), real, `${ext.name} ${opts}`);
     }
   });
 
