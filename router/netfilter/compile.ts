@@ -20,7 +20,7 @@
 import { Verdict, type PacketContext } from '../packet.js';
 import type { IndexedField, MatchInstance, TargetInstance } from '../../modules/types.js';
 import { maskPrefixLength } from './addr.js';
-import type { Chain, Rule, RuleSpec } from './model.js';
+import type { Chain, Rule, RuleInstances, RuleSpec } from './model.js';
 
 export const enum Action {
   NONE = 0,
@@ -233,6 +233,10 @@ function pinsOf(spec: RuleSpec, describable: readonly (readonly { field: Indexed
 
 const MIN_INDEXED_CHAIN = 8;
 
+/** Per-rule work kept across recompilations: a rule object (and its checked instances) never changes. */
+const pinCache = new WeakMap<Rule, Pin[]>();
+const testCache = new WeakMap<RuleInstances, (pkt: PacketContext) => boolean>();
+
 let classifierEnabled = true;
 
 /**
@@ -245,26 +249,32 @@ export function setClassifierEnabled(on: boolean): void {
 }
 
 /** Builds the best single-dimension classifier for a chain, or null when a plain scan is as good. */
-function buildClassifier(specs: readonly RuleSpec[]): Classifier | null {
-  if (!classifierEnabled || specs.length < MIN_INDEXED_CHAIN) return null;
-  const pinsPerRule = specs.map((spec) => {
-    // Only matches that run before the first undescribed one may narrow the candidates.
-    const described: { field: IndexedField; min: number; max: number; inverted: boolean }[][] = [];
-    for (const m of spec.matches) {
-      const d = m.ext.describe?.(m.params) ?? null;
-      if (d === null) break;
-      described.push(d.slice());
-    }
-    return pinsOf(spec, described);
-  });
+function rulePins(rule: Rule): Pin[] {
+  let pins = pinCache.get(rule);
+  if (pins) return pins;
+  const spec = rule.spec;
+  // Only matches that run before the first undescribed one may narrow the candidates.
+  const described: { field: IndexedField; min: number; max: number; inverted: boolean }[][] = [];
+  for (const m of spec.matches) {
+    const d = m.ext.describe?.(m.params) ?? null;
+    if (d === null) break;
+    described.push(d.slice());
+  }
+  pins = pinsOf(spec, described);
+  pinCache.set(rule, pins);
+  return pins;
+}
+
+function buildClassifier(rules: readonly Rule[]): Classifier | null {
+  if (!classifierEnabled || rules.length < MIN_INDEXED_CHAIN) return null;
+  const pinsPerRule = rules.map(rulePins);
   // Score each (dimension, prefix length): rules indexed minus the largest bucket.
-  const groups = new Map<string, { dim: Dim; plen: number; byKey: Map<number, number[]>; count: number }>();
+  const groups = new Map<number, { dim: Dim; plen: number; byKey: Map<number, number[]>; count: number }>();
   pinsPerRule.forEach((pins, idx) => {
-    const seen = new Set<string>();
     for (const p of pins) {
-      const id = `${p.dim}/${p.plen}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
+      const id = p.dim * 256 + p.plen;
+      // A rule counts once per (dimension, prefix length); pins are few, so a small linear check.
+      if (pins.indexOf(p) !== pins.findIndex((q) => q.dim === p.dim && q.plen === p.plen)) continue;
       let g = groups.get(id);
       if (!g) groups.set(id, (g = { dim: p.dim, plen: p.plen, byKey: new Map(), count: 0 }));
       const list = g.byKey.get(p.key) ?? [];
@@ -294,7 +304,7 @@ function buildClassifier(specs: readonly RuleSpec[]): Classifier | null {
     for (const i of list) indexed.add(i);
   }
   const wild: number[] = [];
-  for (let i = 0; i < specs.length; i++) if (!indexed.has(i)) wild.push(i);
+  for (let i = 0; i < rules.length; i++) if (!indexed.has(i)) wild.push(i);
   let m = [0, 0, 0, 0];
   if (best.dim === Dim.SRC4 || best.dim === Dim.DST4) m = [v6Mask(best.plen, 0), 0, 0, 0];
   else if (best.dim === Dim.SRC6 || best.dim === Dim.DST6) m = [0, 1, 2, 3].map((w) => v6Mask(best!.plen, w));
@@ -388,8 +398,13 @@ export function compileChain(chain: Chain): CompiledChain {
         action = Action.TARGET;
         break;
     }
-    cc.rules.push(new CompiledRule(compileTest(rule.spec, inst.matches), action, inst.target, rule));
+    let test = testCache.get(inst);
+    if (!test) {
+      test = compileTest(rule.spec, inst.matches);
+      testCache.set(inst, test);
+    }
+    cc.rules.push(new CompiledRule(test, action, inst.target, rule));
   }
-  cc.classifier = buildClassifier(chain.rules.map((r) => r.spec));
+  cc.classifier = buildClassifier(chain.rules);
   return cc;
 }

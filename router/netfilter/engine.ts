@@ -382,10 +382,16 @@ export class Netfilter {
     return { matches, target, hookMask };
   }
 
+  /** Compiled form of each table object: a transaction recompiles only the tables it copied. */
+  private readonly compiledTables = new WeakMap<Table, CompiledTable>();
+
   private compileFamily(fr: FamilyRules): CompiledFamily {
     const tables = TABLE_NAMES.map((name) => {
       const model = fr.table(name);
+      const cached = this.compiledTables.get(model);
+      if (cached) return cached;
       const ct = new CompiledTable(model);
+      this.compiledTables.set(model, ct);
       const byName = new Map<string, CompiledChain>();
       for (const chain of model.chains.values()) byName.set(chain.name, compileChain(chain));
       for (const cc of byName.values()) {
