@@ -1,5 +1,8 @@
 import test from 'ava';
+import fc from 'fast-check';
 import {
+  mask6Into,
+  prefixContains6,
   formatIPv4,
   formatIPv6,
   parseIPv4,
@@ -181,4 +184,40 @@ test('IPv6: large groups use the hash index', (t) => {
     t.is(tbl.ifIndex[id], i + 1);
   }
   t.is(tbl.lookup(Uint32Array.of(0x20010db8, 500 << 16, 0, 0)), -1);
+});
+
+test('IPv6 LPM agrees with a brute-force search (property)', (t) => {
+  const word = fc.integer({ min: 0, max: 0xffffffff });
+  const addr = fc.tuple(word, word, word, word).map((w) => Uint32Array.from(w));
+  // few distinct high words so prefixes overlap and nest
+  const clustered = fc.tuple(fc.constantFrom(0x20010db8, 0x20010db9), fc.constantFrom(0, 0x10000, 0x10001), word, word).map((w) => Uint32Array.from(w));
+  const route = fc.record({ addr: clustered, len: fc.constantFrom(0, 16, 32, 33, 48, 56, 64, 96, 127, 128) });
+  fc.assert(
+    fc.property(fc.array(route, { minLength: 1, maxLength: 40 }), fc.array(fc.oneof(addr, clustered), { minLength: 1, maxLength: 30 }), (routes, probes) => {
+      const tbl = new RouteTable6();
+      const ref: { net: Uint32Array; len: number; ifIndex: number }[] = [];
+      routes.forEach((r, i) => {
+        const net = new Uint32Array(4);
+        mask6Into(r.addr, r.len, net);
+        if (tbl.add({ prefix: { family: 6, addr: net, len: r.len }, kind: RouteKind.CONNECTED, ifIndex: i + 1 }) >= 0) {
+          ref.push({ net, len: r.len, ifIndex: i + 1 });
+        }
+      });
+      for (const p of probes) {
+        let best = -1;
+        let bestLen = -1;
+        for (const r of ref) {
+          if (r.len > bestLen && prefixContains6(r.net, r.len, p)) {
+            best = r.ifIndex;
+            bestLen = r.len;
+          }
+        }
+        const id = tbl.lookup(p);
+        if ((id < 0 ? -1 : tbl.ifIndex[id]) !== best) return false;
+      }
+      return true;
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
 });
