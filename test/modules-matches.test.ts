@@ -205,3 +205,24 @@ test('mac matches only frames with an Ethernet header', (t) => {
   t.false(m.match(tun));
   t.false(n.match(tun), 'no Ethernet header: no match even with !');
 });
+
+test('classifier hints are necessary conditions: every packet a rule matches lies in its describe() ranges', (t) => {
+  let checked = 0;
+  const inRange = (pkt: PacketContext, r: { field: string; min: number; max: number; inverted: boolean }) => {
+    const v = (pkt as unknown as Record<string, number>)[r.field];
+    return (v >= r.min && v <= r.max) !== r.inverted;
+  };
+  for (const [name, family, proto, opts, mk] of MATCHES) {
+    const ext = EXT[name] as MatchExtension;
+    if (!ext.describe) continue;
+    const params = ext.parse(words(ext, opts), ruleInfo(family, proto));
+    const ranges = ext.describe(params) ?? [];
+    const pkt = mk();
+    if (!ext.check(params, env(family)).match(pkt)) continue;
+    for (const r of ranges) t.true(inRange(pkt, r), `${name} ${opts}: ${r.field}`);
+    checked++;
+  }
+  t.true(checked > 20);
+  const ttlRanges = ttl.describe!(ttl.parse(words(ttl, '--ttl-gt 255'), ruleInfo(4)));
+  t.deepEqual(ttlRanges, [{ field: 'ttl', min: 0, max: 255, inverted: true }], 'ttl > 255 can never match');
+});
