@@ -288,7 +288,7 @@ test('IPv4 fragmentation: non-copied options (record route) become NOPs after th
 
 /** A random IPv4 packet, possibly with a copied (LSRR-like, type 0x83) and a non-copied (RR) option. */
 const packet4 = fc
-  .tuple(fc.uint8Array({ minLength: 0, maxLength: 3000 }), fc.boolean(), fc.boolean(), fc.nat(0xffff))
+  .tuple(fc.uint8Array({ minLength: 0, maxLength: 3000, size: 'max' }), fc.boolean(), fc.boolean(), fc.nat(0xffff))
   .map(([payload, withOpts, df, id]) => {
     const opts = withOpts ? Buffer.from([0x83, 7, 4, 1, 2, 3, 4, 7, 7, 4, 0, 0, 0, 0, 1, 0]) : Buffer.alloc(0);
     const hl = 20 + opts.length;
@@ -308,8 +308,8 @@ const packet4 = fc
   });
 
 test('IPv4 fragmentation property: fragments fit, align, parse, and reassemble to the original', (t) => {
-  const offs = new Uint32Array(64);
-  const lens = new Uint32Array(64);
+  const offs = new Uint32Array(128); // 3000 bytes at MTU 68 with options: 94 fragments
+  const lens = new Uint32Array(128);
   const frag = Buffer.alloc(8192);
   fc.assert(
     fc.property(packet4, fc.integer({ min: 68, max: 1600 }), (p, mtu) => {
@@ -323,7 +323,7 @@ test('IPv4 fragmentation property: fragments fit, align, parse, and reassemble t
         const ff = f.readUInt16BE(6);
         if (((ff & 0x2000) !== 0) !== (k < n - 1)) return false;
         if (k < n - 1 && (f.length - (f[0] & 15) * 4) % 8 !== 0) return false;
-        if (k > 0 && f[0] === 0x44) {
+        if (k > 0 && f[0] === 0x49) {
           // LSRR (copied) survives into every fragment; RR (not copied) becomes NOPs.
           if (f[20] !== 0x83 || !f.subarray(27, 34).every((x) => x === 1)) return false;
         }
@@ -332,7 +332,7 @@ test('IPv4 fragmentation property: fragments fit, align, parse, and reassemble t
       const back = reassemble4(frags);
       return back.equals(p);
     }),
-    { numRuns: 300 },
+    { numRuns: 300, endOnFailure: true }, // shrinking kilobyte packets takes minutes
   );
   t.pass();
 });

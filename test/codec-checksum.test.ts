@@ -125,7 +125,7 @@ test('Ipv4View.decrementTtl and address setters keep the header checksum valid',
 
 /** A TCP segment (header + payload) with random content and a valid IPv4 checksum. */
 const tcpSegment = fc
-  .tuple(fc.uint8Array({ minLength: 20, maxLength: 80 }), fc.nat(0xffffffff), fc.nat(0xffffffff))
+  .tuple(fc.uint8Array({ minLength: 20, maxLength: 80, size: 'max' }), fc.nat(0xffffffff), fc.nat(0xffffffff))
   .map(([a, src, dst]) => {
     const b = Buffer.from(a);
     b[12] = 5 << 4;
@@ -166,7 +166,7 @@ test('UDP over IPv6: csumReplace16 and csumReplaceBytes for an address change eq
   fc.assert(
     fc.property(
       fc.uint8Array({ minLength: 40, maxLength: 40 }),
-      fc.uint8Array({ minLength: 8, maxLength: 60 }),
+      fc.uint8Array({ minLength: 8, maxLength: 60, size: 'max' }),
       fc.uint8Array({ minLength: 16, maxLength: 16 }),
       (hdr, payload, newAddr) => {
         const b = Buffer.concat([Buffer.from(hdr), Buffer.from(payload)]);
@@ -226,7 +226,7 @@ test('UDP over IPv4 with checksum 0 verifies (absent); over IPv6 it does not', (
 
 test('finish and sum16 compose across ranges (even-length head)', (t) => {
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 100 }), fc.uint8Array({ maxLength: 101 }), (a, c) => {
+    fc.property(fc.uint8Array({ maxLength: 100, size: 'max' }), fc.uint8Array({ maxLength: 101, size: 'max' }), (a, c) => {
       if (a.length % 2) return true;
       const whole = Buffer.concat([Buffer.from(a), Buffer.from(c)]);
       return finish(sum16(c, 0, c.length, sum16(a, 0, a.length))) === checksum(whole, 0, whole.length);

@@ -31,7 +31,7 @@ const u8 = fc.nat(255);
 const u16 = fc.nat(0xffff);
 const u32 = fc.nat(0xffffffff);
 const mac = fc.nat(0xffffffffffff);
-const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((a) => Uint8Array.from(a));
+const bytes = (max: number) => fc.uint8Array({ maxLength: max, size: 'max' }).map((a) => Uint8Array.from(a));
 const words4 = fc.tuple(u32, u32, u32, u32).map((w) => Uint32Array.from(w));
 /** Option bytes a multiple of 4 long (what a header can carry unpadded). */
 const opts = (maxWords: number) => fc.integer({ min: 0, max: maxWords }).chain((n) => fc.uint8Array({ minLength: 4 * n, maxLength: 4 * n }));
