@@ -391,3 +391,46 @@ test('echo reply is refused for anything but an echo request', (t) => {
   parse(pick('ping6', 'the echo reply', (ts) => ts['icmpv6.type'] === '129'));
   t.is(buildEchoReply(out, 0, ctx), 0);
 });
+
+test('IPv6 fragmentation keeps Hop-by-Hop and Routing in every fragment and fragments the rest', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 600, size: 'max' }), fc.integer({ min: 80, max: 1500 }), fc.nat(0xffffffff), (payload, mtu, ident) => {
+      // IPv6 | HbH (8, PadN) | Routing (24) | DestOpts (8) | payload (protocol 253)
+      const ext = Buffer.from([43, 0, 1, 4, 0, 0, 0, 0, 60, 2, 0, 0, 0, 0, 0, 0, ...new Array(16).fill(0), 253, 0, 1, 4, 0, 0, 0, 0]);
+      const p = Buffer.alloc(40 + ext.length + payload.length);
+      p.writeUInt32BE(0x60000000, 0);
+      p.writeUInt16BE(ext.length + payload.length, 4);
+      p[6] = 0;
+      p[7] = 64;
+      p.writeUInt32BE(0x20010db8, 8);
+      p.writeUInt32BE(0x20010db8, 24);
+      ext.copy(p, 40);
+      Buffer.from(payload).copy(p, 40 + ext.length);
+      const offs = new Uint32Array(128); // 608 bytes at 8 per fragment: 76
+      const lens = new Uint32Array(128);
+      const frag = Buffer.alloc(8192);
+      const n = fragmentIpv6(p, 0, p.length, mtu, ident, frag, 0, offs, lens);
+      // 72 unfragmentable bytes + 8 of Fragment header leave no room for 8 data bytes below MTU 88.
+      if (mtu < 88) return n === -1;
+      if (n < 1) return false;
+      const data: Buffer[] = [];
+      for (let k = 0; k < n; k++) {
+        const f = Buffer.from(frag.subarray(offs[k], offs[k] + lens[k]));
+        if (f.length > Math.max(mtu, p.length + 8)) return false;
+        if (parsePacket(ctx, f, 0, f.length) !== 0) return false;
+        // Unfragmentable part (40 + HbH 8 + Routing 24) repeated, Routing now says "Fragment follows".
+        if (!f.subarray(0, 4).equals(p.subarray(0, 4)) || f[6] !== 0 || !f.subarray(8, 40).equals(p.subarray(8, 40))) return false;
+        if (f[48] !== 44 || !f.subarray(40, 48).equals(p.subarray(40, 48)) || !f.subarray(49, 72).equals(p.subarray(49, 72))) return false;
+        const fh = 72;
+        if (f[fh] !== 60 || f.readUInt32BE(fh + 4) !== ident) return false;
+        const fo = f.readUInt16BE(fh + 2);
+        if (((fo & 1) === 1) !== (k < n - 1)) return false;
+        if ((fo & 0xfff8) !== data.reduce((a, d) => a + d.length, 0)) return false;
+        data.push(f.subarray(fh + 8));
+      }
+      return Buffer.concat(data).equals(p.subarray(72));
+    }),
+    { numRuns: 200, endOnFailure: true },
+  );
+  t.pass();
+});
