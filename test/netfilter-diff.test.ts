@@ -169,6 +169,7 @@ const SEQUENCES: Sequence[] = [
   },
   {
     name: 'mainline matches and targets (module parsers against libxt_*)',
+    list: true,
     needs: { match: ['tcp', 'udp', 'icmp', 'multiport', 'state', 'conntrack', 'limit', 'mark', 'comment', 'length', 'ttl', 'iprange'], target: ['MARK', 'CONNMARK', 'CT', 'NOTRACK'] },
     lines: [
       'iptables -A INPUT -p tcp --dport 22 -j ACCEPT',
@@ -196,6 +197,7 @@ const SEQUENCES: Sequence[] = [
   },
   {
     name: 'seed 001: the port-knocking script (EXT_IF=eth0)',
+    list: true,
     needs: { match: ['recent', 'state', 'limit', 'icmp', 'tcp'], target: ['REJECT'] },
     lines: [
       'iptables -F', 'iptables -t nat -F', 'iptables -X', 'iptables -t nat -X',
