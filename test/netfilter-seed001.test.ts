@@ -10,6 +10,7 @@ import test from 'ava';
 import { Conntrack } from '../router/conntrack.js';
 import { Hook, Verdict } from '../router/packet.js';
 import { packet, testEngine } from '../router/netfilter/testkit.js';
+import { restoreState, saveState } from '../router/netfilter/index.js';
 
 const EXT = 'eth0';
 const SCRIPT = `
@@ -116,4 +117,27 @@ test('right knock sequence opens 22 for that client only; wrong order, interleav
   for (const port of [1223, 569, 715]) syn(A, port);
   t.is(syn(A, 22), Verdict.ACCEPT);
   t.regex((await e.run('proc ls')).stdout, /net\/xt_recent\/DEFAULT/);
+});
+
+test('knock state survives iptables-restore of the same rules and a saveState/restoreState restart', async (t) => {
+  const { e, syn } = await router();
+  const A = '198.51.100.10';
+  for (const port of [1223, 569]) syn(A, port);
+  const before = (await e.run('proc cat net/xt_recent/DEFAULT')).stdout;
+  t.regex(before, /src=198\.51\.100\.10/);
+  // Reload the whole rule set: the new rules take the table before the old ones let go.
+  const saved = (await e.run('iptables-save')).stdout;
+  const r = await e.run('iptables-restore', saved);
+  t.is(r.status, 0, r.stderr);
+  t.is((await e.run('proc cat net/xt_recent/DEFAULT')).stdout, before);
+  t.is(syn(A, 715), Verdict.DROP);
+  t.is(syn(A, 22), Verdict.ACCEPT, 'the sequence begun before the reload completes after it');
+
+  // Restart: a new engine restored from saveState keeps rules and the recent table.
+  for (const port of [1223, 569, 715]) syn(A, port);
+  const state = saveState(e.nf);
+  const next = await testEngine([], new Conntrack({ max: 1024 }));
+  restoreState(next.nf, state);
+  t.is((await next.run('iptables-save')).stdout, (await e.run('iptables-save')).stdout);
+  t.regex((await next.run('proc cat net/xt_recent/DEFAULT')).stdout, /src=198\.51\.100\.10/);
 });
