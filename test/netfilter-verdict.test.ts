@@ -168,7 +168,7 @@ test('shared state survives a restore (new rules acquire before old release) and
     parse: (opts) => ({ name: opts.find((o) => o.name === 'name')?.value ?? 'DEFAULT' }),
     check(p, env) {
       const key = `xstate/${p.name}`;
-      const list = env.state.acquire(key, () => {
+      env.state.acquire(key, () => {
         const l = { hits: [] as string[] };
         created.push(l);
         env.proc.register(`net/xt_xstate/${p.name}`, {

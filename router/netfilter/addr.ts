@@ -181,8 +181,3 @@ export function listAddr(a: AddrMask, numeric: boolean): string {
   const m = n >= 0 ? String(n) : a.family === 4 ? formatIpv4(a.mask[0]) : formatIpv6(a.mask);
   return `${formatAddr(a)}/${m}`;
 }
-
-export function anyAddr(family: Family): AddrMask {
-  const n = family === 4 ? 1 : 4;
-  return { family, addr: new Uint32Array(n), mask: new Uint32Array(n) };
-}

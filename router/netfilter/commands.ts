@@ -11,7 +11,7 @@ import { applyCommand, findRule } from './apply.js';
 import { KERNEL, kernelError, formatError, NfError, toNfError } from './errors.js';
 import type { Netfilter } from './engine.js';
 import { ctime, echoRule, listRulesText, listText, saveTableText } from './format.js';
-import { isTableName, TABLE_HOOKS, HOOK_CHAIN_NAMES, type Chain, type FamilyRules, type Table, type XtrTable } from './model.js';
+import { isTableName, type Chain, type FamilyRules, type Table, type XtrTable } from './model.js';
 import { parseCommand, type ParsedCommand, type ParseEnv } from './parse.js';
 
 export interface CommandOptions {
@@ -479,9 +479,4 @@ export function netfilterCommands(nf: Netfilter, opts: CommandOptions = {}): Com
     'ip6tables-restore': (args, input) => runRestore(nf, 6, args, input),
     proc: (args, input) => runProc(nf, args, input),
   };
-}
-
-/** Names of a table's built-in chains (for callers that print or check them). */
-export function builtinChains(table: XtrTable): string[] {
-  return TABLE_HOOKS[table].map((h) => HOOK_CHAIN_NAMES[h]);
 }

@@ -23,7 +23,7 @@ import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '..
 import { XT_CONTINUE } from '../../modules/types.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
 import { Action, compileChain, type CompiledChain } from './compile.js';
-import { KERNEL, kernelError, NfError, toNfError } from './errors.js';
+import { KERNEL, kernelError, toNfError } from './errors.js';
 import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
 import { ProcFiles, SharedState } from './state.js';
 
@@ -48,7 +48,6 @@ export interface NetfilterOptions {
 class CompiledTable {
   /** Built-in chain per hook (null where the table has none). */
   readonly entry: (CompiledChain | null)[] = [null, null, null, null, null];
-  /** True when the hook's chain is empty with policy ACCEPT (counted, but nothing to run). */
   constructor(readonly model: Table) {}
 }
 
@@ -95,6 +94,7 @@ export class Netfilter {
     this.c6 = this.compileFamily(this.rules6);
   }
 
+  /** Connection tracking may be created after the engine (main.ts builds the router first). */
   setConntrack(ct: ConntrackHooks | null): void {
     this.conntrack = ct;
   }
@@ -448,5 +448,3 @@ export function hookMasks(table: Table): Map<string, number> {
   for (const chain of table.chains.values()) if (chain.hook !== null) visit(chain.name, 1 << chain.hook);
   return masks;
 }
-
-export { NfError };
