@@ -172,8 +172,8 @@ export interface Topology {
   runScript(script: string, timeoutMs?: number): Promise<RunResult>;
   /** `cat /proc/net/xt_recent/NAME` (or its xtr equivalent). */
   recentRead(name: string): Promise<RunResult>;
-  /** `echo TEXT > /proc/net/xt_recent/NAME` (or `xtr proc write`). */
-  recentWrite(name: string, text: string): Promise<RunResult>;
+  /** `echo TEXT > /proc/net/xt_recent/NAME` (`>>` with append, as some recipes write it), or `xtr proc write`. */
+  recentWrite(name: string, text: string, append?: boolean): Promise<RunResult>;
   /** Runs argv in one of the topology's namespaces. */
   exec(ns: string, argv: string[], opts?: RunOptions): Promise<RunResult>;
   destroy(): Promise<void>;
@@ -332,8 +332,9 @@ export class KernelRouter implements Topology {
   }
 
   /** What `echo TEXT > /proc/net/xt_recent/NAME` does in the router namespace (echo adds the newline). */
-  recentWrite(name: string, text: string): Promise<RunResult> {
-    return run(nsArgv(this.ns.router, ['bash', '-c', 'echo "$1" > "/proc/net/xt_recent/$2"', 'recent-write', text, name]));
+  recentWrite(name: string, text: string, append = false): Promise<RunResult> {
+    const redirect = append ? '>>' : '>';
+    return run(nsArgv(this.ns.router, ['bash', '-c', `echo "$1" ${redirect} "/proc/net/xt_recent/$2"`, 'recent-write', text, name]));
   }
 
   exec(ns: string, argv: string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -441,7 +442,7 @@ export class XtrRouter implements Topology {
   }
 
   /** `echo TEXT >` appends a newline; the xtr write gets the same bytes. */
-  recentWrite(name: string, text: string): Promise<RunResult> {
+  recentWrite(name: string, text: string, _append = false): Promise<RunResult> {
     return run(this.xtrArgv(['proc', 'write', `net/xt_recent/${name}`, `${text}\n`]));
   }
 

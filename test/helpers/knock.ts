@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import type { ExecutionContext, TestFn } from 'ava';
 import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import {
   ADDR,
   REPO_ROOT,
@@ -98,17 +99,20 @@ export function adaptKnockScript(script: string, opts: { iptables: string; place
   return { script: out.join('\n'), changes };
 }
 
+export interface RecordedCommand {
+  status: number;
+  /** The arguments after the iptables command. */
+  args: string;
+  stderr: string;
+}
+
 /**
- * Runs the adapted script and records every $IPTABLES invocation's exit status
- * and stderr (through a wrapper put in front of the command, which changes
- * nothing it passes on).
+ * Runs a script in the router namespace with $IPTABLES set to a recorder in
+ * front of the router's iptables command: it passes every invocation on
+ * unchanged and logs its exit status and stderr.
  */
-export async function runKnockScript(
-  topo: Topology,
-  placement: Placement,
-): Promise<{ result: RunResult; commands: Array<{ status: number; args: string; stderr: string }> }> {
-  const seed = extractKnockScript(readSeed('001').text);
-  const logFile = `/tmp/${topo.prefix}knock-commands.log`;
+export async function runRecordedScript(topo: Topology, body: (iptables: string) => string): Promise<{ result: RunResult; commands: RecordedCommand[] }> {
+  const logFile = `/tmp/${topo.prefix}${randomBytes(3).toString('hex')}-commands.log`;
   const recorder = [
     'xk_record() {',
     '  local err rc',
@@ -118,10 +122,10 @@ export async function runKnockScript(
     '  return $rc',
     '}',
   ].join('\n');
-  const { script } = adaptKnockScript(seed, { iptables: `xk_record ${topo.iptablesCommand(4)}`, placement });
-  // The recorder is defined before the seed's first line runs; the shebang stays first.
-  const withRecorder = script.replace('#!/bin/bash\n', `#!/bin/bash\n${recorder}\n: > ${logFile}\n`);
-  const result = await topo.runScript(withRecorder, 180_000);
+  const script = body(`xk_record ${topo.iptablesCommand(4)}`);
+  const shebang = script.startsWith('#!') ? script.slice(0, script.indexOf('\n') + 1) : '#!/bin/bash\n';
+  const rest = script.startsWith('#!') ? script.slice(shebang.length) : script;
+  const result = await topo.runScript(`${shebang}${recorder}\n: > ${logFile}\n${rest}`, 180_000);
   let log = '';
   try {
     log = readFileSync(logFile, 'utf8');
@@ -134,11 +138,16 @@ export async function runKnockScript(
     .filter((l) => l !== '')
     .map((l) => {
       const [status, argv, stderr] = l.split('\t');
-      // argv is the command words then the script's arguments; keep the arguments.
       const args = (argv ?? '').startsWith(command) ? (argv ?? '').slice(command.length) : (argv ?? '');
       return { status: Number(status), args, stderr: (stderr ?? '').trim() };
     });
   return { result, commands };
+}
+
+/** Runs the adapted seed-001 script, recording every $IPTABLES invocation. */
+export async function runKnockScript(topo: Topology, placement: Placement): Promise<{ result: RunResult; commands: RecordedCommand[] }> {
+  const seed = extractKnockScript(readSeed('001').text);
+  return runRecordedScript(topo, (iptables) => adaptKnockScript(seed, { iptables, placement }).script);
 }
 
 // ---------------------------------------------------------------------------
@@ -159,11 +168,17 @@ export type ProbeOutcome = 'open' | 'closed' | 'filtered';
  * Its 300 ms timeout is below the client kernel's 1 s SYN retransmission, so a
  * dropped attempt is exactly one SYN.
  */
-export async function probeTcp(topo: Topology, target: string, port: number, source: string = ADDR.client): Promise<ProbeOutcome> {
+export async function probeTcp(
+  topo: Topology,
+  target: string,
+  port: number,
+  source: string = ADDR.client,
+  fromNs: string = topo.ns.client,
+): Promise<ProbeOutcome> {
+  const bind = fromNs === topo.ns.client ? ['-S', source, '-e', 'c0'] : [];
   const r = await topo.exec(
-    topo.ns.client,
-    ['nmap', '-n', '-Pn', '-sT', '--max-retries', '0', '--initial-rtt-timeout', '300ms', '--max-rtt-timeout', '300ms',
-      '-S', source, '-e', 'c0', '-p', String(port), target],
+    fromNs,
+    ['nmap', '-n', '-Pn', '-sT', '--max-retries', '0', '--initial-rtt-timeout', '300ms', '--max-rtt-timeout', '300ms', ...bind, '-p', String(port), target],
     { timeoutMs: 20_000 },
   );
   const m = new RegExp(`^${port}/tcp\\s+(open|closed|filtered)`, 'm').exec(r.stdout);
