@@ -238,6 +238,12 @@ const pinCache = new WeakMap<Rule, Pin[]>();
 const testCache = new WeakMap<RuleInstances, (pkt: PacketContext) => boolean>();
 
 let classifierEnabled = true;
+let classifiersBuilt = 0;
+
+/** How many chain classifiers have been built in this process (tests check the index is really used). */
+export function classifierCount(): number {
+  return classifiersBuilt;
+}
 
 /**
  * Turns the classifier off (plain in-order scan) for chains compiled from now
@@ -308,6 +314,7 @@ function buildClassifier(rules: readonly Rule[]): Classifier | null {
   let m = [0, 0, 0, 0];
   if (best.dim === Dim.SRC4 || best.dim === Dim.DST4) m = [v6Mask(best.plen, 0), 0, 0, 0];
   else if (best.dim === Dim.SRC6 || best.dim === Dim.DST6) m = [0, 1, 2, 3].map((w) => v6Mask(best!.plen, w));
+  classifiersBuilt++;
   return new Classifier(best.dim, m[0], m[1], m[2], m[3], map, buckets, Int32Array.from(wild));
 }
 
