@@ -44,12 +44,14 @@ export function setU48(b: Bytes, o: number, v: number): void {
   setU32(b, o + 2, v >>> 0);
 }
 
-/** Reads 16 bytes (an IPv6 address) into four big-endian words. */
+/**
+ * Reads 16 bytes (an IPv6 address) into four big-endian words. The signed
+ * 32-bit value goes straight into the Uint32Array (which wraps it): a word
+ * >= 2^30 returned from a non-inlined getU32 would be a boxed heap number,
+ * i.e. an allocation per packet.
+ */
 export function getWords128(b: Bytes, o: number, out: Uint32Array): void {
-  out[0] = getU32(b, o);
-  out[1] = getU32(b, o + 4);
-  out[2] = getU32(b, o + 8);
-  out[3] = getU32(b, o + 12);
+  for (let i = 0; i < 4; i++, o += 4) out[i] = (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 }
 
 export function setWords128(b: Bytes, o: number, w: Uint32Array): void {

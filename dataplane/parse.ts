@@ -72,8 +72,9 @@ function parse4(ctx: PacketContext, b: Bytes, o: number, len: number): number {
   ctx.l3len = total;
   ctx.ttl = b[o + 8];
   ctx.proto = b[o + 9];
-  ctx.src4 = getU32(b, o + 12);
-  ctx.dst4 = getU32(b, o + 16);
+  // Read inline: a getU32 result >= 2^30 crossing a non-inlined call is a boxed number (an allocation).
+  ctx.src4 = ((b[o + 12] << 24) | (b[o + 13] << 16) | (b[o + 14] << 8) | b[o + 15]) >>> 0;
+  ctx.dst4 = ((b[o + 16] << 24) | (b[o + 17] << 16) | (b[o + 18] << 8) | b[o + 19]) >>> 0;
   ctx.fragmentOffset = fragOff;
   ctx.isFragment = (ff & 0x3fff) !== 0;
   ctx.l4off = o + hlen;
