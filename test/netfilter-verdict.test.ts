@@ -329,3 +329,46 @@ test.serial('classifier = linear scan for IPv6 prefixes and ports (property)', a
   );
   t.true(classifierCount() - built > 10, 'the generated rule sets were indexed');
 });
+
+test('a target that sends a packet through OUTPUT from deep inside a chain walk leaves the walk intact (re-entrancy)', async (t) => {
+  let nfRef: import('../router/netfilter/engine.js').Netfilter | null = null;
+  const outputVerdicts: Verdict[] = [];
+  const emitter: TargetExtension<null> = {
+    kind: 'target', name: 'XEMIT', families: [4], options: [],
+    parse: () => null,
+    check: () => ({
+      target: () => {
+        // What the router does with emitLocal: the new packet traverses OUTPUT right away.
+        const reply = packet({ src: '192.0.2.1', dst: '198.51.100.1', proto: 'udp', dport: 9 }, null, 'eth0');
+        outputVerdicts.push(nfRef!.hook(Hook.OUTPUT, reply));
+        return XT_CONTINUE;
+      },
+    }),
+    save: () => '',
+  };
+  const e = await engineWith(
+    [
+      'iptables -N a', 'iptables -N b', 'iptables -N o1', 'iptables -N o2',
+      'iptables -P INPUT DROP',
+      'iptables -A INPUT -j a',
+      'iptables -A INPUT -p tcp -j ACCEPT',
+      'iptables -A a -j b',
+      'iptables -A a -j RETURN',
+      'iptables -A b -j XEMIT',
+      'iptables -A b -p udp -j DROP',
+      'iptables -P OUTPUT DROP',
+      'iptables -A OUTPUT -j o1',
+      'iptables -A o1 -j o2',
+      'iptables -A o2 -p udp --dport 9 -j ACCEPT',
+    ],
+    [emitter],
+  );
+  nfRef = e.nf;
+  t.is(e.nf.hook(Hook.INPUT, packet(tcp('198.51.100.1', '192.0.2.1', 22), 'eth0')), Verdict.ACCEPT);
+  t.deepEqual(outputVerdicts, [Verdict.ACCEPT]);
+  const s = (await e.run('iptables-save -c')).stdout;
+  t.regex(s, /\[1:40\] -A INPUT -p tcp -j ACCEPT/);
+  t.regex(s, /\[1:40\] -A a -j RETURN/);
+  t.regex(s, /\[1:28\] -A o2 -p udp -m udp --dport 9 -j ACCEPT/);
+  t.regex(s, /:INPUT DROP \[0:0\]/);
+});
