@@ -2,6 +2,21 @@
  * The codec's public surface: wire views, representations, checksums,
  * packet validation and builders. Import from here unless a file needs only
  * one format.
+ *
+ * Invariants:
+ *  - a view is re-pointed (`point(buf, off, len)`) at each packet; its
+ *    `checkLen()`/`check()` must pass before its accessors are trusted on
+ *    untrusted bytes (accessors never throw either way: out-of-range reads
+ *    give garbage, not exceptions);
+ *  - `parsePacket` never throws and never allocates; it returns a DropReason;
+ *  - builders write into caller buffers and return a length (0/-1 = not sent);
+ *  - addresses are numbers (IPv4, MAC) or Uint32Array(4) (IPv6), never strings
+ *    on the packet path.
+ *
+ * Non-goals: 802.1Q VLAN tags; IPv6 jumbograms; DHCP option overload;
+ * echoing IPv4 options in ICMP errors (Linux's ip_options_echo); answering
+ * fragmented echo requests (there is no reassembly here); NDP options other
+ * than link-layer addresses in NdpRepr (the view's cursor still walks them).
  */
 export * from './bytes.js';
 export * from './checksum.js';
