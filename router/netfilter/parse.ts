@@ -101,8 +101,11 @@ const BASE: readonly BaseOpt[] = [
 const BY_SHORT = new Map(BASE.filter((o) => o.short).map((o) => [o.short!, o]));
 const COMMAND_LETTERS = 'ACDRILSFZNXEP';
 
-/** Names iptables prints for the legality table columns. */
-const LEGAL_NAMES = ['-n', '-s', '-d', '-p', '-j', '-v', '-x', '-i', '-o', '--line-numbers', '-c', '-f'];
+/**
+ * Names iptables prints for the legality table columns (it prints --line-numbers as "-0": the
+ * option has no short letter and iptables' opt2char maps it to '0').
+ */
+const LEGAL_NAMES = ['-n', '-s', '-d', '-p', '-j', '-v', '-x', '-i', '-o', '-0', '-c', '-f'];
 
 /**
  * iptables' commands_v_options: 'x' = illegal with that command (any other
