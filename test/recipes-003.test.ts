@@ -90,6 +90,8 @@ interface RecipeEnv {
 interface RecipeResult {
   /** Exit status of each recipe command (context and reset excluded). */
   statuses: string[];
+  /** stderr of each refused recipe command. */
+  errors: string[];
   rules: string[];
   outcomes: string[];
   counters: string[];
@@ -121,7 +123,14 @@ async function runRecipe(env: RecipeEnv, r: Recipe): Promise<RecipeResult> {
     const rd = await env.topo.recentRead(name);
     recent.push(`${name}: ${rd.status === 0 ? recentSummary(parseRecent(rd.stdout)).join(' | ') : 'absent'}`);
   }
-  return { statuses: run.commands.map((c) => `${c.status} ${c.args}`), rules, outcomes, counters, recent };
+  return {
+    statuses: run.commands.map((c) => `${c.status} ${c.args}`),
+    errors: run.commands.filter((c) => c.status !== 0).map((c) => c.stderr),
+    rules,
+    outcomes,
+    counters,
+    recent,
+  };
 }
 
 /** A UDP datagram from the client namespace (socat), source chosen. */
@@ -346,7 +355,16 @@ for (const r of recipes) {
     if (!(await xtrReady(t))) return;
     const k = await sides.kernel.results.get(r.name)!;
     const x = await sides.xtr.results.get(r.name)!;
-    t.deepEqual(x.statuses, k.statuses, 'exit status of each recipe command');
+    t.deepEqual(
+      x.statuses,
+      k.statuses,
+      'exit status of each recipe command (a refused --hitcount above 20 is xtr\'s fixed 20-stamp ring, docs/compat.md; this kernel accepts up to 255)',
+    );
+    // Same refusal, and a message naming what was wrong (ALLOW, the missing recent command, ...).
+    x.errors.forEach((e, i) => {
+      const word = /ALLOW/.test(k.errors[i] ?? '') ? /ALLOW/ : /\S/;
+      t.regex(e, word, `error text for refused command ${i + 1}: ${e}`);
+    });
     t.deepEqual(x.rules, k.rules, 'the rule set the recipe leaves (iptables-save)');
     t.deepEqual(x.outcomes, k.outcomes, 'connections, pings and procfs writes');
     t.deepEqual(x.counters, k.counters, 'filter counters (policies and rules)');

@@ -718,6 +718,8 @@ export interface DiffResult {
   server: string[];
   client: string[];
   counters: string[];
+  /** The loaded rule set as iptables-save prints it (no counters). */
+  rules: string[];
   recent: string[];
 }
 
@@ -768,7 +770,7 @@ export class DiffBench {
   async runCase(c: DiffCase, family: Family, basePort: number): Promise<DiffResult> {
     const loaded = await this.topo.restore(family, restoreText(c));
     if (loaded.status !== 0) {
-      return { restore: loaded.status, afterRestore: [], server: [], client: [], counters: [loaded.stderr.trim()], recent: [] };
+      return { restore: loaded.status, afterRestore: [], server: [], client: [], counters: [loaded.stderr.trim()], rules: [], recent: [] };
     }
     const tables: DiffTable[] = ['raw', 'mangle', 'filter'];
     const afterRestore = counterLines(parseSaveCounters(await this.topo.save(family)), { tables });
@@ -795,7 +797,7 @@ export class DiffBench {
       const r = await this.topo.recentRead(name);
       recent.push(`${name}: ${r.status === 0 ? recentSummary(parseRecent(r.stdout)).join(' | ') : `unreadable (${r.stderr.trim()})`}`);
     }
-    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), recent };
+    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), rules: ruleLines(snap, tables), recent };
   }
 
   async destroy(): Promise<void> {
@@ -882,6 +884,7 @@ export function registerDifferentialTests(test: TestFn, family: Family, cases: D
       t.deepEqual(x.server, k.server, 'what the server side received');
       t.deepEqual(x.client, k.client, 'what the client side received (replies, REJECT answers)');
       t.deepEqual(x.counters, k.counters, 'policy and per-rule counters (raw, mangle, filter)');
+      t.deepEqual(x.rules, k.rules, 'the rule set as iptables-save prints it');
       t.deepEqual(x.recent, k.recent, 'recent tables');
     });
   }
