@@ -372,3 +372,14 @@ test('a target that sends a packet through OUTPUT from deep inside a chain walk 
   t.regex(s, /\[1:28\] -A o2 -p udp -m udp --dport 9 -j ACCEPT/);
   t.regex(s, /:INPUT DROP \[0:0\]/);
 });
+
+test('policy counters restart at zero when the table changes, rule counters do not (iptables-legacy)', async (t) => {
+  const e = await engineWith(['iptables -A INPUT -p udp -j ACCEPT']);
+  e.nf.hook(Hook.INPUT, packet(tcp('1.1.1.1', '2.2.2.2', 80), 'eth0'));
+  e.nf.hook(Hook.INPUT, packet({ src: '1.1.1.1', dst: '2.2.2.2', proto: 'udp' }, 'eth0'));
+  t.is((await e.run('iptables -S INPUT -v')).stdout, '-P INPUT ACCEPT -c 1 40\n-A INPUT -p udp -c 1 28 -j ACCEPT\n');
+  await e.run('iptables -t mangle -A FORWARD -j ACCEPT');
+  t.is((await e.run('iptables -S INPUT -v')).stdout, '-P INPUT ACCEPT -c 1 40\n-A INPUT -p udp -c 1 28 -j ACCEPT\n', 'another table: untouched');
+  await e.run('iptables -t filter -N x');
+  t.is((await e.run('iptables -S INPUT -v')).stdout, '-P INPUT ACCEPT -c 0 0\n-A INPUT -p udp -c 1 28 -j ACCEPT\n');
+});

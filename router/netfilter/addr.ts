@@ -74,11 +74,6 @@ export function parseIpv6Words(s: string): Uint32Array | null {
 export function formatIpv6(w: Uint32Array): string {
   const g: number[] = [];
   for (let i = 0; i < 4; i++) g.push(w[i] >>> 16, w[i] & 0xffff);
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && (g[5] === 0xffff || (g[5] === 0 && (g[6] !== 0 || g[7] > 1)))) {
-    // ::ffff:a.b.c.d and the deprecated ::a.b.c.d forms.
-    const v4 = `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
-    return g[5] === 0xffff ? `::ffff:${v4}` : `::${v4}`;
-  }
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
@@ -95,6 +90,12 @@ export function formatIpv6(w: Uint32Array): string {
     i = j;
   }
   const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
+  // glibc writes the last 32 bits dotted when the leading zero run is exactly 6 groups (::a.b.c.d)
+  // or 5 groups followed by ffff (::ffff:a.b.c.d).
+  if (bestStart === 0 && (bestLen === 6 || (bestLen === 5 && g[5] === 0xffff))) {
+    const v4 = `${g[6] >> 8}.${g[6] & 255}.${g[7] >> 8}.${g[7] & 255}`;
+    return bestLen === 6 ? `::${v4}` : `::ffff:${v4}`;
+  }
   if (bestStart < 0) return hex(g);
   return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
 }

@@ -115,7 +115,18 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
       if (cmd.verbose && kind === 'F') echo += chainNames(() => table().ordered().map((c) => c.name)).map((n) => `Flushing chain \`${n}'\n`).join('');
       if (cmd.verbose && kind === 'X') echo += chainNames(() => table().ordered().filter((c) => !c.builtin).map((c) => c.name)).map((n) => `Deleting chain \`${n}'\n`).join('');
       try {
-        nf.transaction(family, [tableName], (fr) => applyCommand(fr.table(tableName), cmd, family, nf.registry));
+        nf.transaction(family, [tableName], (fr) => {
+          const t = fr.table(tableName);
+          // iptables-legacy's commit starts the built-in chains' policy counters again from zero
+          // (rule counters are kept); -P -c then sets them. docs/compat.md.
+          for (const c of t.chains.values()) {
+            if (c.builtin) {
+              c.pkts = 0;
+              c.bytes = 0;
+            }
+          }
+          applyCommand(t, cmd, family, nf.registry);
+        });
       } catch (e) {
         if (echo !== '') (e as { echo?: string }).echo = echo;
         throw e;

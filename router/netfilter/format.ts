@@ -123,7 +123,8 @@ function ruleLine(spec: RuleSpec, pkts: number, bytes: number, n: number, f: Lis
   const tname = t.kind === 'none' ? '' : t.kind === 'verdict' ? t.verdict : t.kind === 'jump' ? t.chain : t.ext.name;
   out += pad(tname, 9) + ' ';
   out += spec.protoInv ? '!' : ' ';
-  out += pad(f.numeric ? String(spec.proto) : protocolName(spec.proto), 5);
+  // iptables pads the protocol to 4 and adds a space, so long names ("ipv6-icmp") push the columns right.
+  out += pad(f.numeric ? String(spec.proto) : protocolName(spec.proto), 4) + ' ';
   out += spec.family === 4 ? `${spec.fragInv ? '!' : '-'}${spec.frag ? 'f' : '-'} ` : '-- ';
   if (f.verbose) {
     const iface = (name: string, inv: boolean) => `${inv ? '!' : ''}${name !== '' ? name : f.numeric ? '*' : 'any'}`;
