@@ -24,7 +24,10 @@ WORKDIR /src
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json binding.gyp tsconfig.json ./
 COPY dataplane ./dataplane
-RUN npm ci --no-audit --no-fund
+# NPM_CI_FLAGS: e.g. --offline with a populated cache mounted at /root/.npm
+# (how the image is built on a machine whose registry access is intercepted).
+ARG NPM_CI_FLAGS=""
+RUN npm ci --no-audit --no-fund $NPM_CI_FLAGS
 # Only sources: a host's node_modules/, build/ or dist/ never leak in.
 COPY router ./router
 COPY modules ./modules
