@@ -380,11 +380,13 @@ export class XtrRouter implements Topology {
     chmodSync(wrapper, 0o755);
   }
 
-  /** Starts an xtr lab (test/helpers/netns.ts) under an `xk` prefix; fails with the reason when it cannot. */
+  /** Starts an xtr lab (test/helpers/netns.ts) under an `xk` prefix, TUN unless `mode` or $XTR_LAB_MODE says tap; fails with the reason when it cannot. */
   static async create(opts: { mode?: 'tun' | 'tap' } = {}): Promise<XtrRouter> {
     const problem = xtrPrerequisiteProblem();
     if (problem) throw new Error(`xtr side cannot run: ${problem}`);
-    const lab = await startLab({ prefix: uniquePrefix(), mode: opts.mode ?? 'tun' });
+    const envMode = process.env.XTR_LAB_MODE;
+    const mode = opts.mode ?? (envMode === 'tap' || envMode === 'tun' ? envMode : 'tun');
+    const lab = await startLab({ prefix: uniquePrefix(), mode });
     try {
       return new XtrRouter(lab);
     } catch (err) {
