@@ -128,6 +128,14 @@ const MAX_FRAGMENTS = 160;
 /** ICMP error rate limit: the kernel's icmp_msgs_per_sec / icmp_msgs_burst defaults. */
 const ICMP_RATE_PER_MS = 1000 / 1000;
 const ICMP_BURST = 50;
+/**
+ * Per-destination limit (inet_peer_xrlim_allow): icmp_ratelimit 1000 ms,
+ * burst XRLIM_BURST_FACTOR 6. Peers share buckets by hash (a fixed table, no
+ * allocation); a collision only makes two peers share one allowance.
+ */
+const PEER_INTERVAL_MS = 1000;
+const PEER_BURST_MS = 6 * PEER_INTERVAL_MS;
+const PEER_BUCKETS = 1024;
 const ETH_HLEN = 14;
 
 export class Router implements LocalPacketSink {
@@ -168,6 +176,8 @@ export class Router implements LocalPacketSink {
   private anySource4 = 0;
   private anySource6: Uint32Array | null = null;
   private icmpTokens = ICMP_BURST;
+  private readonly peerTokens = new Float64Array(PEER_BUCKETS).fill(PEER_BURST_MS);
+  private readonly peerLast = new Float64Array(PEER_BUCKETS);
   private icmpLast = 0;
   private icmpErrorsSent = 0;
   private icmpRateLimited = 0;
@@ -833,9 +843,29 @@ export class Router implements LocalPacketSink {
     this.pendingCount = 0;
   }
 
-  /** Token bucket shared by all ICMP errors (icmp_msgs_per_sec / icmp_msgs_burst). */
-  private icmpAllowed(): boolean {
+  /**
+   * Whether an ICMP error of (type, code) to the sender of the packet in ctx
+   * may go now: icmpv4_xrlim_allow / icmpv6_xrlim_allow. Path-MTU messages
+   * (frag-needed, packet-too-big) skip the per-peer limit; every error passes
+   * the global bucket.
+   */
+  private icmpAllowed(type: number, code: number): boolean {
+    const ctx = this.ctx;
     const now = this.now;
+    const v4 = ctx.family === 4;
+    const perPeer = v4 ? (type === 3 && code !== 4) || type === 4 || type === 11 || type === 12 : type !== 2;
+    let bucket = -1;
+    if (perPeer) {
+      const h = v4 ? Math.imul(ctx.src4 ^ 0x9e3779b9, 0x85ebca6b) : Math.imul(ctx.src6[0] ^ ctx.src6[1] ^ ctx.src6[2] ^ ctx.src6[3] ^ 0x7f4a7c15, 0x85ebca6b);
+      bucket = (h ^ (h >>> 15)) & (PEER_BUCKETS - 1);
+      const tokens = Math.min(PEER_BURST_MS, this.peerTokens[bucket] + (now - this.peerLast[bucket]));
+      this.peerTokens[bucket] = tokens;
+      this.peerLast[bucket] = now;
+      if (tokens < PEER_INTERVAL_MS) {
+        this.icmpRateLimited++;
+        return false;
+      }
+    }
     this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + (now - this.icmpLast) * ICMP_RATE_PER_MS);
     this.icmpLast = now;
     if (this.icmpTokens < 1) {
@@ -843,6 +873,7 @@ export class Router implements LocalPacketSink {
       return false;
     }
     this.icmpTokens -= 1;
+    if (bucket >= 0) this.peerTokens[bucket] -= PEER_INTERVAL_MS;
     return true;
   }
 
@@ -854,7 +885,7 @@ export class Router implements LocalPacketSink {
   private icmpError(via: RouterInterface | null, type: number, code: number, info: number): void {
     const ctx = this.ctx;
     if (!mayReplyWithIcmpError(ctx, type, code)) return;
-    if (!this.icmpAllowed()) return;
+    if (!this.icmpAllowed(type, code)) return;
     let n: number;
     let p: number;
     if (ctx.family === 4) {

@@ -506,16 +506,28 @@ test('status: interfaces, counters, routes, uptime', (t) => {
   t.true(s.routes.some((r) => r.to === '2001:db8:6::/64' && r.kind === 'connected' && r.dev === 'eth2'));
 });
 
-test('ICMP errors are rate limited like the kernel (burst 50, 1000/s)', (t) => {
+test('ICMP errors are rate limited like the kernel: per peer burst 6 then 1/s, 50 burst overall', (t) => {
   const lab = makeLab({ noDefault: true });
-  for (let i = 0; i < 80; i++) lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '8.8.8.8' }));
+  for (let i = 0; i < 10; i++) lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '8.8.8.8' }));
   lab.pump();
-  t.is(lab.eth0.takeSent().length, 50);
-  t.is(lab.router.status().icmpRateLimited, 30);
-  lab.clock.now += 10;
+  t.is(lab.eth0.takeSent().length, 6, 'one peer: burst of 6');
+  lab.clock.now += 999;
   lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '8.8.8.8' }));
   lab.pump();
-  t.is(lab.eth0.takeSent().length, 1);
+  t.is(lab.eth0.takeSent().length, 0, 'less than a second later: still limited');
+  lab.clock.now += 1;
+  lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '8.8.8.8' }));
+  lab.pump();
+  t.is(lab.eth0.takeSent().length, 1, 'one more after a second');
+  // path-MTU errors are exempt from the per-peer limit
+  for (let i = 0; i < 10; i++) lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '192.0.2.2', df: true, payload: 1400 }));
+  lab.pump();
+  t.is(lab.eth0.takeSent().length, 10);
+  // the global bucket (50, refilled 1/ms) caps many peers at once
+  lab.clock.now += 100_000;
+  for (let i = 0; i < 80; i++) lab.eth0.inject(udp4({ src: `198.51.100.${(i % 250) + 2}`, dst: '8.8.8.8' }));
+  lab.pump();
+  t.is(lab.eth0.takeSent().length, 50);
 });
 
 test('no ICMP error about ICMP errors or non-first fragments', (t) => {
