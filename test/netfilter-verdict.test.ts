@@ -383,3 +383,23 @@ test('policy counters restart at zero when the table changes, rule counters do n
   await e.run('iptables -t filter -N x');
   t.is((await e.run('iptables -S INPUT -v')).stdout, '-P INPUT ACCEPT -c 0 0\n-A INPUT -p udp -c 1 28 -j ACCEPT\n');
 });
+
+test('a throwing extension drops that packet, is logged, and leaves the engine working', async (t) => {
+  let armed = true;
+  const faulty: MatchExtension<null> = {
+    kind: 'match', name: 'xfaulty', families: [4], options: [],
+    parse: () => null,
+    check: () => ({
+      match: () => {
+        if (armed) throw new Error('boom');
+        return false;
+      },
+    }),
+    save: () => '',
+  };
+  const e = await engineWith(['iptables -N deep', 'iptables -A INPUT -j deep', 'iptables -A deep -m xfaulty -j DROP', 'iptables -A INPUT -j ACCEPT'], [faulty]);
+  t.is(e.nf.hook(Hook.INPUT, packet(tcp('1.1.1.1', '2.2.2.2', 80), 'eth0')), Verdict.DROP);
+  t.regex(e.services.logged[0].line, /extension fault in filter\/INPUT, packet dropped: boom/);
+  armed = false;
+  for (let i = 0; i < 3; i++) t.is(e.nf.hook(Hook.INPUT, packet(tcp('1.1.1.1', '2.2.2.2', 80), 'eth0')), Verdict.ACCEPT);
+});

@@ -150,11 +150,40 @@ export class Netfilter {
   }
 
   /** ipt_do_table: walk the hook's built-in chain with a jump stack. */
+  /**
+   * A match or target that throws (a bug: the kernel's cannot) must not take the router down
+   * or leave the jump stack half used: the packet is dropped and the fault logged, rate-limited.
+   */
   private runTable(t: CompiledTable, hook: Hook, pkt: PacketContext): number {
     const entry = t.entry[hook];
     if (entry === null) return Verdict.ACCEPT;
-    const len = pkt.l3len;
     const base = this.sp;
+    try {
+      return this.walk(entry, pkt, base);
+    } catch (e) {
+      for (let k = base; k < STACK_SIZE && this.stackChain[k] !== null; k++) this.stackChain[k] = null;
+      this.sp = base;
+      this.reportFault(t.model.name, HOOK_CHAIN_NAMES[hook], e);
+      return Verdict.DROP;
+    }
+  }
+
+  private faults = 0;
+  private faultWindowStart = 0;
+
+  private reportFault(table: string, chain: string, e: unknown): void {
+    const now = this.services.now();
+    if (now - this.faultWindowStart > 1000) {
+      this.faultWindowStart = now;
+      this.faults = 0;
+    }
+    if (++this.faults <= 5) {
+      this.services.log(3, `xtr netfilter: extension fault in ${table}/${chain}, packet dropped: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  private walk(entry: CompiledChain, pkt: PacketContext, base: number): number {
+    const len = pkt.l3len;
     let sp = base;
     let chain: CompiledChain = entry;
     let pos = 0;
@@ -247,14 +276,14 @@ export class Netfilter {
     parts: readonly { family: Family; tables: readonly XtrTable[]; change: (rules: FamilyRules) => void }[],
     opts: { dryRun?: boolean } = {},
   ): void {
+    if (new Set(parts.map((p) => p.family)).size !== parts.length) throw new Error('commitMany: one part per family');
     const prepared: { family: Family; next: FamilyRules; created: Map<Rule, RuleInstances> }[] = [];
     const undo = () => {
       for (const p of prepared) for (const inst of p.created.values()) destroyInstances(inst);
     };
     try {
       for (const part of parts) {
-        const base = prepared.find((p) => p.family === part.family)?.next ?? this.rules(part.family);
-        const next = base.withCopies(part.tables);
+        const next = this.rules(part.family).withCopies(part.tables);
         part.change(next);
         const created = new Map<Rule, RuleInstances>();
         prepared.push({ family: part.family, next, created });
