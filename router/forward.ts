@@ -28,6 +28,7 @@ import { buildIcmp4Error, buildIcmp6Error, fragmentIpv4, mayReplyWithIcmpError }
 import { checksum } from '../dataplane/checksum.js';
 import { writeEthernet } from '../dataplane/ethernet.js';
 import { Ipv4OptionCursor } from '../dataplane/ipv4.js';
+import { DropReason } from '../dataplane/drop.js';
 import { parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
 import {
@@ -358,10 +359,15 @@ export class Router implements LocalPacketSink {
     for (let i = 0; i < n; i++) {
       const off = offsets[i];
       const len = lengths[i];
-      if (kind === 'tun') this.receiveIp(ri, off, len, -1);
-      else if (kind === 'tap') this.receiveFrame(ri, off, len);
-      else this.fromHost(ri, off, len);
-      if (this.pendingCount !== 0) this.runPending();
+      try {
+        if (kind === 'tun') this.receiveIp(ri, off, len, -1);
+        else if (kind === 'tap') this.receiveFrame(ri, off, len);
+        else this.fromHost(ri, off, len);
+        if (this.pendingCount !== 0) this.runPending();
+      } catch (e) {
+        // a bug in a hook or extension costs this packet, never the process or the batch
+        this.internalError(ri, e);
+      }
     }
     this.inBatch = false;
     this.flushAll();
@@ -375,10 +381,26 @@ export class Router implements LocalPacketSink {
     this.now = now;
     this.ctx.now = now;
     this.inBatch = true;
-    if (this.pendingCount !== 0) this.runPending();
+    try {
+      if (this.pendingCount !== 0) this.runPending();
+    } catch (e) {
+      this.internalError(null, e);
+    }
     this.inBatch = false;
     this.flushAll();
     this.scratchPos = this.scratchStart;
+  }
+
+  private internalErrors = 0;
+
+  private internalError(ri: RouterInterface | null, e: unknown): void {
+    (ri ? ri.drops : this.localDrops)[RouterDrop.INTERNAL_ERROR]++;
+    this.pendingHead = 0;
+    this.pendingCount = 0;
+    // the first few with their stack, then one line per thousand
+    if (this.internalErrors++ < 10 || this.internalErrors % 1000 === 0) {
+      this.logger.error({ err: e instanceof Error ? e.stack : String(e), count: this.internalErrors, iface: ri?.name }, 'packet processing failed; packet dropped');
+    }
   }
 
   // ------------------------------------------------------------ ingress
@@ -386,7 +408,7 @@ export class Router implements LocalPacketSink {
   private receiveFrame(ri: RouterInterface, off: number, len: number): void {
     const buf = this.buf;
     if (len < ETH_HLEN) {
-      ri.drops[12 /* DropReason.TRUNCATED_FRAME */]++;
+      ri.drops[DropReason.TRUNCATED_FRAME]++;
       return;
     }
     const dstHi = (buf[off] << 8) | buf[off + 1];

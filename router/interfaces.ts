@@ -52,6 +52,8 @@ export const enum RouterDrop {
   MARTIAN,
   /** IPv4 loose/strict source route option (the kernel's accept_source_route=0). */
   SOURCE_ROUTE,
+  /** An exception in a hook or extension while the packet was processed (logged). */
+  INTERNAL_ERROR,
 }
 const ROUTER_DROP_NAMES = [
   'no_route',
@@ -69,6 +71,7 @@ const ROUTER_DROP_NAMES = [
   'fragmentation_failed',
   'martian',
   'source_route',
+  'internal_error',
 ];
 /** Counter names indexed by reason; unused numbers are empty strings. */
 export const DROP_NAMES: readonly string[] = (() => {

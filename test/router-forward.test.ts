@@ -632,3 +632,19 @@ test('fragmentation onto a TAP link: fragments wait for ARP together, then leave
   lab.pump();
   t.is(lab.eth1.takeSent().length, 2);
 });
+
+test('an exception in a hook costs that packet only: counted, the rest of the batch goes on', (t) => {
+  const lab = makeLab({
+    netfilter: {
+      hook(hook, ctx) {
+        if (hook === Hook.FORWARD && ctx.dport === 13) throw new Error('extension bug');
+        return Verdict.ACCEPT;
+      },
+    },
+  });
+  lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '192.0.2.2', dport: 13 }));
+  lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '192.0.2.2', dport: 14 }));
+  t.notThrows(() => lab.pump());
+  t.is(lab.eth2.takeSent().length, 1);
+  t.is(lab.router.status().drops.internal_error, 1);
+});
