@@ -745,14 +745,14 @@ export class Router implements LocalPacketSink {
     const nh = this.routes4.nextHop(id, ctx.dst4);
     const mac = out.neighbors!.lookup4(nh, this.now);
     if (mac < 0) {
-      out.neighbors!.enqueue4(nh, this.buf, o, len, this.now);
+      if (!out.neighbors!.enqueue4(nh, this.buf, o, len, this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
       return;
     }
     writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
     this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
   }
 
-  private transmit6(out: RouterInterface, id: number, _drops: Float64Array): void {
+  private transmit6(out: RouterInterface, id: number, drops: Float64Array): void {
     const ctx = this.ctx;
     const o = ctx.l3off;
     const len = ctx.l3len;
@@ -764,7 +764,7 @@ export class Router implements LocalPacketSink {
     this.routes6.nextHop(id, ctx.dst6, nh);
     const mac = out.neighbors!.lookup6(nh, this.now);
     if (mac < 0) {
-      out.neighbors!.enqueue6(nh, this.buf, o, len, this.now);
+      if (!out.neighbors!.enqueue6(nh, this.buf, o, len, this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
       return;
     }
     writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV6);
@@ -784,7 +784,9 @@ export class Router implements LocalPacketSink {
       const nh = this.routes4.nextHop(id, ctx.dst4);
       mac = out.neighbors!.lookup4(nh, this.now);
       if (mac < 0) {
-        for (let k = 0; k < count; k++) out.neighbors!.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now);
+        for (let k = 0; k < count; k++) {
+          if (!out.neighbors!.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+        }
         return;
       }
     }

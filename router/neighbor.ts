@@ -50,6 +50,12 @@ export interface NeighborTimers {
    * fragmented datagram or a burst of connection attempts together.
    */
   queueLength: number;
+  /**
+   * Entries per family on one link (the kernel's gc_thresh3): when full, unused
+   * STALE and FAILED entries are collected at once, and if none can go a new
+   * neighbour is refused ("neighbour table overflow").
+   */
+  maxEntries: number;
 }
 
 export const DEFAULT_NEIGHBOR_TIMERS: NeighborTimers = {
@@ -60,6 +66,7 @@ export const DEFAULT_NEIGHBOR_TIMERS: NeighborTimers = {
   maxUnicastProbes: 3,
   gcStaleMs: 60_000,
   queueLength: 32,
+  maxEntries: 1024,
 };
 
 /** What the cache needs from the router around it. */
@@ -187,6 +194,7 @@ export interface NeighborCounters {
   nsSent: number;
   resolutionFailures: number;
   queueDrops: number;
+  tableOverflows: number;
 }
 
 export class NeighborCache {
@@ -206,7 +214,10 @@ export class NeighborCache {
     nsSent: 0,
     resolutionFailures: 0,
     queueDrops: 0,
+    tableOverflows: 0,
   };
+  private live4 = 0;
+  private live6 = 0;
 
   constructor(
     /** This link's MAC (xtr's side) as a 48-bit number. */
@@ -256,17 +267,20 @@ export class NeighborCache {
 
   /**
    * Holds a copy of an IP packet until `addr` resolves, starting resolution if
-   * it is not under way. Returns false if the packet was not kept (not on link).
+   * it is not under way. Returns false if the packet was not kept (the table
+   * is full of neighbours in use).
    */
   enqueue4(addr: number, pkt: Uint8Array, off: number, len: number, now: number): boolean {
     let id = this.index4.find(addr, 0, 0, 0);
     if (id < 0) id = this.create(4, Uint32Array.of(addr), now);
+    if (id < 0) return false;
     return this.enqueue(this.entries4[id]!, pkt, off, len, now);
   }
 
   enqueue6(addr: Uint32Array, pkt: Uint8Array, off: number, len: number, now: number): boolean {
     let id = this.index6.find(addr[0], addr[1], addr[2], addr[3]);
     if (id < 0) id = this.create(6, Uint32Array.from(addr), now);
+    if (id < 0) return false;
     return this.enqueue(this.entries6[id]!, pkt, off, len, now);
   }
 
@@ -292,7 +306,14 @@ export class NeighborCache {
     return true;
   }
 
+  /** A new INCOMPLETE entry's id, or -1 when the table is full (counted). */
   private create(family: 4 | 6, address: Uint32Array, now: number): number {
+    if ((family === 4 ? this.live4 : this.live6) >= this.timers.maxEntries && !this.forcedGc(family)) {
+      this.counters.tableOverflows++;
+      return -1;
+    }
+    if (family === 4) this.live4++;
+    else this.live6++;
     const e = new Entry(family, address);
     e.updated = now;
     e.nextProbe = now;
@@ -306,6 +327,24 @@ export class NeighborCache {
     }
     (family === 4 ? this.index4 : this.index6).insert(id);
     return id;
+  }
+
+  /** neigh_forced_gc: drops every unused STALE and FAILED entry; true if room was made. */
+  private forcedGc(family: 4 | 6): boolean {
+    const entries = family === 4 ? this.entries4 : this.entries6;
+    let removed = 0;
+    for (let id = 0; id < entries.length; id++) {
+      const e = entries[id];
+      if (e !== null && (e.state === NudState.STALE || e.state === NudState.FAILED) && e.queue.length === 0) {
+        entries[id] = null;
+        removed++;
+      }
+    }
+    if (removed === 0) return false;
+    if (family === 4) this.live4 -= removed;
+    else this.live6 -= removed;
+    (family === 4 ? this.index4 : this.index6).rebuild();
+    return true;
   }
 
   // ------------------------------------------------------------ timers
@@ -356,6 +395,8 @@ export class NeighborCache {
         case NudState.FAILED:
           if (now - Math.max(e.used, e.updated) >= t.gcStaleMs) {
             entries[id] = null;
+            if (e.family === 4) this.live4--;
+            else this.live6--;
             removed = true;
           }
           break;
@@ -539,7 +580,7 @@ export class NeighborCache {
       if (!srcUnspecified && lladdr >= 0) {
         let id = this.index6.find(src[0], src[1], src[2], src[3]);
         if (id < 0) id = this.create(6, Uint32Array.from(src), now);
-        this.learn(this.entries6[id]!, lladdr, false, true, now);
+        if (id >= 0) this.learn(this.entries6[id]!, lladdr, false, true, now);
       }
       this.counters.nsAnswered++;
       // to the soliciting node, or to all nodes (ff02::1) answering a DAD probe

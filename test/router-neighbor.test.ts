@@ -165,3 +165,15 @@ function fixChecksum(b: Buffer): void {
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   b.writeUInt16BE(~s & 0xffff, 42);
 }
+
+test('a full table collects unused STALE/FAILED entries, else refuses new neighbours', (t) => {
+  const { nc } = setup({ ...DEFAULT_NEIGHBOR_TIMERS, maxEntries: 4 });
+  for (let i = 2; i < 6; i++) t.true(nc.enqueue4(ip4(`10.0.0.${i}`), Buffer.from([0x45]), 0, 1, 0));
+  // four INCOMPLETE entries with packets waiting: nothing can go
+  t.false(nc.enqueue4(ip4('10.0.0.9'), Buffer.from([0x45]), 0, 1, 0));
+  t.is(nc.counters.tableOverflows, 1);
+  // let them fail: now they can be collected to make room
+  for (let now = 1000; now <= 3000; now += 1000) nc.tick(now);
+  t.true(nc.enqueue4(ip4('10.0.0.9'), Buffer.from([0x45]), 0, 1, 3500));
+  t.deepEqual(nc.list().map((e) => e.address[0]), [ip4('10.0.0.9')]);
+});
