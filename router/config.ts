@@ -238,6 +238,8 @@ export function validateConfig(doc: unknown): XtrConfig {
   const ifPrefixes = new Map<string, Prefix[]>();
   const allAddresses: { prefix: Prefix; path: string }[] = [];
   const deviceNames = new Set<string>([hostName]);
+  const attachedBy = new Map<string, string>();
+  const peerNames = new Map<string, string>();
   ifList.forEach((raw, i) => {
     const path = `interfaces[${i}]`;
     const o = obj(raw, path);
@@ -293,8 +295,19 @@ export function validateConfig(doc: unknown): XtrConfig {
       if (!IFNAME_RE.test(attach)) throw new ConfigError(join(path, 'attach'), `${describe(attach)} is not a valid interface name`);
       if (mode !== 'tun') throw new ConfigError(join(path, 'attach'), 'gateway mode (attach) needs mode tun');
     }
+    if (attach !== null) {
+      const prev = attachedBy.get(attach);
+      if (prev) throw new ConfigError(join(path, 'attach'), `${describe(attach)} is already attached by ${prev}`);
+      attachedBy.set(attach, `interfaces[${i}]`);
+    }
     let peer: PeerConfig | null = null;
-    if (o.peer !== undefined) peer = validatePeer(o.peer, join(path, 'peer'), prefixes, allAddresses);
+    if (o.peer !== undefined) {
+      peer = validatePeer(o.peer, join(path, 'peer'), prefixes, allAddresses);
+      const key = `${peer.netns}/${peer.ifname}`;
+      const prev = peerNames.get(key);
+      if (prev) throw new ConfigError(join(path, 'peer.ifname'), `${describe(peer.ifname)} in namespace ${describe(peer.netns)} is already used by ${prev}`);
+      peerNames.set(key, `interfaces[${i}]`);
+    }
 
     interfaces.push({ name, mode, mtu, mac, addresses, peer, attach, device });
     ifPrefixes.set(name, prefixes);

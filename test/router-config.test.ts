@@ -115,6 +115,14 @@ const bad: [string, unknown, string][] = [
   ['route via off-link', { interfaces: [tun('eth0', ['10.0.0.1/24'])], routes: [{ to: '0.0.0.0/0', via: '10.9.0.2' }] }, 'routes[0].via: gateway "10.9.0.2" is not on a connected network (no interface address covers it)'],
   ['route via off-link of dev', { interfaces: [tun('eth0', ['10.0.0.1/24']), tun('eth1', ['10.1.0.1/24'])], routes: [{ to: '0.0.0.0/0', via: '10.1.0.2', dev: 'eth0' }] }, 'routes[0].via: gateway "10.1.0.2" is not on a connected network of eth0 (no interface address covers it)'],
   ['netfilter not an object', { netfilter: 'yes' }, 'netfilter: expected an object, got "yes"'],
+  ['interface named like the host interface', { interfaces: [tun('xtr0')] }, 'interfaces[0].device: device name "xtr0" is already used'],
+  ['device names clash', { interfaces: [tun('eth0'), { name: 'eth1', device: 'eth0' }] }, 'interfaces[1].device: device name "eth0" is already used'],
+  ['same real interface attached twice', { interfaces: [{ name: 'eth0', attach: 'veth0' }, { name: 'eth1', attach: 'veth0' }] }, 'interfaces[1].attach: "veth0" is already attached by interfaces[0]'],
+  [
+    'same peer name in one namespace',
+    { interfaces: [{ name: 'eth0', peer: { netns: 'n', ifname: 'c0' } }, { name: 'eth1', peer: { netns: 'n', ifname: 'c0' } }] },
+    'interfaces[1].peer.ifname: "c0" in namespace "n" is already used by interfaces[0]',
+  ],
 ];
 
 for (const [name, doc, message] of bad) {
