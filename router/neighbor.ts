@@ -452,10 +452,12 @@ export class NeighborCache {
       e.state = NudState.REACHABLE;
       e.confirmed = now;
       e.probes = 0;
+      e.updated = now;
     } else if (changed) {
       e.state = NudState.STALE;
+      e.updated = now;
     }
-    e.updated = now;
+    // same MAC, unconfirmed (a request from the neighbour): state and timers stay, as neigh_update keeps them
   }
 
   private flush(e: Entry): void {
