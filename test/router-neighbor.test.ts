@@ -177,3 +177,18 @@ test('a full table collects unused STALE/FAILED entries, else refuses new neighb
   t.true(nc.enqueue4(ip4('10.0.0.9'), Buffer.from([0x45]), 0, 1, 3500));
   t.deepEqual(nc.list().map((e) => e.address[0]), [ip4('10.0.0.9')]);
 });
+
+test('requests from a neighbour in DELAY do not postpone its probe', (t) => {
+  const { nc, frames } = setup();
+  nc.enqueue4(ip4('10.0.0.2'), Buffer.from([0x45]), 0, 1, 0);
+  nc.handleArp(arp(2, PEER, '10.0.0.2', OWN, '10.0.0.1'), 0, 28, 0);
+  nc.tick(30_000);
+  t.is(state4(nc, '10.0.0.2'), NudState.STALE);
+  t.is(nc.lookup4(ip4('10.0.0.2'), 30_000), PEER);
+  t.is(state4(nc, '10.0.0.2'), NudState.DELAY);
+  nc.handleArp(arp(1, PEER, '10.0.0.2', 0, '10.0.0.1'), 0, 28, 33_000);
+  frames.length = 0;
+  nc.tick(35_000);
+  t.is(state4(nc, '10.0.0.2'), NudState.PROBE);
+  t.is(macAt(frames[0], 0), PEER, 'unicast probe');
+});
