@@ -340,7 +340,10 @@ export function validateConfig(doc: unknown): XtrConfig {
         throw new ConfigError(join(path, 'to'), `${describe(toText)} has host bits set (did you mean ${prefixText(masked)}?)`);
       }
     }
-    if (via) {
+    // an IPv6 link-local gateway is on-link by definition, but only with its interface named
+    const linkLocalVia = via !== null && via.family === 6 && (via.addr[0] & 0xffc00000) >>> 0 === 0xfe800000;
+    if (linkLocalVia && !dev) throw new ConfigError(join(path, 'dev'), `a link-local gateway (${describe(o.via)}) needs "dev"`);
+    if (via && !linkLocalVia) {
       const candidates = dev ? ifPrefixes.get(dev)! : [...ifPrefixes.values()].flat();
       if (!onLink(candidates, via)) {
         throw new ConfigError(

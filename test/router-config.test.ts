@@ -114,6 +114,7 @@ const bad: [string, unknown, string][] = [
   ['route via with prefix', { interfaces: [tun('eth0', ['10.0.0.1/24'])], routes: [{ to: '0.0.0.0/0', via: '10.0.0.2/24' }] }, 'routes[0].via: "10.0.0.2/24" is not an IPv4/IPv6 address'],
   ['route via off-link', { interfaces: [tun('eth0', ['10.0.0.1/24'])], routes: [{ to: '0.0.0.0/0', via: '10.9.0.2' }] }, 'routes[0].via: gateway "10.9.0.2" is not on a connected network (no interface address covers it)'],
   ['route via off-link of dev', { interfaces: [tun('eth0', ['10.0.0.1/24']), tun('eth1', ['10.1.0.1/24'])], routes: [{ to: '0.0.0.0/0', via: '10.1.0.2', dev: 'eth0' }] }, 'routes[0].via: gateway "10.1.0.2" is not on a connected network of eth0 (no interface address covers it)'],
+  ['link-local gateway without dev', { interfaces: [tun('eth0', ['2001:db8::1/64'])], routes: [{ to: '::/0', via: 'fe80::1' }] }, 'routes[0].dev: a link-local gateway ("fe80::1") needs "dev"'],
   ['netfilter not an object', { netfilter: 'yes' }, 'netfilter: expected an object, got "yes"'],
   ['interface named like the host interface', { interfaces: [tun('xtr0')] }, 'interfaces[0].device: device name "xtr0" is already used'],
   ['device names clash', { interfaces: [tun('eth0'), { name: 'eth1', device: 'eth0' }] }, 'interfaces[1].device: device name "eth0" is already used'],
@@ -131,6 +132,11 @@ for (const [name, doc, message] of bad) {
     t.is(e!.message, message.startsWith(': ') ? message.slice(2) : message);
   });
 }
+
+test('an IPv6 link-local gateway is accepted with its interface', (t) => {
+  const c = validateConfig({ interfaces: [{ name: 'eth0', mode: 'tap', addresses: ['2001:db8::1/64'] }], routes: [{ to: '::/0', via: 'FE80::1', dev: 'eth0' }] });
+  t.deepEqual(c.routes, [{ to: '::/0', via: 'fe80::1', dev: 'eth0' }]);
+});
 
 test('empty document is a valid config with defaults', (t) => {
   const c = validateConfig(null);

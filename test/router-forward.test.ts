@@ -1,4 +1,8 @@
 import test from 'ava';
+import { MemDevice } from '../dataplane/memdev.js';
+import { validateConfig } from '../router/config.js';
+import { Router } from '../router/forward.js';
+import { silentLogger } from '../router/log.js';
 import { Hook, Verdict, type PacketContext } from '../router/packet.js';
 import {
   ETH1_MAC,
@@ -647,4 +651,32 @@ test('an exception in a hook costs that packet only: counted, the rest of the ba
   t.notThrows(() => lab.pump());
   t.is(lab.eth2.takeSent().length, 1);
   t.is(lab.router.status().drops.internal_error, 1);
+});
+
+test('IPv6 default route via a link-local gateway on a TAP link is resolved by NDP', (t) => {
+  const config = validateConfig({
+    interfaces: [
+      { name: 'eth0', addresses: ['2001:db8:c::1/64'] },
+      { name: 'eth1', mode: 'tap', mac: '02:00:00:00:01:01', addresses: ['2001:db8:5::1/64'] },
+    ],
+    routes: [{ to: '::/0', via: 'fe80::1', dev: 'eth1' }],
+  });
+  const eth0 = new MemDevice('eth0');
+  const eth1 = new MemDevice('eth1', { kind: 'tap' });
+  const r = new Router({ config, devices: new Map([['eth0', eth0], ['eth1', eth1]]), host: null, logger: silentLogger() });
+  r.start();
+  const pkt = udp6({ src: '2001:db8:c::2', dst: '2001:4860::1' });
+  eth0.inject(pkt);
+  r.drain(r.interfaces[1]);
+  const [ns] = eth1.takeSent();
+  t.is(macAt(ns, 0), 0x3333ff000001);
+  t.deepEqual([...ns.subarray(14 + 48, 14 + 64)], [...Buffer.from('fe800000000000000000000000000001', 'hex')]);
+  eth1.inject(eth(ETH1_MAC, SERVER_MAC, 0x86dd, ndp(136, 'fe80::1', '2001:db8:5::1', 'fe80::1', SERVER_MAC, 0xe0)));
+  r.drain(r.interfaces[2]);
+  const [f] = eth1.takeSent();
+  t.is(macAt(f, 0), SERVER_MAC);
+  t.deepEqual(f.subarray(14 + 8), pkt.subarray(8));
+  r.stop();
+  eth0.close();
+  eth1.close();
 });
