@@ -78,6 +78,7 @@ async function main(): Promise<void> {
   const nss = new Namespaces(prefix);
   let lab: Awaited<ReturnType<typeof startLab>> | null = null;
   const results: Record<string, Measure> = {};
+  const samples: Record<string, Measure[]> = {};
   const samplesText: Record<string, string> = {};
   const cleanup = async () => {
     if (lab) await lab.stop();
@@ -113,7 +114,6 @@ async function main(): Promise<void> {
     // The machine is shared: the three paths are measured in alternation, round
     // after round, and each figure is the median over the rounds, so a burst of
     // someone else's load does not land on one path only.
-    const samples: Record<string, Measure[]> = {};
     const paths: [string, string, string, string][] = [
       ['gen', gs, gr, '10.99.0.2'],
       ['kernel', ks, kd, '203.0.113.2'],
@@ -146,9 +146,22 @@ async function main(): Promise<void> {
         );
       }
     }
-    const ratio = (size: number) => (results[`kernel_${size}`].pps > 0 ? results[`xtr_${size}`].pps / results[`kernel_${size}`].pps : 0);
+    // The ratio pairs each xtr run with the kernel run just before it (same
+    // round, seconds apart, so under the same outside load) and takes the
+    // median of those paired ratios; a ratio of two independent medians would
+    // mix load regimes.
+    const pairedRatios = (size: number) =>
+      samples[`xtr_${size}`].map((m, i) => (samples[`kernel_${size}`][i].pps > 0 ? m.pps / samples[`kernel_${size}`][i].pps : 0));
+    const ratio = (size: number) => {
+      const r = [...pairedRatios(size)].sort((x, y) => x - y);
+      return r[Math.floor(r.length / 2)];
+    };
     console.log('');
-    for (const size of args.sizes) console.log(`xtr/kernel at ${size} B: ${(100 * ratio(size)).toFixed(1)}%`);
+    for (const size of args.sizes) {
+      console.log(
+        `xtr/kernel at ${size} B: ${(100 * ratio(size)).toFixed(1)}% (median of per-round ratios: ${pairedRatios(size).map((r) => (100 * r).toFixed(0) + '%').join(' / ')})`,
+      );
+    }
     console.log('');
     console.log(st.stdout.trimEnd());
     console.log('');
