@@ -554,8 +554,11 @@ export function counterLines(snap: CounterSnapshot, opts: { tables?: string[]; w
 /** The rule set without counters, for comparing what was loaded. */
 export function ruleLines(snap: CounterSnapshot, tables: string[] = ['filter']): string[] {
   const out: string[] = [];
-  for (const c of snap.chains) if (tables.includes(c.table)) out.push(`${c.table}: -N/-P ${c.chain} ${c.policy}`);
-  for (const r of snap.rules) if (tables.includes(r.table)) out.push(`${r.table}: -A ${r.chain} ${r.rule}`);
+  // Tables in the given order; within a table, chains and rules as printed.
+  for (const table of tables) {
+    for (const c of snap.chains) if (c.table === table) out.push(`${c.table}: -N/-P ${c.chain} ${c.policy}`);
+    for (const r of snap.rules) if (r.table === table) out.push(`${r.table}: -A ${r.chain} ${r.rule}`);
+  }
   return out;
 }
 
@@ -673,11 +676,17 @@ export class PacketAgent {
   }
 }
 
-/** Drops everything the endpoint kernels would receive (their own iptables, legacy), so only crafted packets and the router's answers are on the wire. */
+/**
+ * Silences the endpoint kernels (their own iptables, legacy: INPUT and OUTPUT
+ * policy DROP), so only crafted packets and the router's answers are on the
+ * wire — no RSTs for crafted SYNs, no fragment-reassembly timeouts 30 s later.
+ * The agents' AF_PACKET sockets are not subject to either.
+ */
 export async function silenceEndpoints(topo: Topology): Promise<void> {
   for (const ns of [topo.ns.client, topo.ns.server]) {
     for (const cmd of ['iptables-legacy', 'ip6tables-legacy']) {
       await runOk(nsArgv(ns, [cmd, '-P', 'INPUT', 'DROP']));
+      await runOk(nsArgv(ns, [cmd, '-P', 'OUTPUT', 'DROP']));
     }
   }
 }
@@ -757,11 +766,12 @@ export class DiffBench {
   ) {}
 
   static async create(topo: Topology): Promise<DiffBench> {
-    await silenceEndpoints(topo);
+    // Agents first: on an Ethernet link they resolve the router's MAC, which needs the endpoint's stack.
     const client = await PacketAgent.start(topo.ns.client, 'c0', ADDR.routerClientSide, ADDR.router6ClientSide);
     let server: PacketAgent;
     try {
       server = await PacketAgent.start(topo.ns.server, 's0', ADDR.routerServerSide, ADDR.router6ServerSide);
+      await silenceEndpoints(topo);
     } catch (err) {
       await client.stop();
       throw err;
