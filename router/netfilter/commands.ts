@@ -400,9 +400,9 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
     if (e instanceof XtError || e instanceof NfError) throw err.status === 2 ? paramError(err, failedLine) : lineFailed(failedLine, err);
     throw e;
   }
-  // Tables new to the engine are listed by iptables-save in the order of the restored file, so that
-  // save -> restore -> save is stable (the kernel would list them newest first: see docs/compat.md).
-  if (!opts.test) for (const t of tables.slice().reverse()) nf.touch(family, t);
+  // Tables come into use in file order, so iptables-save lists tables new to the engine newest
+  // first, as the kernel does (restoreState puts back the saved order itself).
+  if (!opts.test) for (const t of tables) nf.touch(family, t);
 }
 
 const EMPTY_CMD: ParsedCommand = {

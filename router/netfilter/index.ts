@@ -12,6 +12,7 @@ import type { RouterServices } from '../../modules/types.js';
 import { extensions, type ExtensionRegistry } from '../../modules/registry.js';
 import type { Family } from '../packet.js';
 import { restore, saveText } from './commands.js';
+import { isTableName } from './model.js';
 import { Netfilter, type ConntrackHooks } from './engine.js';
 
 export { Netfilter, type ConntrackHooks } from './engine.js';
@@ -69,7 +70,11 @@ export function restoreState(nf: Netfilter, text: string): void {
   const before = families.map(([f]) => saveText(nf, f, { counters: true }));
   try {
     for (const [family, rules] of families) {
-      if (rules.trim() !== '') restore(nf, family, rules, { noflush: false, test: false, counters: true, table: null });
+      if (rules.trim() === '') continue;
+      // Put the tables in use in the saved order first, so iptables-save lists them as before the restart.
+      const names = [...rules.matchAll(/^\*(\S+)/gm)].map((m) => m[1]).filter(isTableName);
+      for (const name of names.reverse()) nf.touch(family, name);
+      restore(nf, family, rules, { noflush: false, test: false, counters: true, table: null });
     }
   } catch (e) {
     // Put back what the first family's restore may already have committed.
