@@ -713,7 +713,7 @@ export interface DiffStep {
 
 export interface DiffCase {
   name: string;
-  /** Per table: `-N CHAIN`, `-P CHAIN POLICY` and `-A ...` lines as iptables-save writes them. */
+  /** Per table: `-N CHAIN`, `-P CHAIN POLICY` and `-A ...` lines as iptables-save writes them; `$CMAC` = the client's MAC. */
   rules: Partial<Record<DiffTable, string[]>>;
   steps: DiffStep[];
   /** xt_recent tables to compare afterwards. */
@@ -763,6 +763,8 @@ export class DiffBench {
     readonly topo: Topology,
     private readonly client: PacketAgent,
     private readonly server: PacketAgent,
+    /** The client's c0 MAC (empty on a TUN link), substituted for `$CMAC` in rules and back in saved text. */
+    private readonly clientMac: string,
   ) {}
 
   static async create(topo: Topology): Promise<DiffBench> {
@@ -776,11 +778,17 @@ export class DiffBench {
       await client.stop();
       throw err;
     }
-    return new DiffBench(topo, client, server);
+    const link = JSON.parse((await runOk(['ip', '-n', topo.ns.client, '-j', 'link', 'show', 'dev', 'c0'])).stdout) as Array<{ address?: string; link_type?: string }>;
+    const mac = link[0]?.link_type === 'ether' ? (link[0].address ?? '') : '';
+    return new DiffBench(topo, client, server, mac);
   }
 
   async runCase(c: DiffCase, family: Family, basePort: number): Promise<DiffResult> {
-    const loaded = await this.topo.restore(family, restoreText(c));
+    const usesMac = JSON.stringify(c.rules).includes('$CMAC');
+    if (usesMac && this.clientMac === '') {
+      return { restore: -1, afterRestore: [], server: [], client: [], counters: [`${this.topo.kind}: the client link has no MAC (TUN); this case needs TAP`], rules: [], recent: [] };
+    }
+    const loaded = await this.topo.restore(family, restoreText(c).replaceAll('$CMAC', this.clientMac));
     if (loaded.status !== 0) {
       return { restore: loaded.status, afterRestore: [], server: [], client: [], counters: [loaded.stderr.trim()], rules: [], recent: [] };
     }
@@ -809,7 +817,13 @@ export class DiffBench {
       const r = await this.topo.recentRead(name);
       recent.push(`${name}: ${r.status === 0 ? recentSummary(parseRecent(r.stdout)).join(' | ') : `unreadable (${r.stderr.trim()})`}`);
     }
-    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), rules: ruleLines(snap, tables), recent };
+    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), rules: this.unMac(ruleLines(snap, tables)), recent };
+  }
+
+  private unMac(lines: string[]): string[] {
+    if (this.clientMac === '') return lines;
+    const re = new RegExp(this.clientMac, 'gi');
+    return lines.map((l) => l.replace(re, '$CMAC'));
   }
 
   async destroy(): Promise<void> {
@@ -824,7 +838,7 @@ export class DiffBench {
  * one checks xtr did exactly what the kernel did. An xtr side that cannot start
  * fails its tests with the reason (never a skip).
  */
-export function registerDifferentialTests(test: TestFn, family: Family, cases: DiffCase[]): void {
+export function registerDifferentialTests(test: TestFn, family: Family, cases: DiffCase[], opts: { xtrMode?: 'tun' | 'tap' } = {}): void {
   const names = new Set<string>();
   for (const c of cases) {
     if (names.has(c.name)) throw new Error(`duplicate case name ${c.name}`);
@@ -855,7 +869,7 @@ export function registerDifferentialTests(test: TestFn, family: Family, cases: D
   };
   let done: Promise<unknown> = Promise.resolve();
   test.before(() => {
-    done = Promise.all([start(sides.kernel, () => KernelRouter.create()), start(sides.xtr, () => XtrRouter.create())]);
+    done = Promise.all([start(sides.kernel, () => KernelRouter.create()), start(sides.xtr, () => XtrRouter.create({ mode: opts.xtrMode }))]);
   });
   test.after.always(async () => {
     await done;
