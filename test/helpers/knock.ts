@@ -165,7 +165,7 @@ export type ProbeOutcome = 'open' | 'closed' | 'filtered';
 /**
  * One TCP connect attempt with nmap's connect scan: open = handshake completed
  * (then reset: SYN, SYN-ACK, ACK, RST), closed = RST, filtered = no answer.
- * Its 300 ms timeout is below the client kernel's 1 s SYN retransmission, so a
+ * Its 700 ms timeout (room for a loaded machine) is below the client kernel's 1 s SYN retransmission, so a
  * dropped attempt is exactly one SYN.
  */
 export async function probeTcp(
@@ -178,7 +178,7 @@ export async function probeTcp(
   const bind = fromNs === topo.ns.client ? ['-S', source, '-e', 'c0'] : [];
   const r = await topo.exec(
     fromNs,
-    ['nmap', '-n', '-Pn', '-sT', '--max-retries', '0', '--initial-rtt-timeout', '300ms', '--max-rtt-timeout', '300ms', ...bind, '-p', String(port), target],
+    ['nmap', '-n', '-Pn', '-sT', '--max-retries', '0', '--initial-rtt-timeout', '700ms', '--max-rtt-timeout', '700ms', ...bind, '-p', String(port), target],
     { timeoutMs: 20_000 },
   );
   const m = new RegExp(`^${port}/tcp\\s+(open|closed|filtered)`, 'm').exec(r.stdout);
