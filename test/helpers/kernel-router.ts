@@ -5,8 +5,13 @@
  *
  * Kernel topology: namespaces `<p>c` (client), `<p>r` (router), `<p>s`
  * (server) joined by veth pairs `eth0`<->`c0` and `eth1`<->`s0`, the lab's
- * addressing, forwarding on, and iptables (one backend, legacy or nft, for the
- * whole router namespace) run there exactly as a user would run it.
+ * addressing, forwarding on, and iptables (one backend, legacy by default or
+ * nft with XTR_KERNEL_IPTABLES=nft, for the whole router namespace) run there
+ * exactly as a user would run it.
+ *
+ * Also here: the xtr adapter (XtrRouter, over test/helpers/netns.ts's lab),
+ * iptables-save -c and /proc/net/xt_recent parsers, the scapy packet agent
+ * driver, and the differential runner (DiffBench, registerDifferentialTests).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

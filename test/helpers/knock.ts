@@ -3,7 +3,9 @@
  * brief allows (which iptables, the undefined $EXT_IF, and INPUT→FORWARD for the
  * "server behind the router" placement), and the scenarios that exercise it
  * with real clients: knockd's `knock` for the sequence, nmap's connect scan for
- * the final connection, ping for the icmp-packets chain.
+ * the final connection, ping for the icmp-packets chain. Also what the seed-003
+ * recipes share with it: reading seeds, running a script with every $IPTABLES
+ * call recorded (exit status, stderr), listeners and probes.
  */
 import { readdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import type { ExecutionContext, TestFn } from 'ava';
