@@ -69,6 +69,13 @@ test('jump, goto and RETURN follow ipt_do_table', async (t) => {
   t.regex(s, /Chain FORWARD \(policy DROP 1 packets, 40 bytes\)/);
 });
 
+test('-j QUEUE drops: there is no userspace queue listener in xtr (the kernel drops then too)', async (t) => {
+  const e = await engineWith(['iptables -A INPUT -p udp -j QUEUE']);
+  t.is(e.nf.hook(Hook.INPUT, packet({ src: '1.1.1.1', dst: '2.2.2.2', proto: 'udp' }, 'eth0')), Verdict.DROP);
+  t.is(e.nf.hook(Hook.INPUT, packet(tcp('1.1.1.1', '2.2.2.2', 1), 'eth0')), Verdict.ACCEPT);
+  t.is((await e.run('iptables -S INPUT')).stdout, '-P INPUT ACCEPT\n-A INPUT -p udp -j QUEUE\n');
+});
+
 test('goto from a built-in chain: falling off the end applies the built-in policy', async (t) => {
   const e = await engineWith(['iptables -N g', 'iptables -P OUTPUT DROP', 'iptables -A OUTPUT -g g', 'iptables -A OUTPUT -j ACCEPT', 'iptables -A g -p udp -j ACCEPT']);
   t.is(e.nf.hook(Hook.OUTPUT, packet(tcp('1.1.1.1', '2.2.2.2', 1), null, 'eth0')), Verdict.DROP);

@@ -396,7 +396,7 @@ export function compileChain(chain: Chain): CompiledChain {
         action = Action.NONE;
         break;
       case 'verdict':
-        action = t.verdict === 'ACCEPT' ? Action.ACCEPT : t.verdict === 'DROP' ? Action.DROP : Action.RETURN;
+        action = t.verdict === 'ACCEPT' ? Action.ACCEPT : t.verdict === 'RETURN' ? Action.RETURN : Action.DROP;
         break;
       case 'jump':
         action = t.goto ? Action.GOTO : Action.JUMP;

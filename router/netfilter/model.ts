@@ -15,7 +15,8 @@ export type Policy = 'ACCEPT' | 'DROP';
 
 export type TargetSpec =
   | { readonly kind: 'none' }
-  | { readonly kind: 'verdict'; readonly verdict: 'ACCEPT' | 'DROP' | 'RETURN' }
+  /** QUEUE hands the packet to a userspace queue; xtr has none, so it is dropped (the kernel's behaviour without a listener). */
+  | { readonly kind: 'verdict'; readonly verdict: 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE' }
   | { readonly kind: 'jump'; readonly chain: string; readonly goto: boolean }
   | { readonly kind: 'ext'; readonly ext: TargetExtension; readonly params: unknown; readonly options: readonly ParsedOption[] };
 

@@ -128,7 +128,7 @@ const LEGALITY: Record<CommandKind, string> = {
   E: 'xxxxx xxxxxx',
 };
 
-const STANDARD_VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN']);
+const STANDARD_VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
 /** Names that can never be chains (standard targets iptables knows without loading anything). */
 export const RESERVED_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
 
@@ -345,7 +345,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         if (o.short === 'g') {
           target = { kind: 'jump', chain: name, goto: true };
         } else if (STANDARD_VERDICTS.has(name)) {
-          target = { kind: 'verdict', verdict: name as 'ACCEPT' | 'DROP' | 'RETURN' };
+          target = { kind: 'verdict', verdict: name as 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE' };
         } else {
           const ext = env.registry.target(name, family);
           if (ext) {
