@@ -193,7 +193,22 @@ const recipes: Recipe[] = [
     expected: { statuses: [0, 0], outcomes: ['in before: filtered', 'out: open', 'in after: open', 'in from the second client: filtered'] },
   },
   {
-    name: '2 log clog: the first UDP 138 datagram per source is logged, the rest suppressed',
+    // The core three lines, without the "(optional)" DROP and --hitcount 100 lines.
+    name: '2 log clog, core lines: the first UDP 138 datagram per source is logged, the rest dropped unlogged',
+    recipe: asScript(SEED.lines[2]!.slice(0, 3)),
+    recentTables: ['udp-138'],
+    act: async ({ topo }) => {
+      for (let i = 0; i < 3; i++) {
+        await sendUdp(topo, ADDR.client, ADDR.routerClientSide, 138);
+        await sleep(100);
+      }
+      await sendUdp(topo, ADDR.client2, ADDR.routerClientSide, 138);
+      return [];
+    },
+    expected: { statuses: [0, 0, 0], outcomes: [] },
+  },
+  {
+    name: '2 log clog, with the optional lines: the first UDP 138 datagram per source is logged, the rest suppressed',
     recipe: asScript(SEED.lines[2]!),
     recentTables: ['udp-138'],
     act: async ({ topo }) => {
