@@ -42,6 +42,15 @@ function portRules(n: number): string {
   return `${s}-A FORWARD -j ACCEPT\nCOMMIT\n`;
 }
 
+/** Half address rules, then half port rules: one classifier per run. */
+function mixedRules(n: number): string {
+  let s = '*filter\n:FORWARD DROP [0:0]\n';
+  for (let i = 0; i < n; i++) {
+    s += i < n / 2 ? `-A FORWARD -s 10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 -j DROP\n` : `-A FORWARD -p tcp -m tcp --dport ${1024 + (i % 60000)} -j DROP\n`;
+  }
+  return `${s}-A FORWARD -j ACCEPT\nCOMMIT\n`;
+}
+
 function contexts(count: number): PacketContext[] {
   const out: PacketContext[] = [];
   for (let i = 0; i < count; i++) {
@@ -97,6 +106,7 @@ function engineScenario(name: string, rules: (n: number) => string, classify: bo
 const SCENARIOS: Scenario[] = [
   engineScenario('engine_src', sourceRules, true),
   engineScenario('engine_dport', portRules, true),
+  engineScenario('engine_mixed', mixedRules, true),
   // The same engine with the classifier off: what a linear scan costs (for comparison only).
   engineScenario('linear_src', sourceRules, false),
 ];
@@ -119,7 +129,12 @@ async function main(): Promise<void> {
   }
   const r100 = Math.min(ratios.get('engine_src_100')!, ratios.get('engine_dport_100')!);
   const r10k = Math.min(ratios.get('engine_src_10000')!, ratios.get('engine_dport_10000')!);
-  fields.push(`ratio_100=${r100.toFixed(3)}`, `ratio_10000=${r10k.toFixed(3)}`, `linear_ratio_10000=${ratios.get('linear_src_10000')!.toFixed(4)}`);
+  fields.push(
+    `ratio_100=${r100.toFixed(3)}`,
+    `ratio_10000=${r10k.toFixed(3)}`,
+    `ratio_10000_mixed=${ratios.get('engine_mixed_10000')!.toFixed(3)}`,
+    `linear_ratio_10000=${ratios.get('linear_src_10000')!.toFixed(4)}`,
+  );
   console.log(fields.join(' '));
 }
 

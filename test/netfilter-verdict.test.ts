@@ -410,3 +410,54 @@ test('a throwing extension drops that packet, is logged, and leaves the engine w
   armed = false;
   for (let i = 0; i < 3; i++) t.is(e.nf.hook(Hook.INPUT, packet(tcp('1.1.1.1', '2.2.2.2', 80), 'eth0')), Verdict.ACCEPT);
 });
+
+test.serial('classifier = linear scan for chains made of runs of differently keyed rules (property)', async (t) => {
+  const built = classifierCount();
+  const blockArb = fc.record({
+    kind: fc.constantFrom('src', 'dst24', 'dport', 'sport', 'none'),
+    size: fc.integer({ min: 1, max: 20 }),
+    seed: fc.integer({ min: 0, max: 1000 }),
+    target: fc.constantFrom('ACCEPT', 'DROP', 'RETURN', ''),
+  });
+  type Block = typeof blockArb extends fc.Arbitrary<infer T> ? T : never;
+  const linesOf = (b: Block): string[] => {
+    const out: string[] = [];
+    for (let i = 0; i < b.size; i++) {
+      const v = (b.seed + i * 7) % 12;
+      const j = b.target ? ` -j ${b.target}` : '';
+      if (b.kind === 'src') out.push(`iptables -A FORWARD -s 10.0.0.${v}${j}`);
+      else if (b.kind === 'dst24') out.push(`iptables -A FORWARD -d 10.0.${v}.0/24${j}`);
+      else if (b.kind === 'dport') out.push(`iptables -A FORWARD -p tcp --dport ${1000 + v}${j}`);
+      else if (b.kind === 'sport') out.push(`iptables -A FORWARD -p udp --sport ${2000 + v}${j}`);
+      else out.push(`iptables -A FORWARD -i in${v % 3}${j}`);
+    }
+    return out;
+  };
+  const pktArb = fc.record({
+    src: fc.constantFrom('10.0.0.1', '10.0.0.5', '10.0.0.11', '10.0.3.1', '192.168.1.1'),
+    dst: fc.constantFrom('10.0.0.1', '10.0.5.9', '10.0.11.2', '172.16.0.1'),
+    proto: fc.constantFrom<'tcp' | 'udp'>('tcp', 'udp'),
+    sport: fc.constantFrom(2000, 2003, 2011, 5000),
+    dport: fc.constantFrom(1000, 1005, 1011, 80),
+    inIf: fc.constantFrom('in0', 'in1', 'in2', 'in9'),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(blockArb, { minLength: 1, maxLength: 8 }), fc.array(pktArb, { minLength: 1, maxLength: 25 }), async (blocks, pkts) => {
+      const lines = ['iptables -P FORWARD DROP', ...blocks.flatMap(linesOf), 'iptables -A FORWARD -j ACCEPT'];
+      const results: string[] = [];
+      for (const classify of [true, false]) {
+        setClassifierEnabled(classify);
+        try {
+          const e = await engineWith(lines);
+          const verdicts = pkts.map((p) => e.nf.hook(Hook.FORWARD, packet({ src: p.src, dst: p.dst, proto: p.proto, sport: p.sport, dport: p.dport }, p.inIf, 'out0')));
+          results.push(JSON.stringify(verdicts) + (await e.run('iptables-save -c')).stdout);
+        } finally {
+          setClassifierEnabled(true);
+        }
+      }
+      return results[0] === results[1];
+    }),
+    { numRuns: 80 },
+  );
+  t.true(classifierCount() - built > 20, 'runs were indexed');
+});

@@ -181,9 +181,88 @@ class Classifier {
   }
 }
 
+/**
+ * A chain cut into consecutive runs of rules that pin a common field (a blocklist of addresses,
+ * then a run of port rules, ...), each run with its own classifier or, when short, scanned in
+ * order. Runs cover the chain without gaps.
+ */
+class SegmentIndex {
+  constructor(
+    private readonly starts: Int32Array,
+    private readonly ends: Int32Array,
+    private readonly classifiers: readonly (Classifier | null)[],
+  ) {}
+
+  next(p: PacketContext, from: number): number {
+    const n = this.starts.length;
+    if (from >= this.ends[n - 1]) return -1;
+    // The run holding `from`: the last start <= from.
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.starts[mid] <= from) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let s = lo; s < n; s++) {
+      if (s > lo) from = this.starts[s];
+      const c = this.classifiers[s];
+      if (c === null) return from;
+      const r = c.next(p, from);
+      if (r >= 0) return r;
+    }
+    return -1;
+  }
+}
+
+/** Runs of rules sharing a pinned (field, prefix length); rules that pin nothing ride along as wildcards. */
+function segmentChain(pins: readonly Pin[][]): [number, number][] {
+  const runs: [number, number][] = [];
+  const ids = (ps: readonly Pin[]) => new Set(ps.map((q) => q.dim * 256 + q.plen));
+  let start = 0;
+  let common: Set<number> | null = null;
+  for (let i = 0; i < pins.length; i++) {
+    if (pins[i].length === 0) continue;
+    const mine = ids(pins[i]);
+    if (common === null) {
+      common = mine;
+      continue;
+    }
+    const shared: Set<number> = new Set([...common].filter((x) => mine.has(x)));
+    if (shared.size > 0) {
+      common = shared;
+    } else {
+      // A keyed rule that shares no key with the run starts the next run: as a wildcard it would
+      // be evaluated for every packet, while one more run costs one more hash lookup.
+      runs.push([start, i]);
+      start = i;
+      common = mine;
+    }
+  }
+  runs.push([start, pins.length]);
+  // Neighbouring runs too short to index are scanned as one.
+  const merged: [number, number][] = [];
+  for (const r of runs) {
+    const last = merged[merged.length - 1];
+    const short = (x: [number, number]) => x[1] - x[0] < MIN_INDEXED_CHAIN;
+    if (last && short(last) && short(r)) last[1] = r[1];
+    else merged.push([r[0], r[1]]);
+  }
+  return merged;
+}
+
+function buildIndex(rules: readonly Rule[]): SegmentIndex | null {
+  if (!classifierEnabled || rules.length < MIN_INDEXED_CHAIN) return null;
+  const pins = rules.map(rulePins);
+  const runs = segmentChain(pins);
+  const classifiers = runs.map(([a, b]) => buildClassifier(pins, a, b));
+  if (classifiers.every((c) => c === null)) return null;
+  return new SegmentIndex(Int32Array.from(runs.map((r) => r[0])), Int32Array.from(runs.map((r) => r[1])), classifiers);
+}
+
 export class CompiledChain {
   rules: CompiledRule[] = [];
-  classifier: Classifier | null = null;
+  classifier: SegmentIndex | null = null;
   constructor(
     readonly model: Chain,
     /** Verdict of the built-in chain's policy; -1 for user chains. */
@@ -254,7 +333,6 @@ export function setClassifierEnabled(on: boolean): void {
   classifierEnabled = on;
 }
 
-/** Builds the best single-dimension classifier for a chain, or null when a plain scan is as good. */
 function rulePins(rule: Rule): Pin[] {
   let pins = pinCache.get(rule);
   if (pins) return pins;
@@ -271,9 +349,10 @@ function rulePins(rule: Rule): Pin[] {
   return pins;
 }
 
-function buildClassifier(rules: readonly Rule[]): Classifier | null {
-  if (!classifierEnabled || rules.length < MIN_INDEXED_CHAIN) return null;
-  const pinsPerRule = rules.map(rulePins);
+/** The best single-field classifier for rules [start, end) (indices stay chain-absolute), or null. */
+function buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: number): Classifier | null {
+  if (end - start < MIN_INDEXED_CHAIN) return null;
+  const pinsPerRule = pinsOfChain.slice(start, end);
   // Score each (dimension, prefix length): rules indexed minus the largest bucket.
   const groups = new Map<number, { dim: Dim; plen: number; byKey: Map<number, number[]>; count: number }>();
   pinsPerRule.forEach((pins, idx) => {
@@ -284,7 +363,7 @@ function buildClassifier(rules: readonly Rule[]): Classifier | null {
       let g = groups.get(id);
       if (!g) groups.set(id, (g = { dim: p.dim, plen: p.plen, byKey: new Map(), count: 0 }));
       const list = g.byKey.get(p.key) ?? [];
-      list.push(idx);
+      list.push(start + idx);
       g.byKey.set(p.key, list);
       g.count++;
     }
@@ -310,7 +389,7 @@ function buildClassifier(rules: readonly Rule[]): Classifier | null {
     for (const i of list) indexed.add(i);
   }
   const wild: number[] = [];
-  for (let i = 0; i < rules.length; i++) if (!indexed.has(i)) wild.push(i);
+  for (let i = start; i < end; i++) if (!indexed.has(i)) wild.push(i);
   let m = [0, 0, 0, 0];
   if (best.dim === Dim.SRC4 || best.dim === Dim.DST4) m = [v6Mask(best.plen, 0), 0, 0, 0];
   else if (best.dim === Dim.SRC6 || best.dim === Dim.DST6) m = [0, 1, 2, 3].map((w) => v6Mask(best!.plen, w));
@@ -412,6 +491,6 @@ export function compileChain(chain: Chain): CompiledChain {
     }
     cc.rules.push(new CompiledRule(test, action, inst.target, rule));
   }
-  cc.classifier = buildClassifier(chain.rules);
+  cc.classifier = buildIndex(chain.rules);
   return cc;
 }
