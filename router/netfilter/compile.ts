@@ -7,13 +7,15 @@
  *
  * The classifier is a filter, never a decision: every candidate is still
  * evaluated in full, in order, so rule order, counters and side effects of
- * stateful matches are exactly those of a linear scan. It indexes one field
- * per chain (the one that splits the chain best): an address under one
- * prefix length, the protocol, or a field a match describes (ports, ICMP
- * type) when that match runs before any undescribed match of the rule (a
- * match with side effects, e.g. `recent --set`, is therefore never skipped
- * when a linear scan would have run it). Rules without a value for the field
- * go to the "wildcard" list, merged with the bucket at lookup time.
+ * stateful matches are exactly those of a linear scan. A chain is cut into
+ * runs of consecutive rules that pin a common field; each run long enough
+ * indexes the field that splits it best: an address under one prefix
+ * length, the protocol, or a field a match describes (ports, ICMP type) when
+ * that match runs before any undescribed match of the rule (a match with
+ * side effects, e.g. `recent --set`, is therefore never skipped when a
+ * linear scan would have run it). Rules of a run without a value for the
+ * field go to its "wildcard" list, merged with the bucket at lookup time;
+ * short runs are scanned in order.
  *
  * Nothing here allocates per packet.
  */
