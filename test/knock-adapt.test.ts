@@ -6,7 +6,7 @@
  * recipe and differential tests read kernel output with.
  */
 import test from 'ava';
-import { parseRecent, parseSaveCounters, counterLines, recentSummary, restoreText } from './helpers/kernel-router.js';
+import { parseListCounters, parseRecent, parseSaveCounters, counterLines, recentSummary, restoreText } from './helpers/kernel-router.js';
 import { adaptKnockScript, extractKnockScript, readSeed } from './helpers/knock.js';
 
 const seed = readSeed('001');
@@ -105,4 +105,24 @@ test('a differential case becomes one whole-table restore per table', (t) => {
       '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]', ':c1 - [0:0]', '-A FORWARD -j c1', 'COMMIT', '',
     ].join('\n'),
   );
+});
+
+test('iptables -L -v -x -n parsing (iptables-legacy 1.8.9 output)', (t) => {
+  const listing = [
+    'Chain INPUT (policy DROP 3 packets, 180 bytes)',
+    '    pkts      bytes target     prot opt in     out     source               destination         ',
+    '       5      300 syn-flood  6    --  eth0   *       0.0.0.0/0            0.0.0.0/0            tcp flags:0x17/0x02',
+    '       1       60 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:22 state NEW recent: CHECK seconds: 20 hit_count: 3 name: DEFAULT side: source mask: 255.255.255.255',
+    '',
+    'Chain syn-flood (1 references)',
+    '    pkts      bytes target     prot opt in     out     source               destination         ',
+    '       5      300 RETURN     0    --  *      *       0.0.0.0/0            0.0.0.0/0            limit: avg 1/sec burst 4',
+  ].join('\n');
+  t.deepEqual(parseListCounters(listing), [
+    'INPUT policy DROP [3:180]',
+    'INPUT#1 [5:300] syn-flood 6 -- eth0 * 0.0.0.0/0 0.0.0.0/0 tcp flags:0x17/0x02',
+    'INPUT#2 [1:60] ACCEPT 6 -- * * 0.0.0.0/0 0.0.0.0/0 tcp dpt:22 state NEW recent: CHECK seconds: 20 hit_count: 3 name: DEFAULT side: source mask: 255.255.255.255',
+    'syn-flood refs 1',
+    'syn-flood#1 [5:300] RETURN 0 -- * * 0.0.0.0/0 0.0.0.0/0 limit: avg 1/sec burst 4',
+  ]);
 });

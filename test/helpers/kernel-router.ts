@@ -567,6 +567,42 @@ export function ruleLines(snap: CounterSnapshot, tables: string[] = ['filter']):
   return out;
 }
 
+/**
+ * Parses `iptables -L -v -x -n` into one line per chain header and per rule:
+ * `CHAIN policy P [p:b]` (built-in) or `CHAIN refs N`, and
+ * `CHAIN#n [p:b] TARGET PROT OPT IN OUT SOURCE DESTINATION EXTRA...` with
+ * whitespace collapsed, for comparing what `-L` reports.
+ */
+export function parseListCounters(text: string): string[] {
+  const out: string[] = [];
+  let chain = '';
+  let index = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '') continue;
+    let m = /^Chain (\S+) \(policy (\S+) (\d+) packets, (\d+) bytes\)$/.exec(line);
+    if (m) {
+      chain = m[1]!;
+      index = 0;
+      out.push(`${chain} policy ${m[2]} [${m[3]}:${m[4]}]`);
+      continue;
+    }
+    m = /^Chain (\S+) \((\d+) references?\)$/.exec(line);
+    if (m) {
+      chain = m[1]!;
+      index = 0;
+      out.push(`${chain} refs ${m[2]}`);
+      continue;
+    }
+    if (/^pkts\s+bytes\s+target/.test(line)) continue;
+    m = /^(\d+)\s+(\d+)\s+(.*)$/.exec(line);
+    if (!m || chain === '') throw new Error(`unparsable iptables -L -v -x -n line: ${raw}`);
+    index += 1;
+    out.push(`${chain}#${index} [${m[1]}:${m[2]}] ${m[3]!.split(/\s+/).join(' ')}`);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // /proc/net/xt_recent/NAME
 

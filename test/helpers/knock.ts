@@ -16,6 +16,7 @@ import {
   REPO_ROOT,
   counterLines,
   counters,
+  parseListCounters,
   parseRecent,
   parseSaveCounters,
   ruleLines,
@@ -239,6 +240,8 @@ export interface CaseResult {
   counters: string[];
   /** /proc/net/xt_recent/DEFAULT summarised (addresses, ttl, stamp counts). */
   recent: string[];
+  /** `iptables -L -v -x -n` parsed: the counters as a user lists them. */
+  listed: string[];
 }
 
 /** ms between knocks: keeps a case's SYNs inside the syn-flood limit (1/s, burst 4) so only the knocking logic decides. */
@@ -316,7 +319,14 @@ export class KnockBench {
     const snap = await counters(this.topo, 4);
     const recentText = await this.topo.recentRead('DEFAULT');
     if (recentText.status !== 0) throw new Error(`${this.topo.kind}: reading xt_recent/DEFAULT failed: ${recentText.stderr}`);
-    return { outcomes, counters: counterLines(snap, { tables: ['filter'] }), recent: recentSummary(parseRecent(recentText.stdout)) };
+    const listing = await this.topo.iptables(4, ['-L', '-v', '-x', '-n']);
+    if (listing.status !== 0) throw new Error(`${this.topo.kind}: iptables -L -v -x -n failed: ${listing.stderr}`);
+    return {
+      outcomes,
+      counters: counterLines(snap, { tables: ['filter'] }),
+      recent: recentSummary(parseRecent(recentText.stdout)),
+      listed: parseListCounters(listing.stdout),
+    };
   }
 
   async destroy(): Promise<void> {
@@ -490,6 +500,7 @@ export function registerKnockTests(test: TestFn, placement: Placement, createXtr
       t.deepEqual(x.outcomes, k.outcomes, 'connection outcomes');
       t.deepEqual(x.counters, k.counters, 'filter table counters (policies and every rule)');
       t.deepEqual(x.recent, k.recent, 'xt_recent/DEFAULT entries');
+      t.deepEqual(x.listed, k.listed, 'iptables -L -v -x -n (counters, targets, matches as listed)');
     });
   }
 }
