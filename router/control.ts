@@ -277,7 +277,22 @@ export function formatStatus(s: StatusSnapshot): string {
   if (drops.length === 0) lines.push('drops: none');
   else {
     lines.push('drops:');
-    lines.push(...table(drops.sort((a, b) => b[1] - a[1]).map(([k, n]) => [`  ${k}`, String(n)])));
+    // Which interfaces each reason came from, so "no-route 12" points somewhere.
+    const where = (reason: string) =>
+      s.interfaces
+        .filter((i) => (i.drops?.[reason] ?? 0) > 0)
+        .map((i) => `${i.name} ${i.drops![reason]}`)
+        .join(', ');
+    lines.push(
+      ...table(
+        drops
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => {
+            const w = where(k);
+            return [`  ${k}`, String(n), w ? `(${w})` : ''];
+          }),
+      ),
+    );
   }
   if (s.routes && s.routes.length) {
     lines.push('', 'routes:');

@@ -21,7 +21,8 @@ function snapshot(): StatusSnapshot {
     pid: 4242,
     uptimeSeconds: 3725.5,
     interfaces: [
-      { name: 'eth0', kind: 'tun', device: 'c0@lab-c', mtu: 1500, addresses: ['198.51.100.1/24'], stats: { rxPackets: 7, rxBytes: 700, txPackets: 5, txBytes: 500, txDropped: 1 } },
+      { name: 'eth0', kind: 'tun', device: 'c0@lab-c', mtu: 1500, addresses: ['198.51.100.1/24'], stats: { rxPackets: 7, rxBytes: 700, txPackets: 5, txBytes: 500, txDropped: 1 }, drops: { 'ttl-exceeded': 2 } },
+      { name: 'eth1', kind: 'tun', device: 's0@lab-s', mtu: 1500, addresses: [], stats: { rxPackets: 1, rxBytes: 1, txPackets: 1, txBytes: 1, txDropped: 0 }, drops: { 'ttl-exceeded': 1, 'no-route': 0 } },
       { name: 'xtr0', kind: 'host', device: 'xtr0', mtu: 65535, addresses: [], stats: { rxPackets: 0, rxBytes: 0, txPackets: 2, txBytes: 168, txDropped: 0 } },
     ],
     drops: { 'ttl-exceeded': 3, 'no-route': 0 },
@@ -108,8 +109,8 @@ test('socket is root-only and status/ping answer', async (t) => {
     const human = await sendCommand(socket, { cmd: 'status', args: [], input: null });
     t.is(human.status, 0);
     t.regex(human.stdout, /up 1h02m05s/);
-    t.regex(human.stdout, /^eth0\s+tun\s+c0@lab-c\s+1500\s+7\s+700\s+5\s+500\s+1\s+0\s+198\.51\.100\.1\/24$/m);
-    t.regex(human.stdout, /ttl-exceeded\s+3/);
+    t.regex(human.stdout, /^eth0\s+tun\s+c0@lab-c\s+1500\s+7\s+700\s+5\s+500\s+1\s+2\s+198\.51\.100\.1\/24$/m);
+    t.regex(human.stdout, /^  ttl-exceeded\s+3\s+\(eth0 2, eth1 1\)$/m);
     t.notRegex(human.stdout, /no-route/);
     const json = await sendCommand(socket, { cmd: 'status', args: ['--json'], input: null });
     t.deepEqual(JSON.parse(json.stdout), snapshot());
