@@ -355,3 +355,69 @@ const RESTORES: readonly [string, string][] = [
     k.close();
   }
 });
+
+/** Seeded random command lines over the generic options (valid and not): status, first message line, output and save agree. */
+function randomLines(seed: number, count: number): string[] {
+  let state = seed;
+  const rnd = (n: number) => {
+    state = (Math.imul(state, 1103515245) + 12345) & 0x7fffffff;
+    return state % n;
+  };
+  const pick = <T,>(a: readonly T[]): T => a[rnd(a.length)];
+  const cmds = ['-A', '-A', '-A', '-I', '-D', '-R', '-C', '-N', '-X', '-F', '-Z', '-P', '-E', '-L', '-S'];
+  const chains = ['INPUT', 'FORWARD', 'OUTPUT', 'PREROUTING', 'POSTROUTING', 'c1', 'c2', 'nochain'];
+  const opts = () => {
+    const o: string[] = [];
+    for (let i = rnd(4); i > 0; i--) {
+      const inv = rnd(5) === 0 ? '! ' : '';
+      o.push(
+        pick([
+          `${inv}-s ${pick(['1.2.3.4', '10.0.0.0/8', '1.2.3.4,5.6.7.8', '300.1.1.1', '1.2.3.4/40', '0/0', '10.0.0.0/255.0.255.0'])}`,
+          `${inv}-d ${pick(['9.9.9.9', '10.1', '192.168.0.0/255.255.0.0'])}`,
+          `${inv}-p ${pick(['tcp', 'udp', 'icmp', 'all', '47', 'bogus', 'UDP'])}`,
+          `${inv}-i ${pick(['eth0', 'eth+', 'lo', '!'])}`,
+          `${inv}-o ${pick(['eth1', 'wlan+'])}`,
+          `${inv}-f`,
+          `--dport ${pick(['22', '1:1024', 'ssh', '99999', '5:3'])}`,
+          `-m ${pick(['state --state NEW', 'comment --comment x', 'limit --limit 3/min', 'nosuch', 'tcp --sport 7'])}`,
+          `-j ${pick(['ACCEPT', 'DROP', 'RETURN', 'c1', 'c2', 'NOPE', 'QUEUE'])}`,
+          `-g ${pick(['c1', 'c2', 'INPUT'])}`,
+          pick(['-v', '-n', '-x', '--line-numbers', '-c 1 2', '-w']),
+        ]),
+      );
+    }
+    return o.join(' ');
+  };
+  const out: string[] = [];
+  for (let k = 0; k < count; k++) {
+    const c = pick(cmds);
+    let line = `iptables ${pick(['', '', '', '-t nat', '-t mangle', '-t raw'])} ${c}`;
+    if (rnd(6) !== 0) line += ` ${pick(chains)}`;
+    if ((c === '-I' || c === '-R' || c === '-D' || c === '-L' || c === '-S') && rnd(2) === 0) line += ` ${pick(['1', '2', '5'])}`;
+    if (c === '-P') line += ` ${pick(['ACCEPT', 'DROP', 'RETURN'])}`;
+    if (c === '-E') line += ` ${pick(['c1', 'c2', 'c3'])}`;
+    if (c === '-L') line += ` ${pick(['', '-n', '-n -v', '-n -v -x --line-numbers', '-Z -n'])}`;
+    if (['-A', '-I', '-D', '-R', '-C'].includes(c)) line += ` ${opts()}`;
+    out.push(line.replace(/\s+/g, ' ').trim());
+  }
+  return out;
+}
+
+for (const seed of [11, 12]) {
+  (unavailable ? test.skip : test.serial)(`kernel vs xtr: 200 random command lines, seed ${seed}${unavailable ? ` (skipped: ${unavailable})` : ''}`, async (t) => {
+    const e = await testEngine();
+    const k = new Kernel();
+    try {
+      for (const line of randomLines(seed, 200)) {
+        const kr = k.run(splitLine(line, 0));
+        const xr = await e.run(line);
+        t.is(xr.status, kr.status, `status of: ${line}\nkernel: ${kr.stderr}\nxtr: ${xr.stderr}`);
+        t.is(firstLine(xr.stderr), firstLine(kr.stderr), `message of: ${line}`);
+        t.is(norm(xr.stdout), norm(kr.stdout), `output of: ${line}`);
+      }
+      t.is(norm((await e.run('iptables-save -c')).stdout), norm(k.run(['iptables-save', '-c']).stdout));
+    } finally {
+      k.close();
+    }
+  });
+}

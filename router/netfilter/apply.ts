@@ -60,6 +60,8 @@ export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, r
       return;
     }
     case 'D': {
+      // libiptc reports a missing chain for delete-by-spec as a missing rule (iptc_strerror's table).
+      if (cmd.ruleNum === null && (cmd.chain === null || !table.chains.has(cmd.chain))) throw kernelError(KERNEL.BAD_RULE);
       const chain = chainOf(table, cmd.chain);
       if (cmd.ruleNum !== null) {
         if (cmd.ruleNum > chain.rules.length) throw kernelError(KERNEL.IDX_DELETE);

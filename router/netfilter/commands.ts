@@ -106,10 +106,14 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
       return listRulesText(table(), chain, cmd.ruleNum, cmd.verbose);
     }
     case 'C': {
-      const chain = chainOrAll();
-      if (!chain) throw kernelError(KERNEL.ENOENT);
-      for (const r of cmd.rules) if (findRule(chain, r) < 0) throw kernelError(KERNEL.BAD_RULE);
-      return '';
+      // As for -D by spec, a missing chain reads as a missing rule.
+      const missing = cmd.chain === null || !table().chains.has(cmd.chain) || cmd.rules.some((r) => findRule(table().chains.get(cmd.chain!)!, r) < 0);
+      if (missing) {
+        const err = kernelError(KERNEL.BAD_RULE);
+        if (echo !== '') (err as { echo?: string }).echo = echo;
+        throw err;
+      }
+      return echo;
     }
     default: {
       if (cmd.verbose && kind === 'F') echo += chainNames(() => table().ordered().map((c) => c.name)).map((n) => `Flushing chain \`${n}'\n`).join('');

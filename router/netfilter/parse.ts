@@ -351,10 +351,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
           if (ext) {
             targetExt = { ext, options: [], implicit: false };
             loaded.push(targetExt);
-          } else if (env.chainExists(table ?? defaultTable, name)) {
-            target = { kind: 'jump', chain: name, goto: false };
           } else {
-            throw new NfError(`Couldn't load target \`${name}':No such file or directory\n`);
+            // A chain, or nothing: iptables decides (and complains) only after the whole line is parsed.
+            target = { kind: 'jump', chain: name, goto: false };
           }
         }
         break;
@@ -506,8 +505,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   if (commands.length === 0) throw new NfError('no command specified');
 
   // Options that make no sense with the command(s) given.
-  for (const col of given) {
-    if (col < 0) continue;
+  // Checked in the column order of iptables' table, so the first illegal option named is the same.
+  for (let col = 0; col < LEGAL_NAMES.length; col++) {
+    if (!given.has(col)) continue;
     const legalSomewhere = commands.some((c) => LEGALITY[c][col] !== 'x');
     if (!legalSomewhere) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
   }
@@ -520,7 +520,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   const needsRule = 'ACDRI'.includes(cmd) && !(cmd === 'D' && ruleNum !== null);
   if (cmd === 'D' && ruleNum !== null) {
     // iptables' table has a column per option for "-D num": everything but -v is illegal.
-    for (const col of given) if (col !== 5) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
+    for (let col = 0; col < LEGAL_NAMES.length; col++) {
+      if (given.has(col) && col !== 5) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
+    }
   }
 
   const tableName = table ?? defaultTable;
@@ -529,6 +531,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     if (chain !== null) {
       if ((chain === 'PREROUTING' || chain === 'INPUT') && outIf !== '') throw new NfError(`Can't use -o with ${chain}\n`);
       if ((chain === 'POSTROUTING' || chain === 'OUTPUT') && inIf !== '') throw new NfError(`Can't use -i with ${chain}\n`);
+    }
+    if (target.kind === 'jump' && target.goto && !env.chainExists(tableName, target.chain)) {
+      throw new NfError(`goto '${target.chain}' is not a chain`);
     }
     const info: RuleInfo = { family, table: tableName, chain: chain ?? '', proto, protoInverted: protoInv };
     const matches: MatchSpec[] = [];
@@ -546,6 +551,10 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     const dsts: (AddrMask | null)[] = dstText !== null ? parseAddressList(dstText, family) : [null];
     if ((srcs.length > 1 || dsts.length > 1) && (srcInv || dstInv)) {
       throw new NfError('! not allowed with multiple source or destination IP addresses');
+    }
+    const jumpTarget = target;
+    if (jumpTarget.kind === 'jump' && !jumpTarget.goto && !env.chainExists(tableName, jumpTarget.chain)) {
+      throw new NfError(`Couldn't load target \`${jumpTarget.chain}':No such file or directory\n`);
     }
     for (const s of srcs) {
       for (const d of dsts) {
