@@ -132,6 +132,16 @@ function getSet(map: Map<string, RangeSetBuilder>, key: string): RangeSetBuilder
   return set;
 }
 
+/** walkMmdb with errors (unreadable, not an MMDB, corrupt tree) as BuildErrors naming the file. */
+function walkMmdbInput(path: string, visitor: Parameters<typeof walkMmdb>[1]): void {
+  try {
+    walkMmdb(path, visitor);
+  } catch (e) {
+    if (e instanceof BuildError) throw e;
+    throw new BuildError(`${path}: cannot read as a MaxMind DB (.mmdb) file: ${(e as Error).message}`);
+  }
+}
+
 /** Maps an MMDB country record (ip-location-db or MaxMind layout) to a code. */
 export function countryOfMmdbRecord(r: MmdbRecord): string | null {
   const traits = r['traits'] as Record<string, unknown> | undefined;
@@ -199,7 +209,7 @@ export function buildCountryDb(
   for (const path of mmdbPaths) {
     let rows = 0;
     const where = (s: string): string => `${path}: network ${s}`;
-    walkMmdb(path, {
+    walkMmdbInput(path, {
       v4(start, end, record) {
         rows++;
         const code = countryOfMmdbRecord(record);
@@ -409,7 +419,7 @@ export function buildAsnDb(csvInputs: readonly CsvInput[], mmdbPaths: readonly s
   }
   for (const path of mmdbPaths) {
     let rows = 0;
-    walkMmdb(path, {
+    walkMmdbInput(path, {
       v4(start, end, record) {
         const asn = asnOfMmdbRecord(record);
         if (asn === null) return;

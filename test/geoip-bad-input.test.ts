@@ -37,6 +37,7 @@ const CASES: Case[] = [
   { name: 'unterminated quote', tool: 'xt_geoip_build', files: { 'in.csv': GOOD + '1.0.8.0,1.0.8.255,"AU\n' }, error: /in\.csv:4: unterminated quoted field/ },
   { name: 'empty file', tool: 'xt_geoip_build', files: { 'in.csv': '' }, error: /in\.csv: empty input \(no rows\)/ },
   { name: 'missing input file', tool: 'xt_geoip_build', files: {}, error: /Cannot open .*in\.csv: No such file or directory/ },
+  { name: 'not an .mmdb file', tool: 'xt_geoip_build', files: { 'in.mmdb': 'this is not a database\n' }, error: /in\.mmdb: cannot read as a MaxMind DB \(\.mmdb\) file/ },
   { name: 'ASN: not a number', tool: 'xt_asn_build', files: { 'in.csv': '1.0.0.0,1.0.0.255,AS13335x,"Cloudflare, Inc."\n' }, error: /in\.csv:1: invalid AS number "AS13335x"/ },
   { name: 'ASN: header line', tool: 'xt_asn_build', files: { 'in.csv': 'start,end,asn,name\n1.0.0.0,1.0.0.255,13335,x\n' }, error: /in\.csv:1: this looks like a header line .*expected rows start_ip,end_ip,asn,organization/ },
   { name: 'ASN GeoLite2: wrong header', tool: 'xt_asn_build', files: { 'GeoLite2-ASN-Blocks-IPv4.csv': 'net,asn,org\n1.0.0.0/24,1,x\n', 'GeoLite2-ASN-Blocks-IPv6.csv': 'network,autonomous_system_number,autonomous_system_organization\n' }, error: /GeoLite2-ASN-Blocks-IPv4\.csv:1: header has no "network", "autonomous_system_number", "autonomous_system_organization" column; expected a GeoLite2-ASN-Blocks-IPv4\.csv header/ },
@@ -63,7 +64,8 @@ for (const c of CASES) {
     const src = join(dir, 'src');
     mkdirSync(src);
     for (const [name, text] of Object.entries(c.files)) writeFileSync(join(src, name), text);
-    const args = c.tool === 'xt_geoip_build_maxmind' || !('in.csv' in c.files) && c.tool === 'xt_asn_build' ? ['-S', src] : ['-i', join(src, 'in.csv')];
+    const input = Object.keys(c.files).find((f) => f.startsWith('in.')) ?? 'in.csv';
+    const args = c.tool === 'xt_geoip_build_maxmind' || (!('in.csv' in c.files) && c.tool === 'xt_asn_build') ? ['-S', src] : ['-i', join(src, input)];
     const r = runXtr(c.tool, ['-D', db, ...args]);
     t.not(r.status, 0, 'exits non-zero');
     t.regex(r.stderr, c.error);
