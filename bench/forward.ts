@@ -133,7 +133,7 @@ async function main(): Promise<void> {
 
     const load = (await exec(['cat', '/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
     console.log(
-      `forwarding benchmark: ${args.rounds} rounds x ${args.duration} s per path and size (median shown), udpgen sendmmsg/recvmmsg, ${(await exec(['nproc'])).stdout.trim()} CPUs, load ${load}`,
+      `forwarding benchmark: ${args.rounds} rounds x ${args.duration} s per path and size (median shown), udpgen sendmmsg/recvmmsg, ${(await exec(['nproc'])).stdout.trim()} CPUs, load ${load}, namespaces ${prefix}*`,
     );
     console.log('');
     console.log('path                 payload   offered pps   delivered pps   delivered/offered   rounds (delivered pps)');
