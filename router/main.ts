@@ -1,5 +1,5 @@
 /**
- * The router process: `node dist/router/main.js [--config FILE] [--lab-prefix P] [--socket PATH]`.
+ * The router process: `node dist/router/main.js [--config FILE] [--lab-prefix P] [--lab-mode M] [--socket PATH]`.
  *
  * Start-up order, each step undone in reverse on failure or shutdown:
  *   1. load and validate the config (embedded lab config when no --config);
@@ -222,9 +222,10 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
 // ---------------------------------------------------------------------------
 // Command-line entry point.
 
-const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] [--socket PATH] [--log-level L]
+const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] [--lab-mode tun|tap] [--socket PATH] [--log-level L]
   --config FILE      JSON or YAML configuration (default: the embedded lab configuration)
   --lab-prefix P     namespace prefix of the embedded lab configuration (default xtr-)
+  --lab-mode M       tun (default) or tap: the embedded lab's interface mode
   --socket PATH      control socket (default: config control.socket, /run/xtr/xtr.sock)
   --log-level L      overrides the config's logLevel
 `;
@@ -232,6 +233,7 @@ const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] 
 export interface MainArgs {
   config?: string;
   labPrefix?: string;
+  labMode?: string;
   socket?: string;
   logLevel?: string;
 }
@@ -242,6 +244,7 @@ export function parseMainArgs(argv: readonly string[]): MainArgs {
     '--config': 'config',
     '-c': 'config',
     '--lab-prefix': 'labPrefix',
+    '--lab-mode': 'labMode',
     '--socket': 'socket',
     '--log-level': 'logLevel',
   };
@@ -261,7 +264,12 @@ export function parseMainArgs(argv: readonly string[]): MainArgs {
     }
     out[key] = value;
   }
-  if (out.config && out.labPrefix) throw new UsageError('--lab-prefix applies to the embedded configuration only; not with --config');
+  if (out.config && (out.labPrefix || out.labMode)) {
+    throw new UsageError(`${out.labPrefix ? '--lab-prefix' : '--lab-mode'} applies to the embedded configuration only; not with --config`);
+  }
+  if (out.labMode !== undefined && out.labMode !== 'tun' && out.labMode !== 'tap') {
+    throw new UsageError(`--lab-mode ${JSON.stringify(out.labMode)}: must be tun or tap`);
+  }
   return out;
 }
 
@@ -282,7 +290,7 @@ async function cliEntry(): Promise<void> {
   }
   let config: XtrConfig;
   try {
-    config = args.config ? loadConfig(args.config) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-' });
+    config = args.config ? loadConfig(args.config) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-', mode: (args.labMode as 'tun' | 'tap' | undefined) ?? 'tun' });
   } catch (e) {
     const what = e instanceof ConfigError ? 'configuration error' : 'cannot load configuration';
     process.stderr.write(`xtr: ${what}: ${(e as Error).message}\n`);

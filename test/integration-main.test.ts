@@ -22,6 +22,7 @@ test('argument and configuration errors are clear and exit non-zero', async (t) 
     { args: ['--bogus'], code: 2, msg: /unknown argument "--bogus"/ },
     { args: ['--config'], code: 2, msg: /--config needs a value/ },
     { args: ['--config', 'x.yaml', '--lab-prefix', 'p-'], code: 2, msg: /--lab-prefix applies to the embedded configuration only/ },
+    { args: ['--lab-mode', 'bridge'], code: 2, msg: /--lab-mode "bridge": must be tun or tap/ },
     { args: ['--config', join(dir, 'missing.yaml')], code: 1, msg: /cannot read config file .*missing\.yaml/ },
     {
       args: ['--config', join(dir, 'bad.yaml')],
@@ -87,18 +88,18 @@ test('SIGHUP keeps the router running; SIGTERM removes its devices and socket', 
 test('scripts/lab up, up again, status, down, down again', async (t) => {
   const p = uniquePrefix();
   const env = { XTR_LAB_NO_SETUP: '1', XTR_SOCKET: `/run/xtr/${p}lab.sock` };
-  const lab = (action: string) =>
-    exec(['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'bash', join(REPO_ROOT, 'scripts', 'lab'), action, '--prefix', p], {
+  const lab = (action: string, ...extra: string[]) =>
+    exec(['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'bash', join(REPO_ROOT, 'scripts', 'lab'), action, '--prefix', p, ...extra], {
       timeoutMs: 60_000,
     });
   t.teardown(async () => {
     await lab('down');
   });
-  const up = await lab('up');
+  const up = await lab('up', '--mode', 'tap');
   t.is(up.code, 0, up.stderr + up.stdout);
   t.regex(up.stdout, /lab: up/);
   t.regex(up.stdout, new RegExp(`log: +/var/log/xtr/${p}lab\\.log`));
-  t.regex(up.stdout, /^eth0\s+tun\s+c0@/m);
+  t.regex(up.stdout, /^eth0\s+tap\s+c0@/m);
   for (const s of ['c', 'r', 's', 'm']) t.true(nsExists(`${p}${s}`));
   const again = await lab('up');
   t.is(again.code, 0);
