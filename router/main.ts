@@ -226,6 +226,7 @@ const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] 
   --config FILE      JSON or YAML configuration (default: the embedded lab configuration)
   --lab-prefix P     namespace prefix of the embedded lab configuration (default xtr-)
   --lab-mode M       tun (default) or tap: the embedded lab's interface mode
+  --state-dir DIR    overrides the config's stateDir (saved rule sets, extension state)
   --socket PATH      control socket (default: config control.socket, /run/xtr/xtr.sock)
   --log-level L      overrides the config's logLevel
 `;
@@ -234,6 +235,7 @@ export interface MainArgs {
   config?: string;
   labPrefix?: string;
   labMode?: string;
+  stateDir?: string;
   socket?: string;
   logLevel?: string;
 }
@@ -245,6 +247,7 @@ export function parseMainArgs(argv: readonly string[]): MainArgs {
     '-c': 'config',
     '--lab-prefix': 'labPrefix',
     '--lab-mode': 'labMode',
+    '--state-dir': 'stateDir',
     '--socket': 'socket',
     '--log-level': 'logLevel',
   };
@@ -291,6 +294,7 @@ async function cliEntry(): Promise<void> {
   let config: XtrConfig;
   try {
     config = args.config ? loadConfig(args.config) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-', mode: (args.labMode as 'tun' | 'tap' | undefined) ?? 'tun' });
+    if (args.stateDir) config = { ...config, stateDir: args.stateDir };
   } catch (e) {
     const what = e instanceof ConfigError ? 'configuration error' : 'cannot load configuration';
     process.stderr.write(`xtr: ${what}: ${(e as Error).message}\n`);

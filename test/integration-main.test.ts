@@ -49,7 +49,7 @@ test('a start that fails half-way undoes devices and the namespaces it created',
   });
   // The peers' namespaces do not exist (xtr creates them); the host interface
   // name is taken by loopback, so opening it fails after the links were placed.
-  const doc = defaultConfigDocument({ prefix: p, socket: `/run/xtr/${p}fail.sock`, hostInterface: 'lo' });
+  const doc = defaultConfigDocument({ prefix: p, socket: `/run/xtr/${p}fail.sock`, hostInterface: 'lo', stateDir: join(dir, `${p}fail-state`) });
   const cfg = join(dir, `${p}fail.json`);
   writeFileSync(cfg, JSON.stringify(doc));
   const r = await exec(['ip', 'netns', 'exec', routerNs, process.execPath, routerMain(), '--config', cfg], { timeoutMs: 30_000 });
@@ -87,7 +87,8 @@ test('SIGHUP keeps the router running; SIGTERM removes its devices and socket', 
 
 test('scripts/lab up, up again, status, down, down again', async (t) => {
   const p = uniquePrefix();
-  const env = { XTR_LAB_NO_SETUP: '1', XTR_SOCKET: `/run/xtr/${p}lab.sock` };
+  const stateDir = join(dir, `${p}state`);
+  const env = { XTR_LAB_NO_SETUP: '1', XTR_SOCKET: `/run/xtr/${p}lab.sock`, XTR_LAB_STATE_DIR: stateDir };
   const lab = (action: string, ...extra: string[]) =>
     exec(['env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'bash', join(REPO_ROOT, 'scripts', 'lab'), action, '--prefix', p, ...extra], {
       timeoutMs: 60_000,
@@ -100,6 +101,7 @@ test('scripts/lab up, up again, status, down, down again', async (t) => {
   t.regex(up.stdout, /lab: up/);
   t.regex(up.stdout, new RegExp(`log: +/var/log/xtr/${p}lab\\.log`));
   t.regex(up.stdout, /^eth0\s+tap\s+c0@/m);
+  t.regex(up.stdout, new RegExp(`state ${stateDir.replaceAll('/', '\\/')}`));
   for (const s of ['c', 'r', 's', 'm']) t.true(nsExists(`${p}${s}`));
   const again = await lab('up');
   t.is(again.code, 0);

@@ -264,7 +264,10 @@ export interface RouterProcess {
 export interface StartRouterOptions {
   /** Namespace the router runs in (null: the current one). */
   netns: string | null;
-  /** The config document (written as JSON); its control.socket is replaced by `socket`. */
+  /**
+   * The config document (written as JSON); its control.socket is replaced by
+   * `socket`, and a stateDir under /var/lib/xtr (the real router's) by a temp dir.
+   */
   config: Record<string, unknown>;
   socket: string;
   /** Where the log goes; default a temp file. */
@@ -279,7 +282,9 @@ export interface StartRouterOptions {
 export async function startRouter(opts: StartRouterOptions): Promise<RouterProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'xtr-test-'));
   const configPath = join(dir, 'config.json');
-  writeFileSync(configPath, JSON.stringify({ ...opts.config, control: { socket: opts.socket } }, null, 2));
+  // A test router never shares saved state with a real one: stateDir defaults to the temp dir.
+  const stateDir = typeof opts.config.stateDir === 'string' && !opts.config.stateDir.startsWith('/var/lib/xtr') ? opts.config.stateDir : join(dir, 'state');
+  writeFileSync(configPath, JSON.stringify({ ...opts.config, stateDir, control: { socket: opts.socket } }, null, 2));
   const logFile = opts.logFile ?? join(dir, 'router.log');
   const proc = background([process.execPath, ...(opts.nodeArgs ?? []), routerMain(), '--config', configPath], {
     netns: opts.netns ?? undefined,
