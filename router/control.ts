@@ -227,6 +227,8 @@ export interface StatusSnapshot {
   interfaces: InterfaceStatus[];
   /** Packets the router dropped, by reason (router-core's counters). */
   drops: Record<string, number>;
+  /** TAP interfaces' neighbour caches (shown by the human form when present). */
+  neighbors?: Record<string, { address: string; mac: string | null; state: string; queued: number }[]>;
   /** The router's table (shown by the human form when present). */
   routes?: { to: string; via: string | null; dev: string; kind: string }[];
   /** Anything else the router reports, passed through to --json. */
@@ -294,6 +296,10 @@ export function formatStatus(s: StatusSnapshot): string {
       ),
     );
   }
+  const neigh = Object.entries(s.neighbors ?? {}).flatMap(([ifname, list]) =>
+    list.map((n) => [`  ${n.address}`, `dev ${ifname}`, n.mac ? `lladdr ${n.mac}` : '', n.state, n.queued ? `${n.queued} queued` : '']),
+  );
+  if (neigh.length) lines.push('', 'neighbours:', ...table(neigh));
   if (s.routes && s.routes.length) {
     lines.push('', 'routes:');
     lines.push(...table(s.routes.map((r) => [`  ${r.to}`, r.via ? `via ${r.via}` : '', `dev ${r.dev}`, r.kind])));

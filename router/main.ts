@@ -178,7 +178,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         interfaces,
         drops: rs.drops,
         routes: rs.routes,
-        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited, neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors])) },
+        neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors!])),
+        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited },
       };
     };
 

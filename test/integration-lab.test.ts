@@ -133,6 +133,12 @@ for (const mode of modes) {
     const cli = await l.router.cli(['status']);
     t.is(cli.code, 0, cli.stderr);
     t.regex(cli.stdout, new RegExp(`^eth0\\s+${mode}\\s+c0@${l.prefix}c\\s+1500\\s`, 'm'));
+    if (mode === 'tap') {
+      // xtr resolved the client's MAC itself: its neighbour cache says so.
+      t.regex(cli.stdout, /^neighbours:$/m);
+      t.regex(cli.stdout, /^ {2}198\.51\.100\.2\s+dev eth0\s+lladdr ([0-9a-f]{2}:){5}[0-9a-f]{2}\s+\S+/m, cli.stdout);
+      t.truthy(after.neighbors?.eth1?.some((n: { address: string }) => n.address === '203.0.113.2'));
+    }
   });
 }
 
