@@ -26,6 +26,35 @@ function chainOf(table: Table, name: string | null): Chain {
   return c;
 }
 
+/**
+ * libiptc maps a rule's jump target before it looks for the rule's chain: a jump or goto to a
+ * built-in chain is "Invalid argument" whatever else is wrong.
+ */
+export function checkJumps(table: Table, cmd: ParsedCommand): void {
+  for (const r of cmd.rules) {
+    const t = r.spec.target;
+    if (t.kind === 'jump' && table.chains.get(t.chain)?.builtin) {
+      throw kernelError(KERNEL.EINVAL, `x_tables: jump to built-in chain ${t.chain} is not allowed`);
+    }
+  }
+}
+
+/**
+ * The chain a -D/-C rule spec is looked for in. libiptc reports a missing chain there as a
+ * missing rule ("Bad rule"), and then maps the jump target (a built-in chain: EINVAL).
+ */
+export function chainForMatching(table: Table, cmd: ParsedCommand): Chain {
+  const chain = cmd.chain === null ? undefined : table.chains.get(cmd.chain);
+  if (!chain) throw kernelError(KERNEL.BAD_RULE);
+  checkJumps(table, cmd);
+  return chain;
+}
+
+/** No such rule: libiptc's last call differs for a rule jumping to a user chain, and so does the message. */
+export function ruleNotFound(rule: Rule): NfError {
+  return kernelError(rule.spec.target.kind === 'jump' ? KERNEL.ENOENT : KERNEL.BAD_RULE);
+}
+
 /** Index of the first rule whose save text equals `rule`'s, or -1 (libiptc compares the whole entry). */
 export function findRule(chain: Chain, rule: Rule): number {
   return chain.rules.findIndex((r) => r.text === rule.text);
@@ -37,9 +66,11 @@ export function findRule(chain: Chain, rule: Rule): number {
  */
 export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, registry: ExtensionRegistry): void {
   const kind = cmd.commands[0];
+  // The order of the checks is libiptc's: the chain, then an index, then the jump target.
   switch (kind) {
     case 'A': {
       const chain = chainOf(table, cmd.chain);
+      checkJumps(table, cmd);
       chain.rules.push(...cmd.rules);
       return;
     }
@@ -47,6 +78,7 @@ export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, r
       const chain = chainOf(table, cmd.chain);
       const n = cmd.ruleNum ?? 1;
       if (n > chain.rules.length + 1) throw kernelError(KERNEL.IDX_INSERT);
+      checkJumps(table, cmd);
       // libiptc inserts each expanded rule at the same position, so they end up reversed, as in iptables.
       for (const r of cmd.rules) chain.rules.splice(n - 1, 0, r);
       return;
@@ -56,21 +88,21 @@ export function applyCommand(table: Table, cmd: ParsedCommand, family: Family, r
       const chain = chainOf(table, cmd.chain);
       const n = cmd.ruleNum!;
       if (n > chain.rules.length) throw kernelError(KERNEL.IDX_REPLACE);
+      checkJumps(table, cmd);
       chain.rules[n - 1] = cmd.rules[0];
       return;
     }
     case 'D': {
-      // libiptc reports a missing chain for delete-by-spec as a missing rule (iptc_strerror's table).
-      if (cmd.ruleNum === null && (cmd.chain === null || !table.chains.has(cmd.chain))) throw kernelError(KERNEL.BAD_RULE);
-      const chain = chainOf(table, cmd.chain);
       if (cmd.ruleNum !== null) {
+        const chain = chainOf(table, cmd.chain);
         if (cmd.ruleNum > chain.rules.length) throw kernelError(KERNEL.IDX_DELETE);
         chain.rules.splice(cmd.ruleNum - 1, 1);
         return;
       }
+      const chain = chainForMatching(table, cmd);
       for (const r of cmd.rules) {
         const at = findRule(chain, r);
-        if (at < 0) throw kernelError(KERNEL.BAD_RULE);
+        if (at < 0) throw ruleNotFound(r);
         chain.rules.splice(at, 1);
       }
       return;

@@ -7,7 +7,7 @@
 import type { Family } from '../packet.js';
 import type { CommandResult, CommandTable } from '../commands.js';
 import { XtError } from '../../modules/types.js';
-import { applyCommand, findRule } from './apply.js';
+import { applyCommand, chainForMatching, findRule, ruleNotFound } from './apply.js';
 import { KERNEL, kernelError, formatError, NfError, toNfError } from './errors.js';
 import type { Netfilter } from './engine.js';
 import { ctime, echoRule, listRulesText, listText, saveTableText } from './format.js';
@@ -106,12 +106,12 @@ function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
       return listRulesText(table(), chain, cmd.ruleNum, cmd.verbose);
     }
     case 'C': {
-      // As for -D by spec, a missing chain reads as a missing rule.
-      const missing = cmd.chain === null || !table().chains.has(cmd.chain) || cmd.rules.some((r) => findRule(table().chains.get(cmd.chain!)!, r) < 0);
-      if (missing) {
-        const err = kernelError(KERNEL.BAD_RULE);
-        if (echo !== '') (err as { echo?: string }).echo = echo;
-        throw err;
+      try {
+        const chain = chainForMatching(table(), cmd);
+        for (const r of cmd.rules) if (findRule(chain, r) < 0) throw ruleNotFound(r);
+      } catch (e) {
+        if (echo !== '') (e as { echo?: string }).echo = echo;
+        throw e;
       }
       return echo;
     }

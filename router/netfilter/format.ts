@@ -165,7 +165,8 @@ export function echoRule(spec: RuleSpec): string {
   out += `${spec.dstInv ? '!' : ' '}-> ${addr(spec.dst)} `;
   out += ' ';
   if (t.kind === 'jump' && t.goto) out += '[goto] ';
-  for (const m of spec.matches) out += m.ext.print ? m.ext.print(m.params, false) : ` ${m.ext.name}${m.ext.save(m.params)}`;
-  if (t.kind === 'ext') out += t.ext.print ? t.ext.print(t.params, false) : t.ext.save(t.params);
+  // The echo is printed with FMT_NUMERIC: ports and names as numbers.
+  for (const m of spec.matches) out += m.ext.print ? m.ext.print(m.params, true) : ` ${m.ext.name}${m.ext.save(m.params)}`;
+  if (t.kind === 'ext') out += t.ext.print ? t.ext.print(t.params, true) : t.ext.save(t.params);
   return `${out}\n`;
 }

@@ -317,6 +317,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         protoWord = v;
         proto = parseProtocol(v!);
         protoInv = invert;
+        if (proto === 0 && protoInv) throw new NfError('rule would never match protocol');
         break;
       case 'i':
         once(o.legal, invert, 'i');
@@ -363,25 +364,27 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         loadMatch(v!, false);
         break;
       case 'v':
-        once(o.legal, false, 'v');
+        // -v may be repeated (iptables then also dumps libiptc's view; xtr does not).
+        noInvert('v');
+        given.add(o.legal);
         verbose = true;
         break;
       case 'n':
         noInvert('n');
-        given.add(o.legal);
+        once(o.legal, false, 'n');
         numeric = true;
         break;
       case 'x':
         noInvert('x');
-        given.add(o.legal);
+        once(o.legal, false, 'x');
         exact = true;
         break;
       case 'line-numbers':
-        given.add(o.legal);
+        once(o.legal, false, '0');
         lineNumbers = true;
         break;
       case 'c': {
-        given.add(o.legal);
+        once(o.legal, false, 'c');
         if (!isNumberWord(next())) throw new NfError('-c requires packet and byte counter');
         const b = argv[i++];
         if (!/^[0-9]+$/.test(v!)) throw new NfError('-c packet counter not numeric');
@@ -504,26 +507,27 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   }
   if (commands.length === 0) throw new NfError('no command specified');
 
-  // Options that make no sense with the command(s) given.
+  // iptables parses -s/-d before it looks at which options the command allows.
+  const srcs: (AddrMask | null)[] = srcText !== null ? parseAddressList(srcText, family) : [null];
+  const dsts: (AddrMask | null)[] = dstText !== null ? parseAddressList(dstText, family) : [null];
+  if ((srcs.length > 1 || dsts.length > 1) && (srcInv || dstInv)) {
+    throw new NfError('! not allowed with multiple source or destination IP addresses');
+  }
+  const firstCommand = commands[0];
+  if ((table ?? defaultTable) === 'nat' && ((firstCommand === 'P' && arg2 === 'DROP') || ('ACDRI'.includes(firstCommand) && target.kind === 'verdict' && target.verdict === 'DROP'))) {
+    throw new NfError('\nThe "nat" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n');
+  }
+
+  // Options that make no sense with the command(s) given ("-D num" has its own row: only -v).
   // Checked in the column order of iptables' table, so the first illegal option named is the same.
+  const rows = commands.map((c) => (c === 'D' && ruleNum !== null ? 'xxxxx xxxxxx' : LEGALITY[c]));
   for (let col = 0; col < LEGAL_NAMES.length; col++) {
     if (!given.has(col)) continue;
-    const legalSomewhere = commands.some((c) => LEGALITY[c][col] !== 'x');
-    if (!legalSomewhere) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
+    if (!rows.some((row) => row[col] !== 'x')) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
   }
 
   const cmd = commands[0];
-  const tableForCheck = table ?? defaultTable;
-  if (tableForCheck === 'nat' && ((cmd === 'P' && arg2 === 'DROP') || ('ACDRI'.includes(cmd) && target.kind === 'verdict' && target.verdict === 'DROP'))) {
-    throw new NfError('\nThe "nat" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n');
-  }
   const needsRule = 'ACDRI'.includes(cmd) && !(cmd === 'D' && ruleNum !== null);
-  if (cmd === 'D' && ruleNum !== null) {
-    // iptables' table has a column per option for "-D num": everything but -v is illegal.
-    for (let col = 0; col < LEGAL_NAMES.length; col++) {
-      if (given.has(col) && col !== 5) throw new NfError(`Illegal option \`${LEGAL_NAMES[col]}' with this command`);
-    }
-  }
 
   const tableName = table ?? defaultTable;
   const rules: Rule[] = [];
@@ -546,11 +550,6 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
       const ext = targetExt.ext as TargetExtension;
       const params = parseExt(ext, targetExt.options, info);
       target = { kind: 'ext', ext, params, options: targetExt.options };
-    }
-    const srcs: (AddrMask | null)[] = srcText !== null ? parseAddressList(srcText, family) : [null];
-    const dsts: (AddrMask | null)[] = dstText !== null ? parseAddressList(dstText, family) : [null];
-    if ((srcs.length > 1 || dsts.length > 1) && (srcInv || dstInv)) {
-      throw new NfError('! not allowed with multiple source or destination IP addresses');
     }
     const jumpTarget = target;
     if (jumpTarget.kind === 'jump' && !jumpTarget.goto && !env.chainExists(tableName, jumpTarget.chain)) {
