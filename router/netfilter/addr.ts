@@ -149,6 +149,8 @@ function parseOne(text: string, family: Family): AddrMask {
     if (dotted === null) throw new NfError(`invalid mask \`${maskText}' specified`);
     mask = typeof dotted === 'number' ? Uint32Array.of(dotted) : dotted;
   }
+  // Under a zero mask iptables does not look at the host part at all ("-s garbage/0" is "any").
+  if (mask.every((w) => w === 0)) return { family, addr: new Uint32Array(mask.length), mask };
   let addr: Uint32Array | null;
   if (family === 4) {
     const a = parseDotted(host);

@@ -360,7 +360,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         break;
       }
       case 'm':
-        noInvert('m');
+        if (invert) throw new NfError('unexpected ! flag before --match');
         loadMatch(v!, false);
         break;
       case 'v':
@@ -380,10 +380,12 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         exact = true;
         break;
       case 'line-numbers':
+        noInvert('0');
         once(o.legal, false, '0');
         lineNumbers = true;
         break;
       case 'c': {
+        noInvert('c');
         once(o.legal, false, 'c');
         if (!isNumberWord(next())) throw new NfError('-c requires packet and byte counter');
         const b = argv[i++];
