@@ -421,3 +421,35 @@ for (const seed of [11, 12]) {
     }
   });
 }
+
+/** The same generator for ip6tables: IPv6 addresses in place of the IPv4 ones, no -f. */
+function randomLines6(seed: number, count: number): string[] {
+  return randomLines(seed, count).map((l) =>
+    l
+      .replace(/^iptables/, 'ip6tables')
+      .replace(/1\.2\.3\.4/g, '2001:db8::4')
+      .replace(/5\.6\.7\.8/g, '::8')
+      .replace(/10\.0\.0\.0\/8/g, 'fe80::/10')
+      .replace(/9\.9\.9\.9/g, '::9')
+      .replace(/ -f/g, ''),
+  );
+}
+
+for (const seed of [51, 53]) {
+  (unavailable ? test.skip : test.serial)(`kernel vs xtr: 200 random ip6tables command lines, seed ${seed}${unavailable ? ` (skipped: ${unavailable})` : ''}`, async (t) => {
+    const e = await testEngine();
+    const k = new Kernel();
+    try {
+      for (const line of randomLines6(seed, 200)) {
+        const kr = k.run(splitLine(line, 0));
+        const xr = await e.run(line);
+        t.is(xr.status, kr.status, `status of: ${line}\nkernel: ${kr.stderr}\nxtr: ${xr.stderr}`);
+        t.is(firstLine(xr.stderr), firstLine(kr.stderr), `message of: ${line}`);
+        t.is(norm(xr.stdout), norm(kr.stdout), `output of: ${line}`);
+      }
+      t.is(norm((await e.run('ip6tables-save -c')).stdout), norm(k.run(['ip6tables-save', '-c']).stdout));
+    } finally {
+      k.close();
+    }
+  });
+}
