@@ -86,7 +86,12 @@ export async function loadExtensions(dir?: string): Promise<ExtensionRegistry> {
   const registry = new ExtensionRegistry();
   for (const file of files) {
     const path = join(scanDir, file);
-    const mod = (await import(pathToFileURL(path).href)) as { default?: Extension | Extension[] };
+    let mod: { default?: Extension | Extension[] };
+    try {
+      mod = (await import(pathToFileURL(path).href)) as { default?: Extension | Extension[] };
+    } catch (e) {
+      throw new Error(`${file}: extension failed to load: ${e instanceof Error ? e.message : String(e)}`);
+    }
     const exported = mod.default;
     if (exported === undefined) throw new Error(`${file}: no default export (an extension file exports one record)`);
     // A file may register the same code under several records (e.g. NOTRACK as a target of two revisions).
