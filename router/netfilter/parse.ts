@@ -507,6 +507,19 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   if (otherFamily) {
     return { commands, table: table ?? defaultTable, chain, ruleNum, arg2, rules: [], verbose, numeric, exact, lineNumbers, counters, otherFamily, info };
   }
+  // Extension options are checked while iptables reads the line, and their final checks right
+  // after it: before anything below.
+  const ruleInfo: RuleInfo = { family, table: table ?? defaultTable, chain: chain ?? '', proto, protoInverted: protoInv };
+  const matches: MatchSpec[] = [];
+  for (const l of loaded) {
+    if (l.ext.kind !== 'match') continue;
+    matches.push({ ext: l.ext, params: parseExt(l.ext, l.options, ruleInfo), options: l.options });
+  }
+  if (targetExt) {
+    const ext = targetExt.ext as TargetExtension;
+    target = { kind: 'ext', ext, params: parseExt(ext, targetExt.options, ruleInfo), options: targetExt.options };
+  }
+
   if (commands.length === 0) throw new NfError('no command specified');
 
   // iptables parses -s/-d before it looks at which options the command allows.
@@ -540,18 +553,6 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     }
     if (target.kind === 'jump' && target.goto && !env.chainExists(tableName, target.chain)) {
       throw new NfError(`goto '${target.chain}' is not a chain`);
-    }
-    const info: RuleInfo = { family, table: tableName, chain: chain ?? '', proto, protoInverted: protoInv };
-    const matches: MatchSpec[] = [];
-    for (const l of loaded) {
-      if (l.ext.kind !== 'match') continue;
-      const params = parseExt(l.ext, l.options, info);
-      matches.push({ ext: l.ext, params, options: l.options });
-    }
-    if (targetExt) {
-      const ext = targetExt.ext as TargetExtension;
-      const params = parseExt(ext, targetExt.options, info);
-      target = { kind: 'ext', ext, params, options: targetExt.options };
     }
     const jumpTarget = target;
     if (jumpTarget.kind === 'jump' && !jumpTarget.goto && !env.chainExists(tableName, jumpTarget.chain)) {
