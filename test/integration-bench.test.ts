@@ -15,13 +15,14 @@ test('bench:forward runs all three paths and ends with the key=value line', asyn
   t.is(r.code, 0, r.stderr + r.stdout);
   const last = r.stdout.trimEnd().split('\n').at(-1)!;
   const kv = Object.fromEntries(last.split(' ').map((p) => p.split('=') as [string, string]));
-  for (const key of ['xtr_pps', 'kernel_pps', 'ratio', 'gen_pps', 'xtr_pps_1400', 'kernel_pps_1400', 'ratio_1400', 'gen_pps_1400']) {
+  for (const key of ['xtr_pps', 'kernel_pps', 'ratio', 'gen_pps', 'xtr_pps_1400', 'kernel_pps_1400', 'ratio_1400', 'gen_pps_1400', 'xtr_paced_pps', 'paced_ratio']) {
     t.true(key in kv, `${key} missing from: ${last}`);
     t.true(Number(kv[key]) > 0, `${key}=${kv[key]}: that path delivered nothing`);
   }
   t.regex(r.stdout, /generator \(1 veth\)\s+64 B/);
   t.regex(r.stdout, /kernel forwarding\s+1400 B/);
   t.regex(r.stdout, /xtr \(lab, tun\)\s+64 B/);
+  t.regex(r.stdout, /xtr paced to kernel\s+1400 B/);
   // Its namespaces are gone again.
   const prefix = /namespaces (x[a-z][0-9a-f]{4}-)\*/.exec(r.stdout)?.[1];
   t.truthy(prefix, 'the benchmark names its namespace prefix');
