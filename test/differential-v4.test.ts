@@ -207,6 +207,14 @@ const cases: DiffCase[] = [
     expect: { server: 0, client: 2 },
   },
   {
+    // With a conntrack rule loaded the kernel reassembles before the filter table
+    // (and fragments again on output): `-f` sees no fragment at all.
+    name: '-f with conntrack in use: fragments are reassembled before the rules',
+    rules: { filter: ['-A FORWARD -f -j DROP', '-A FORWARD -m state --state NEW -j ACCEPT'] },
+    steps: [client(`fragment(IP(src=C,dst=S,id=78)/UDP(sport=$P,dport=9)/Raw(b'x'*100), fragsize=48)`)],
+    expect: { server: 3, client: 0 },
+  },
+  {
     name: 'limit --limit --limit-burst',
     rules: { filter: ['-A FORWARD -p udp -m limit --limit 2/sec --limit-burst 3 -j ACCEPT', '-A FORWARD -p udp -j DROP'] },
     steps: [client(udp(1), udp(2), udp(3), udp(4), udp(5), udp(6))],
