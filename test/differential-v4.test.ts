@@ -299,6 +299,45 @@ const cases: DiffCase[] = [
     expect: { server: 8, client: 0 },
   },
   {
+    // --reap looks only at the least recently updated entry of the whole table,
+    // and only when the packet's own address was found.
+    name: 'recent --seconds --reap and ! --update',
+    rules: {
+      filter: [
+        '-A FORWARD -p udp --dport 40 -m recent --name rp --set',
+        '-A FORWARD -p udp --dport 41 -m recent --name rp --rcheck --seconds 1 --reap -j DROP',
+        '-A FORWARD -p udp --dport 42 -m recent --name nu ! --update -j DROP',
+      ],
+    },
+    steps: [
+      client(udp(40), udp(40).replace('src=C,', 'src=C2,'), udp(42), udp(42)),
+      { from: 'client', delayMs: 1300, packets: [udp(41).replace('src=C,', 'src=C2,'), udp(41)] },
+    ],
+    recent: ['rp', 'nu'],
+    // ! --update on an absent address matches and creates nothing: both port-42 packets dropped.
+    expect: { server: 4, client: 0 },
+  },
+  {
+    name: 'ttl in INPUT is the TTL as received',
+    rules: { filter: ['-A INPUT -p udp -m ttl --ttl-eq 64 -j DROP', '-A INPUT -p udp -m ttl --ttl-eq 63 -j DROP'] },
+    steps: [client('IP(src=C,dst=R)/UDP(sport=$P,dport=7)', 'IP(src=C,dst=R,ttl=63)/UDP(sport=$P,dport=8)', 'IP(src=C,dst=R,ttl=62)/UDP(sport=$P,dport=9)')],
+    // The third reaches the router's stack, which answers port-unreachable.
+    expect: { server: 0, client: 1 },
+  },
+  {
+    name: 'REJECT never answers an ICMP error or a RST',
+    rules: { filter: ['-A FORWARD -p icmp -j REJECT', '-A FORWARD -p tcp -j REJECT --reject-with tcp-reset'] },
+    steps: [
+      client(
+        'IP(src=C,dst=S)/ICMP(type=3,code=3)/IPerror(src=S,dst=C)/UDPerror(sport=9,dport=$P)',
+        'IP(src=C,dst=S)/ICMP(type=8,id=$P,seq=1)',
+        tcp(5, 'R'),
+        tcp(5, 'S'),
+      ),
+    ],
+    expect: { server: 0, client: 2 },
+  },
+  {
     name: 'REJECT in INPUT and what the router itself answers (OUTPUT)',
     rules: {
       filter: [

@@ -750,6 +750,8 @@ export interface DiffStep {
   /** scapy expressions (agent.py); `$P` is this case's base port, distinct per case so conntrack entries never carry over. */
   packets: string[];
   gapMs?: number;
+  /** Wait this long before the step (recent --seconds windows). */
+  delayMs?: number;
 }
 
 export interface DiffCase {
@@ -843,6 +845,7 @@ export class DiffBench {
     await this.client.listen();
     await this.server.listen();
     for (const step of c.steps) {
+      if (step.delayMs) await sleep(step.delayMs);
       const agent = step.from === 'client' ? this.client : this.server;
       const exprs = step.packets.map((p) => p.replaceAll('$P', String(basePort)));
       await agent.send(exprs, step.gapMs ?? 0);
