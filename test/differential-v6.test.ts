@@ -97,6 +97,22 @@ const cases: DiffCase[] = [
     expect: { server: 0, client: 4 },
   },
   {
+    // -p and the port matches look past extension headers to the upper layer.
+    name: 'v6 extension headers before UDP; REJECT never answers an ICMPv6 error',
+    rules: { filter: ['-A FORWARD -p udp --dport 5 -j DROP', '-A FORWARD -p ipv6-icmp -j REJECT'] },
+    steps: [
+      client(
+        'IPv6(src=C6,dst=S6)/IPv6ExtHdrDestOpt()/UDP(sport=$P,dport=5)',
+        'IPv6(src=C6,dst=S6)/IPv6ExtHdrDestOpt()/UDP(sport=$P,dport=6)',
+        'IPv6(src=C6,dst=S6)/IPv6ExtHdrHopByHop()/UDP(sport=$P,dport=5)',
+        'IPv6(src=C6,dst=S6)/IPv6ExtHdrHopByHop()/IPv6ExtHdrDestOpt()/UDP(sport=$P,dport=7)',
+        'IPv6(src=C6,dst=S6)/ICMPv6DestUnreach(code=4)/IPerror6(src=S6,dst=C6)/UDPerror(sport=9,dport=$P)',
+        'IPv6(src=C6,dst=S6)/ICMPv6EchoRequest(id=$P,seq=1)',
+      ),
+    ],
+    expect: { server: 2, client: 1 },
+  },
+  {
     name: 'v6 multiport',
     rules: { filter: ['-A FORWARD -p tcp -m multiport --dports 22,80,1000:2000 -j DROP', '-A FORWARD -p udp -m multiport ! --ports 7,9 -j DROP'] },
     steps: [client(tcp(22, 'S'), tcp(1001, 'S'), tcp(443, 'S'), udp(9), udp(10))],
