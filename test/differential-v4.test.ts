@@ -183,6 +183,20 @@ const cases: DiffCase[] = [
     expect: { server: 2, client: 1 },
   },
   {
+    // The common "-m state --state INVALID -j DROP": the kernel tracks TCP
+    // windows, so a segment far outside the window is INVALID.
+    name: 'state INVALID for a segment outside the TCP window',
+    rules: { filter: ['-A FORWARD -m state --state INVALID -j DROP', '-A FORWARD -m state --state NEW,ESTABLISHED -j ACCEPT', '-A FORWARD -j DROP'] },
+    steps: [
+      client(tcp(80, 'S')),
+      server(`IP(src=S,dst=C)/TCP(sport=80,dport=$P,flags='SA',seq=5000,ack=1001,window=8192)`),
+      client(`IP(src=C,dst=S)/TCP(sport=$P,dport=80,flags='A',seq=1001,ack=5001,window=8192)`),
+      client(`IP(src=C,dst=S)/TCP(sport=$P,dport=80,flags='PA',seq=1001,ack=5001,window=8192)/Raw(b'hello')`),
+      client(`IP(src=C,dst=S)/TCP(sport=$P,dport=80,flags='PA',seq=900000000,ack=5001,window=8192)/Raw(b'far away')`),
+    ],
+    expect: { server: 3, client: 1 },
+  },
+  {
     name: 'conntrack --ctstate NEW, ESTABLISHED, RELATED (ICMP error for a tracked flow)',
     rules: {
       filter: [
