@@ -133,7 +133,7 @@ const limit: MatchExtension<LimitParams> = {
     // xt_limit's checkentry: a zero burst, or a burst whose credits overflow 32 bits, is
     // ERANGE ("iptables: Numerical result out of range."); the message is its kernel log line.
     if (p.burst === 0 || user2credits(Math.imul(p.avg, p.burst) >>> 0) < user2credits(p.avg)) {
-      throw new XtError(`xt_limit: Overflow, try lower: ${p.avg}/${p.burst}`, 1);
+      throw new XtError(`xt_limit: Overflow, try lower: ${p.avg}/${p.burst}`, 1, 'ERANGE');
     }
     const bucket = new LimitBucket(p, env.services.now());
     return { match: (pkt: PacketContext) => bucket.take(pkt.now) };

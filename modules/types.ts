@@ -60,11 +60,28 @@ export interface RuleInfo {
 }
 
 /**
+ * The errno a kernel check hook refuses a rule with. iptables prints its
+ * strerror text ("iptables: Numerical result out of range."), so a module
+ * says which one the kernel's checkentry returns.
+ */
+export type KernelErrno = 'EINVAL' | 'ERANGE' | 'EDOM' | 'ENOENT' | 'ENOMEM' | 'EOPNOTSUPP' | 'EPROTO' | 'ENOSPC' | 'EEXIST' | 'EBUSY' | 'EPERM' | 'E2BIG' | 'ELOOP';
+
+/**
  * A user-facing error. `status` is the iptables exit status: 2 for a
- * parameter problem found while parsing, 1 for a rule the kernel would refuse.
+ * parameter problem found while parsing, 1 for a rule the kernel would refuse;
+ * for those, `errno` is what the kernel's check returns (the message is then
+ * what the kernel would have logged).
+ *
+ * Parse messages follow iptables' format strings to the byte: libxtables'
+ * option messages end in "\n" (iptables then prints a blank line before its
+ * "Try `iptables -h'" hint), so those XtError messages end in "\n" too.
  */
 export class XtError extends Error {
-  constructor(message: string, readonly status: 1 | 2 = 2) {
+  constructor(
+    message: string,
+    readonly status: 1 | 2 = 2,
+    readonly errno: KernelErrno = 'EINVAL',
+  ) {
     super(message);
     this.name = 'XtError';
   }

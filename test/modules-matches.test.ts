@@ -60,6 +60,7 @@ test('kernel-side refusals: limit burst 0 and credit overflow (1/day burst 5) ar
     const p = limit.parse(words(limit, o), ruleInfo(4));
     const err = t.throws(() => limit.check(p, env()), { instanceOf: XtError });
     t.is((err as XtError).status, 1, o);
+    t.is((err as XtError).errno, 'ERANGE', o);
   }
   t.notThrows(() => limit.check(limit.parse(words(limit, '--limit 2/day'), ruleInfo(4)), env()));
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import type { MatchExtension } from '../modules/types.js';
+import { XtError, type KernelErrno, type MatchExtension } from '../modules/types.js';
 import { testEngine } from '../router/netfilter/testkit.js';
 
 /** A rule set every bad command below must leave exactly as it was. */
@@ -80,6 +80,11 @@ const REFUSED: readonly [string, number, RegExp][] = [
   ['ip6tables -A INPUT -f -j DROP', 2, /`-f' is not supported in IPv6/],
   ['iptables -t nat -A POSTROUTING -p tcp -m state --state NEW -j CT --notrack', 1, /Invalid argument/],
   ['iptables -R INPUT 1 -s 1.1.1.1,2.2.2.2 -j DROP', 2, /Replacement rule does not specify a unique address/],
+  // Kernel check refusals print the errno the check returned: xt_limit's is ERANGE, xt_recent's and REJECT's EINVAL.
+  ['iptables -A INPUT -m limit --limit-burst 0', 1, /^iptables: Numerical result out of range\.\nxt_limit: Overflow, try lower: 12000000\/0\n$/],
+  ['iptables -A INPUT -m limit --limit 1/day', 1, /^iptables: Numerical result out of range\.\n/],
+  ['iptables -A INPUT -m recent --set --hitcount 3', 1, /^iptables: Invalid argument\. Run `dmesg' for more information\.\nxt_recent: /],
+  ['iptables -A INPUT -j REJECT --reject-with tcp-reset', 1, /^iptables: Invalid argument\. Run `dmesg' for more information\.\nREJECT: TCP_RESET invalid for non-tcp\n$/],
 ];
 
 for (const [line, status, pattern] of REFUSED) {
@@ -106,6 +111,35 @@ test('an extension that declares a protocol needs -p with it, not inverted (kern
     t.regex(r.stderr, /^iptables: Invalid argument\. Run `dmesg' for more information\.\nx_tables: ip_tables: xtesttcp match: only valid for protocol 6\n$/);
   }
   t.is((await e.run('iptables -A INPUT -p tcp -m xtesttcp -j DROP')).status, 0);
+});
+
+test('a kernel refusal prints the errno text the extension check names (iptc_strerror words, dmesg hint only for EINVAL)', async (t) => {
+  const refusing = (name: string, errno: KernelErrno | undefined): MatchExtension<null> => ({
+    kind: 'match', name, families: [4, 6], options: [],
+    parse: () => null,
+    check: () => {
+      throw new XtError(`${name}: refused`, 1, errno);
+    },
+    save: () => '',
+  });
+  const cases: [KernelErrno | undefined, string][] = [
+    [undefined, "Invalid argument. Run `dmesg' for more information."],
+    ['EINVAL', "Invalid argument. Run `dmesg' for more information."],
+    ['ERANGE', 'Numerical result out of range.'],
+    ['EDOM', 'Numerical argument out of domain.'],
+    ['ENOENT', 'No chain/target/match by that name.'],
+    ['ENOMEM', 'Memory allocation problem.'],
+    ['EOPNOTSUPP', 'Operation not supported.'],
+  ];
+  const e = await testEngine(cases.map(([errno], i) => refusing(`xtrefuse${i}`, errno)));
+  for (const [i, [errno, text]] of cases.entries()) {
+    const r = await e.run(`ip6tables -A INPUT -m xtrefuse${i}`);
+    t.is(r.status, 1, String(errno));
+    t.is(r.stderr, `ip6tables: ${text}\nxtrefuse${i}: refused\n`, String(errno));
+    const restored = await e.run('ip6tables-restore', `*filter\n-A INPUT -m xtrefuse${i}\nCOMMIT\n`);
+    t.is(restored.stderr, `ip6tables-restore: line 3 failed\nip6tables-restore: line 3: ${text} (xtrefuse${i}: refused)\n`, String(errno));
+  }
+  t.is((await e.run('ip6tables -S INPUT')).stdout, '-P INPUT ACCEPT\n');
 });
 
 test('a loop through user chains is refused only once reachable from a built-in chain (mark_source_chains)', async (t) => {

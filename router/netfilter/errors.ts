@@ -5,7 +5,7 @@
  * (status 1) print as "iptables: <strerror text>."; a few parser messages
  * ("Bad argument `x'") are printed bare, as iptables does.
  */
-import { XtError } from '../../modules/types.js';
+import { XtError, type KernelErrno } from '../../modules/types.js';
 
 export type ErrorStyle = 'param' | 'kernel' | 'bare' | 'table';
 
@@ -41,6 +41,27 @@ export const KERNEL = {
   IDX_REPLACE: 'Index of replacement too big.',
 } as const;
 
+/**
+ * What iptables prints for a rule set the kernel refused with each errno
+ * (libiptc's iptc_strerror: its own words for ENOENT and ENOMEM, else
+ * strerror; EINVAL gets the dmesg hint).
+ */
+export const ERRNO_TEXT: Readonly<Record<KernelErrno, string>> = {
+  EINVAL: KERNEL.EINVAL,
+  ERANGE: 'Numerical result out of range.',
+  EDOM: 'Numerical argument out of domain.',
+  ENOENT: KERNEL.ENOENT,
+  ENOMEM: 'Memory allocation problem.',
+  EOPNOTSUPP: 'Operation not supported.',
+  EPROTO: 'Protocol error.',
+  ENOSPC: 'No space left on device.',
+  EEXIST: KERNEL.EEXIST,
+  EBUSY: 'Device or resource busy.',
+  EPERM: 'Operation not permitted.',
+  E2BIG: 'Argument list too long.',
+  ELOOP: KERNEL.ELOOP,
+};
+
 export function kernelError(text: string, detail: string | null = null): NfError {
   return new NfError(text, 1, 'kernel', detail);
 }
@@ -48,7 +69,7 @@ export function kernelError(text: string, detail: string | null = null): NfError
 /** Converts an extension's XtError (or anything thrown) into an NfError. */
 export function toNfError(e: unknown): NfError {
   if (e instanceof NfError) return e;
-  if (e instanceof XtError) return e.status === 1 ? kernelError(KERNEL.EINVAL, e.message) : new NfError(e.message, 2);
+  if (e instanceof XtError) return e.status === 1 ? kernelError(ERRNO_TEXT[e.errno] ?? KERNEL.EINVAL, e.message) : new NfError(e.message, 2);
   const msg = e instanceof Error ? e.message : String(e);
   return kernelError(KERNEL.EINVAL, msg);
 }
