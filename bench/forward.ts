@@ -14,11 +14,8 @@
  * `key=value` line for scripts.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, vethPair, background } from '../test/helpers/netns.js';
-
-const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
-const PORT = 9000;
+import { Namespaces, run, startLab, uniquePrefix, vethPair } from '../test/helpers/netns.js';
+import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, medianMeasure, pairedRatios as ratiosOf, UDPGEN, type Measure } from './lib.js';
 
 interface Args {
   duration: number;
@@ -38,38 +35,6 @@ function parseArgs(argv: string[]): Args {
   if (!(Number.isInteger(a.rounds) && a.rounds >= 1 && a.rounds <= 20)) throw new Error('--rounds must be an integer from 1 to 20');
   if (!(a.duration > 0 && a.duration <= 120)) throw new Error('--duration must be between 0 and 120 seconds');
   return a;
-}
-
-interface Measure {
-  sent: number;
-  sentPps: number;
-  received: number;
-  pps: number;
-}
-
-function field(out: string, key: string): number {
-  const m = new RegExp(`\\b${key}=([0-9.]+)`).exec(out);
-  if (!m) throw new Error(`udpgen output lacks ${key}=: ${out.trim()}`);
-  return Number(m[1]);
-}
-
-/** One bounded run: receiver first, then the sender for `duration` seconds. */
-async function measure(sendNs: string, recvNs: string, dst: string, size: number, duration: number, rate = 0): Promise<Measure> {
-  const recv = background([UDPGEN, 'recv', '--port', String(PORT), '--duration', String(duration + 3), '--idle', '1'], { netns: recvNs });
-  await sleep(300);
-  const rateArgs = rate > 0 ? ['--rate', String(Math.round(rate))] : [];
-  const send = await run([UDPGEN, 'send', '--dst', dst, '--port', String(PORT), '--size', String(size), '--duration', String(duration), ...rateArgs], {
-    netns: sendNs,
-    timeoutMs: (duration + 10) * 1000,
-  });
-  const code = await recv.wait((duration + 10) * 1000);
-  const out = recv.stdout().toString();
-  if (code !== 0) throw new Error(`udpgen recv exit ${code}: ${recv.stderr()}`);
-  return { sent: field(send, 'sent'), sentPps: field(send, 'pps'), received: field(out, 'received'), pps: field(out, 'pps') };
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
 }
 
 async function main(): Promise<void> {
@@ -93,14 +58,7 @@ async function main(): Promise<void> {
     await vethPair({ ns: gs, ifname: 'g0', addresses: ['10.99.0.1/24'] }, { ns: gr, ifname: 'g1', addresses: ['10.99.0.2/24'] });
 
     // Kernel forwarding: sender - veth - router (ip_forward) - veth - receiver, lab addressing.
-    const ks = await nss.add('ks');
-    const kr = await nss.add('kr');
-    const kd = await nss.add('kd');
-    await vethPair({ ns: ks, ifname: 'c0', addresses: ['198.51.100.2/24'] }, { ns: kr, ifname: 'eth0', addresses: ['198.51.100.1/24'] });
-    await vethPair({ ns: kr, ifname: 'eth1', addresses: ['203.0.113.1/24'] }, { ns: kd, ifname: 's0', addresses: ['203.0.113.2/24'] });
-    await run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { netns: kr });
-    await run(['ip', 'route', 'add', 'default', 'via', '198.51.100.1'], { netns: ks });
-    await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.1'], { netns: kd });
+    const { send: ks, recv: kd } = await kernelForwarding(nss, ['ks', 'kr', 'kd']);
 
     // xtr: the link-mode lab (TUN), logging only warnings so logging is not measured.
     const nodeArgs = args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : [];
@@ -134,15 +92,14 @@ async function main(): Promise<void> {
       }
     }
     for (const [key, list] of Object.entries(samples)) {
-      const sorted = [...list].sort((x, y) => x.pps - y.pps);
-      results[key] = sorted[Math.floor(sorted.length / 2)];
+      results[key] = medianMeasure(list);
       samplesText[key] = list.map((m) => fmt(m.pps)).join(' / ');
     }
     const st = await lab.xtr(['status']);
 
-    const load = (await exec(['cat', '/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
+    const load = await loadAverage();
     console.log(
-      `forwarding benchmark: ${args.rounds} rounds x ${args.duration} s per path and size (median shown), udpgen sendmmsg/recvmmsg, ${(await exec(['nproc'])).stdout.trim()} CPUs, load ${load}, namespaces ${prefix}*`,
+      `forwarding benchmark: ${args.rounds} rounds x ${args.duration} s per path and size (median shown), udpgen sendmmsg/recvmmsg, ${await cpuCount()} CPUs, load ${load}, namespaces ${prefix}*`,
     );
     console.log('');
     console.log('path                 payload   offered pps   delivered pps   delivered/offered   rounds (delivered pps)');
@@ -159,12 +116,8 @@ async function main(): Promise<void> {
     // round, seconds apart, so under the same outside load) and takes the
     // median of those paired ratios; a ratio of two independent medians would
     // mix load regimes.
-    const pairedRatios = (size: number, path = 'xtr') =>
-      samples[`${path}_${size}`].map((m, i) => (samples[`kernel_${size}`][i].pps > 0 ? m.pps / samples[`kernel_${size}`][i].pps : 0));
-    const ratio = (size: number, path = 'xtr') => {
-      const r = [...pairedRatios(size, path)].sort((x, y) => x - y);
-      return r[Math.floor(r.length / 2)];
-    };
+    const pairedRatios = (size: number, path = 'xtr') => ratiosOf(samples[`${path}_${size}`], samples[`kernel_${size}`]);
+    const ratio = (size: number, path = 'xtr') => median(pairedRatios(size, path));
     console.log('');
     for (const size of args.sizes) {
       console.log(

@@ -1,0 +1,95 @@
+/**
+ * What the traffic benchmarks share: the udpgen driver (one bounded
+ * send/receive measurement), the kernel-forwarding topology with the lab's
+ * addressing, and the statistics (medians over rounds, per-round ratios) that
+ * keep a shared 2-CPU machine's load swings off the figures.
+ */
+import { join } from 'node:path';
+import { background, exec, REPO_ROOT, run, sleep, vethPair, type Namespaces } from '../test/helpers/netns.js';
+
+export const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
+export const PORT = 9000;
+
+export interface Measure {
+  sent: number;
+  sentPps: number;
+  received: number;
+  pps: number;
+}
+
+function field(out: string, key: string): number {
+  const m = new RegExp(`\\b${key}=([0-9.]+)`).exec(out);
+  if (!m) throw new Error(`udpgen output lacks ${key}=: ${out.trim()}`);
+  return Number(m[1]);
+}
+
+/** One bounded run: receiver first, then the sender for `duration` seconds. */
+export async function measure(sendNs: string, recvNs: string, dst: string, size: number, duration: number, rate = 0): Promise<Measure> {
+  const recv = background([UDPGEN, 'recv', '--port', String(PORT), '--duration', String(duration + 3), '--idle', '1'], { netns: recvNs });
+  await sleep(300);
+  const rateArgs = rate > 0 ? ['--rate', String(Math.round(rate))] : [];
+  const send = await run([UDPGEN, 'send', '--dst', dst, '--port', String(PORT), '--size', String(size), '--duration', String(duration), ...rateArgs], {
+    netns: sendNs,
+    timeoutMs: (duration + 10) * 1000,
+  });
+  const code = await recv.wait((duration + 10) * 1000);
+  const out = recv.stdout().toString();
+  if (code !== 0) throw new Error(`udpgen recv exit ${code}: ${recv.stderr()}`);
+  return { sent: field(send, 'sent'), sentPps: field(send, 'pps'), received: field(out, 'received'), pps: field(out, 'pps') };
+}
+
+export function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** The upper median (the middle element for odd counts), as bench:forward has always reported it. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** The sample whose pps is the median of the list. */
+export function medianMeasure(list: readonly Measure[]): Measure {
+  const sorted = [...list].sort((x, y) => x.pps - y.pps);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** Per-round ratios a[i]/b[i] (0 where b delivered nothing): each pair was measured seconds apart, under the same outside load. */
+export function pairedRatios(a: readonly Measure[], b: readonly Measure[]): number[] {
+  return a.map((m, i) => (b[i].pps > 0 ? m.pps / b[i].pps : 0));
+}
+
+export interface KernelTopology {
+  /** Sender namespace (c0 198.51.100.2, default via the router). */
+  send: string;
+  /** Router namespace: eth0 198.51.100.1 (client side), eth1 203.0.113.1, ip_forward on. */
+  router: string;
+  /** Receiver namespace (s0 203.0.113.2). */
+  recv: string;
+}
+
+/**
+ * Kernel forwarding with the lab's addressing and interface names:
+ * sender - veth - router (ip_forward) - veth - receiver, in three new
+ * namespaces `<prefix><tags[i]>` of `nss`.
+ */
+export async function kernelForwarding(nss: Namespaces, tags: readonly [string, string, string]): Promise<KernelTopology> {
+  const send = await nss.add(tags[0]);
+  const router = await nss.add(tags[1]);
+  const recv = await nss.add(tags[2]);
+  await vethPair({ ns: send, ifname: 'c0', addresses: ['198.51.100.2/24'] }, { ns: router, ifname: 'eth0', addresses: ['198.51.100.1/24'] });
+  await vethPair({ ns: router, ifname: 'eth1', addresses: ['203.0.113.1/24'] }, { ns: recv, ifname: 's0', addresses: ['203.0.113.2/24'] });
+  await run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { netns: router });
+  await run(['ip', 'route', 'add', 'default', 'via', '198.51.100.1'], { netns: send });
+  await run(['ip', 'route', 'add', 'default', 'via', '203.0.113.1'], { netns: recv });
+  return { send, router, recv };
+}
+
+/** `/proc/loadavg`'s three averages, for the header line. */
+export async function loadAverage(): Promise<string> {
+  return (await exec(['cat', '/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
+}
+
+export async function cpuCount(): Promise<string> {
+  return (await exec(['nproc'])).stdout.trim();
+}
