@@ -9,7 +9,7 @@
  */
 import type { PacketContext } from '../router/packet.js';
 import type { ConnEntry } from '../router/conntrack.js';
-import { hex, parseUint, x6Check } from './mark.js';
+import { hex, parseUintOption, x6Check } from './mark.js';
 import { printXmark, xmarkFrom } from './MARK_target.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';
 
@@ -36,8 +36,10 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
   families: [4, 6],
   options: [...OPS, 'nfmask', 'ctmask', 'mask'].map((name) => ({ name, arg: OPS.includes(name) && name.endsWith('-mark') && (name === 'save-mark' || name === 'restore-mark') ? ('none' as const) : ('required' as const) })),
   parse(opts) {
+    // libxt_CONNMARK's option table order, which decides which of two clashing options its message names first.
+    const tableOrder = ['set-xmark', 'set-mark', 'and-mark', 'or-mark', 'xor-mark', 'save-mark', 'restore-mark'];
     const given = x6Check('CONNMARK', opts, [
-      ...OPS.map((name) => ({ name, excl: OPS.filter((n) => n !== name) })),
+      ...tableOrder.map((name) => ({ name, excl: OPS.filter((n) => n !== name) })),
       { name: 'nfmask', excl: ['mask'] },
       { name: 'ctmask', excl: ['mask'] },
       { name: 'mask', excl: ['nfmask', 'ctmask'] },
@@ -47,9 +49,7 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
     const maskOf = (name: string): number => {
       const o = given.get(name);
       if (!o) return 0xffffffff;
-      const n = parseUint(o.value ?? '');
-      if (n < 0) throw new XtError(`CONNMARK: bad integer value for option "--${name}", or out of range.`);
-      return n;
+      return parseUintOption('CONNMARK', name, o.value ?? '');
     };
     if (op === 'save-mark' || op === 'restore-mark') {
       const both = maskOf('mask');

@@ -25,7 +25,7 @@ const CT: TargetExtension<CtParams> = {
     const p: CtParams = { notrack: false };
     for (const o of opts) {
       if (o.name === 'notrack') {
-        if (p.notrack) throw new XtError('CT: option "--notrack" can only be used once.');
+        if (p.notrack) throw new XtError('CT: option "--notrack" can only be used once.\n');
         p.notrack = true;
       } else {
         throw new XtError(`CT: option "--${o.name}" is not supported by xtr (no conntrack helpers, zones, events or timeout policies)`);

@@ -239,13 +239,13 @@ const LOG: TargetExtension<LogParams> = {
       const v = lv.value ?? '';
       const named = LEVELS.find(([n]) => n === v);
       const n = named ? named[1] : parseUint(v, 7);
-      if (n < 0) throw new XtError(`log level "${v}" unknown`);
+      if (n < 0) throw new XtError(`log level "${v}" unknown\n`);
       p.level = n;
     }
     const pf = given.get('log-prefix');
     if (pf) {
       const v = pf.value ?? '';
-      if (v.length === 0) throw new XtError('Argument must have a minimum length of 1 characters');
+      if (v.length === 0) throw new XtError('Argument must have a minimum length of 1 characters\n');
       // The kernel's prefix field holds 29 characters; iptables cuts longer ones.
       p.prefix = Buffer.from(v).subarray(0, 29).toString();
     }

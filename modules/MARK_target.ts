@@ -7,7 +7,7 @@
  * case, so this target cannot be `MARK.ts` next to the `mark` match.
  */
 import type { PacketContext } from '../router/packet.js';
-import { hex, parseUint, parseValueMask, x6Check } from './mark.js';
+import { hex, parseMarkMask, parseUintOption, x6Check } from './mark.js';
 import { XT_CONTINUE, XtError, type ParsedOption, type TargetExtension } from './types.js';
 
 export interface XmarkParams {
@@ -20,14 +20,11 @@ const OPS = ['set-xmark', 'set-mark', 'and-mark', 'or-mark', 'xor-mark'];
 /** Turns one of the five mark operations into value/mask (shared with CONNMARK). */
 export function xmarkFrom(ext: string, o: ParsedOption): XmarkParams {
   const v = o.value ?? '';
-  const bad = () => new XtError(`${ext}: bad integer value for option "--${o.name}", or out of range.`);
   if (o.name === 'set-xmark' || o.name === 'set-mark') {
-    const vm = parseValueMask(v);
-    if (!vm) throw bad();
-    return o.name === 'set-xmark' ? { value: vm[0], mask: vm[1] } : { value: vm[0], mask: (vm[0] | vm[1]) >>> 0 };
+    const [value, mask] = parseMarkMask(ext, o.name, v);
+    return o.name === 'set-xmark' ? { value, mask } : { value, mask: (value | mask) >>> 0 };
   }
-  const n = parseUint(v);
-  if (n < 0) throw bad();
+  const n = parseUintOption(ext, o.name, v);
   if (o.name === 'and-mark') return { value: 0, mask: ~n >>> 0 };
   if (o.name === 'or-mark') return { value: n, mask: n };
   return { value: n, mask: 0 };

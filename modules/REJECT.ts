@@ -134,7 +134,7 @@ const REJECT: TargetExtension<RejectParams> = {
     let w = 3; // icmp-port-unreachable / icmp6-port-unreachable
     let seen = false;
     for (const o of opts) {
-      if (seen) throw new XtError('REJECT: option "--reject-with" can only be used once.');
+      if (seen) throw new XtError('REJECT: option "--reject-with" can only be used once.\n');
       seen = true;
       const v = o.value ?? '';
       const i = table.findIndex(([n, alias]) => n === v || alias === v);

@@ -66,6 +66,8 @@ const conntrack: MatchExtension<ConntrackParams> = {
     { name: 'ctdir', arg: 'required' },
   ],
   parse(opts, rule) {
+    // libxt_conntrack's final check runs before the generic option checks.
+    if (opts.length === 0) throw new XtError('conntrack: At least one option is required');
     const given = x6Check('conntrack', opts, conntrack.options.map((o) => ({ name: o.name })));
     const p: ConntrackParams = { family: rule.family, state: null, proto: null, addrs: [null, null, null, null], ports: [null, null, null, null], status: null, expire: null, dir: null };
     for (const o of given.values()) {

@@ -96,11 +96,13 @@ function parseOne(opts: readonly ParsedOption[], ext: string, opt: string, table
   let p: IcmpParams | null = null;
   for (const o of opts) {
     if (o.name !== opt) continue;
-    if (p) throw new XtError(`${ext}: option "--${opt}" can only be used once.`);
+    if (p) throw new XtError(`${ext}: option "--${opt}" can only be used once.\n`);
     const [type, codeMin, codeMax] = parseIcmpType(o.value ?? '', table, what);
     p = { type, codeMin, codeMax, inv: o.inverted };
   }
-  return p ?? { type: ANY, codeMin: 0, codeMax: 0xff, inv: false };
+  // The type option is XTOPT_MAND in libxt_icmp/libip6t_icmp6 (an explicit `-m icmp` needs it).
+  if (p === null) throw new XtError(`${ext}: option "--${opt}" must be specified\n`);
+  return p;
 }
 
 export { parseOne as parseIcmpOption };

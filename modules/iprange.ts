@@ -113,10 +113,10 @@ const iprange: MatchExtension<IprangeParams> = {
       if (!lo || !hi) throw new XtError(`iprange: Bad value for "--${o.name}" option: "${v}"`);
       const r = { lo, hi, inv: o.inverted };
       if (o.name === 'src-range') {
-        if (p.src) throw new XtError('iprange: option "--src-range" can only be used once.');
+        if (p.src) throw new XtError('iprange: option "--src-range" can only be used once.\n');
         p.src = r;
       } else {
-        if (p.dst) throw new XtError('iprange: option "--dst-range" can only be used once.');
+        if (p.dst) throw new XtError('iprange: option "--dst-range" can only be used once.\n');
         p.dst = r;
       }
     }

@@ -4,8 +4,8 @@
  * accepted, as iptables does, and never matches.
  */
 import type { PacketContext } from '../router/packet.js';
-import { parseUint, x6Check } from './mark.js';
-import { XtError, type MatchExtension } from './types.js';
+import { parseUintRange, x6Check } from './mark.js';
+import type { MatchExtension } from './types.js';
 
 export interface LengthParams {
   min: number;
@@ -20,19 +20,8 @@ const length: MatchExtension<LengthParams> = {
   options: [{ name: 'length', arg: 'required', invertible: true }],
   parse(opts) {
     const o = x6Check('length', opts, [{ name: 'length', mand: true }]).get('length')!;
-    const v = o.value ?? '';
-    const colon = v.indexOf(':');
-    const part = (s: string, dflt: number): number => {
-      if (s === '') return dflt;
-      const n = parseUint(s, 65535);
-      if (n < 0) throw new XtError(`length: bad value for option "--length" near "${s}", or out of range (0-65535).`);
-      return n;
-    };
-    if (colon < 0) {
-      const n = part(v === '' ? 'x' : v, 0);
-      return { min: n, max: n, inv: o.inverted };
-    }
-    return { min: part(v.slice(0, colon), 0), max: part(v.slice(colon + 1), 65535), inv: o.inverted };
+    const [min, max] = parseUintRange('length', 'length', o.value ?? '', 65535);
+    return { min, max: max ?? min, inv: o.inverted };
   },
   check(p) {
     const { min, max, inv } = p;

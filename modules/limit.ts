@@ -124,7 +124,7 @@ const limit: MatchExtension<LimitParams> = {
     if (b) {
       const v = b.value ?? '';
       const n = parseUint(v, 10000);
-      if (n < 0) throw new XtError('limit: bad value for option "--limit-burst", or out of range (0-10000).');
+      if (n < 0) throw new XtError('limit: bad value for option "--limit-burst", or out of range (0-10000).\n');
       p.burst = n;
     }
     return p;

@@ -29,14 +29,14 @@ const mac: MatchExtension<MacParams> = {
   parse(opts) {
     let p: MacParams | null = null;
     for (const o of opts) {
-      if (p) throw new XtError('mac: option "--mac-source" can only be used once.');
+      if (p) throw new XtError('mac: option "--mac-source" can only be used once.\n');
       const m = /^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})$/.exec(o.value ?? '');
       if (!m) throw new XtError('Invalid MAC address specified.');
       let v = 0;
       for (let i = 1; i <= 6; i++) v = v * 256 + parseInt(m[i], 16);
       p = { mac: v, inv: o.inverted };
     }
-    if (!p) throw new XtError('mac: option "--mac-source" must be specified');
+    if (!p) throw new XtError('mac: option "--mac-source" must be specified\n');
     return p;
   },
   check(p) {

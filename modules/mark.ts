@@ -10,23 +10,107 @@
 import type { PacketContext } from '../router/packet.js';
 import { XtError, type MatchExtension, type ParsedOption } from './types.js';
 
-/** strtoul(base 0) over the whole string: decimal, 0x hex, leading-0 octal; -1 if bad or > max. */
-export function parseUint(s: string, max = 0xffffffff): number {
-  let v: number;
-  if (/^0[xX][0-9a-fA-F]+$/.test(s)) v = parseInt(s.slice(2), 16);
-  else if (/^0[0-7]*$/.test(s)) v = parseInt(s, 8);
-  else if (/^[1-9][0-9]*$/.test(s)) v = Number(s);
-  else return -1;
-  return v <= max ? v : -1;
+const C_SPACE = ' \t\n\v\f\r';
+const UINTMAX = (1n << 64n) - 1n;
+
+/**
+ * C's strtoumax(s + from, &end, base) for base 0 or 10: leading white space,
+ * an optional sign, then (base 0) `0x` hex, leading-`0` octal or decimal.
+ * Returns the value (wrapped to 64 bits when negated, as C does), where the
+ * number ended (`end === from` when there were no digits), and whether it
+ * overflowed (ERANGE) or had a minus sign.
+ */
+export function strtoumax(s: string, from: number, base: 0 | 10): { value: bigint; end: number; overflow: boolean; minus: boolean } {
+  let i = from;
+  while (i < s.length && C_SPACE.includes(s[i])) i++;
+  let minus = false;
+  if (s[i] === '+' || s[i] === '-') minus = s[i++] === '-';
+  let radix = 10;
+  if (base === 0 && s[i] === '0') {
+    if ((s[i + 1] === 'x' || s[i + 1] === 'X') && /[0-9a-fA-F]/.test(s[i + 2] ?? '')) {
+      radix = 16;
+      i += 2;
+    } else radix = 8;
+  }
+  const start = i;
+  let v = 0n;
+  let overflow = false;
+  for (; i < s.length; i++) {
+    const d = parseInt(s[i], 16);
+    if (Number.isNaN(d) || d >= radix) break;
+    v = v * BigInt(radix) + BigInt(d);
+    if (v > UINTMAX) overflow = true;
+  }
+  if (i === start) return { value: 0n, end: from, overflow: false, minus: false };
+  if (overflow) v = UINTMAX;
+  else if (minus) v = (-v) & UINTMAX;
+  return { value: v, end: i, overflow, minus };
 }
 
-/** `value[/mask]` (mask default all ones); null if malformed. */
-export function parseValueMask(s: string): [number, number] | null {
-  const slash = s.indexOf('/');
-  const v = parseUint(slash < 0 ? s : s.slice(0, slash));
-  const m = slash < 0 ? 0xffffffff : parseUint(s.slice(slash + 1));
-  if (v < 0 || m < 0) return null;
-  return [v, m];
+/**
+ * libxtables' xtables_strtoul with an end pointer: the number at `from` if
+ * it is 0..max (no minus sign, no overflow) and where it ended, else null.
+ */
+export function xtStrtoul(s: string, from: number, max: number): { value: number; end: number } | null {
+  const r = strtoumax(s, from, 0);
+  if (r.end === from || r.minus || r.overflow || r.value > BigInt(max)) return null;
+  return { value: Number(r.value), end: r.end };
+}
+
+/** xtables_strtoui over the whole string (base 0: decimal, 0x hex, leading-0 octal; white space and `+` first allowed); -1 if bad or > max. */
+export function parseUint(s: string, max = 0xffffffff): number {
+  const r = xtStrtoul(s, 0, max);
+  return r !== null && r.end === s.length ? r.value : -1;
+}
+
+/**
+ * libxtables' XTTYPE_UINT*RC parser (xtopt_parse_mint): up to `maxiter`
+ * numbers separated by `:`, an empty one meaning 0 (first) or `max`
+ * (second), with its messages. Returns the numbers given (1 or more).
+ */
+export function parseUintRange(ext: string, opt: string, s: string, max: number, maxiter = 2): number[] {
+  const vals: number[] = [];
+  for (let at = 0; ; ) {
+    if (vals.length === maxiter) throw new XtError(`${ext}: Too many components for option "--${opt}" (max: ${maxiter})\n`);
+    let end = at;
+    if (at === s.length || s[at] === ':') vals.push(vals.length === 1 ? max : 0);
+    else {
+      const r = xtStrtoul(s, at, max);
+      if (r === null) throw new XtError(`${ext}: bad value for option "--${opt}" near "${s.slice(at)}", or out of range (0-${max}).\n`);
+      end = r.end;
+      if (end < s.length && s[end] !== ':') throw new XtError(`${ext}: Argument to "--${opt}" has unexpected characters near "${s.slice(end)}".\n`);
+      vals.push(r.value);
+    }
+    if (end === s.length) return vals;
+    at = end + 1;
+  }
+}
+
+/**
+ * libxtables' XTTYPE_MARKMASK32 (`value[/mask]`, mask default all ones),
+ * with its messages for option `--opt` of extension `ext`.
+ */
+export function parseMarkMask(ext: string, opt: string, s: string): [number, number] {
+  const bad = () => new XtError(`${ext}: bad integer value for option "--${opt}", or out of range.\n`);
+  const v = xtStrtoul(s, 0, 0xffffffff);
+  if (v === null) throw bad();
+  let mask = 0xffffffff;
+  let end = v.end;
+  if (s[end] === '/') {
+    const m = xtStrtoul(s, end + 1, 0xffffffff);
+    if (m === null) throw bad();
+    mask = m.value;
+    end = m.end;
+  }
+  if (end !== s.length) throw new XtError(`${ext}: trailing garbage after value for option "--${opt}".\n`);
+  return [v.value, mask];
+}
+
+/** libxtables' XTTYPE_UINT32 (and narrower with `max`), with its message. */
+export function parseUintOption(ext: string, opt: string, s: string, max = 0xffffffff, min = 0): number {
+  const n = parseUint(s, max);
+  if (n < min) throw new XtError(`${ext}: bad value for option "--${opt}", or out of range (${min}-${max}).\n`);
+  return n;
 }
 
 export function hex(v: number): string {
@@ -52,19 +136,19 @@ export function x6Check(ext: string, opts: readonly ParsedOption[], table: reado
   const given = new Map<string, ParsedOption>();
   for (const o of opts) {
     const row = table.find((r) => r.name === o.name);
-    if (given.has(o.name) && !row?.multi) throw new XtError(`${ext}: option "--${o.name}" can only be used once.`);
+    if (given.has(o.name) && !row?.multi) throw new XtError(`${ext}: option "--${o.name}" can only be used once.\n`);
     given.set(o.name, o);
   }
   for (const row of table) {
-    if (row.mand && !given.has(row.name)) throw new XtError(`${ext}: option "--${row.name}" must be specified`);
+    if (row.mand && !given.has(row.name)) throw new XtError(`${ext}: option "--${row.name}" must be specified\n`);
     if (!given.has(row.name)) continue;
     for (const other of table) {
       if (other === row) continue;
       if (row.excl?.includes(other.name) && given.has(other.name)) {
-        throw new XtError(`${ext}: option "--${row.name}" cannot be used together with "--${other.name}".`);
+        throw new XtError(`${ext}: option "--${row.name}" cannot be used together with "--${other.name}".\n`);
       }
       if (row.also?.includes(other.name) && !given.has(other.name)) {
-        throw new XtError(`${ext}: option "--${row.name}" also requires "--${other.name}".`);
+        throw new XtError(`${ext}: option "--${row.name}" also requires "--${other.name}".\n`);
       }
     }
   }
@@ -80,9 +164,8 @@ export interface MarkParams {
 export function parseMarkOption(ext: string, opts: readonly ParsedOption[]): MarkParams {
   const given = x6Check(ext, opts, [{ name: 'mark', mand: true }]);
   const o = given.get('mark')!;
-  const vm = parseValueMask(o.value ?? '');
-  if (!vm) throw new XtError(`${ext}: bad integer value for option "--mark", or out of range.`);
-  return { mark: vm[0], mask: vm[1], inv: o.inverted };
+  const [mark, mask] = parseMarkMask(ext, 'mark', o.value ?? '');
+  return { mark, mask, inv: o.inverted };
 }
 
 function markText(p: MarkParams): string {

@@ -88,8 +88,8 @@ const multiport: MatchExtension<MultiportParams> = {
       const dir = OPT_NAMES.indexOf(o.name);
       if (dir < 0) continue;
       if (p) {
-        if (prev === o.name) throw new XtError(`multiport: option "--${o.name}" can only be used once.`);
-        throw new XtError(`multiport: option "--${o.name}" cannot be used together with "--${prev}".`);
+        if (prev === o.name) throw new XtError(`multiport: option "--${o.name}" can only be used once.\n`);
+        throw new XtError(`multiport: option "--${o.name}" cannot be used together with "--${prev}".\n`);
       }
       const protoName = PROTO_NAMES[rule.proto];
       if (protoName === undefined || rule.protoInverted) {
@@ -99,7 +99,8 @@ const multiport: MatchExtension<MultiportParams> = {
       p = { dir, lo, hi, inv: o.inverted, proto: rule.proto };
       prev = o.name;
     }
-    if (!p) throw new XtError('multiport expects an option');
+    // iptables' own spelling.
+    if (!p) throw new XtError('multiport expection an option');
     return p;
   },
   check(p) {

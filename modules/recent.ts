@@ -388,7 +388,7 @@ const recent: MatchExtension<RecentParams> = {
       } else if (o.name === 'seconds' || o.name === 'hitcount') {
         const n = parseUint(v);
         const min = o.name === 'seconds' ? 1 : 0;
-        if (n < min) throw new XtError(`recent: bad value for option "--${o.name}", or out of range (${min}-4294967295).`);
+        if (n < min) throw new XtError(`recent: bad value for option "--${o.name}", or out of range (${min}-4294967295).\n`);
         if (o.name === 'seconds') p.seconds = n;
         else p.hitCount = n;
       } else if (o.name === 'reap') p.checkSet |= Cmd.REAP;

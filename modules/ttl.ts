@@ -29,7 +29,7 @@ export function parseTtlLike(ext: string, prefix: string, missing: string, opts:
     if (!o) continue;
     const v = o.value ?? '';
     const n = /^[0-9]+$/.test(v) ? Number(v) : -1;
-    if (n < 0 || n > 255) throw new XtError(`${ext}: bad value for option "--${name}", or out of range (0-255).`);
+    if (n < 0 || n > 255) throw new XtError(`${ext}: bad value for option "--${name}", or out of range (0-255).\n`);
     return { mode: mode === TtlMode.EQ && o.inverted ? TtlMode.NE : mode, value: n };
   }
   throw new XtError(missing);

@@ -36,12 +36,12 @@ const udp: MatchExtension<UdpParams> = {
     let haveD = false;
     for (const o of opts) {
       if (o.name === 'source-port') {
-        if (haveS) throw new XtError('udp: option "--source-port" can only be used once.');
+        if (haveS) throw new XtError('udp: option "--source-port" can only be used once.\n');
         haveS = true;
         p.spts = parsePortRange(o.value ?? '', 'udp');
         p.invSrc = o.inverted;
       } else if (o.name === 'destination-port') {
-        if (haveD) throw new XtError('udp: option "--destination-port" can only be used once.');
+        if (haveD) throw new XtError('udp: option "--destination-port" can only be used once.\n');
         haveD = true;
         p.dpts = parsePortRange(o.value ?? '', 'udp');
         p.invDst = o.inverted;

@@ -47,12 +47,12 @@ test('target save text matches iptables-save', (t) => {
 const ERRORS: [TargetExtension, Family, string, string][] = [
   [REJECT, 4, '--reject-with foo', 'unknown reject type "foo"'],
   [REJECT, 6, '--reject-with icmp-port-unreachable', 'unknown reject type "icmp-port-unreachable"'],
-  [LOG, 4, '--log-level 9', 'log level "9" unknown'],
-  [LOG, 4, '--log-level EMERG', 'log level "EMERG" unknown'],
-  [LOG, 4, '--log-level warn', 'log level "warn" unknown'],
-  [LOG, 4, '--log-prefix ""', 'Argument must have a minimum length of 1 characters'],
+  [LOG, 4, '--log-level 9', 'log level "9" unknown\n'],
+  [LOG, 4, '--log-level EMERG', 'log level "EMERG" unknown\n'],
+  [LOG, 4, '--log-level warn', 'log level "warn" unknown\n'],
+  [LOG, 4, '--log-prefix ""', 'Argument must have a minimum length of 1 characters\n'],
   [MARK, 4, '', 'MARK: One of the --set-xmark, --{and,or,xor,set}-mark options is required'],
-  [MARK, 4, '--set-mark 1 --or-mark 2', 'MARK: option "--set-mark" cannot be used together with "--or-mark".'],
+  [MARK, 4, '--set-mark 1 --or-mark 2', 'MARK: option "--set-mark" cannot be used together with "--or-mark".\n'],
   [CONNMARK, 4, '', 'CONNMARK target: No operation specified'],
   [CT, 4, '--zone 1', 'CT: option "--zone" is not supported by xtr (no conntrack helpers, zones, events or timeout policies)'],
 ];

@@ -46,8 +46,13 @@ interface Sequence {
   lines: string[];
   /** Extensions that must exist in this tree for the sequence to be meaningful. */
   needs?: { match?: string[]; target?: string[] };
-  /** Compare the first stderr line too (messages xtr's engine writes, not a module's). */
-  messages?: boolean;
+  /**
+   * Compare the first stderr line too (messages xtr's engine writes, not a
+   * module's); 'whole': all of a parameter error's stderr (blank lines
+   * included), and for a kernel refusal everything iptables prints (xtr then
+   * adds the reason the kernel would have logged).
+   */
+  messages?: boolean | 'whole';
   /** Compare -L -n -v output (rules whose matches print the same in both). */
   list?: boolean;
 }
@@ -217,6 +222,52 @@ const SEQUENCES: Sequence[] = [
     ],
   },
   {
+    name: 'whole messages: libxtables option errors end with a blank line, kernel refusals print their errno',
+    messages: 'whole',
+    needs: { match: ['mark', 'connmark', 'state', 'comment', 'length', 'mac', 'recent', 'limit', 'ttl', 'multiport', 'icmp', 'udp', 'iprange'], target: ['MARK', 'CONNMARK', 'LOG', 'REJECT', 'CT'] },
+    lines: [
+      'iptables -A INPUT -m mark',
+      'iptables -A INPUT -m connmark',
+      'iptables -A INPUT -m state',
+      'iptables -A INPUT -m comment',
+      'iptables -A INPUT -m length',
+      'iptables -A INPUT -m mac',
+      'iptables -A INPUT -m icmp',
+      'iptables -A INPUT -p icmp -m icmp',
+      'iptables -A INPUT -m mark --mark 1 --mark 2',
+      'iptables -A INPUT -m mark --mark 0x1/zz',
+      'iptables -A INPUT -m recent ! --name x --set',
+      'iptables -A INPUT -m recent --set --rcheck',
+      'iptables -A INPUT -m recent --rcheck --reap',
+      'iptables -A INPUT -m recent --rcheck --seconds 0',
+      'iptables -A INPUT -m limit --limit-burst 99999',
+      'iptables -A INPUT -m ttl --ttl-eq 5 --ttl-gt 3',
+      'iptables -A INPUT -m ttl --ttl-lt 300',
+      'iptables -A INPUT -m length --length x',
+      'iptables -A INPUT -p tcp -m multiport --dports 1 --sports 2',
+      'iptables -A INPUT -p udp --dport 5 --dport 6',
+      'iptables -A INPUT -m iprange --src-range 1.1.1.1-1.1.1.2 --src-range 1.1.1.1-1.1.1.2',
+      'iptables -A INPUT -j MARK --set-mark foo',
+      'iptables -A INPUT -j MARK --set-xmark 1 --set-mark 2',
+      'iptables -A INPUT -j CONNMARK --set-mark foo',
+      'iptables -A INPUT -j LOG --log-level foo',
+      'iptables -A INPUT -j REJECT --reject-with tcp-reset --reject-with tcp-reset',
+      'iptables -t raw -A PREROUTING -j CT --notrack --notrack',
+      'iptables -A INPUT -m limit --limit-burst 0',
+      'iptables -A INPUT -m limit --limit 1/day',
+      'iptables -A INPUT -m limit --limit 10000/s --limit-burst 10000',
+      'iptables -A INPUT -m recent --set --hitcount 3',
+      'iptables -A INPUT -m recent --rcheck --hitcount 70000',
+      'iptables -A INPUT -m recent --set --name a/b',
+      'iptables -A INPUT -j REJECT --reject-with tcp-reset',
+      'iptables -A INPUT ! -p tcp -j REJECT --reject-with tcp-reset',
+      'iptables -A INPUT -j CT',
+      'iptables -I INPUT 5 -m limit --limit-burst 0',
+      'ip6tables -A INPUT -m limit --limit-burst 0',
+      'ip6tables -A INPUT -m mark',
+    ],
+  },
+  {
     name: 'seed 001: the port-knocking script (EXT_IF=eth0)',
     list: true,
     needs: { match: ['recent', 'state', 'limit', 'icmp', 'tcp'], target: ['REJECT'] },
@@ -306,7 +357,9 @@ for (const seq of SEQUENCES) {
         const kr = k.run(words);
         const xr = await e.run(line);
         t.is(xr.status, kr.status, `status of: ${line}\nkernel: ${kr.stderr}\nxtr: ${xr.stderr}`);
-        if (seq.messages && kr.status !== 0) t.is(firstLine(xr.stderr), firstLine(kr.stderr), `message of: ${line}`);
+        if (seq.messages === 'whole' && kr.status === 2) t.is(norm(xr.stderr), norm(kr.stderr), `stderr of: ${line}`);
+        else if (seq.messages === 'whole' && kr.status !== 0) t.is(norm(xr.stderr).slice(0, kr.stderr.length), norm(kr.stderr), `stderr of: ${line}`);
+        else if (seq.messages && kr.status !== 0) t.is(firstLine(xr.stderr), firstLine(kr.stderr), `message of: ${line}`);
         if (kr.stdout !== '' || xr.stdout !== '') t.is(norm(xr.stdout), norm(kr.stdout), `output of: ${line}`);
       }
       for (const family of ['iptables', 'ip6tables']) {

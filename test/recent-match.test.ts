@@ -84,13 +84,13 @@ const name = () => `T${++uniq}`;
 test('parse errors use iptables 1.8.9 wording and save text matches iptables-save', (t) => {
   const bad: [string, string][] = [
     ['', "recent: you must specify one of `--set', `--rcheck' `--update' or `--remove'"],
-    ['--set --rcheck', 'recent: option "--set" cannot be used together with "--rcheck".'],
-    ['--set --rttl', 'recent: option "--rttl" cannot be used together with "--set".'],
-    ['--rcheck --reap', 'recent: option "--reap" also requires "--seconds".'],
-    ['--remove --reap', 'recent: option "--reap" also requires "--seconds".'],
-    ['--rcheck --seconds 0', 'recent: bad value for option "--seconds", or out of range (1-4294967295).'],
-    ['--set --set', 'recent: option "--set" can only be used once.'],
-    ['--set --name a --name b', 'recent: option "--name" can only be used once.'],
+    ['--set --rcheck', 'recent: option "--set" cannot be used together with "--rcheck".\n'],
+    ['--set --rttl', 'recent: option "--rttl" cannot be used together with "--set".\n'],
+    ['--rcheck --reap', 'recent: option "--reap" also requires "--seconds".\n'],
+    ['--remove --reap', 'recent: option "--reap" also requires "--seconds".\n'],
+    ['--rcheck --seconds 0', 'recent: bad value for option "--seconds", or out of range (1-4294967295).\n'],
+    ['--set --set', 'recent: option "--set" can only be used once.\n'],
+    ['--set --name a --name b', 'recent: option "--name" can only be used once.\n'],
   ];
   for (const [w, msg] of bad) {
     const e = t.throws(() => recent.parse(opts(w), RULE4), { instanceOf: XtError }, w);

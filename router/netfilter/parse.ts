@@ -417,7 +417,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     const found = findOwner(name);
     if (!found) return false;
     const { owner, spec } = found;
-    if (invert && !spec.invertible) throw new NfError(`${owner.ext.name}: option "--${spec.name}" cannot be inverted.`);
+    if (invert && !spec.invertible) throw new NfError(`${owner.ext.name}: option "--${spec.name}" cannot be inverted.\n`);
     let value: string | null = null;
     if (spec.arg === 'required') {
       value = takeValue('required', inline, label);
