@@ -9,7 +9,7 @@ import type { Family, PacketContext } from '../router/packet.js';
 import { isReplyDir, type ConnEntry, type CtTuple } from '../router/conntrack.js';
 import { parseStateList, printStateList } from './state.js';
 import { formatAddrMask, parseAddrMask } from './iprange.js';
-import { parsePortRange } from './tcp.js';
+import { parsePortRangeRC } from './udp.js';
 import { parseUint, x6Check } from './mark.js';
 import { XtError, type MatchExtension } from './types.js';
 
@@ -86,7 +86,7 @@ const conntrack: MatchExtension<ConntrackParams> = {
         if (!am) throw new XtError(`host/network \`${v}' not found`);
         p.addrs[ai] = { ...am, inv: o.inverted };
       } else if (pi >= 0) {
-        const [lo, hi] = parsePortRange(v, 'tcp');
+        const [lo, hi] = parsePortRangeRC('conntrack', o.name, v);
         p.ports[pi] = { lo, hi, inv: o.inverted };
       } else if (o.name === 'ctstatus') {
         let mask = 0;

@@ -28,32 +28,37 @@ export interface MultiportParams {
 const OPT_NAMES = ['source-ports', 'destination-ports', 'ports'];
 const SAVE_NAMES = ['sports', 'dports', 'ports'];
 
+/**
+ * parse_multi_ports_v1 of libxt_multiport, step by step (its error order
+ * included): comma-separated ports or `a:b` ranges with a < b, a range
+ * taking two of the 15 slots.
+ */
 function parseList(s: string, proto: string): { lo: number[]; hi: number[] } {
   const lo: number[] = [];
   const hi: number[] = [];
-  let slots = 0;
-  for (const item of s.split(',')) {
-    const port = (p: string) => {
-      const n = parsePortOrService(p, proto);
-      if (n < 0) throw new XtError(`invalid port/service \`${p}' specified`);
-      return n;
-    };
+  const port = (p: string) => {
+    const n = parsePortOrService(p, proto);
+    if (n < 0) throw new XtError(`invalid port/service \`${p}' specified`);
+    return n;
+  };
+  let rest: string | null = s;
+  for (let slot = 0; rest !== null && slot < MAX_PORTS; slot++) {
+    const comma = rest.indexOf(',');
+    const item = comma < 0 ? rest : rest.slice(0, comma);
+    rest = comma < 0 ? null : rest.slice(comma + 1);
     const colon = item.indexOf(':');
-    if (colon < 0) {
-      const p = port(item);
-      lo.push(p);
-      hi.push(p);
-      slots += 1;
-    } else {
-      const a = port(item.slice(0, colon));
-      const b = port(item.slice(colon + 1));
-      if (a > b) throw new XtError('invalid portrange specified');
-      lo.push(a);
-      hi.push(b);
-      slots += 2;
+    if (colon >= 0 && slot === MAX_PORTS - 1) throw new XtError('too many ports specified');
+    const a = port(colon < 0 ? item : item.slice(0, colon));
+    let b = a;
+    if (colon >= 0) {
+      slot++;
+      b = port(item.slice(colon + 1));
+      if (a >= b) throw new XtError('invalid portrange specified');
     }
-    if (slots > MAX_PORTS) throw new XtError('too many ports specified');
+    lo.push(a);
+    hi.push(b);
   }
+  if (rest !== null) throw new XtError('too many ports specified');
   return { lo, hi };
 }
 

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { PacketContext } from '../router/packet.js';
+import { parseUint } from './mark.js';
 import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
 
 const IPPROTO_TCP = 6;
@@ -65,16 +66,18 @@ export function describePorts(spts: [number, number], invSrc: boolean, dpts: [nu
   return r;
 }
 
-/** A port number or service name; -1 if neither. */
+/**
+ * libxtables' xtables_parse_port without its error: a number as
+ * xtables_strtoui reads it (base 0, so `0x10` and octal `010` too), else a
+ * service name of `proto` (getservbyname); -1 if neither.
+ */
 export function parsePortOrService(s: string, proto: string): number {
-  if (/^[0-9]+$/.test(s)) {
-    const n = Number(s);
-    return n <= 65535 ? n : -1;
-  }
+  const n = parseUint(s, 65535);
+  if (n >= 0) return n;
   return s === '' ? -1 : servicePort(s, proto);
 }
 
-/** `a`, `a:b`, `:b`, `a:`, `:` as xtables_parse_port / parse_ports in libxt_tcp. */
+/** `a`, `a:b`, `:b`, `a:`, `:` as parse_tcp_ports in libxt_tcp (a reversed range is refused; udp differs). */
 export function parsePortRange(s: string, proto: string): [number, number] {
   const port = (p: string): number => {
     const n = parsePortOrService(p, proto);

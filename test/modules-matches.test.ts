@@ -89,6 +89,11 @@ const MATCHES: [string, Family, string, string, Pkt, boolean][] = [
   ['tcp', 4, 'tcp', '! --dport 80', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(1, 22, SYN), { frag: 10 })), false],
   ['udp', 4, 'udp', '--dport 53', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(999, 53))), true],
   ['udp', 4, 'udp', '--sport 1:998', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(999, 53))), false],
+  // A reversed udp range never matches; negated, it matches every port (xt_tcpudp's min <= port <= max).
+  ['udp', 4, 'udp', '--dport 53:3', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(999, 53))), false],
+  ['udp', 4, 'udp', '--dport 53:3', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(999, 3))), false],
+  ['udp', 4, 'udp', '! --dport 53:3', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(999, 20))), true],
+  ['udp', 4, 'udp', '--sport 70000', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(4464, 53))), true],
   ['icmp', 4, 'icmp', '--icmp-type echo-request', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(8, 0))), true],
   ['icmp', 4, 'icmp', '--icmp-type echo-request', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(0, 0))), false],
   ['icmp', 4, 'icmp', '--icmp-type port-unreachable', () => ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(3, 3))), true],

@@ -199,3 +199,36 @@ run(`kernel vs xtr counters: seed-001 port knocking with conntrack, recent, limi
   // More than a second apart, so the syn-flood limit never runs dry in either.
   await compare(t, rules, traffic, 1100);
 });
+
+run(`kernel vs xtr counters: port ranges as udp, tcp, multiport and conntrack parse them${skipReason ? ` (skipped: ${skipReason})` : ''}`, async (t) => {
+  const rules = [
+    // libxt_udp keeps a reversed range: it never matches, and negated it matches every port.
+    'iptables -A INPUT -p udp --dport 5:3',
+    'iptables -A INPUT -p udp ! --dport 5:3',
+    // getaddrinfo numbers: cut to 16 bits (70000 is 4464); names of any protocol (ssh is tcp-only in /etc/services).
+    'iptables -A INPUT -p udp --sport 70000',
+    'iptables -A INPUT -p udp --dport ssh',
+    'iptables -A INPUT -p udp --dport " +53:"',
+    // libxt_tcp and multiport read numbers base 0.
+    'iptables -A INPUT -p tcp --dport 0x50',
+    'iptables -A INPUT -p tcp --dport 010:011',
+    'iptables -A INPUT -p udp -m multiport --dports 0x10:0x20,+60',
+    // conntrack's port options are libxtables port ranges too.
+    'iptables -A INPUT -m conntrack --ctorigdstport 60:50',
+    'iptables -A INPUT -m conntrack ! --ctorigdstport 60:50',
+    'iptables -A INPUT -m conntrack --ctorigsrcport 70000',
+  ];
+  const udp = (sport: number, dport: number): PacketSpec => ({ src: CLIENT_ADDR, dst: ROUTER_ADDR, proto: 'udp', sport, dport });
+  const traffic: PacketSpec[] = [
+    udp(40000, 4),
+    udp(4464, 22),
+    udp(40001, 53),
+    udp(40002, 16),
+    udp(40003, 60),
+    udp(40004, 5),
+    syn(CLIENT_ADDR, 80, 41000),
+    syn(CLIENT_ADDR, 9, 41001),
+    syn(CLIENT_ADDR, 10, 41002),
+  ];
+  await compare(t, rules, traffic, 0);
+});
