@@ -4,9 +4,15 @@
  * See ../shared/spec/matches-facts.md §15 and docs/compat.md "## recent".
  *
  * Model choices (kernel defaults differ where noted in docs/compat.md):
- *  - table size `ip_list_tot` (default 200) and ring size `ip_pkt_list_tot`
- *    (default 20, fixed per table as in the kernels with a fixed ring) come
- *    from `settings.recent` and are read when a table is created;
+ *  - table size `ip_list_tot` (default 200) comes from `settings.recent` and
+ *    is read when a table is created;
+ *  - the timestamp ring: with `ip_pkt_list_tot` not configured (or 0) it is
+ *    sized as newer kernels do, per table, from the rules' `--hitcount`: 20
+ *    stamps, or the next power of two >= the largest hitcount of the rules
+ *    using the table; a rule needing a larger ring empties the table and
+ *    enlarges it when its rule set goes live (hitcount up to 65535, as the
+ *    kernel here). Configured explicitly it is that fixed size, and a larger
+ *    `--hitcount` is refused as older kernels refuse it;
  *  - time is kept in jiffies with HZ = RECENT_HZ (1000), counted from
  *    INITIAL_JIFFIES like Linux so procfs values look like the kernel's;
  *  - a table is named state shared through the SharedStateRegistry: the
@@ -27,7 +33,10 @@ export const RECENT_HZ = 1000;
 /** Linux starts jiffies 5 minutes before the 32-bit wrap so wrap bugs show early. */
 export const INITIAL_JIFFIES = 2 ** 32 - 300 * RECENT_HZ;
 export const DEFAULT_IP_LIST_TOT = 200;
+/** The ring a table starts with when `ip_pkt_list_tot` is not configured. */
 export const DEFAULT_IP_PKT_LIST_TOT = 20;
+/** The largest `--hitcount` (the kernel's XT_RECENT_MAX_NSTAMPS - 1 on this machine's 6.x). */
+export const MAX_HITCOUNT = 65535;
 const NAME_LEN = 200;
 
 export function jiffiesAt(nowMs: number): number {
@@ -70,16 +79,20 @@ export class RecentTable {
   /** LRU list: head = least recently updated. */
   head: RecentEntry | null = null;
   tail: RecentEntry | null = null;
-  private readonly free: RecentEntry[] = [];
+  private free: RecentEntry[] = [];
+  /** Stamps per entry (ip_pkt_list_tot, or the size the rules' --hitcount asked for). */
+  private ring: number;
 
   constructor(
     readonly name: string,
     mask: Uint32Array,
     /** ip_list_tot: entries before the LRU head is evicted. */
     readonly maxEntries: number,
-    /** ip_pkt_list_tot: stamps per entry. */
-    readonly ringSize: number,
+    ringSize: number,
+    /** True when the ring follows the rules' --hitcount (ip_pkt_list_tot not configured). */
+    readonly automaticRing = false,
   ) {
+    this.ring = ringSize;
     this.mask.set(mask);
     // The kernel sizes its hash as 1 << fls(ip_list_tot).
     let bits = 0;
@@ -104,6 +117,22 @@ export class RecentTable {
       if (ttl === e.ttl || ttl === 0 || e.ttl === 0) return e;
     }
     return null;
+  }
+
+  get ringSize(): number {
+    return this.ring;
+  }
+
+  /**
+   * A rule needs `ring` stamps per entry: as the kernel does, a larger ring
+   * empties the table (entries of the old size are not kept) and is used
+   * from then on; a smaller one changes nothing.
+   */
+  ensureRing(ring: number): void {
+    if (ring <= this.ring) return;
+    this.flush();
+    this.free = [];
+    this.ring = ring;
   }
 
   /** recent_entry_init: evicts the LRU head when full; one stamp = now. */
@@ -233,6 +262,8 @@ export interface RecentEntrySnapshot {
 }
 export interface RecentTableSnapshot {
   name: string;
+  /** Stamps per entry when taken (absent in older snapshots). */
+  ring?: number;
   /** Entries from LRU head (oldest) to tail. */
   entries: RecentEntrySnapshot[];
 }
@@ -253,7 +284,7 @@ function snapshotTable(t: RecentTable, jiffiesNow: number): RecentTableSnapshot 
       ages: Array.from(e.stamps.subarray(0, e.nstamps), (s) => ((jiffiesNow - s) * 1000) / RECENT_HZ),
     });
   }
-  return { name: t.name, entries };
+  return { name: t.name, ring: t.ringSize, entries };
 }
 
 /** Contents of every live table, with stamp ages relative to `nowMs` (monotonic). */
@@ -264,6 +295,9 @@ export function snapshotRecent(nowMs: number, wallNow = Date.now()): RecentSnaps
 
 function applySnapshot(t: RecentTable, snap: RecentTableSnapshot, jiffiesNow: number, downtimeMs: number): void {
   t.flush();
+  // The saved ring was sized for rules that used the table: take it over, so that those rules
+  // coming back find it big enough and do not empty the table again.
+  if (t.automaticRing && typeof snap.ring === 'number' && Number.isInteger(snap.ring) && snap.ring <= MAX_HITCOUNT + 1) t.ensureRing(snap.ring);
   for (const s of snap.entries) {
     const a = parseAddr(s.addr, s.family);
     if (a === null || s.ages.length === 0) continue;
@@ -317,17 +351,26 @@ export interface RecentParams {
 const COMMANDS = ['set', 'rcheck', 'update', 'remove'];
 const CMD_BITS: Record<string, number> = { set: Cmd.SET, rcheck: Cmd.CHECK, update: Cmd.UPDATE, remove: Cmd.REMOVE };
 
-function settingsOf(env: CheckEnv): { listTot: number; pktListTot: number } {
+/** `ip_pkt_list_tot` null = not configured (or 0): the ring follows the rules' --hitcount. */
+function settingsOf(env: CheckEnv): { listTot: number; pktListTot: number | null } {
   const s = (env.settings.recent ?? {}) as { ip_list_tot?: unknown; ip_pkt_list_tot?: unknown };
   const listTot = s.ip_list_tot ?? DEFAULT_IP_LIST_TOT;
-  const pktListTot = s.ip_pkt_list_tot ?? DEFAULT_IP_PKT_LIST_TOT;
+  const pktListTot = s.ip_pkt_list_tot ?? 0;
   if (typeof listTot !== 'number' || !Number.isInteger(listTot) || listTot < 1 || listTot > 1 << 20) {
     throw new XtError(`settings.recent.ip_list_tot: ${JSON.stringify(listTot)}: must be an integer 1..${1 << 20}`, 1);
   }
-  if (typeof pktListTot !== 'number' || !Number.isInteger(pktListTot) || pktListTot < 1 || pktListTot > 255) {
-    throw new XtError(`settings.recent.ip_pkt_list_tot: ${JSON.stringify(pktListTot)}: must be an integer 1..255`, 1);
+  if (typeof pktListTot !== 'number' || !Number.isInteger(pktListTot) || pktListTot < 0 || pktListTot > 255) {
+    throw new XtError(`settings.recent.ip_pkt_list_tot: ${JSON.stringify(pktListTot)}: must be an integer 1..255 (0 or absent: sized by --hitcount)`, 1);
   }
-  return { listTot, pktListTot };
+  return { listTot, pktListTot: pktListTot === 0 ? null : pktListTot };
+}
+
+/** The ring a rule with this --hitcount needs when the ring is automatic. */
+function ringFor(hitCount: number): number {
+  if (hitCount <= DEFAULT_IP_PKT_LIST_TOT) return DEFAULT_IP_PKT_LIST_TOT;
+  let ring = 1;
+  while (ring < hitCount) ring *= 2;
+  return ring;
 }
 
 function maskText(p: RecentParams): string {
@@ -418,15 +461,18 @@ const recent: MatchExtension<RecentParams> = {
       throw einval('--set and --remove take no --seconds, --hitcount, --rttl or --reap');
     }
     if ((p.checkSet & Cmd.REAP) && !p.seconds) throw einval('--reap needs --seconds');
-    if (p.hitCount > pktListTot) throw einval(`hitcount (${p.hitCount}) is larger than packets to be remembered (${pktListTot})`);
+    // A configured ring is fixed, as in older kernels; else the ring grows to fit, up to the newer kernels' limit.
+    if (pktListTot !== null && p.hitCount > pktListTot) throw einval(`hitcount (${p.hitCount}) is larger than packets to be remembered (${pktListTot})`);
+    if (pktListTot === null && p.hitCount > MAX_HITCOUNT) throw einval(`hitcount (${p.hitCount}) is larger than allowed maximum (${MAX_HITCOUNT})`);
     if (p.name === '' || p.name === '.' || p.name === '..' || p.name.includes('/')) throw einval(`invalid table name ${JSON.stringify(p.name)}`);
+    const ring = pktListTot ?? ringFor(p.hitCount);
 
     const key = `xt_recent/${p.name}`;
     const procPath = `net/xt_recent/${p.name}`;
     const table = env.state.acquire<RecentTable>(
       key,
       () => {
-        const t = new RecentTable(p.name, p.mask, listTot, pktListTot);
+        const t = new RecentTable(p.name, p.mask, listTot, ring, pktListTot === null);
         const file: ProcFile = {
           read: () => t.read(),
           write: (data: string) => t.write(data, jiffiesAt(env.services.now())),
@@ -466,6 +512,10 @@ const recent: MatchExtension<RecentParams> = {
     const tmask = table.mask;
     let released = false;
     return {
+      // Enlarging the ring empties the table: only once the rule set is live (not for a dry run or a refused change).
+      activate() {
+        table.ensureRing(ring);
+      },
       match(pkt: PacketContext): boolean {
         if (family === 4) {
           addr[0] = ((rdest ? pkt.dst4 : pkt.src4) & tmask[0]) >>> 0;

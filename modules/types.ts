@@ -7,6 +7,8 @@
  *            throwing XtError with iptables' wording on bad input;
  *   check  - "checkentry": validate against the rule's family/table/hooks and
  *            allocate or take a reference on shared state, once per rule;
+ *   activate - (optional) the rule set holding the instance went live: apply
+ *            what must not happen for a dry run or a refused change;
  *   match / target - the per-packet function: lean, allocation-free;
  *   destroy - drop references when the rule goes away (after a replacement
  *            rule set has been checked, so named state survives reloads);
@@ -137,6 +139,14 @@ export interface CheckEnv {
 
 export interface MatchInstance {
   match(pkt: PacketContext): boolean;
+  /**
+   * Optional: called once when the rule set holding this instance has gone
+   * live (after the swap; never for a dry run or a change that was refused).
+   * A side effect on shared state that must not happen for an abandoned
+   * change belongs here rather than in check (recent enlarging a table's
+   * timestamp ring, which empties the table).
+   */
+  activate?(): void;
   destroy?(): void;
 }
 
@@ -146,6 +156,8 @@ export const XT_CONTINUE = -1;
 export interface TargetInstance {
   /** A Verdict, or XT_CONTINUE. */
   target(pkt: PacketContext): number;
+  /** As MatchInstance.activate. */
+  activate?(): void;
   destroy?(): void;
 }
 
@@ -172,6 +184,15 @@ interface ExtensionBase<P> {
    * rule otherwise with iptables' "Invalid argument".
    */
   readonly proto?: number;
+  /**
+   * The extension needs connection tracking (its kernel checkentry takes
+   * nf_ct_netns_get). While any loaded rule of a family uses such an
+   * extension, that family's packets are tracked and fragments reassembled
+   * before the rules, as in a kernel namespace where conntrack is in use.
+   * Given the rule's params because it may depend on the options
+   * (`CT --notrack` needs none).
+   */
+  needsConntrack?(params: P): boolean;
   /**
    * For the rule classifier (optional): header-field ranges every packet this
    * match accepts lies in - a necessary condition, never more. The engine uses

@@ -258,6 +258,8 @@ const SEQUENCES: Sequence[] = [
       'iptables -A INPUT -m limit --limit 10000/s --limit-burst 10000',
       'iptables -A INPUT -m recent --set --hitcount 3',
       'iptables -A INPUT -m recent --rcheck --hitcount 70000',
+      'iptables -A INPUT -m recent --rcheck --hitcount 65536',
+      'iptables -A INPUT -m recent --rcheck --hitcount 255',
       'iptables -A INPUT -m recent --set --name a/b',
       'iptables -A INPUT -j REJECT --reject-with tcp-reset',
       'iptables -A INPUT ! -p tcp -j REJECT --reject-with tcp-reset',
@@ -321,9 +323,7 @@ const SEQUENCES: Sequence[] = [
       'iptables -A INPUT -p udp --dport 138 -m recent --name udp-138 --set',
       'iptables -A INPUT -j LOG --log-prefix “INPUT-drop”',
       'iptables -A INPUT -j DROP',
-      // (The recipe's "--hitcount 100" is left out: this kernel (6.x) sizes the ring automatically
-      // and accepts it; xtr's recent keeps the 20-stamp limit of older kernels - see modules/recent.ts.)
-      'iptables -A INPUT -p udp --dport 138 -m recent --name udp-138 --rcheck --hitcount 20 -j DROP',
+      'iptables -A INPUT -p udp --dport 138 -m recent --name udp-138 --rcheck --hitcount 100 -j DROP',
       'iptables -A INPUT -d 192.0.2.1 -p tcp --dport 443 -j ALLOW',
       'iptables -A INPUT -d 192.0.2.1 -p tcp --dport 80 -m recent --name authok --rcheck -j ALLOW',
       'iptables -A INPUT -d 192.0.2.1 -p tcp --dport 80 -m recent --name authok --rcheck -j ACCEPT',

@@ -110,16 +110,21 @@ test('parse errors use iptables 1.8.9 wording and save text matches iptables-sav
   t.is(recent.print!(recent.parse(opts('--rcheck --seconds 5 --hitcount 2 --name A'), RULE4)), ' recent: CHECK seconds: 5 hit_count: 2 name: A side: source mask: 255.255.255.255');
 });
 
-test('kernel-side checks refuse with status 1 (set with seconds, hitcount above the ring, bad names)', (t) => {
+test('kernel-side checks refuse with status 1, EINVAL (set with seconds, hitcount above the limit or a configured ring, bad names)', (t) => {
   const e = makeEnv();
-  for (const w of ['--set --seconds 5', '--set --hitcount 2', '--remove --hitcount 1', '--rcheck --hitcount 21', '--set --name ..', '--set --name a/b', '--set --name .']) {
+  for (const w of ['--set --seconds 5', '--set --hitcount 2', '--remove --hitcount 1', '--rcheck --hitcount 65536', '--set --name ..', '--set --name a/b', '--set --name .']) {
     const p = recent.parse(opts(w), RULE4);
     const err = t.throws(() => recent.check(p, e.env()), { instanceOf: XtError }, w);
     t.is((err as XtError).status, 1, w);
+    t.is((err as XtError).errno, 'EINVAL', w);
   }
-  const hc = t.throws(() => recent.check(recent.parse(opts('--rcheck --hitcount 21'), RULE4), e.env()));
-  t.is(hc?.message, 'xt_recent: hitcount (21) is larger than packets to be remembered (20)');
-  // With a bigger ring configured the same hitcount is fine.
+  const hc = t.throws(() => recent.check(recent.parse(opts('--rcheck --hitcount 65536'), RULE4), e.env()));
+  t.is(hc?.message, 'xt_recent: hitcount (65536) is larger than allowed maximum (65535)');
+  // Unconfigured, the ring grows to fit; a configured ring is fixed and refuses larger hitcounts.
+  t.notThrows(() => recent.check(recent.parse(opts('--rcheck --hitcount 21'), RULE4), e.env()));
+  const fixed = makeEnv({ recent: { ip_pkt_list_tot: 20 } });
+  const old = t.throws(() => recent.check(recent.parse(opts('--rcheck --hitcount 21'), RULE4), fixed.env()));
+  t.is(old?.message, 'xt_recent: hitcount (21) is larger than packets to be remembered (20)');
   const big = makeEnv({ recent: { ip_pkt_list_tot: 30 } });
   t.notThrows(() => recent.check(recent.parse(opts('--rcheck --hitcount 21'), RULE4), big.env()));
   t.is(recent.parse(opts(`--set --name ${'a'.repeat(250)}`), RULE4).name.length, 199);

@@ -15,7 +15,8 @@
  * the change, validate (chains exist, no loops reachable from a built-in
  * chain, targets/matches allowed in the table and every hook that reaches
  * the rule), check extensions (new instances acquire state first), compile,
- * then swap and only then destroy what the old set held. Any error leaves
+ * then swap, activate the new instances, and only then destroy what the old
+ * set held. Any error leaves
  * the running set untouched.
  */
 import { Hook, Verdict, type Family, type PacketContext } from '../packet.js';
@@ -58,6 +59,8 @@ class CompiledFamily {
     readonly nat: CompiledTable,
     readonly filter: CompiledTable,
     readonly rawpost: CompiledTable,
+    /** Some rule of this family uses an extension that needs conntrack (see conntrackInUse). */
+    readonly ctInUse: boolean,
   ) {}
 }
 
@@ -109,6 +112,18 @@ export class Netfilter {
     if (!loaded.includes(table)) loaded.unshift(table);
   }
 
+  /**
+   * Whether connection tracking is in use for `family`: some loaded rule
+   * (reachable or not) uses an extension marked needsConntrack, as in the
+   * kernel, where such a rule's checkentry enables conntrack and
+   * defragmentation in the namespace and the last one going disables them.
+   * Only then are packets tracked, and the router reassembles fragments
+   * before PREROUTING and OUTPUT. Fixed at commit time.
+   */
+  conntrackInUse(family: Family): boolean {
+    return (family === 4 ? this.c4 : this.c6).ctInUse;
+  }
+
   // ---------------------------------------------------------------- packets
 
   /** The netfilter entry point the router calls at each hook. */
@@ -119,7 +134,7 @@ export class Netfilter {
     switch (hook) {
       case Hook.PREROUTING:
         if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
         return Verdict.ACCEPT;
@@ -127,14 +142,14 @@ export class Netfilter {
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (this.conntrack !== null) this.conntrack.confirm(pkt);
+        if (f.ctInUse && this.conntrack !== null) this.conntrack.confirm(pkt);
         return Verdict.ACCEPT;
       case Hook.FORWARD:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         return this.runTable(f.filter, hook, pkt) as Verdict;
       case Hook.OUTPUT:
         if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
         return this.runTable(f.filter, hook, pkt) as Verdict;
@@ -142,7 +157,7 @@ export class Netfilter {
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
         if ((v = this.runTable(f.rawpost, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (this.conntrack !== null) this.conntrack.confirm(pkt);
+        if (f.ctInUse && this.conntrack !== null) this.conntrack.confirm(pkt);
         return Verdict.ACCEPT;
       default:
         return Verdict.ACCEPT;
@@ -332,6 +347,8 @@ export class Netfilter {
         this.c6 = compiled.get(6)!;
       }
     }
+    // The new instances are live: side effects that had to wait for the commit happen now.
+    for (const p of prepared) for (const inst of p.created.values()) activateInstances(inst);
     // Only now may the old set's instances let go of shared state.
     for (const inst of new Set(replaced)) destroyInstances(inst);
     this.onChange?.();
@@ -432,7 +449,7 @@ export class Netfilter {
       }
       return ct;
     });
-    return new CompiledFamily(tables[0], tables[1], tables[2], tables[3], tables[4]);
+    return new CompiledFamily(tables[0], tables[1], tables[2], tables[3], tables[4], usesConntrack(fr));
   }
 
   /** Destroys every instance (process shutdown / tests). */
@@ -445,6 +462,24 @@ export class Netfilter {
             r.instances = null;
           }
   }
+}
+
+function activateInstances(inst: RuleInstances): void {
+  for (const m of inst.matches) m.activate?.();
+  inst.target?.activate?.();
+}
+
+/** Whether any rule of any table of `fr` has a match or target that needs conntrack. */
+function usesConntrack(fr: FamilyRules): boolean {
+  const needs = (ext: { needsConntrack?(params: unknown): boolean }, params: unknown): boolean => ext.needsConntrack?.(params) === true;
+  for (const t of fr.tables.values())
+    for (const c of t.chains.values())
+      for (const r of c.rules) {
+        for (const m of r.spec.matches) if (needs(m.ext, m.params)) return true;
+        const tg = r.spec.target;
+        if (tg.kind === 'ext' && needs(tg.ext, tg.params)) return true;
+      }
+  return false;
 }
 
 function destroyInstances(inst: RuleInstances): void {

@@ -157,12 +157,19 @@ export interface TestEngine {
   run(line: string, input?: string | null): Promise<CommandResult>;
 }
 
-/** An engine over the real modules/ extensions (plus `extra` records), with a fixed save clock. */
-export async function testEngine(extra: readonly Extension[] = [], conntrack: ConntrackHooks | null = null): Promise<TestEngine> {
+/**
+ * An engine over the real modules/ extensions (plus `extra` records), with a
+ * fixed save clock; `settings` are the extension settings of the config file.
+ */
+export async function testEngine(
+  extra: readonly Extension[] = [],
+  conntrack: ConntrackHooks | null = null,
+  settings: Readonly<Record<string, unknown>> = {},
+): Promise<TestEngine> {
   const registry = await loadExtensions();
   for (const e of extra) registry.add(e, 'test');
   const services = new RecordingServices();
-  const nf = new Netfilter({ registry, services, conntrack });
+  const nf = new Netfilter({ registry, services, conntrack, settings });
   const table = netfilterCommands(nf, { now: () => new Date(Date.UTC(2026, 0, 1, 0, 0, 0)) });
   return {
     nf,
