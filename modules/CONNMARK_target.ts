@@ -34,6 +34,7 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
   name: 'CONNMARK',
   revision: 1,
   families: [4, 6],
+  needsConntrack: () => true,
   options: [...OPS, 'nfmask', 'ctmask', 'mask'].map((name) => ({ name, arg: OPS.includes(name) && name.endsWith('-mark') && (name === 'save-mark' || name === 'restore-mark') ? ('none' as const) : ('required' as const) })),
   parse(opts) {
     // libxt_CONNMARK's option table order, which decides which of two clashing options its message names first.

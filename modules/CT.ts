@@ -19,6 +19,8 @@ const CT: TargetExtension<CtParams> = {
   name: 'CT',
   revision: 2,
   families: [4, 6],
+  // xt_CT takes conntrack for a template, not for --notrack (measured: NOTRACK alone leaves fragments alone).
+  needsConntrack: (p) => !p.notrack,
   tables: ['raw'],
   options: [{ name: 'notrack', arg: 'none' }, ...UNSUPPORTED.map((name) => ({ name, arg: 'required' as const }))],
   parse(opts) {

@@ -13,6 +13,7 @@ const connmark: MatchExtension<MarkParams> = {
   name: 'connmark',
   revision: 1,
   families: [4, 6],
+  needsConntrack: () => true,
   options: [{ name: 'mark', arg: 'required', invertible: true }],
   parse(opts) {
     return parseMarkOption('connmark', opts);

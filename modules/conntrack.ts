@@ -56,6 +56,7 @@ const conntrack: MatchExtension<ConntrackParams> = {
   name: 'conntrack',
   revision: 3,
   families: [4, 6],
+  needsConntrack: () => true,
   options: [
     { name: 'ctstate', arg: 'required', invertible: true },
     { name: 'ctproto', arg: 'required', invertible: true },

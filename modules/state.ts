@@ -47,6 +47,8 @@ const state: MatchExtension<StateParams> = {
   kind: 'match',
   name: 'state',
   families: [4, 6],
+  // xt_state's checkentry takes conntrack: a state rule turns tracking and defragmentation on.
+  needsConntrack: () => true,
   options: [{ name: 'state', arg: 'required', invertible: true }],
   parse(opts) {
     const o = x6Check('state', opts, [{ name: 'state', mand: true }]).get('state')!;
