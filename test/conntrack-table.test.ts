@@ -93,6 +93,38 @@ test('a reset as the only answer kills the flow; a SYN in TIME_WAIT reopens it a
   t.is(ct.count(20), 1);
 });
 
+test('after resets, as the kernel (test/conntrack-kernel.test.ts): a SYN scan leaves CLOSE for 10 s, a retransmitted SYN after a refusal is NEW', (t) => {
+  const ct = new Conntrack();
+  // Refused: SYN, RST/ACK. Nothing is left, and the same SYN again is a new flow, not INVALID.
+  pass(ct, c2s(SYN), 0);
+  pass(ct, s2c(RST | ACK), 1);
+  t.is(ct.count(1), 0);
+  const again = pass(ct, c2s(SYN), 1000);
+  t.is(again.ctState, CtState.NEW);
+  t.is(entryOf(again).tcpState, TcpCt.SYN_SENT);
+  t.is(ct.count(1000), 1);
+  pass(ct, s2c(RST | ACK), 1001);
+  t.is(ct.count(1001), 0);
+
+  // Scanned: SYN, SYN/ACK, then the scanner's reset. CLOSE, 10 s, listed without [UNREPLIED].
+  pass(ct, c2s(SYN, { sport: 40001 }), 2000);
+  t.is(pass(ct, s2c(SYN | ACK, { sport: 40001 }), 2001).ctState, CtState.ESTABLISHED);
+  const r = pass(ct, c2s(RST, { sport: 40001 }), 2002);
+  t.is(r.ctState, CtState.ESTABLISHED);
+  t.is(entryOf(r).tcpState, TcpCt.CLOSE);
+  t.is(entryOf(r).remaining(2002), 10);
+  t.regex(ct.list(2002), /^tcp {6}6 10 CLOSE src=10\.0\.0\.1 dst=10\.0\.0\.2 sport=40001 dport=22 src=10\.0\.0\.2 dst=10\.0\.0\.1 sport=22 dport=40001 mark=0 use=1\n$/);
+  // A new SYN on the same ports while CLOSE replaces the entry: NEW, SYN_SENT.
+  const reopened = pass(ct, c2s(SYN, { sport: 40001 }), 5000);
+  t.is(reopened.ctState, CtState.NEW);
+  t.is(entryOf(reopened).tcpState, TcpCt.SYN_SENT);
+  t.not(entryOf(reopened), entryOf(r));
+  pass(ct, s2c(SYN | ACK, { sport: 40001 }), 5001);
+  pass(ct, c2s(RST, { sport: 40001 }), 5002);
+  t.is(ct.count(15_001), 1, 'still there just under 10 s after the reset');
+  t.is(ct.count(15_002), 0, 'gone 10 s after the reset');
+});
+
 test('a NEW packet that is dropped (never confirmed) leaves no entry', (t) => {
   const ct = new Conntrack();
   const p = ctxOf(c2s(SYN), 0);
