@@ -376,6 +376,49 @@ export function fragmentIpv4(
   offsets: Uint32Array,
   lengths: Uint32Array,
 ): number {
+  return writeIpv4Fragments(buf, l3off, l3len, mtu, null, 0, out, outOff, offsets, lengths);
+}
+
+/**
+ * Fragments a datagram that was reassembled from fragments along the
+ * boundaries those fragments had (ip_do_fragment's fast path, which sends
+ * the reassembled skb's fragment list as it came): piece k carries the data
+ * up to `ends[k]` bytes after the header (`ends` ascending, the last one the
+ * whole data length). Headers as fragmentIpv4 writes them, but DF is
+ * cleared as the fast path clears it.
+ *
+ * Returns the number of fragments, -1 as fragmentIpv4, or -2 when a piece
+ * is larger than `mtu` allows or a non-last piece is not a multiple of 8
+ * bytes (the kernel then takes its slow path: fragmentIpv4).
+ */
+export function refragmentIpv4(
+  buf: Bytes,
+  l3off: number,
+  l3len: number,
+  mtu: number,
+  ends: Uint32Array,
+  count: number,
+  out: Bytes,
+  outOff: number,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+): number {
+  if (count < 1) return -1;
+  return writeIpv4Fragments(buf, l3off, l3len, mtu, ends, count, out, outOff, offsets, lengths);
+}
+
+function writeIpv4Fragments(
+  buf: Bytes,
+  l3off: number,
+  l3len: number,
+  mtu: number,
+  ends: Uint32Array | null,
+  pieces: number,
+  out: Bytes,
+  outOff: number,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+): number {
   if (l3len < 20) return -1;
   const hlen = (buf[l3off] & 0x0f) << 2;
   if (hlen < 20 || hlen > l3len) return -1;
@@ -385,19 +428,33 @@ export function fragmentIpv4(
   const origFf = getU16(buf, l3off + 6);
   const origOffset = origFf & 0x1fff;
   const origMf = (origFf & IPV4_FLAG_MF) !== 0;
-  const keepFlags = origFf & ~(IPV4_FLAG_MF | 0x1fff);
-  const count = Math.max(1, Math.ceil(dataLen / chunk));
+  let keepFlags = origFf & ~(IPV4_FLAG_MF | 0x1fff);
+  let count: number;
+  if (ends === null) {
+    count = Math.max(1, Math.ceil(dataLen / chunk));
+  } else {
+    count = pieces;
+    if (ends[count - 1] !== dataLen) return -1;
+    let prev = 0;
+    for (let k = 0; k < count; k++) {
+      const n = ends[k] - prev;
+      if (n <= 0 || n > mtu - hlen || (k < count - 1 && (n & 7) !== 0)) return -2;
+      prev = ends[k];
+    }
+    keepFlags = 0;
+  }
   if (count > offsets.length || count > lengths.length) return -1;
   if (outOff < 0 || outOff + dataLen + count * hlen > out.length) return -1;
   let p = outOff;
+  let start = 0;
   for (let k = 0; k < count; k++) {
-    const start = k * chunk;
-    const n = Math.min(chunk, dataLen - start);
+    const stop = ends === null ? Math.min(start + chunk, dataLen) : ends[k];
+    const n = stop - start;
     const last = k === count - 1;
     out.set(buf.subarray(l3off, l3off + hlen), p);
     if (k === 1) noopUncopiedOptions(out, p, hlen);
     else if (k > 1) out.set(out.subarray(offsets[1], offsets[1] + hlen), p);
-    out.set(buf.subarray(l3off + hlen + start, l3off + hlen + start + n), p + hlen);
+    out.set(buf.subarray(l3off + hlen + start, l3off + hlen + stop), p + hlen);
     setU16(out, p + 2, hlen + n);
     setU16(out, p + 6, keepFlags | (last && !origMf ? 0 : IPV4_FLAG_MF) | ((origOffset + start / 8) & 0x1fff));
     setU16(out, p + 10, 0);
@@ -405,6 +462,7 @@ export function fragmentIpv4(
     offsets[k] = p;
     lengths[k] = hlen + n;
     p += hlen + n;
+    start = stop;
   }
   return count;
 }
@@ -420,13 +478,43 @@ function noopUncopiedOptions(b: Bytes, l3: number, hlen: number): void {
 }
 
 /**
+ * The length of the unfragmentable part of the IPv6 packet at
+ * buf[l3off, l3off+l3len) as ip6_find_1stfragopt sees it: the IPv6 header
+ * and the Hop-by-Hop, Routing and Destination Options headers before the
+ * first Destination Options header that follows a Routing header (or before
+ * the upper layer). -1 if the packet already has a Fragment header or a
+ * header runs past its end. `nhOut[0]` receives the offset (from l3off) of
+ * the byte naming what follows the unfragmentable part.
+ */
+export function ipv6UnfragmentableLength(buf: Bytes, l3off: number, l3len: number, nhOut: Int32Array): number {
+  const end = l3off + l3len;
+  let nhOff = l3off + 6;
+  let pos = l3off + IPV6_HLEN;
+  let routing = false;
+  for (;;) {
+    const nh = buf[nhOff];
+    if (nh === 44) return -1;
+    if (nh !== 0 && nh !== 43 && (nh !== 60 || routing)) break;
+    if (pos + 8 > end) return -1;
+    const hl = (buf[pos + 1] + 1) << 3;
+    if (pos + hl > end) return -1;
+    if (nh === 43) routing = true;
+    nhOff = pos;
+    pos += hl;
+  }
+  nhOut[0] = nhOff - l3off;
+  return pos - l3off;
+}
+
+const unfragNh = new Int32Array(1);
+
+/**
  * Splits the IPv6 packet at buf[l3off, l3off+l3len) into fragments of at
- * most `mtu` bytes (ip6_fragment): the unfragmentable part (IPv6 header and
- * any Hop-by-Hop, Destination Options before Routing, Routing headers) is
- * repeated, a Fragment header with `ident` is inserted after it, and the
- * rest is cut on 8-byte boundaries. Returns the number of fragments or -1
- * (packet already fragmented, no room, too many fragments, `out` too
- * small). `out` must not overlap the original.
+ * most `mtu` bytes (ip6_fragment): the unfragmentable part (see
+ * ipv6UnfragmentableLength) is repeated, a Fragment header with `ident` is
+ * inserted after it, and the rest is cut on 8-byte boundaries. Returns the
+ * number of fragments or -1 (packet already fragmented, no room, too many
+ * fragments, `out` too small). `out` must not overlap the original.
  */
 export function fragmentIpv6(
   buf: Bytes,
@@ -439,41 +527,81 @@ export function fragmentIpv6(
   offsets: Uint32Array,
   lengths: Uint32Array,
 ): number {
+  return writeIpv6Fragments(buf, l3off, l3len, mtu, ident, -1, null, 0, out, outOff, offsets, lengths);
+}
+
+/**
+ * Fragments a reassembled IPv6 datagram along its original fragments'
+ * boundaries (ip6_fragment's fast path): piece k carries the fragmentable
+ * data up to `ends[k]` bytes after the unfragmentable part. Returns the
+ * number of fragments, -1 as fragmentIpv6, or -2 when the datagram's
+ * unfragmentable part is not `unfragLen` bytes (the original fragments
+ * split it elsewhere), a piece does not fit `mtu`, or a non-last piece is
+ * not a multiple of 8 (the kernel then takes its slow path: fragmentIpv6).
+ */
+export function refragmentIpv6(
+  buf: Bytes,
+  l3off: number,
+  l3len: number,
+  mtu: number,
+  unfragLen: number,
+  ends: Uint32Array,
+  count: number,
+  ident: number,
+  out: Bytes,
+  outOff: number,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+): number {
+  if (count < 1) return -1;
+  return writeIpv6Fragments(buf, l3off, l3len, mtu, ident, unfragLen, ends, count, out, outOff, offsets, lengths);
+}
+
+function writeIpv6Fragments(
+  buf: Bytes,
+  l3off: number,
+  l3len: number,
+  mtu: number,
+  ident: number,
+  wantUnfrag: number,
+  ends: Uint32Array | null,
+  pieces: number,
+  out: Bytes,
+  outOff: number,
+  offsets: Uint32Array,
+  lengths: Uint32Array,
+): number {
   if (l3len < IPV6_HLEN || IPV6_HLEN + getU16(buf, l3off + 4) !== l3len) return -1;
-  // Find the end of the unfragmentable part: the last HbH/Routing header, or a DestOpts followed by Routing.
-  let nhOff = l3off + 6;
-  let pos = l3off + IPV6_HLEN;
-  let unfragEnd = pos;
-  let unfragNhOff = nhOff;
-  const end = l3off + l3len;
-  for (;;) {
-    const nh = buf[nhOff];
-    if (nh === 44) return -1;
-    if (nh !== 0 && nh !== 43 && nh !== 60) break;
-    if (pos + 8 > end) return -1;
-    const hl = (buf[pos + 1] + 1) << 3;
-    if (pos + hl > end) return -1;
-    if (nh === 0 || nh === 43 || (nh === 60 && buf[pos] === 43)) {
-      unfragEnd = pos + hl;
-      unfragNhOff = pos;
-    }
-    nhOff = pos;
-    pos += hl;
-    if (nh === 60 && buf[nhOff] !== 43) break;
-  }
-  const unfragLen = unfragEnd - l3off;
-  const nextProto = buf[unfragNhOff];
+  const unfragLen = ipv6UnfragmentableLength(buf, l3off, l3len, unfragNh);
+  if (unfragLen < 0) return -1;
+  const unfragEnd = l3off + unfragLen;
+  const nhRel = unfragNh[0];
+  const nextProto = buf[l3off + nhRel];
   const fragData = l3len - unfragLen;
-  const chunk = (mtu - unfragLen - 8) & ~7;
+  const room = mtu - unfragLen - 8;
+  const chunk = room & ~7;
   if (chunk < 8) return -1;
-  const count = Math.max(1, Math.ceil(fragData / chunk));
+  let count: number;
+  if (ends === null) {
+    count = Math.max(1, Math.ceil(fragData / chunk));
+  } else {
+    if (unfragLen !== wantUnfrag) return -2;
+    count = pieces;
+    if (ends[count - 1] !== fragData) return -1;
+    let prev = 0;
+    for (let k = 0; k < count; k++) {
+      const n = ends[k] - prev;
+      if (n <= 0 || n > room || (k < count - 1 && (n & 7) !== 0)) return -2;
+      prev = ends[k];
+    }
+  }
   if (count > offsets.length || count > lengths.length) return -1;
   if (outOff < 0 || outOff + fragData + count * (unfragLen + 8) > out.length) return -1;
-  const nhRel = unfragNhOff - l3off;
   let p = outOff;
+  let start = 0;
   for (let k = 0; k < count; k++) {
-    const start = k * chunk;
-    const n = Math.min(chunk, fragData - start);
+    const stop = ends === null ? Math.min(start + chunk, fragData) : ends[k];
+    const n = stop - start;
     const last = k === count - 1;
     out.set(buf.subarray(l3off, unfragEnd), p);
     out[p + nhRel] = 44;
@@ -483,10 +611,11 @@ export function fragmentIpv6(
     out[f + 1] = 0;
     setU16(out, f + 2, (start & 0xfff8) | (last ? 0 : 1));
     setU32(out, f + 4, ident);
-    out.set(buf.subarray(unfragEnd + start, unfragEnd + start + n), f + 8);
+    out.set(buf.subarray(unfragEnd + start, unfragEnd + stop), f + 8);
     offsets[k] = p;
     lengths[k] = unfragLen + 8 + n;
     p += unfragLen + 8 + n;
+    start = stop;
   }
   return count;
 }
