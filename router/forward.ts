@@ -11,6 +11,14 @@
  *   (ICMP errors, services.emitLocal)
  *            -> route -> OUTPUT -> POSTROUTING -> link out (or INPUT -> host interface)
  *
+ * Fragments: while conntrack is in use for a family (a loaded rule needs
+ * it; Netfilter.conntrackInUse), fragments are reassembled before
+ * PREROUTING and before OUTPUT, as the kernel's nf_defrag hooks do
+ * (dataplane/reassembly.ts); the rules see the whole datagram, and egress
+ * fragments it again as the kernel does: along the original fragments when
+ * they fit, else no larger than the largest of them (frag_max_size) or the
+ * MTU. Otherwise fragments go through the rules as they are (`-f`).
+ *
  * Memory: one Buffer holds the read batch's slots followed by a scratch area
  * for packets xtr builds. Forwarded packets are never copied: they are edited
  * in place (TTL, Ethernet header written into the headroom) and queued for
@@ -24,12 +32,22 @@
  */
 import { getU16 } from '../dataplane/bytes.js';
 import { HEADROOM, type PacketBatch, type PacketDevice } from '../dataplane/device.js';
-import { buildIcmp4Error, buildIcmp6Error, fragmentIpv4, mayReplyWithIcmpError } from '../dataplane/build.js';
+import {
+  buildIcmp4Error,
+  buildIcmp6Error,
+  fragmentIpv4,
+  fragmentIpv6,
+  mayReplyWithIcmpError,
+  refragmentIpv4,
+  refragmentIpv6,
+} from '../dataplane/build.js';
 import { checksum } from '../dataplane/checksum.js';
 import { writeEthernet } from '../dataplane/ethernet.js';
 import { Ipv4OptionCursor } from '../dataplane/ipv4.js';
+import { IPV6_MIN_MTU } from '../dataplane/ipv6.js';
+import { DEFRAG_IN, DEFRAG_OUT, Reassembler, ReasmResult, type ReassemblerOptions } from '../dataplane/reassembly.js';
 import { DropReason } from '../dataplane/drop.js';
-import { parsePacket } from '../dataplane/parse.js';
+import { lastIpv6Ext, parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
 import {
   DROP_COUNT,
@@ -69,6 +87,8 @@ import type { RouterServices } from '../modules/types.js';
 /** The rule engine's seam: one call per packet per hook. */
 export interface Netfilter {
   hook(hook: Hook, ctx: PacketContext): Verdict;
+  /** Whether conntrack is in use for the family (then fragments are reassembled before the rules); absent = never. */
+  conntrackInUse?(family: Family): boolean;
 }
 
 /** Accepts everything: the router before a rule engine is plugged in. */
@@ -91,6 +111,8 @@ export interface RouterOptions {
   clock?: () => number;
   /** How often neighbour timers run, ms (default 250). */
   tickMs?: number;
+  /** Fragment reassembly limits, per family (default 4 MiB, 30 s as the kernel's). */
+  reassembly?: ReassemblerOptions;
 }
 
 export interface InterfaceStatusEntry {
@@ -172,6 +194,15 @@ export class Router implements LocalPacketSink {
   private readonly optCursor = new Ipv4OptionCursor();
   private readonly savedDst6 = new Uint32Array(4);
 
+  /** Fragment queues per family (used only while conntrack is in use). */
+  readonly reassembly4: Reassembler;
+  readonly reassembly6: Reassembler;
+  /** The original fragments of the datagram in ctx, if it was reassembled and they can be sent again as they were. */
+  private readonly reasmEnds = new Uint32Array(MAX_FRAGMENTS);
+  private reasmPieces = 0;
+  private reasmUnfrag = 0;
+  private reasmIdent = 0;
+
   /** Drops of packets not from any interface (xtr's own). */
   private readonly localDrops = new Float64Array(DROP_COUNT);
   private anySource4 = 0;
@@ -231,6 +262,8 @@ export class Router implements LocalPacketSink {
     }
     this.installRoutes();
     this.services = new Services(this, this.logger, this.clock);
+    this.reassembly4 = new Reassembler(opts.reassembly);
+    this.reassembly6 = new Reassembler(opts.reassembly);
   }
 
   // ------------------------------------------------------------ set-up
@@ -439,6 +472,65 @@ export class Router implements LocalPacketSink {
     ctx.ct = null;
     ctx.ctState = CtState.UNTRACKED;
     ctx.notrack = false;
+    ctx.fragMaxSize = 0;
+    this.reasmPieces = 0;
+  }
+
+  /**
+   * Whether the packet in ctx is one the kernel would defragment now: a
+   * fragment (IPv6: anything with a Fragment header, atomic ones too) while
+   * conntrack is in use for its family. Read right after parsePacket.
+   */
+  private wantsDefrag(): boolean {
+    const ctx = this.ctx;
+    return (ctx.isFragment || (ctx.family === 6 && lastIpv6Ext.hasFragmentHeader)) && this.nf.conntrackInUse?.(ctx.family) === true;
+  }
+
+  /**
+   * nf_defrag (priority -400, before raw): the fragment in ctx joins its
+   * queue. True when ctx now holds a packet to go on with - the completed
+   * datagram, copied into scratch and parsed, or the fragment itself when it
+   * is not for reassembly; false when it was queued or dropped.
+   */
+  private defrag(drops: Float64Array, user: number): boolean {
+    const ctx = this.ctx;
+    const reasm = ctx.family === 4 ? this.reassembly4 : this.reassembly6;
+    const r = reasm.add(this.buf, ctx.l3off, ctx.l3len, user, this.now);
+    if (r === ReasmResult.PASS) return true;
+    if (r !== ReasmResult.COMPLETE) {
+      if (r === ReasmResult.DROPPED) drops[RouterDrop.REASSEMBLY]++;
+      return false;
+    }
+    const n = reasm.datagramLength;
+    const p = this.allocScratch(n);
+    if (p < 0) {
+      reasm.discard();
+      drops[RouterDrop.SCRATCH_FULL]++;
+      return false;
+    }
+    reasm.emit(this.buf, p);
+    this.scratchPos = p + n;
+    const inIf = ctx.inIf as RouterInterface | null;
+    const local = ctx.locallyGenerated;
+    let l2off = ctx.l2off;
+    if (l2off >= 0) {
+      // the link header stays in front of the datagram (the mac match reads it)
+      this.buf.copyWithin(p - ETH_HLEN, l2off, l2off + ETH_HLEN);
+      l2off = p - ETH_HLEN;
+    }
+    const bad = parsePacket(ctx, this.buf, p, n);
+    if (bad !== 0) {
+      drops[bad]++;
+      return false;
+    }
+    this.resetContext(inIf, l2off, local);
+    ctx.fragMaxSize = reasm.fragMaxSize;
+    const pieces = reasm.geometryKept && reasm.pieceCount <= MAX_FRAGMENTS ? reasm.pieceCount : 0;
+    for (let k = 0; k < pieces; k++) this.reasmEnds[k] = reasm.pieceEnds[k];
+    this.reasmPieces = pieces;
+    this.reasmUnfrag = reasm.unfragmentableLength;
+    this.reasmIdent = reasm.ident;
+    return true;
   }
 
   /** A packet from a link: validate, PREROUTING, route, then local delivery or forwarding. */
@@ -485,6 +577,7 @@ export class Router implements LocalPacketSink {
         return;
       }
     }
+    if (this.wantsDefrag() && !this.defrag(ri.drops, DEFRAG_IN)) return;
     ctx.hook = Hook.PREROUTING;
     const v = this.nf.hook(Hook.PREROUTING, ctx);
     if (v !== Verdict.ACCEPT) {
@@ -543,7 +636,7 @@ export class Router implements LocalPacketSink {
       ri.drops[RouterDrop.TTL_EXCEEDED]++;
       return;
     }
-    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0) {
+    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0 && this.fragmentsTooBig(out)) {
       this.icmpError(ri, 3, 4, out.mtu);
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
@@ -577,7 +670,7 @@ export class Router implements LocalPacketSink {
       ri.drops[RouterDrop.TTL_EXCEEDED]++;
       return;
     }
-    if (ctx.l3len > out.mtu) {
+    if (ctx.l3len > out.mtu && this.fragmentsTooBig(out)) {
       this.icmpError(ri, 2, 0, out.mtu);
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
@@ -672,6 +765,8 @@ export class Router implements LocalPacketSink {
       drops[ctx.dst6[0] >>> 24 === 0xff ? RouterDrop.MULTICAST : RouterDrop.LINK_LOCAL]++;
       return;
     }
+    // nf_defrag in OUTPUT: the local stack fragments to the host interface's MTU before xtr sees its packets
+    if (this.wantsDefrag() && !this.defrag(drops, DEFRAG_OUT)) return;
     let id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
     if (id < 0) {
       this.icmpError(null, v4 ? 3 : 1, 0, 0);
@@ -712,7 +807,7 @@ export class Router implements LocalPacketSink {
       return;
     }
     const out = this.interfaces[rt.ifIndex[id]];
-    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0)) {
+    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0) && this.fragmentsTooBig(out)) {
       // the local stack learns the path MTU from this (as it would from EMSGSIZE)
       this.icmpError(out, v4 ? 3 : 2, v4 ? 4 : 0, out.mtu);
       drops[RouterDrop.TOO_BIG]++;
@@ -734,8 +829,9 @@ export class Router implements LocalPacketSink {
     const ctx = this.ctx;
     const o = ctx.l3off;
     const len = ctx.l3len;
-    if (len > out.mtu) {
-      this.fragment4(out, id, drops);
+    // ip_finish_output: a reassembled datagram always goes through ip_fragment
+    if (len > out.mtu || ctx.fragMaxSize !== 0) {
+      this.fragmentOut(out, id, drops);
       return;
     }
     if (out.kind !== 'tap') {
@@ -756,6 +852,11 @@ export class Router implements LocalPacketSink {
     const ctx = this.ctx;
     const o = ctx.l3off;
     const len = ctx.l3len;
+    // __ip6_finish_output: fragments again what came in larger than its fragments
+    if (ctx.fragMaxSize !== 0 && len > ctx.fragMaxSize) {
+      this.fragmentOut(out, id, drops);
+      return;
+    }
     if (out.kind !== 'tap') {
       this.queueTx(out, o, len);
       return;
@@ -771,25 +872,75 @@ export class Router implements LocalPacketSink {
     this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
   }
 
-  /** IPv4 with DF clear and larger than the egress MTU: fragments (ip_do_fragment), each queued. */
-  private fragment4(out: RouterInterface, id: number, drops: Float64Array): void {
+  /**
+   * Whether a packet larger than `out`'s MTU (IPv4: with DF) gets the
+   * frag-needed / packet-too-big error: always, unless it was reassembled
+   * here from fragments that each fit (the kernel's ignore_df with
+   * frag_max_size no larger than the MTU, ip_exceeds_mtu / ip6_pkt_too_big).
+   */
+  private fragmentsTooBig(out: RouterInterface): boolean {
+    const fms = this.ctx.fragMaxSize;
+    return fms === 0 || fms > out.mtu;
+  }
+
+  /**
+   * Sends the packet in ctx as fragments, each queued (TAP: behind its
+   * neighbour entry). IPv4 with DF clear and larger than the MTU is cut to
+   * the MTU (ip_do_fragment). A datagram reassembled here goes out as the
+   * fragments it came in when they fit (the kernel's fast path over the
+   * fragment list); otherwise IPv4 is cut to min(frag_max_size, MTU) and
+   * IPv6 to frag_max_size, raised to the IPv6 minimum MTU (ip6_fragment).
+   */
+  private fragmentOut(out: RouterInterface, id: number, drops: Float64Array): void {
     const ctx = this.ctx;
-    const count = fragmentIpv4(this.buf, ctx.l3off, ctx.l3len, out.mtu, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    const v4 = ctx.family === 4;
+    const fms = ctx.fragMaxSize;
+    const b = this.buf;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    let count = -1;
+    if (v4) {
+      const mtu = fms !== 0 && fms < out.mtu ? fms : out.mtu;
+      if (this.reasmPieces !== 0) {
+        count = refragmentIpv4(b, o, len, mtu, this.reasmEnds, this.reasmPieces, this.fragTmp, 0, this.fragOffs, this.fragLens);
+      }
+      if (count < 0) count = fragmentIpv4(b, o, len, mtu, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    } else {
+      const mtu = Math.min(out.mtu, Math.max(fms, IPV6_MIN_MTU));
+      if (this.reasmPieces !== 0) {
+        count = refragmentIpv6(b, o, len, mtu, this.reasmUnfrag, this.reasmEnds, this.reasmPieces, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
+      }
+      if (count < 0) count = fragmentIpv6(b, o, len, mtu, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    }
     if (count < 0) {
       drops[RouterDrop.FRAGMENTATION_FAILED]++;
       return;
     }
     let mac = -1;
     if (out.kind === 'tap') {
-      const nh = this.routes4.nextHop(id, ctx.dst4);
-      mac = out.neighbors!.lookup4(nh, this.now);
-      if (mac < 0) {
-        for (let k = 0; k < count; k++) {
-          if (!out.neighbors!.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+      const nbr = out.neighbors!;
+      if (v4) {
+        const nh = this.routes4.nextHop(id, ctx.dst4);
+        mac = nbr.lookup4(nh, this.now);
+        if (mac < 0) {
+          for (let k = 0; k < count; k++) {
+            if (!nbr.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+          }
+          return;
         }
-        return;
+      } else {
+        const nh = this.nextHop6;
+        this.routes6.nextHop(id, ctx.dst6, nh);
+        mac = nbr.lookup6(nh, this.now);
+        if (mac < 0) {
+          for (let k = 0; k < count; k++) {
+            if (!nbr.enqueue6(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+          }
+          return;
+        }
       }
     }
+    const ethertype = v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6;
     for (let k = 0; k < count; k++) {
       const flen = this.fragLens[k];
       const p = this.allocScratch(flen);
@@ -800,7 +951,7 @@ export class Router implements LocalPacketSink {
       this.buf.set(this.fragTmp.subarray(this.fragOffs[k], this.fragOffs[k] + flen), p);
       this.scratchPos = p + flen;
       if (mac >= 0) {
-        writeEthernet(this.buf, p - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
+        writeEthernet(this.buf, p - ETH_HLEN, mac, out.macValue, ethertype);
         this.queueTx(out, p - ETH_HLEN, flen + ETH_HLEN);
       } else {
         this.queueTx(out, p, flen);

@@ -54,6 +54,8 @@ export const enum RouterDrop {
   SOURCE_ROUTE,
   /** An exception in a hook or extension while the packet was processed (logged). */
   INTERNAL_ERROR,
+  /** A fragment reassembly refused: overlap, duplicate, inconsistent end, oversize datagram, no memory. */
+  REASSEMBLY,
 }
 const ROUTER_DROP_NAMES = [
   'no_route',
@@ -72,6 +74,7 @@ const ROUTER_DROP_NAMES = [
   'martian',
   'source_route',
   'internal_error',
+  'reassembly',
 ];
 /** Counter names indexed by reason; unused numbers are empty strings. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -88,6 +88,12 @@ export class PacketContext {
   icmpCode = -1;
   /** TTL (IPv4) or hop limit (IPv6) as in the header now. */
   ttl = 0;
+  /**
+   * For a datagram reassembled from fragments, the largest of them (the
+   * kernel's IPCB/IP6CB frag_max_size): egress fragments it again no larger
+   * than this. 0 for anything else.
+   */
+  fragMaxSize = 0;
 
   /** Hook the packet is traversing now. */
   hook: Hook = Hook.PREROUTING;

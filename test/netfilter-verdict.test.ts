@@ -136,6 +136,8 @@ test('tables run in the kernel order per hook, conntrack between raw and mangle,
     rawpost: ['POSTROUTING'],
   };
   for (const [table, cs] of Object.entries(chains)) for (const c of cs) lines.push(`iptables -t ${table} -A ${c} -j XTRACE`);
+  // Conntrack runs only while a rule needs it (as in the kernel): one in a chain nothing jumps to is enough.
+  lines.push('iptables -N ctuser', 'iptables -A ctuser -m state --state INVALID -j DROP');
   const e = await engineWith(lines, [tracer(trace)], ct);
   const run = (h: Hook) => {
     trace.length = 0;
@@ -152,6 +154,35 @@ test('tables run in the kernel order per hook, conntrack between raw and mangle,
   // nat sees only a connection's first packet.
   ct.in = (pkt: PacketContext) => (trace.push(`ct:in:${pkt.hook}`), (pkt.ctState = 4), Verdict.ACCEPT);
   t.is(run(Hook.PREROUTING), 'raw:PREROUTING:0 ct:in:0 mangle:PREROUTING:0');
+  // Without such a rule nothing is tracked or confirmed (a kernel namespace without conntrack users).
+  t.true(e.nf.conntrackInUse(4));
+  t.is((await e.run('iptables -F ctuser')).status, 0);
+  t.false(e.nf.conntrackInUse(4));
+  t.false(e.nf.conntrackInUse(6));
+  ct.in = (pkt: PacketContext) => (trace.push(`ct:in:${pkt.hook}`), (pkt.ctState = 2), Verdict.ACCEPT);
+  t.is(run(Hook.PREROUTING), 'raw:PREROUTING:0 mangle:PREROUTING:0 nat:PREROUTING:0');
+  t.is(run(Hook.POSTROUTING), 'mangle:POSTROUTING:4 nat:POSTROUTING:4 rawpost:POSTROUTING:4');
+});
+
+test('conntrack is in use per family while a rule needs it: state, conntrack, connmark, CONNMARK, CT, but not CT --notrack / NOTRACK', async (t) => {
+  const cases: [string, boolean][] = [
+    ['iptables -A FORWARD -m state --state NEW', true],
+    ['iptables -A FORWARD -m conntrack --ctstate NEW', true],
+    ['iptables -A FORWARD -m connmark --mark 1', true],
+    ['iptables -t mangle -A FORWARD -j CONNMARK --set-mark 1', true],
+    ['iptables -t raw -A PREROUTING -j CT', true],
+    ['iptables -t raw -A PREROUTING -j CT --notrack', false],
+    ['iptables -t raw -A PREROUTING -j NOTRACK', false],
+    ['iptables -A FORWARD -p tcp --dport 22 -j ACCEPT', false],
+  ];
+  for (const [line, inUse] of cases) {
+    const e = await engineWith([line]);
+    t.is(e.nf.conntrackInUse(4), inUse, line);
+    t.false(e.nf.conntrackInUse(6), `${line}: IPv6 untouched`);
+    const v6 = await engineWith([line.replace('iptables', 'ip6tables')]);
+    t.is(v6.nf.conntrackInUse(6), inUse, `ip6tables: ${line}`);
+    t.false(v6.nf.conntrackInUse(4));
+  }
 });
 
 test('targets and matches limited to hooks are checked against every hook reaching the chain', async (t) => {
