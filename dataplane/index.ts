@@ -15,8 +15,10 @@
  *
  * Non-goals: 802.1Q VLAN tags; IPv6 jumbograms; DHCP option overload;
  * echoing IPv4 options in ICMP errors (Linux's ip_options_echo); answering
- * fragmented echo requests (there is no reassembly here); NDP options other
- * than link-layer addresses in NdpRepr (the view's cursor still walks them).
+ * fragmented echo requests (builders see one packet; reassembly.ts puts
+ * datagrams together only where netfilter would, before the rules); NDP
+ * options other than link-layer addresses in NdpRepr (the view's cursor
+ * still walks them).
  */
 export * from './bytes.js';
 export * from './checksum.js';
@@ -32,3 +34,4 @@ export * from './icmpv6.js';
 export * from './parse.js';
 export * from './dhcp.js';
 export * from './build.js';
+export * from './reassembly.js';
