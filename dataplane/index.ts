@@ -21,6 +21,7 @@
  * still walks them).
  */
 export * from './bytes.js';
+export * from './addr.js';
 export * from './checksum.js';
 export * from './drop.js';
 export * from './ethernet.js';

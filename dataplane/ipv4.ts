@@ -377,22 +377,8 @@ export class Ipv4Repr {
   }
 }
 
-/** "192.0.2.1" for an unsigned 32-bit address. */
-export function ipv4ToString(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
-}
-
-/** Parses dotted-quad IPv4; throws naming the input and what is wrong. */
-export function parseIpv4(s: string): number {
-  const parts = s.split('.');
-  if (parts.length !== 4) throw new Error(`invalid IPv4 address "${s}": expected four dot-separated numbers`);
-  let v = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`invalid IPv4 address "${s}": "${p}" is not 0..255`);
-    v = v * 256 + Number(p);
-  }
-  return v >>> 0;
-}
+// Address text lives in addr.ts with IPv6's; these names stay importable from here for router/conntrack.ts.
+export { ipv4ToString, parseIpv4 } from './addr.js';
 
 /** Class D (224.0.0.0/4). */
 export function isIpv4Multicast(a: number): boolean {

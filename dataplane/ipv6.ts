@@ -262,68 +262,8 @@ export class Ipv6Repr {
   }
 }
 
-/** Parses an IPv6 address into four words; throws naming the input. IPv4-embedded tails are accepted. */
-export function parseIpv6(s: string, out = new Uint32Array(4)): Uint32Array {
-  const bad = (why: string): never => {
-    throw new Error(`invalid IPv6 address "${s}": ${why}`);
-  };
-  let str = s;
-  const groups: number[] = [];
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(str);
-  let tail: number[] = [];
-  if (v4) {
-    const parts = v4[1].split('.').map(Number);
-    if (parts.some((p) => p > 255)) bad('embedded IPv4 part out of range');
-    tail = [(parts[0] << 8) | parts[1], (parts[2] << 8) | parts[3]];
-    str = str.slice(0, str.length - v4[1].length);
-    if (str.endsWith(':') && !str.endsWith('::')) str = str.slice(0, -1);
-  }
-  const dbl = str.split('::');
-  if (dbl.length > 2) bad('more than one "::"');
-  const parseGroups = (part: string): number[] =>
-    part === ''
-      ? []
-      : part.split(':').map((g) => {
-          if (!/^[0-9a-fA-F]{1,4}$/.test(g)) bad(`"${g}" is not a 16-bit hex group`);
-          return parseInt(g, 16);
-        });
-  const head = parseGroups(dbl[0]);
-  const rest = dbl.length === 2 ? parseGroups(dbl[1]) : [];
-  const have = head.length + rest.length + tail.length;
-  if (dbl.length === 2) {
-    if (have > 7) bad('too many groups');
-    groups.push(...head, ...new Array<number>(8 - have).fill(0), ...rest, ...tail);
-  } else {
-    if (have !== 8) bad('expected 8 groups');
-    groups.push(...head, ...tail);
-  }
-  for (let i = 0; i < 4; i++) out[i] = ((groups[2 * i] << 16) | groups[2 * i + 1]) >>> 0;
-  return out;
-}
-
-/** RFC 5952 text form (lower case, longest zero run compressed). */
-export function ipv6ToString(w: Uint32Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 4; i++) g.push(w[i] >>> 16, w[i] & 0xffff);
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
-}
+// Address text lives in addr.ts with IPv4's; these names stay importable from here for router/conntrack.ts.
+export { ipv6ToString, parseIpv6 } from './addr.js';
 
 /** ff00::/8 */
 export function isIpv6Multicast(w: Uint32Array): boolean {

@@ -8,7 +8,7 @@
  */
 import type { PacketContext } from '../router/packet.js';
 import { getU16, getU32 } from '../dataplane/bytes.js';
-import { ipv4ToString } from '../dataplane/ipv4.js';
+import { ipv4ToString } from '../dataplane/addr.js';
 import { saveString } from './comment.js';
 import { parseUint, x6Check } from './mark.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';

@@ -7,8 +7,7 @@
  * are four 32-bit words (IPv4 in word 0), compared as integers.
  */
 import type { Family, PacketContext } from '../router/packet.js';
-import { ipv4ToString, parseIpv4 } from '../dataplane/ipv4.js';
-import { ipv6ToString, parseIpv6 } from '../dataplane/ipv6.js';
+import { ipv4ToString, ipv6ToString, parseIpv4, parseIpv6 } from '../dataplane/addr.js';
 import { XtError, type MatchExtension } from './types.js';
 
 /** Parses an address of `family` into 4 words, or null. */

@@ -24,7 +24,7 @@
  * inserted (entries evicted or removed are recycled).
  */
 import type { Family, PacketContext } from '../router/packet.js';
-import { ipv4ToString } from '../dataplane/ipv4.js';
+import { ipv4ToString } from '../dataplane/addr.js';
 import { addrToString, parseAddr } from './iprange.js';
 import { parseUint, x6Check } from './mark.js';
 import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from './types.js';

@@ -13,8 +13,7 @@ import CT from '../modules/CT.js';
 import type { Family } from '../router/packet.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { checksum, finish, pseudoSum4, sum16, pseudoSum6 } from '../dataplane/checksum.js';
-import { parseIpv4 } from '../dataplane/ipv4.js';
-import { parseIpv6 } from '../dataplane/ipv6.js';
+import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';
 
 export interface L4 {
   proto: number;
