@@ -18,6 +18,8 @@
  * added wins: connected before static), policy routing, route cache.
  */
 
+import { DottedQuad, ipv4FromText, ipv4ToString, ipv6FromText, ipv6ToString, prefixMaskWord } from '../dataplane/addr.js';
+
 /** What a route leads to. */
 export const enum RouteKind {
   /** An address of the router itself: deliver to the host interface. */
@@ -42,89 +44,22 @@ export type Prefix = Prefix4 | Prefix6;
 
 // ---------------------------------------------------------------- parsing
 
+// The address text is dataplane/addr.ts's, strict as inet_pton (no leading
+// zeros); these names stay for config.ts, forward.ts and the tests.
+export { ipv4ToString as formatIPv4, ipv6ToString as formatIPv6 } from '../dataplane/addr.js';
+
 /** Dotted quad to uint32, or -1 if `s` is not exactly an IPv4 address. */
 export function parseIPv4(s: string): number {
-  const parts = s.split('.');
-  if (parts.length !== 4) return -1;
-  let v = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return -1;
-    const n = Number(p);
-    if (n > 255) return -1;
-    v = v * 256 + n;
-  }
-  return v >>> 0;
+  return ipv4FromText(s, DottedQuad.STRICT);
 }
 
 /** RFC 4291 text (with `::` and an embedded dotted quad) to four words, or null. */
 export function parseIPv6(s: string): Uint32Array | null {
-  if (s.length === 0 || s.length > 45 || /[^0-9a-fA-F:.]/.test(s)) return null;
-  const halves = s.split('::');
-  if (halves.length > 2) return null;
-  const groups = (part: string): number[] | null => {
-    if (part === '') return [];
-    const out: number[] = [];
-    const items = part.split(':');
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i];
-      if (i === items.length - 1 && it.includes('.')) {
-        const v4 = parseIPv4(it);
-        if (v4 < 0) return null;
-        out.push(v4 >>> 16, v4 & 0xffff);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(it)) return null;
-        out.push(parseInt(it, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
-  if (!head || !tail) return null;
-  let all: number[];
-  if (halves.length === 2) {
-    const fill = 8 - head.length - tail.length;
-    if (fill < 1) return null;
-    all = [...head, ...new Array<number>(fill).fill(0), ...tail];
-  } else {
-    all = head;
-  }
-  if (all.length !== 8) return null;
-  const w = new Uint32Array(4);
-  for (let i = 0; i < 4; i++) w[i] = ((all[2 * i] << 16) | all[2 * i + 1]) >>> 0;
-  return w;
-}
-
-export function formatIPv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
-/** RFC 5952 canonical text (longest zero run compressed, lower case). */
-export function formatIPv6(w: ArrayLike<number>): string {
-  const g: number[] = [];
-  for (let i = 0; i < 4; i++) g.push(w[i] >>> 16, w[i] & 0xffff);
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return ipv6FromText(s, DottedQuad.STRICT);
 }
 
 export function formatPrefix(p: Prefix): string {
-  return p.family === 4 ? `${formatIPv4(p.addr)}/${p.len}` : `${formatIPv6(p.addr)}/${p.len}`;
+  return p.family === 4 ? `${ipv4ToString(p.addr)}/${p.len}` : `${ipv6ToString(p.addr)}/${p.len}`;
 }
 
 /**
@@ -155,19 +90,11 @@ export function parsePrefix(s: string, keepHostBits = false): Prefix | null {
 
 /** Network mask of a v4 prefix length as uint32. */
 export function mask4(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
-
-/** Mask word `i` (0..3) of a v6 prefix length. */
-function maskWord6(len: number, i: number): number {
-  const bits = len - 32 * i;
-  if (bits <= 0) return 0;
-  if (bits >= 32) return 0xffffffff;
-  return (0xffffffff << (32 - bits)) >>> 0;
+  return prefixMaskWord(len, 0);
 }
 
 export function mask6Into(a: ArrayLike<number>, len: number, out: Uint32Array): void {
-  for (let i = 0; i < 4; i++) out[i] = (a[i] & maskWord6(len, i)) >>> 0;
+  for (let i = 0; i < 4; i++) out[i] = (a[i] & prefixMaskWord(len, i)) >>> 0;
 }
 
 /** Whether `a` lies in the network of prefix `p` (same family). */
@@ -176,7 +103,7 @@ export function prefixContains4(net: number, len: number, a: number): boolean {
 }
 export function prefixContains6(net: ArrayLike<number>, len: number, a: ArrayLike<number>): boolean {
   for (let i = 0; i < 4; i++) {
-    const m = maskWord6(len, i);
+    const m = prefixMaskWord(len, i);
     if (((a[i] & m) >>> 0) !== ((net[i] & m) >>> 0)) return false;
   }
   return true;
@@ -208,10 +135,10 @@ class Group {
       this.m0 = mask4(len);
       this.m1 = this.m2 = this.m3 = 0;
     } else {
-      this.m0 = maskWord6(len, 0);
-      this.m1 = maskWord6(len, 1);
-      this.m2 = maskWord6(len, 2);
-      this.m3 = maskWord6(len, 3);
+      this.m0 = prefixMaskWord(len, 0);
+      this.m1 = prefixMaskWord(len, 1);
+      this.m2 = prefixMaskWord(len, 2);
+      this.m3 = prefixMaskWord(len, 3);
     }
   }
 
