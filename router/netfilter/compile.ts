@@ -21,7 +21,7 @@
  */
 import { Verdict, type PacketContext } from '../packet.js';
 import type { IndexedField, MatchInstance, TargetInstance } from '../../modules/types.js';
-import { maskPrefixLength } from './addr.js';
+import { maskPrefixLength } from '../../dataplane/addr.js';
 import type { Chain, Rule, RuleInstances, RuleSpec } from './model.js';
 
 export const enum Action {

@@ -7,7 +7,7 @@
  */
 import { parsePacket } from '../../dataplane/parse.js';
 import { PacketContext, type InterfaceRef } from '../packet.js';
-import { parseIpv6Words } from './addr.js';
+import { parseIpv6 } from '../../dataplane/addr.js';
 import type { CommandResult } from '../commands.js';
 import type { Extension } from '../../modules/types.js';
 import { loadExtensions } from '../../modules/registry.js';
@@ -110,8 +110,8 @@ export function packetBytes(spec: PacketSpec): Buffer {
   h.writeUInt16BE(bytes.length, 4);
   h[6] = proto;
   h[7] = spec.ttl ?? 64;
-  const s = parseIpv6Words(spec.src)!;
-  const d = parseIpv6Words(spec.dst)!;
+  const s = parseIpv6(spec.src);
+  const d = parseIpv6(spec.dst);
   for (let i = 0; i < 4; i++) {
     h.writeUInt32BE(s[i], 8 + 4 * i);
     h.writeUInt32BE(d[i], 24 + 4 * i);
