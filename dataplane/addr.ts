@@ -33,25 +33,25 @@ export const enum DottedQuad {
 /** The dotted quad s[start, end) as an unsigned 32-bit value, or -1. */
 function scanDottedQuad(s: string, start: number, end: number, dotted: DottedQuad): number {
   let value = 0;
+  let parts = 0;
   let i = start;
-  for (let part = 0; part < 4; part++) {
-    if (part > 0) {
-      if (i >= end || s.charCodeAt(i) !== 0x2e /* . */) return -1;
+  for (;;) {
+    const first = i;
+    let part = 0;
+    while (i < end) {
+      const c = s.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+      part = part * 10 + (c - 0x30);
       i++;
     }
-    const first = i;
-    let n = 0;
-    for (; i < end; i++) {
-      const d = s.charCodeAt(i) - 0x30;
-      if (d < 0 || d > 9) break;
-      n = n * 10 + d;
-    }
     const digits = i - first;
-    if (digits === 0 || digits > 3 || n > 255) return -1;
-    if (dotted === DottedQuad.STRICT && digits > 1 && s.charCodeAt(first) === 0x30) return -1;
-    value = value * 256 + n;
+    if (digits === 0 || digits > 3 || part > 255) return -1;
+    if (digits > 1 && dotted === DottedQuad.STRICT && s.charCodeAt(first) === 0x30) return -1;
+    value = value * 256 + part;
+    if (++parts === 4) return i === end ? value : -1;
+    if (i >= end || s.charCodeAt(i) !== 0x2e /* . */) return -1;
+    i++;
   }
-  return i === end ? value : -1;
 }
 
 /** `s` as an unsigned 32-bit IPv4 address, or -1 if it is not exactly a dotted quad. */
@@ -190,9 +190,15 @@ export function ipv6ToInetNtop(w: ArrayLike<number>): string {
   return ipv6Text(w, true);
 }
 
+/** The eight 16-bit groups of the address being printed. */
+const printGroups = new Uint16Array(8);
+
 function ipv6Text(w: ArrayLike<number>, dottedTail: boolean): string {
-  const g: number[] = [];
-  for (let i = 0; i < 4; i++) g.push(w[i] >>> 16, w[i] & 0xffff);
+  const g = printGroups;
+  for (let i = 0; i < 4; i++) {
+    g[2 * i] = w[i] >>> 16;
+    g[2 * i + 1] = w[i] & 0xffff;
+  }
   let runStart = -1;
   // A lone zero group is never compressed.
   let runLen = 1;
@@ -213,9 +219,20 @@ function ipv6Text(w: ArrayLike<number>, dottedTail: boolean): string {
     const v4 = ipv4ToString(((g[6] << 16) | g[7]) >>> 0);
     return runLen === 6 ? `::${v4}` : `::ffff:${v4}`;
   }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
-  if (runStart < 0) return hex(g);
-  return `${hex(g.slice(0, runStart))}::${hex(g.slice(runStart + runLen))}`;
+  let s = '';
+  let colon = false;
+  for (let i = 0; i < 8; i++) {
+    if (i === runStart) {
+      s += '::';
+      colon = false;
+      i += runLen - 1;
+      continue;
+    }
+    if (colon) s += ':';
+    s += g[i].toString(16);
+    colon = true;
+  }
+  return s;
 }
 
 /** Word `i` (0-based, big-endian) of the mask of a `len`-bit prefix; IPv4 is word 0 with len <= 32. */
