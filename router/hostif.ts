@@ -16,7 +16,9 @@
  * Not used in gateway mode: there the namespace's real interfaces already own
  * the addresses and the main table must keep routing to them.
  */
+import { DottedQuad, ipv4FromText, ipv4ToString, ipv6FromText, ipv6ToString } from '../dataplane/addr.js';
 import { addrOf, familyOf, ip, sysctl, type PlacedInterface } from './placement.js';
+import { mask4, mask6Into } from './routing.js';
 
 export const DEFAULT_HOST_INTERFACE = 'xtr0';
 
@@ -105,10 +107,15 @@ export function networkOf(cidr: string): string {
   const bits = fam === 4 ? 32 : 128;
   const len = lenText === undefined ? bits : Number(lenText);
   if (!Number.isInteger(len) || len < 0 || len > bits) throw new Error(`${cidr}: bad prefix length`);
-  const value = fam === 4 ? parse4(addr) : parse6(addr);
-  const mask = len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(bits - len);
-  const net = value & mask;
-  return `${fam === 4 ? format4(net) : format6(net)}/${len}`;
+  if (fam === 4) {
+    const a = ipv4FromText(addr, DottedQuad.LEADING_ZEROS);
+    if (a < 0) throw new Error(`${addr}: not an IPv4 address`);
+    return `${ipv4ToString((a & mask4(len)) >>> 0)}/${len}`;
+  }
+  const w = ipv6FromText(addr, DottedQuad.LEADING_ZEROS);
+  if (w === null) throw new Error(`${addr}: not an IPv6 address`);
+  mask6Into(w, len, w);
+  return `${ipv6ToString(w)}/${len}`;
 }
 
 /** Whether `addr` lies in the prefix of `cidr`. */
@@ -116,67 +123,4 @@ export function prefixContains(cidr: string, addr: string): boolean {
   if (familyOf(cidr) !== familyOf(addr)) return false;
   const len = cidr.split('/')[1] ?? (familyOf(cidr) === 4 ? '32' : '128');
   return networkOf(`${addrOf(addr)}/${len}`) === networkOf(cidr);
-}
-
-function parse4(s: string): bigint {
-  const parts = s.split('.');
-  if (parts.length !== 4) throw new Error(`${s}: not an IPv4 address`);
-  let v = 0n;
-  for (const p of parts) {
-    const n = Number(p);
-    if (!/^\d{1,3}$/.test(p) || n > 255) throw new Error(`${s}: not an IPv4 address`);
-    v = (v << 8n) | BigInt(n);
-  }
-  return v;
-}
-
-function format4(v: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join('.');
-}
-
-function parse6(s: string): bigint {
-  let text = s;
-  // Embedded IPv4 tail (::ffff:1.2.3.4).
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    const v4 = parse4(text.slice(lastColon + 1));
-    text = `${text.slice(0, lastColon + 1)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) throw new Error(`${s}: not an IPv6 address`);
-  const head = halves[0] ? halves[0].split(':') : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
-  const missing = 8 - head.length - tail.length;
-  if ((halves.length === 1 && missing !== 0) || missing < 0) throw new Error(`${s}: not an IPv6 address`);
-  const groups = [...head, ...Array(halves.length === 2 ? missing : 0).fill('0'), ...tail];
-  let v = 0n;
-  for (const g of groups) {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new Error(`${s}: not an IPv6 address`);
-    v = (v << 16n) | BigInt(parseInt(g, 16));
-  }
-  return v;
-}
-
-function format6(v: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (>= 2) of zero groups.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
