@@ -7,7 +7,7 @@
  * are four 32-bit words (IPv4 in word 0), compared as integers.
  */
 import type { Family, PacketContext } from '../router/packet.js';
-import { ipv4ToString, ipv6ToString, parseIpv4, parseIpv6 } from '../dataplane/addr.js';
+import { ipv4ToString, ipv6ToString, maskPrefixLength, parseIpv4, parseIpv6, prefixMaskWord } from '../dataplane/addr.js';
 import { XtError, type MatchExtension } from './types.js';
 
 /** Parses an address of `family` into 4 words, or null. */
@@ -29,27 +29,13 @@ export function addrToString(w: Uint32Array, family: Family): string {
 /** A prefix length as a mask of `family` (IPv4 uses word 0 only). */
 export function prefixMask(len: number, family: Family): Uint32Array {
   const m = new Uint32Array(4);
-  const words = family === 4 ? 1 : 4;
-  for (let i = 0; i < words; i++) {
-    const bits = Math.max(0, Math.min(32, len - 32 * i));
-    m[i] = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  }
+  for (let i = 0; i < (family === 4 ? 1 : 4); i++) m[i] = prefixMaskWord(len, i);
   return m;
 }
 
 /** The prefix length of a contiguous mask, or -1. */
 export function maskLength(m: Uint32Array, family: Family): number {
-  let len = 0;
-  let ended = false;
-  for (let i = 0; i < (family === 4 ? 1 : 4); i++) {
-    for (let b = 31; b >= 0; b--) {
-      const set = ((m[i] >>> b) & 1) === 1;
-      if (set && ended) return -1;
-      if (set) len++;
-      else ended = true;
-    }
-  }
-  return len;
+  return maskPrefixLength(m, family === 4 ? 1 : 4);
 }
 
 /** `addr[/len|/mask]` as iptables takes -s; null if malformed. */
