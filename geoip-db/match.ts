@@ -1,11 +1,12 @@
 /**
- * What the geoip and asn matches share at rule check time: the GeoDatabase of
+ * What the geoip and asn matches share: at rule check time the GeoDatabase of
  * the configured directory (one per directory, shared through the router's
- * SharedStateRegistry) and a reference on each named table.
+ * SharedStateRegistry) and a reference on each named table; per packet the
+ * lookup of one address in those tables.
  */
-import type { Family } from '../router/packet.js';
+import type { Family, PacketContext } from '../router/packet.js';
 import { XtError, type CheckEnv } from '../modules/types.js';
-import { GeoDatabase, GeoDbError } from './loader.js';
+import { GeoDatabase, GeoDbError, contains4, contains6 } from './loader.js';
 
 export interface AttachedSets {
   readonly db: GeoDatabase;
@@ -53,5 +54,30 @@ export function attachSets(env: CheckEnv, ext: 'geoip' | 'asn', dir: string, nam
       for (const s of slots) db.release(s);
       env.state.release(key);
     },
+  };
+}
+
+/**
+ * The packet function of a geoip/asn rule: whether the source (or
+ * destination) address is in any of the attached tables, inverted on `!`.
+ * Tables are read from the database at each packet, so a reload that swaps
+ * them is seen by every rule at once.
+ */
+export function rangeSetMatch(family: Family, source: boolean, invert: boolean, sets: AttachedSets): (pkt: PacketContext) => boolean {
+  const { db, slots } = sets;
+  const n = slots.length;
+  if (family === 4) {
+    return (pkt: PacketContext): boolean => {
+      const a = source ? pkt.src4 : pkt.dst4;
+      const tables = db.tables;
+      for (let i = 0; i < n; i++) if (contains4(tables[slots[i]!]!, a)) return !invert;
+      return invert;
+    };
+  }
+  return (pkt: PacketContext): boolean => {
+    const w = source ? pkt.src6 : pkt.dst6;
+    const tables = db.tables;
+    for (let i = 0; i < n; i++) if (contains6(tables[slots[i]!]!, w)) return !invert;
+    return invert;
   };
 }

@@ -7,9 +7,7 @@
  * upstream userspace garbles IPv6 tables on little-endian hosts (see
  * docs/compat.md).
  */
-import type { Family, PacketContext } from '../router/packet.js';
-import { contains4, contains6 } from '../geoip-db/loader.js';
-import { attachSets, databaseDir } from '../geoip-db/match.js';
+import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
 import { XtError, type MatchExtension, type ParsedOption } from './types.js';
 
 export const ASN_DEFAULT_DIR = '/usr/share/xt_asn';
@@ -49,24 +47,6 @@ function parseNumbers(value: string): { numbers: number[]; files: string[] } {
   return { numbers, files };
 }
 
-function matcher(family: Family, source: boolean, invert: boolean, slots: Int32Array, db: { tables: Uint32Array[] }) {
-  const n = slots.length;
-  if (family === 4) {
-    return (pkt: PacketContext): boolean => {
-      const a = source ? pkt.src4 : pkt.dst4;
-      const tables = db.tables;
-      for (let i = 0; i < n; i++) if (contains4(tables[slots[i]!]!, a)) return !invert;
-      return invert;
-    };
-  }
-  return (pkt: PacketContext): boolean => {
-    const w = source ? pkt.src6 : pkt.dst6;
-    const tables = db.tables;
-    for (let i = 0; i < n; i++) if (contains6(tables[slots[i]!]!, w)) return !invert;
-    return invert;
-  };
-}
-
 function save(p: AsnParams): string {
   return `${p.invert ? ' !' : ''} --${p.source ? 'src-asn' : 'dst-asn'} ${p.numbers.join(',')}`;
 }
@@ -89,7 +69,7 @@ const asn: MatchExtension<AsnParams> = {
   check(p, env) {
     const dir = databaseDir(env, 'asn', ASN_DEFAULT_DIR);
     const sets = attachSets(env, 'asn', dir, p.files, env.rule.family);
-    return { match: matcher(env.rule.family, p.source, p.invert, sets.slots, sets.db), destroy: sets.release };
+    return { match: rangeSetMatch(env.rule.family, p.source, p.invert, sets), destroy: sets.release };
   },
   save,
   print: (p) => ` -m asn${save(p)}`,

@@ -4,9 +4,7 @@
  * up to 31 codes per rule). Tables live in geoip-db's GeoDatabase: one copy
  * per (family, country), and a reload swaps every table for all rules at once.
  */
-import type { Family, PacketContext } from '../router/packet.js';
-import { contains4, contains6 } from '../geoip-db/loader.js';
-import { attachSets, databaseDir } from '../geoip-db/match.js';
+import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
 import { XtError, type MatchExtension, type ParsedOption } from './types.js';
 
 export const GEOIP_DEFAULT_DIR = '/usr/share/xt_geoip';
@@ -33,24 +31,6 @@ function parseCodes(value: string): string[] {
   return codes;
 }
 
-function matcher(family: Family, source: boolean, invert: boolean, slots: Int32Array, db: { tables: Uint32Array[] }) {
-  const n = slots.length;
-  if (family === 4) {
-    return (pkt: PacketContext): boolean => {
-      const a = source ? pkt.src4 : pkt.dst4;
-      const tables = db.tables;
-      for (let i = 0; i < n; i++) if (contains4(tables[slots[i]!]!, a)) return !invert;
-      return invert;
-    };
-  }
-  return (pkt: PacketContext): boolean => {
-    const w = source ? pkt.src6 : pkt.dst6;
-    const tables = db.tables;
-    for (let i = 0; i < n; i++) if (contains6(tables[slots[i]!]!, w)) return !invert;
-    return invert;
-  };
-}
-
 function save(p: GeoipParams): string {
   return `${p.invert ? ' !' : ''} --${p.source ? 'source-country' : 'destination-country'} ${p.codes.join(',')} `;
 }
@@ -75,7 +55,7 @@ const geoip: MatchExtension<GeoipParams> = {
   check(p, env) {
     const dir = databaseDir(env, 'geoip', GEOIP_DEFAULT_DIR);
     const sets = attachSets(env, 'geoip', dir, p.codes, env.rule.family);
-    return { match: matcher(env.rule.family, p.source, p.invert, sets.slots, sets.db), destroy: sets.release };
+    return { match: rangeSetMatch(env.rule.family, p.source, p.invert, sets), destroy: sets.release };
   },
   save,
   print: (p) => ` -m geoip${save(p)}`,
