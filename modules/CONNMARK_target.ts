@@ -2,7 +2,10 @@
  * `-j CONNMARK` (revision 1): set the connection's mark (--set-xmark,
  * --set-mark, --and/or/xor-mark), copy packet mark to connection
  * (--save-mark) or back (--restore-mark) with --nfmask/--ctmask/--mask, as
- * libxt_CONNMARK + xt_connmark. Packets without a connection are left alone.
+ * libxt_CONNMARK + xt_connmark. The masks also combine with the set
+ * operations, in the order given (iptables 1.8.9 takes "--set-mark 1
+ * --mask 2" as --set-xmark 0x1/0x2). Packets without a connection are left
+ * alone.
  *
  * File name: TypeScript 7 refuses two files whose names differ only in
  * case, so this target cannot be `CONNMARK.ts` next to the `connmark` match.
@@ -39,33 +42,34 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
   parse(opts) {
     // libxt_CONNMARK's option table order, which decides which of two clashing options its message names first.
     const tableOrder = ['set-xmark', 'set-mark', 'and-mark', 'or-mark', 'xor-mark', 'save-mark', 'restore-mark'];
-    const given = x6Check('CONNMARK', opts, [
+    x6Check('CONNMARK', opts, [
       ...tableOrder.map((name) => ({ name, excl: OPS.filter((n) => n !== name) })),
       { name: 'nfmask', excl: ['mask'] },
       { name: 'ctmask', excl: ['mask'] },
       { name: 'mask', excl: ['nfmask', 'ctmask'] },
     ]);
-    const op = OPS.find((n) => given.has(n));
-    if (!op) throw new XtError('CONNMARK target: No operation specified');
-    const maskOf = (name: string): number => {
-      const o = given.get(name);
-      if (!o) return 0xffffffff;
-      return parseUintOption('CONNMARK', name, o.value ?? '');
-    };
-    if (op === 'save-mark' || op === 'restore-mark') {
-      const both = maskOf('mask');
-      return {
-        mode: op === 'save-mark' ? ConnmarkMode.SAVE : ConnmarkMode.RESTORE,
-        value: 0,
-        nfmask: given.has('mask') ? both : maskOf('nfmask'),
-        ctmask: given.has('mask') ? both : maskOf('ctmask'),
-      };
+    // Applied in the order given, as libxt_CONNMARK does: an operation sets the mode and the masks
+    // it implies, --ctmask/--nfmask/--mask overwrite masks where they stand. So
+    // "--set-mark 1 --mask 2" is --set-xmark 0x1/0x2, while "--mask 2 --set-mark 1" keeps 0xffffffff.
+    let mode = -1;
+    let value = 0;
+    let ctmask = 0xffffffff;
+    let nfmask = 0xffffffff;
+    for (const o of opts) {
+      if (o.name === 'save-mark') mode = ConnmarkMode.SAVE;
+      else if (o.name === 'restore-mark') mode = ConnmarkMode.RESTORE;
+      else if (o.name === 'ctmask') ctmask = parseUintOption('CONNMARK', o.name, o.value ?? '');
+      else if (o.name === 'nfmask') nfmask = parseUintOption('CONNMARK', o.name, o.value ?? '');
+      else if (o.name === 'mask') ctmask = nfmask = parseUintOption('CONNMARK', o.name, o.value ?? '');
+      else {
+        const x = xmarkFrom('CONNMARK', o);
+        mode = ConnmarkMode.SET;
+        value = x.value;
+        ctmask = x.mask;
+      }
     }
-    for (const m of ['nfmask', 'ctmask', 'mask']) {
-      if (given.has(m)) throw new XtError(`CONNMARK: option "--${m}" is only valid with --save-mark or --restore-mark`);
-    }
-    const x = xmarkFrom('CONNMARK', given.get(op)!);
-    return { mode: ConnmarkMode.SET, value: x.value, ctmask: x.mask, nfmask: 0 };
+    if (mode < 0) throw new XtError('CONNMARK target: No operation specified');
+    return { mode: mode as ConnmarkMode, value, ctmask, nfmask };
   },
   check(p) {
     const { mode, value, ctmask, nfmask } = p;

@@ -42,6 +42,25 @@ const TYPES6: readonly RejectType[] = [
   ['icmp6-reject-route', 'reject-route', 1, 6],
 ];
 
+/** strncasecmp's notion of case: ASCII letters only. */
+function asciiLower(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) | 0x20));
+}
+
+/** IPv4's old "echo-reply" type and its alias, refused with a note. */
+const ECHO_REPLY_NAMES = ['echo-reply', 'echoreply'];
+
+/**
+ * The first type whose name or alias starts with `v`, ignoring case, as
+ * libipt_REJECT/libip6t_REJECT compare (strncasecmp over the argument's
+ * length): "tcp" is tcp-reset, "ICMP-HOST" icmp-host-unreachable, and an
+ * empty argument the table's first type. -1 if none.
+ */
+function rejectTypeIndex(table: readonly RejectType[], v: string): number {
+  const lower = asciiLower(v);
+  return table.findIndex(([name, alias]) => name.startsWith(lower) || alias.startsWith(lower));
+}
+
 export interface RejectParams {
   family: Family;
   /** Index into the family's type table. */
@@ -137,8 +156,12 @@ const REJECT: TargetExtension<RejectParams> = {
       if (seen) throw new XtError('REJECT: option "--reject-with" can only be used once.\n');
       seen = true;
       const v = o.value ?? '';
-      const i = table.findIndex(([n, alias]) => n === v || alias === v);
-      if (i < 0) throw new XtError(`unknown reject type "${v}"`);
+      const i = rejectTypeIndex(table, v);
+      if (i < 0) {
+        // libipt_REJECT still names the type removed from Linux 2.4 (any abbreviation of it) before failing.
+        const echo = rule.family === 4 && ECHO_REPLY_NAMES.some((n) => n.startsWith(asciiLower(v)));
+        throw new XtError(`unknown reject type "${v}"`, 2, 'EINVAL', echo ? '--reject-with echo-reply no longer supported\n' : '');
+      }
       w = i;
     }
     return { family: rule.family, with: w, tcpRule: rule.proto === 6 && !rule.protoInverted };

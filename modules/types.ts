@@ -83,6 +83,11 @@ export class XtError extends Error {
     message: string,
     readonly status: 1 | 2 = 2,
     readonly errno: KernelErrno = 'EINVAL',
+    /**
+     * What the iptables extension wrote to stderr before failing (each line ending in "\n"),
+     * printed ahead of the error as iptables does, e.g. libipt_REJECT's "no longer supported".
+     */
+    readonly preface = '',
   ) {
     super(message);
     this.name = 'XtError';

@@ -267,3 +267,62 @@ test('REJECT ICMP errors are rate-limited per peer like icmp_send (burst 6, then
   for (let i = 0; i < 8; i++) r.target(ctxOf(ip4('10.7.7.8', '10.0.0.2', tcpSeg(1000 + i, 22, 0x02)), 50_000));
   t.is(rst.sent.length, 8);
 });
+
+test('CONNMARK: --mask/--ctmask/--nfmask combine with the set operations in the order given, as iptables 1.8.9 takes them', (t) => {
+  const { env } = envWith();
+  // [options, what iptables-save shows (checked in test/netfilter-diff.test.ts), ctmark before, after]
+  const rows: [string, string, number, number][] = [
+    // The first two ctmarks were read from /proc/net/nf_conntrack in a namespace.
+    ['--set-mark 1 --mask 2', ' --set-xmark 0x1/0x2', 7, 4],
+    ['--mask 0x30 --set-mark 0x1', ' --set-xmark 0x1/0xffffffff', 0xf0, 0x1],
+    ['--set-mark 1/4 --mask 2', ' --set-xmark 0x1/0x2', 7, 4],
+    ['--ctmask 2 --set-xmark 1/4', ' --set-xmark 0x1/0x4', 7, 2],
+    ['--set-xmark 1/4 --ctmask 2', ' --set-xmark 0x1/0x2', 7, 4],
+    ['--set-xmark 1 --nfmask 2', ' --set-xmark 0x1/0xffffffff', 7, 1],
+    ['--and-mark 5 --mask 3', ' --set-xmark 0x0/0x3', 7, 4],
+    ['--or-mark 5 --ctmask 3', ' --set-xmark 0x5/0x3', 8, 13],
+    ['--mask 2 --save-mark', ' --save-mark --nfmask 0x2 --ctmask 0x2', 0, 0],
+  ];
+  for (const [opts, saved, before, after] of rows) {
+    const params = target(CONNMARK, 4, '', opts, 'mangle');
+    t.is(CONNMARK.save(params), saved, opts);
+    const p = new PacketContext();
+    const c = new ConnEntry();
+    c.mark = before;
+    p.ct = c;
+    CONNMARK.check(params, env).target(p);
+    t.is(c.mark, after, `${opts}: ctmark ${before} -> ${after}`);
+  }
+});
+
+test('REJECT --reject-with: abbreviations in either case pick the first type they begin; echo-reply is refused after a note (IPv4)', (t) => {
+  // [family, argument, saved type or the error, the note printed ahead of the error] (iptables-legacy 1.8.9 in a namespace)
+  const rows: [Family, string, string, string][] = [
+    [4, 'ICMP-NET-UNREACHABLE', 'icmp-net-unreachable', ''],
+    [4, 'Tcp-Rst', 'tcp-reset', ''],
+    [4, 'icmp-', 'icmp-net-unreachable', ''],
+    [4, 'a', 'icmp-admin-prohibited', ''],
+    [4, 'h', 'icmp-host-unreachable', ''],
+    [4, '', 'icmp-net-unreachable', ''],
+    [6, 'a', 'icmp6-adm-prohibited', ''],
+    [6, 'p', 'icmp6-port-unreachable', ''],
+    [6, '', 'icmp6-no-route', ''],
+    [4, 'echo-reply', 'unknown reject type "echo-reply"', '--reject-with echo-reply no longer supported\n'],
+    [4, 'echoreply', 'unknown reject type "echoreply"', '--reject-with echo-reply no longer supported\n'],
+    [4, 'ECHO-R', 'unknown reject type "ECHO-R"', '--reject-with echo-reply no longer supported\n'],
+    [4, 'e', 'unknown reject type "e"', '--reject-with echo-reply no longer supported\n'],
+    [4, 'echo-replyx', 'unknown reject type "echo-replyx"', ''],
+    [6, 'echo-reply', 'unknown reject type "echo-reply"', ''],
+  ];
+  for (const [family, arg, want, note] of rows) {
+    const opts = [{ name: 'reject-with', value: arg, inverted: false }];
+    const what = `${family === 4 ? 'iptables' : 'ip6tables'} --reject-with "${arg}"`;
+    if (want.startsWith('unknown')) {
+      const err = t.throws(() => REJECT.parse(opts, ruleInfo(family, 'tcp')), { instanceOf: XtError }, what);
+      t.is(err?.message, want, what);
+      t.is(err?.preface, note, what);
+    } else {
+      t.is(REJECT.save(REJECT.parse(opts, ruleInfo(family, 'tcp'))), ` --reject-with ${want}`, what);
+    }
+  }
+});

@@ -270,6 +270,42 @@ const SEQUENCES: Sequence[] = [
     ],
   },
   {
+    name: 'REJECT types by abbreviation and case, echo-reply refused after its note; CONNMARK masks with the set operations',
+    messages: 'whole',
+    list: true,
+    needs: { target: ['REJECT', 'CONNMARK'] },
+    lines: [
+      'iptables -A INPUT -p icmp -j REJECT --reject-with echo-reply',
+      'iptables -A INPUT -j REJECT --reject-with echoreply',
+      'iptables -A INPUT -j REJECT --reject-with ECHO-R',
+      'iptables -A INPUT -j REJECT --reject-with e',
+      'iptables -A INPUT -j REJECT --reject-with echo-replyx',
+      'ip6tables -A INPUT -j REJECT --reject-with echo-reply',
+      'ip6tables -A INPUT -j REJECT --reject-with icmp-port-unreachable',
+      'iptables -A INPUT -p tcp -j REJECT --reject-with TCP',
+      'iptables -A INPUT -j REJECT --reject-with ICMP-HOST',
+      'iptables -A INPUT -j REJECT --reject-with a',
+      'iptables -A INPUT -j REJECT --reject-with ""',
+      'ip6tables -A INPUT -j REJECT --reject-with a',
+      'ip6tables -A INPUT -j REJECT --reject-with P',
+      'ip6tables -A INPUT -j REJECT --reject-with ""',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1 --mask 2',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --mask 2 --set-mark 1',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1/4 --mask 2',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --ctmask 2 --set-xmark 1/4',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-xmark 1/4 --ctmask 2',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-xmark 1 --nfmask 2',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --and-mark 5 --mask 3',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --or-mark 5 --ctmask 3',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --xor-mark 5 --mask 3',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --mask 2 --save-mark',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1 --mask 2 --ctmask 3',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1 --mask 2 --mask 3',
+      'iptables -t mangle -A PREROUTING -j CONNMARK --mask 2',
+      'ip6tables -t mangle -A PREROUTING -j CONNMARK --set-mark 0x10 --mask 0x30',
+    ],
+  },
+  {
     name: 'seed 001: the port-knocking script (EXT_IF=eth0)',
     list: true,
     needs: { match: ['recent', 'state', 'limit', 'icmp', 'tcp'], target: ['REJECT'] },
@@ -519,3 +555,19 @@ for (const seed of [51, 53]) {
     }
   });
 }
+
+(unavailable ? test.skip : test.serial)(`kernel vs xtr: iptables-restore prints REJECT's echo-reply note ahead of its error${unavailable ? ` (skipped: ${unavailable})` : ''}`, async (t) => {
+  const e = await testEngine();
+  const k = new Kernel();
+  try {
+    for (const type of ['echo-reply', 'echo', 'echo-replyx']) {
+      const text = `*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p icmp -j REJECT --reject-with ${type}\nCOMMIT\n`;
+      const kr = k.run(['iptables-restore'], text);
+      const xr = await e.run('iptables-restore', text);
+      t.is(xr.status, kr.status, `status for ${type}`);
+      t.is(norm(xr.stderr), norm(kr.stderr), `stderr for ${type}`);
+    }
+  } finally {
+    k.close();
+  }
+});

@@ -12,6 +12,8 @@ export type ErrorStyle = 'param' | 'kernel' | 'bare' | 'table';
 export class NfError extends Error {
   /** The table whose validation failed (iptables-restore reports its COMMIT line). */
   table: string | null = null;
+  /** Lines printed ahead of the error (an extension's own notes; XtError.preface). */
+  preface = '';
   constructor(
     message: string,
     readonly status: 1 | 2 | 3 = 2,
@@ -69,7 +71,11 @@ export function kernelError(text: string, detail: string | null = null): NfError
 /** Converts an extension's XtError (or anything thrown) into an NfError. */
 export function toNfError(e: unknown): NfError {
   if (e instanceof NfError) return e;
-  if (e instanceof XtError) return e.status === 1 ? kernelError(ERRNO_TEXT[e.errno] ?? KERNEL.EINVAL, e.message) : new NfError(e.message, 2);
+  if (e instanceof XtError) {
+    const n = e.status === 1 ? kernelError(ERRNO_TEXT[e.errno] ?? KERNEL.EINVAL, e.message) : new NfError(e.message, 2);
+    n.preface = e.preface;
+    return n;
+  }
   const msg = e instanceof Error ? e.message : String(e);
   return kernelError(KERNEL.EINVAL, msg);
 }
@@ -82,12 +88,12 @@ export function formatError(e: NfError, prog: string): string {
   const hint = `Try \`${prog} -h' or '${prog} --help' for more information.\n`;
   switch (e.style) {
     case 'kernel':
-      return `${prog}: ${e.message}\n${e.detail ? `${e.detail}\n` : ''}`;
+      return `${e.preface}${prog}: ${e.message}\n${e.detail ? `${e.detail}\n` : ''}`;
     case 'bare':
-      return `${e.message}\n${hint}`;
+      return `${e.preface}${e.message}\n${hint}`;
     case 'table':
-      return `${prog} v1.8.9 (xtr): ${e.message}\nPerhaps iptables or your kernel needs to be upgraded.\n`;
+      return `${e.preface}${prog} v1.8.9 (xtr): ${e.message}\nPerhaps iptables or your kernel needs to be upgraded.\n`;
     default:
-      return `${prog} v1.8.9 (xtr): ${e.message}\n${hint}`;
+      return `${e.preface}${prog} v1.8.9 (xtr): ${e.message}\n${hint}`;
   }
 }
