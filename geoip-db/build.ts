@@ -123,6 +123,35 @@ function emitSets(
   return files;
 }
 
+/**
+ * Adds every `start,end,KEY,...` row of a headerless CSV (the DB-IP /
+ * ip-location-db layout both builders read) to the set `keyOf(KEY)` names;
+ * returns the number of rows. `entries` is the count before this input, for
+ * progress every 4096 rows.
+ */
+function addRangeRows(
+  input: CsvInput,
+  expected: string,
+  sets: Map<string, RangeSetBuilder>,
+  keyOf: (raw: string, where: string) => string,
+  entries: number,
+  progress?: ProgressFn,
+): number {
+  let rows = 0;
+  wrapCsv(() => {
+    for (const rec of csvRecords(input)) {
+      rows++;
+      const where = `${input.name}:${rec.line}`;
+      if (rec.fields.length < 3) throw new BuildError(`${where}: ${rec.fields.length} column(s); expected ${expected}`);
+      const r = parseRangeColumns(rec, input.name, expected);
+      addRange(getSet(sets, keyOf(rec.fields[2]!, where)), r);
+      if (progress && ((entries + rows) & 4095) === 0) progress(entries + rows);
+    }
+  });
+  if (rows === 0) throw new BuildError(`${input.name}: empty input (no rows); expected ${expected}`);
+  return rows;
+}
+
 function getSet(map: Map<string, RangeSetBuilder>, key: string): RangeSetBuilder {
   let set = map.get(key);
   if (!set) {
@@ -190,22 +219,8 @@ export function buildCountryDb(
   const warnings: string[] = [];
   const unknown = new Set<string>();
   let entries = 0;
-  for (const input of csvInputs) {
-    let rows = 0;
-    wrapCsv(() => {
-      for (const rec of csvRecords(input)) {
-        rows++;
-        entries++;
-        const where = `${input.name}:${rec.line}`;
-        if (rec.fields.length < 3) throw new BuildError(`${where}: ${rec.fields.length} column(s); expected ${DBIP_EXPECTED}`);
-        const r = parseRangeColumns(rec, input.name, DBIP_EXPECTED);
-        const cc = validateCountryCode(rec.fields[2]!, where, warnings, unknown);
-        addRange(getSet(sets, cc), r);
-        if (progress && (entries & 4095) === 0) progress(entries);
-      }
-    });
-    if (rows === 0) throw new BuildError(`${input.name}: empty input (no rows); expected ${DBIP_EXPECTED}`);
-  }
+  const countryOf = (raw: string, where: string): string => validateCountryCode(raw, where, warnings, unknown);
+  for (const input of csvInputs) entries += addRangeRows(input, DBIP_EXPECTED, sets, countryOf, entries, progress);
   for (const path of mmdbPaths) {
     let rows = 0;
     const where = (s: string): string => `${path}: network ${s}`;
@@ -402,21 +417,7 @@ export function buildMaxmindAsnDb(blocks4: CsvInput, blocks6: CsvInput, zone = f
 export function buildAsnDb(csvInputs: readonly CsvInput[], mmdbPaths: readonly string[] = [], progress?: ProgressFn): BuildResult {
   const sets = new Map<string, RangeSetBuilder>();
   let entries = 0;
-  for (const input of csvInputs) {
-    let rows = 0;
-    wrapCsv(() => {
-      for (const rec of csvRecords(input)) {
-        rows++;
-        entries++;
-        const where = `${input.name}:${rec.line}`;
-        if (rec.fields.length < 3) throw new BuildError(`${where}: ${rec.fields.length} column(s); expected ${ASN_EXPECTED}`);
-        const r = parseRangeColumns(rec, input.name, ASN_EXPECTED);
-        addRange(getSet(sets, asnKey(rec.fields[2]!, where)), r);
-        if (progress && (entries & 4095) === 0) progress(entries);
-      }
-    });
-    if (rows === 0) throw new BuildError(`${input.name}: empty input (no rows); expected ${ASN_EXPECTED}`);
-  }
+  for (const input of csvInputs) entries += addRangeRows(input, ASN_EXPECTED, sets, asnKey, entries, progress);
   for (const path of mmdbPaths) {
     let rows = 0;
     walkMmdbInput(path, {
