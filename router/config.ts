@@ -151,6 +151,32 @@ function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
+/**
+ * The `addresses` list of the interface or peer at `path`, each normalised;
+ * an address already in `allAddresses` (any interface or peer before) is
+ * refused naming where, and each new one is added there.
+ */
+function validateAddresses(
+  raw: unknown,
+  path: string,
+  allAddresses: { prefix: Prefix; path: string }[],
+): { addresses: string[]; prefixes: Prefix[] } {
+  const addrs = raw === undefined ? [] : list(raw, join(path, 'addresses'));
+  const addresses: string[] = [];
+  const prefixes: Prefix[] = [];
+  addrs.forEach((a, j) => {
+    const ap = `${path}.addresses[${j}]`;
+    const { text, prefix } = addressPrefix(a, ap);
+    for (const prev of allAddresses) {
+      if (sameAddress(prev.prefix, prefix)) throw new ConfigError(ap, `address ${describe(a)} is already used at ${prev.path}`);
+    }
+    allAddresses.push({ prefix, path: ap });
+    addresses.push(text);
+    prefixes.push(prefix);
+  });
+  return { addresses, prefixes };
+}
+
 /** A prefix written as an interface address: "198.51.100.1/24"; a bare address is a host prefix. */
 function addressPrefix(v: unknown, path: string): { text: string; prefix: Prefix } {
   if (typeof v !== 'string') throw new ConfigError(path, `${describe(v)} is not an IPv4/IPv6 prefix`);
@@ -267,19 +293,7 @@ export function validateConfig(doc: unknown): XtrConfig {
       mac = deriveMac(name);
     }
 
-    const addrs = o.addresses === undefined ? [] : list(o.addresses, join(path, 'addresses'));
-    const addresses: string[] = [];
-    const prefixes: Prefix[] = [];
-    addrs.forEach((a, j) => {
-      const ap = `${path}.addresses[${j}]`;
-      const { text, prefix } = addressPrefix(a, ap);
-      for (const prev of allAddresses) {
-        if (sameAddress(prev.prefix, prefix)) throw new ConfigError(ap, `address ${describe(a)} is already used at ${prev.path}`);
-      }
-      allAddresses.push({ prefix, path: ap });
-      addresses.push(text);
-      prefixes.push(prefix);
-    });
+    const { addresses, prefixes } = validateAddresses(o.addresses, path, allAddresses);
 
     const device = o.device === undefined ? name : str(o.device, join(path, 'device'));
     if (!IFNAME_RE.test(device)) throw new ConfigError(join(path, 'device'), `${describe(device)} is not a valid interface name`);
@@ -386,17 +400,7 @@ function validatePeer(
   if (!NETNS_RE.test(netns)) throw new ConfigError(join(path, 'netns'), `${describe(netns)} is not a valid namespace name`);
   const ifname = str(o.ifname, join(path, 'ifname'));
   if (!IFNAME_RE.test(ifname)) throw new ConfigError(join(path, 'ifname'), `${describe(ifname)} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)`);
-  const addrs = o.addresses === undefined ? [] : list(o.addresses, join(path, 'addresses'));
-  const addresses: string[] = [];
-  addrs.forEach((a, j) => {
-    const ap = `${path}.addresses[${j}]`;
-    const { text, prefix } = addressPrefix(a, ap);
-    for (const prev of allAddresses) {
-      if (sameAddress(prev.prefix, prefix)) throw new ConfigError(ap, `address ${describe(a)} is already used at ${prev.path}`);
-    }
-    allAddresses.push({ prefix, path: ap });
-    addresses.push(text);
-  });
+  const { addresses } = validateAddresses(o.addresses, path, allAddresses);
   const rl = o.routes === undefined ? [] : list(o.routes, join(path, 'routes'));
   const routes: PeerRoute[] = rl.map((r, j) => {
     const rp = `${path}.routes[${j}]`;
