@@ -249,6 +249,11 @@ const cases: Case[] = [
     entry: 'SYN_SENT 120 [UNREPLIED]',
   },
   {
+    name: 'a challenge ACK answering a SYN in LAST_ACK does not end the flow',
+    steps: [...handshake(), st('c', 'FA', 1001, 5001, E), st('s', 'FA', 5001, 1002, E), st('c', 'S', 3000, 0, E), st('s', 'A', 5002, 1002, E)],
+    entry: 'LAST_ACK 30 [ASSURED]',
+  },
+  {
     name: 'simultaneous open: the reply side\'s ACK establishes',
     steps: [
       st('c', 'S', 1000, 0, N, { options: WSCALE(2) }),

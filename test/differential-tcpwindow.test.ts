@@ -292,6 +292,24 @@ const cases: WindowCase[] = [
     expect: { server: 3, client: 3 },
   },
   {
+    name: 'RFC 5961: the challenge ACK answering a SYN in LAST_ACK is not the last ACK',
+    rules: RULES,
+    steps: [
+      ...handshake(0),
+      fromClient(c(0, 'FA', 1001, 5001)),
+      fromServer(s(0, 'FA', 5001, 1002)),
+      fromClient(c(0, 'S', 3000, 0)),
+      fromServer(s(0, 'A', 5002, 1002)),
+      // Without the SYN before it, the same ACK ends the flow.
+      ...handshake(1),
+      fromClient(c(1, 'FA', 1001, 5001)),
+      fromServer(s(1, 'FA', 5001, 1002)),
+      fromServer(s(1, 'A', 5002, 1002)),
+    ],
+    flows: ['+0 LAST_ACK 30 [ASSURED]', '+1 TIME_WAIT 120 [ASSURED]'],
+    expect: { server: 7, client: 6 },
+  },
+  {
     name: 'a retransmitted SYN does not extend the entry',
     rules: RULES,
     steps: [fromClient(c(0, 'S', 1000, 0)), { ...fromClient(c(0, 'S', 1000, 0)), delayMs: 6000 }],
