@@ -133,8 +133,12 @@ export class PeerRateLimiter {
   }
 }
 
-/** One limiter per process, as the kernel's inet_peer tree is per network namespace. */
-export const rejectRateLimiter = new PeerRateLimiter();
+/**
+ * The limiter is shared by all REJECT rules of one engine, as the kernel's
+ * inet_peer tree is per network namespace: two routers in one process (tests,
+ * embedders) must not spend each other's tokens.
+ */
+const RATE_LIMITER_KEY = 'REJECT/icmp-ratelimit';
 
 interface IcmpSourceCarrier {
   icmpSource4?: number;
@@ -172,13 +176,17 @@ const REJECT: TargetExtension<RejectParams> = {
       throw new XtError('REJECT: TCP_RESET invalid for non-tcp', 1);
     }
     const services = env.services;
+    const limiter = env.state.acquire(RATE_LIMITER_KEY, () => new PeerRateLimiter());
     return {
+      destroy() {
+        env.state.release(RATE_LIMITER_KEY);
+      },
       target(pkt: PacketContext): number {
         if (pkt.fragmentOffset !== 0) return Verdict.DROP;
         let n = 0;
         if (type < 0) {
           n = buildTcpReset(out, 0, pkt);
-        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt) && rejectRateLimiter.allow(pkt.family, pkt.src4, pkt.src6, pkt.now)) {
+        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt) && limiter.allow(pkt.family, pkt.src4, pkt.src6, pkt.now)) {
           const via = (pkt.hook === Hook.FORWARD ? pkt.inIf : null) as IcmpSourceCarrier | null;
           if (pkt.family === 4) {
             const s = via && typeof via.icmpSource4 === 'number' && via.icmpSource4 !== 0 ? via.icmpSource4 : pkt.dst4;
