@@ -26,7 +26,17 @@
  *   fd; devices that are never closed are closed when collected or when their
  *   environment (a worker thread) ends.
  *
- * Non-goals: IFF_VNET_HDR offloads (GSO/GRO) and persistent devices.
+ * - IFF_VNET_HDR (default on): every read and write carries a 10-byte
+ *   virtio_net_hdr that the addon adds and strips, so batches hold bare
+ *   packets as before. No TUNSETOFFLOAD: the kernel never hands xtr GSO or
+ *   checksum-partial packets. On a TUN, write() merges runs of consecutive
+ *   datagrams of one UDP flow into one VIRTIO_NET_HDR_GSO_UDP_L4 write that
+ *   the kernel cuts back into exactly those packets (conditions in
+ *   dataplane/native/tun.c); one syscall then carries up to 64 packets.
+ *   `gso: false` (or XTR_GSO=0 in the environment) writes one packet per
+ *   syscall; `vnetHdr: false` opens the device without the header.
+ *
+ * Non-goals: receive offloads (TUNSETOFFLOAD) and persistent devices.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -38,7 +48,7 @@ import { HEADROOM } from './device.js';
 
 /** The addon's surface (see dataplane/native/tun.c for the exact semantics). */
 export interface TunAddon {
-  open(name: string, tap: boolean, multiQueue: boolean): { fd: number; name: string; handle: object };
+  open(name: string, tap: boolean, multiQueue: boolean, vnetHdr?: boolean): { fd: number; name: string; handle: object };
   readBatch(
     fd: number,
     data: Uint8Array,
@@ -48,6 +58,7 @@ export interface TunAddon {
     slotSize: number,
     headroom: number,
     out?: Float64Array,
+    vnetHdr?: boolean,
   ): number;
   writeBatch(
     fd: number,
@@ -56,7 +67,13 @@ export interface TunAddon {
     lengths: Uint32Array,
     count: number,
     out?: Float64Array,
+    /** 0: plain fd; 1: IFF_VNET_HDR, one packet per write; 2: IFF_VNET_HDR with UDP GSO coalescing */
+    mode?: number,
   ): number;
+  /** Coalescer test hook: write sizes (packets per write) for a batch; returns the number of writes. */
+  gsoRuns(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, runs: Uint32Array): number;
+  /** Coalescer test hook: vnet header + super-packet IP/UDP header for packets start..start+n-1. */
+  gsoHeader(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, start: number, n: number, out: Uint8Array): number;
   pollStart(handle: object, cb: () => void): void;
   pollStop(handle: object): void;
   pollRef(handle: object, ref: boolean): void;
@@ -100,6 +117,10 @@ export interface OpenTunOptions {
   multiQueue?: boolean;
   /** Whether an active readable watcher keeps the process alive (default true, like a server socket). */
   ref?: boolean;
+  /** IFF_VNET_HDR framing (default true). */
+  vnetHdr?: boolean;
+  /** UDP GSO coalescing of writes on a TUN with vnetHdr (default true unless XTR_GSO=0). */
+  gso?: boolean;
 }
 
 /** A PacketDevice over a kernel TUN/TAP fd, plus the few extras the router uses. */
@@ -118,6 +139,9 @@ export interface TunDevice extends PacketDevice {
 export interface TunStats extends DeviceStats {
   /** Reads the kernel failed other than "nothing ready" (oversized packet, device gone). */
   rxErrors: number;
+  /** UDP GSO writes made, and the packets they carried (included in txPackets). */
+  txGsoWrites: number;
+  txGsoPackets: number;
 }
 
 const IFNAME_MAX = 15;
@@ -136,8 +160,11 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
     );
   }
   const native = loadTunAddon();
-  const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true);
-  return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false);
+  const vnet = opts.vnetHdr !== false;
+  const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true, vnet);
+  const gso = vnet && opts.kind === 'tun' && (opts.gso ?? process.env.XTR_GSO !== '0');
+  const writeMode = !vnet ? 0 : gso ? 2 : 1;
+  return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode);
 }
 
 /** Sets the MTU of an interface in the caller's network namespace. */
@@ -166,11 +193,11 @@ function errnoError(syscall: string, negErrno: number, device: string): NodeJS.E
 }
 
 class NativeTunDevice implements TunDevice {
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, rxErrors: 0 };
+  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, rxErrors: 0, txGsoWrites: 0, txGsoPackets: 0 };
   lastError: NodeJS.ErrnoException | null = null;
   closed = false;
-  /** [bytes, failed, errno] from the last native call; reused, never reallocated. */
-  private readonly io = new Float64Array(3);
+  /** [bytes, failed, errno, gso writes, gso packets] from the last native call; reused, never reallocated. */
+  private readonly io = new Float64Array(5);
   private readable: (() => void) | null = null;
   private polling = false;
   private refed: boolean;
@@ -185,6 +212,8 @@ class NativeTunDevice implements TunDevice {
     private readonly handle: object,
     readonly kind: DeviceKind,
     ref: boolean,
+    private readonly vnetHdr: boolean,
+    private readonly writeMode: number,
   ) {
     this.refed = ref;
   }
@@ -204,6 +233,7 @@ class NativeTunDevice implements TunDevice {
       batch.slotSize,
       HEADROOM,
       io,
+      this.vnetHdr,
     );
     this.stats.rxErrors += io[1];
     if (n < 0) {
@@ -228,10 +258,12 @@ class NativeTunDevice implements TunDevice {
     }
     if (count === 0) return 0;
     const io = this.io;
-    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io);
+    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode);
     this.stats.txPackets += n;
     this.stats.txBytes += io[0];
     this.stats.txDropped += count - n;
+    this.stats.txGsoWrites += io[3];
+    this.stats.txGsoPackets += io[4];
     const err = io[2];
     if (err !== 0 && err !== EAGAIN /* queue full: not an error of the device */) {
       this.lastError = errnoError('write', -err, this.name);

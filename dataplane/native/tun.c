@@ -19,7 +19,8 @@
  *
  * `out`, when given, is a Float64Array of at least 3 elements that receives
  * [bytes moved, packets failed (a read: too long for its slot, dropped; a
- * write: refused with an error other than EAGAIN), last errno],
+ * write: refused with an error other than EAGAIN), last errno] and, for a
+ * write into one of 5 or more, [3] GSO writes made and [4] packets they carried,
  * so the caller can keep byte counters without a per-packet loop in JS.
  *
  * Invariants: no allocation per packet or per batch; buffers are used through
@@ -43,6 +44,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+/* virtio_net_hdr framing and GSO limits (see the coalescing section below) */
+#define VNET_HDR_LEN 10
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM_ 1
+#define VIRTIO_NET_HDR_GSO_UDP_L4_ 5
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_IP_LEN 65535
 
 typedef struct tun_handle {
   int fd;                  /* -1 once closed */
@@ -156,7 +164,15 @@ static int get_u32_array(napi_env env, napi_value v, uint32_t **data, size_t *le
   return 0;
 }
 
+static double *get_out_n(napi_env env, napi_value v, size_t *len);
 static double *get_out(napi_env env, napi_value v) {
+  size_t n;
+  return get_out_n(env, v, &n);
+}
+
+/* `out` and its element count (0 when absent or not a Float64Array of >= 3) */
+static double *get_out_n(napi_env env, napi_value v, size_t *len) {
+  *len = 0;
   napi_valuetype t;
   napi_typeof(env, v, &t);
   if (t == napi_undefined) return NULL;
@@ -168,6 +184,7 @@ static double *get_out(napi_env env, napi_value v) {
   void *p;
   napi_get_typedarray_info(env, v, &type, &n, &p, NULL, NULL);
   if (type != napi_float64_array || n < 3) return NULL;
+  *len = n;
   return (double *)p;
 }
 
@@ -252,8 +269,8 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
 /* ---------- open ---------- */
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[IFNAMSIZ + 1] = {0};
   size_t name_len = 0;
@@ -265,20 +282,29 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "xtr_tun: interface name longer than 15 bytes");
     return NULL;
   }
-  bool tap = false, multi = false;
+  bool tap = false, multi = false, vnet = false;
   if (argc > 1) napi_get_value_bool(env, argv[1], &tap);
   if (argc > 2) napi_get_value_bool(env, argv[2], &multi);
+  if (argc > 3) napi_get_value_bool(env, argv[3], &vnet);
 
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open", "/dev/net/tun", errno);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = (short)((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (multi ? IFF_MULTI_QUEUE : 0));
+  ifr.ifr_flags = (short)((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (multi ? IFF_MULTI_QUEUE : 0) | (vnet ? IFF_VNET_HDR : 0));
   memcpy(ifr.ifr_name, name, name_len);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "ioctl(TUNSETIFF)", name, err);
+  }
+  if (vnet) {
+    int sz = VNET_HDR_LEN; /* the default, set so a queue opened elsewhere cannot change our framing */
+    if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "ioctl(TUNSETVNETHDRSZ)", name, err);
+    }
   }
 
   tun_handle *th = calloc(1, sizeof *th);
@@ -308,11 +334,183 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---------- IFF_VNET_HDR and UDP GSO coalescing on write ----------
+ *
+ * Devices are opened with IFF_VNET_HDR and the legacy 10-byte virtio_net_hdr
+ * (the tun default vnet_hdr_sz; the v1 header's num_buffers field means nothing
+ * to tun), little-endian as on every host this runs on. TUNSETOFFLOAD is never
+ * called, so the device advertises no checksum or segmentation offload and the
+ * kernel hands xtr finished packets: a read's header is all zero. A header that
+ * is not (NEEDS_CSUM would mean a partial checksum) is completed in place; a
+ * GSO packet cannot arrive without TUN_F_* offloads and is dropped as failed.
+ *
+ * The write side is what the header is for. The kernel accepts a
+ * VIRTIO_NET_HDR_GSO_UDP_L4 super-packet on any tun fd with IFF_VNET_HDR and
+ * segments it itself (software GSO on forward, udp_rcv_segment on local
+ * delivery), so a run of consecutive datagrams of one UDP flow costs one
+ * write() instead of one per packet. A run is merged only when the segments
+ * the kernel cuts are byte-identical to the packets xtr would have written:
+ *   - IPv4: IHL 5, DF set, no MF/offset, valid header checksum, total length =
+ *     packet length, IDs incrementing by one (inet_gso_segment numbers the
+ *     segments id, id+1, ...); the same TOS, TTL, flags, addresses;
+ *   - IPv6: next header UDP (no extension headers), payload length = packet
+ *     length - 40; the same version/traffic class/flow label, hop limit,
+ *     addresses;
+ *   - UDP: the same ports, length = IP payload, a checksum that is present
+ *     (not 0) and correct, since the kernel writes the correct one;
+ *   - payload sizes equal (gso_size) except the last, which may be shorter
+ *     and ends the run; at least 2 and at most GSO_MAX_SEGS segments, the
+ *     super-packet at most 65535 bytes of IP.
+ * These are the conditions under which the kernel's own UDP GRO merges.
+ * Coalescing is for TUN (bare IP) only; a TAP write carries a zero header. */
+
+
+static uint32_t csum_add_bytes(uint32_t sum, const uint8_t *p, size_t n) {
+  while (n > 1) {
+    sum += ((uint32_t)p[0] << 8) | p[1];
+    p += 2;
+    n -= 2;
+  }
+  if (n) sum += (uint32_t)p[0] << 8;
+  /* keep the accumulator from overflowing on long buffers */
+  sum = (sum & 0xffff) + (sum >> 16);
+  return sum;
+}
+
+static uint16_t csum_fold32(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return (uint16_t)sum;
+}
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline void wr16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+/* IP header length (20 or 40) if the packet may head or join a run, else 0. */
+static uint32_t gso_candidate(const uint8_t *p, uint32_t len) {
+  if (len < 28) return 0;
+  uint8_t version = p[0] >> 4;
+  uint32_t iphl;
+  uint32_t sum;
+  if (version == 4) {
+    if (p[0] != 0x45 || p[9] != 17 || rd16(p + 2) != len) return 0;
+    if ((rd16(p + 6) & 0xbfff) != 0 || !(p[6] & 0x40)) return 0; /* DF only: no MF, no offset, no reserved bit */
+    if (csum_fold32(csum_add_bytes(0, p, 20)) != 0xffff) return 0;
+    iphl = 20;
+    sum = csum_add_bytes(0, p + 12, 8);
+  } else if (version == 6) {
+    if (len < 48 || p[6] != 17 || rd16(p + 4) != len - 40) return 0;
+    iphl = 40;
+    sum = csum_add_bytes(0, p + 8, 32);
+  } else {
+    return 0;
+  }
+  const uint8_t *u = p + iphl;
+  uint32_t ulen = len - iphl;
+  if (rd16(u + 4) != ulen || rd16(u + 6) == 0 || ulen == 8) return 0;
+  sum += 17 + ulen;
+  sum = csum_add_bytes(sum, u, ulen);
+  if (csum_fold32(sum) != 0xffff) return 0;
+  return iphl;
+}
+
+/* Same flow, fields that GSO copies into every segment equal, next IPv4 ID. */
+static int gso_same_flow(const uint8_t *a, const uint8_t *b, uint32_t iphl, uint16_t prev_id) {
+  if (iphl == 20) {
+    return a[0] == b[0] && a[1] == b[1] && a[6] == b[6] && a[7] == b[7] && a[8] == b[8] &&
+           memcmp(a + 12, b + 12, 8) == 0 && memcmp(a + 20, b + 20, 4) == 0 &&
+           rd16(b + 4) == (uint16_t)(prev_id + 1);
+  }
+  return memcmp(a, b, 4) == 0 && a[7] == b[7] && memcmp(a + 8, b + 8, 32) == 0 && memcmp(a + 40, b + 40, 4) == 0;
+}
+
+/* How many packets from `i` one GSO write can carry (1 = write it alone). */
+static uint32_t gso_run(const uint8_t *data, const uint32_t *offsets, const uint32_t *lengths, uint32_t i,
+                        uint32_t count) {
+  const uint8_t *head = data + offsets[i];
+  uint32_t iphl = gso_candidate(head, lengths[i]);
+  if (!iphl) return 1;
+  uint32_t hl = iphl + 8;
+  uint32_t mss = lengths[i] - hl;
+  uint32_t total = lengths[i];
+  uint16_t prev_id = rd16(head + 4);
+  uint32_t n = 1;
+  while (i + n < count && n < GSO_MAX_SEGS) {
+    const uint8_t *q = data + offsets[i + n];
+    uint32_t qlen = lengths[i + n];
+    if (qlen < hl || qlen - hl > mss || qlen - hl == 0) break;
+    if (total + (qlen - hl) > GSO_MAX_IP_LEN) break;
+    if ((q[0] >> 4) != (head[0] >> 4) || gso_candidate(q, qlen) != iphl) break;
+    if (!gso_same_flow(head, q, iphl, prev_id)) break;
+    prev_id = rd16(q + 4);
+    total += qlen - hl;
+    n++;
+    if (qlen - hl < mss) break; /* a short segment can only be the last */
+  }
+  return n;
+}
+
+/* Writes the vnet header and the super-packet's IP+UDP header for packets
+   i..i+n-1 into `out`; returns its length. */
+static uint32_t gso_header(uint8_t *out, const uint8_t *data, const uint32_t *offsets, const uint32_t *lengths,
+                           uint32_t i, uint32_t n) {
+  const uint8_t *head = data + offsets[i];
+  uint32_t iphl = (head[0] >> 4) == 4 ? 20 : 40;
+  uint32_t hl = iphl + 8;
+  uint32_t payload = 0;
+  for (uint32_t k = 0; k < n; k++) payload += lengths[i + k] - hl;
+  uint32_t mss = lengths[i] - hl;
+  uint8_t *h = out + VNET_HDR_LEN;
+  memcpy(h, head, hl);
+  uint32_t ulen = 8 + payload;
+  uint32_t sum;
+  if (iphl == 20) {
+    wr16(h + 2, (uint16_t)(iphl + ulen));
+    wr16(h + 10, 0);
+    wr16(h + 10, (uint16_t)~csum_fold32(csum_add_bytes(0, h, 20)));
+    sum = csum_add_bytes(0, h + 12, 8);
+  } else {
+    wr16(h + 4, (uint16_t)ulen);
+    sum = csum_add_bytes(0, h + 8, 32);
+  }
+  wr16(h + iphl + 4, (uint16_t)ulen);
+  /* CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum (with the
+     super-packet's length); __udp_gso_segment adjusts it per segment */
+  wr16(h + iphl + 6, csum_fold32(sum + 17 + ulen));
+  out[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM_;
+  out[1] = VIRTIO_NET_HDR_GSO_UDP_L4_;
+  /* little-endian u16s: hdr_len, gso_size, csum_start, csum_offset */
+  out[2] = (uint8_t)hl;
+  out[3] = (uint8_t)(hl >> 8);
+  out[4] = (uint8_t)mss;
+  out[5] = (uint8_t)(mss >> 8);
+  out[6] = (uint8_t)iphl;
+  out[7] = 0;
+  out[8] = 6;
+  out[9] = 0;
+  return VNET_HDR_LEN + hl;
+}
+
+/* Completes a NEEDS_CSUM checksum of a packet read with a vnet header. */
+static int vnet_complete_csum(const uint8_t *vh, uint8_t *pkt, size_t len) {
+  if (vh[1] != 0) return 0; /* GSO: never sent to a device without offloads */
+  if (!(vh[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM_)) return 1;
+  uint32_t start = vh[6] | ((uint32_t)vh[7] << 8);
+  uint32_t off = vh[8] | ((uint32_t)vh[9] << 8);
+  if ((size_t)start + off + 2 > len) return 0;
+  uint8_t *field = pkt + start + off;
+  uint16_t c = (uint16_t)~csum_fold32(csum_add_bytes(0, pkt + start, len - start));
+  wr16(field, c ? c : 0xffff);
+  return 1;
+}
+
 /* ---------- batched I/O ---------- */
 
 static napi_value js_read_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) {
     napi_throw_type_error(env, NULL, "xtr_tun: readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])");
@@ -329,6 +527,8 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
       !get_u32(env, argv[6], &headroom, "headroom"))
     return NULL;
   double *out = argc > 7 ? get_out(env, argv[7]) : NULL;
+  bool vnet = false;
+  if (argc > 8) napi_get_value_bool(env, argv[8], &vnet);
   if (headroom >= slot_size || (uint64_t)capacity * slot_size > data_len || capacity > offsets_len ||
       capacity > lengths_len) {
     napi_throw_range_error(env, NULL,
@@ -345,14 +545,26 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
      byte after the slot tells a truncated packet (read returns room + 1) from
      one that fits exactly; a truncated packet is dropped and counted. */
   unsigned char spare;
-  struct iovec iov[2] = {{NULL, room}, {&spare, 1}};
+  uint8_t vh[VNET_HDR_LEN];
+  /* with IFF_VNET_HDR the header goes to a scratch in front of the slot */
+  struct iovec iov[3] = {{vh, VNET_HDR_LEN}, {NULL, room}, {&spare, 1}};
+  struct iovec *iv = vnet ? iov : iov + 1;
+  const int niv = vnet ? 3 : 2;
+  const ssize_t hdr = vnet ? VNET_HDR_LEN : 0;
   while (n < capacity) {
     uint32_t off = n * slot_size + headroom;
-    iov[0].iov_base = data + off;
-    ssize_t r = readv((int)fd, iov, 2);
-    if (r > (ssize_t)room) {
-      failed++;
-      continue;
+    iov[1].iov_base = data + off;
+    ssize_t r = readv((int)fd, iv, niv);
+    if (r >= 0) {
+      r -= hdr;
+      if (r < 0 || r > (ssize_t)room) {
+        failed++;
+        continue;
+      }
+      if (vnet && (vh[0] | vh[1]) && !vnet_complete_csum(vh, data + off, (size_t)r)) {
+        failed++;
+        continue;
+      }
     }
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -381,11 +593,11 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5) {
-    napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out])");
+    napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out[, mode]])");
     return NULL;
   }
   uint32_t fd, count;
@@ -396,7 +608,11 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
       !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
       !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[4], &count, "count"))
     return NULL;
-  double *out = argc > 5 ? get_out(env, argv[5]) : NULL;
+  size_t out_len = 0;
+  double *out = argc > 5 ? get_out_n(env, argv[5], &out_len) : NULL;
+  /* mode: 0 plain fd, 1 IFF_VNET_HDR (zero header per packet), 2 IFF_VNET_HDR + UDP GSO coalescing */
+  uint32_t mode = 0;
+  if (argc > 6 && !get_u32(env, argv[6], &mode, "mode")) return NULL;
   if (count > offsets_len || count > lengths_len) {
     napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: count exceeds offsets/lengths");
     return NULL;
@@ -415,13 +631,60 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   uint32_t written = 0;
   double bytes = 0, failed = 0;
   int last_err = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    ssize_t r = write((int)fd, data + offsets[i], lengths[i]);
-    if (r < 0) {
-      if (errno == EINTR) {
-        i--;
+  static const uint8_t zero_hdr[VNET_HDR_LEN];
+  uint8_t gso_hdr[VNET_HDR_LEN + 48];
+  struct iovec iov[GSO_MAX_SEGS + 1];
+  int coalesce = mode == 2;
+  double gso_writes = 0, gso_packets = 0;
+  for (uint32_t i = 0; i < count;) {
+    uint32_t n = coalesce ? gso_run(data, offsets, lengths, i, count) : 1;
+    ssize_t r;
+    if (n > 1) {
+      uint32_t hl_total = gso_header(gso_hdr, data, offsets, lengths, i, n);
+      uint32_t hl = hl_total - VNET_HDR_LEN;
+      iov[0].iov_base = gso_hdr;
+      iov[0].iov_len = hl_total;
+      double run_bytes = 0;
+      for (uint32_t k = 0; k < n; k++) {
+        iov[k + 1].iov_base = data + offsets[i + k] + hl;
+        iov[k + 1].iov_len = lengths[i + k] - hl;
+        run_bytes += lengths[i + k];
+      }
+      r = writev((int)fd, iov, (int)n + 1);
+      if (r >= 0) {
+        written += n;
+        bytes += run_bytes;
+        gso_writes++;
+        gso_packets += n;
+        i += n;
         continue;
       }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        last_err = errno;
+        break;
+      }
+      if (errno == EBADF || errno == EBADFD) {
+        last_err = errno;
+        failed += n;
+        break;
+      }
+      /* the kernel refused the super-packet: send this run, and the rest of
+         the batch, one packet per write as before */
+      coalesce = 0;
+      continue;
+    }
+    if (mode == 0) {
+      r = write((int)fd, data + offsets[i], lengths[i]);
+    } else {
+      iov[0].iov_base = (void *)zero_hdr;
+      iov[0].iov_len = VNET_HDR_LEN;
+      iov[1].iov_base = data + offsets[i];
+      iov[1].iov_len = lengths[i];
+      r = writev((int)fd, iov, 2);
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
       last_err = errno;
       /* a full queue will stay full for the rest of this batch */
       if (errno == EAGAIN) break;
@@ -429,17 +692,81 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
          packet only; a dead device (EBADF/EBADFD) ends the batch */
       failed++;
       if (errno == EBADF || errno == EBADFD) break;
+      i++;
       continue;
     }
     written++;
-    bytes += (double)r;
+    bytes += (double)lengths[i];
+    i++;
   }
   if (out) {
     out[0] = bytes;
     out[1] = failed;
     out[2] = last_err;
+    if (out_len >= 5) {
+      out[3] = gso_writes;
+      out[4] = gso_packets;
+    }
   }
   return make_int(env, written);
+}
+
+/* Test hooks for the coalescer: gsoRuns(data, offsets, lengths, count, runs)
+   fills runs[] with the packet count of each write and returns how many
+   writes; gsoHeader(data, offsets, lengths, start, n, out) writes the vnet
+   header and super-packet header for packets start..start+n-1 into out and
+   returns its length. */
+static napi_value js_gso_runs(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t count;
+  uint8_t *data;
+  size_t data_len, offsets_len, lengths_len, runs_len;
+  uint32_t *offsets, *lengths, *runs;
+  if (argc < 5 || !get_bytes(env, argv[0], &data, &data_len, "data") ||
+      !get_u32_array(env, argv[1], &offsets, &offsets_len, "offsets") ||
+      !get_u32_array(env, argv[2], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[3], &count, "count") ||
+      !get_u32_array(env, argv[4], &runs, &runs_len, "runs"))
+    return NULL;
+  if (count > offsets_len || count > lengths_len || count > runs_len) {
+    napi_throw_range_error(env, NULL, "xtr_tun: gsoRuns: count exceeds offsets/lengths/runs");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    if ((uint64_t)offsets[i] + lengths[i] > data_len) {
+      napi_throw_range_error(env, NULL, "xtr_tun: gsoRuns: a packet lies outside data");
+      return NULL;
+    }
+  }
+  uint32_t w = 0;
+  for (uint32_t i = 0; i < count; w++) {
+    uint32_t n = gso_run(data, offsets, lengths, i, count);
+    runs[w] = n;
+    i += n;
+  }
+  return make_int(env, w);
+}
+
+static napi_value js_gso_header(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t start, n;
+  uint8_t *data, *outb;
+  size_t data_len, offsets_len, lengths_len, out_len;
+  uint32_t *offsets, *lengths;
+  if (argc < 6 || !get_bytes(env, argv[0], &data, &data_len, "data") ||
+      !get_u32_array(env, argv[1], &offsets, &offsets_len, "offsets") ||
+      !get_u32_array(env, argv[2], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[3], &start, "start") ||
+      !get_u32(env, argv[4], &n, "n") || !get_bytes(env, argv[5], &outb, &out_len, "out"))
+    return NULL;
+  if (n < 2 || (uint64_t)start + n > offsets_len || (uint64_t)start + n > lengths_len ||
+      out_len < VNET_HDR_LEN + 48 || gso_run(data, offsets, lengths, start, start + n) != n) {
+    napi_throw_range_error(env, NULL, "xtr_tun: gsoHeader: packets start..start+n-1 are not one run");
+    return NULL;
+  }
+  return make_int(env, gso_header(outb, data, offsets, lengths, start, n));
 }
 
 /* ---------- readiness ---------- */
@@ -602,6 +929,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readBatch", NULL, js_read_batch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"gsoRuns", NULL, js_gso_runs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"gsoHeader", NULL, js_gso_header, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStart", NULL, js_poll_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStop", NULL, js_poll_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollRef", NULL, js_poll_ref, NULL, NULL, NULL, napi_enumerable, NULL},
