@@ -377,9 +377,6 @@ export class Ipv4Repr {
   }
 }
 
-// Address text lives in addr.ts with IPv6's; these names stay importable from here for router/conntrack.ts.
-export { ipv4ToString, parseIpv4 } from './addr.js';
-
 /** Class D (224.0.0.0/4). */
 export function isIpv4Multicast(a: number): boolean {
   return a >>> 28 === 0xe;

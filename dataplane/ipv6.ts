@@ -262,9 +262,6 @@ export class Ipv6Repr {
   }
 }
 
-// Address text lives in addr.ts with IPv4's; these names stay importable from here for router/conntrack.ts.
-export { ipv6ToString, parseIpv6 } from './addr.js';
-
 /** ff00::/8 */
 export function isIpv6Multicast(w: Uint32Array): boolean {
   return w[0] >>> 24 === 0xff;

@@ -54,8 +54,7 @@
  */
 import { Verdict, CtState, type Family, type PacketContext } from './packet.js';
 import type { CommandTable, CommandResult } from './commands.js';
-import { ipv4ToString } from '../dataplane/ipv4.js';
-import { ipv6ToString } from '../dataplane/ipv6.js';
+import { ipv4ToString, ipv6ToString } from '../dataplane/addr.js';
 import { getU16, getU32 } from '../dataplane/bytes.js';
 
 const P_ICMP = 1;
