@@ -52,7 +52,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Hook, type PacketContext } from '../router/packet.js';
+import { Hook, type PacketContext } from '../xt/packet.js';
 import { setClassifierEnabled } from '../router/netfilter/compile.js';
 import { packet, testEngine, type TestEngine } from '../router/netfilter/testkit.js';
 import { exec, Namespaces, REPO_ROOT, run, startLab, uniquePrefix, vethPair, type Lab } from '../test/helpers/netns.js';

@@ -20,7 +20,7 @@
  * or `l3off - 48` (ICMPv6 error) wraps the error around the packet where it
  * lies.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { type Bytes, getU16, getU32, setU16, setU32, setU48, setWords128 } from './bytes.js';
 import { checksum, finish, fold, pseudoSum4, pseudoSum6, pseudoSum6Words, sum16 } from './checksum.js';
 import { ETH_HLEN } from './ethernet.js';

@@ -16,7 +16,7 @@
  * The L4 checksum is not verified here: a forwarding kernel does not drop on
  * it either (conntrack may mark the packet INVALID; that is conntrack's job).
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { type Bytes, getU16, getU32, getWords128, getU48 } from './bytes.js';
 import { verifies } from './checksum.js';
 import { DropReason } from './drop.js';

@@ -18,7 +18,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Family } from '../router/packet.js';
+import type { Family } from '../xt/packet.js';
 
 /** A database problem found while loading; the message names the file. */
 export class GeoDbError extends Error {

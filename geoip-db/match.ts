@@ -4,8 +4,8 @@
  * SharedStateRegistry) and a reference on each named table; per packet the
  * lookup of one address in those tables.
  */
-import type { Family, PacketContext } from '../router/packet.js';
-import { XtError, type CheckEnv } from '../modules/types.js';
+import type { Family, PacketContext } from '../xt/packet.js';
+import { XtError, type CheckEnv } from '../xt/extension.js';
 import { GeoDatabase, GeoDbError, contains4, contains6 } from './loader.js';
 
 export interface AttachedSets {

@@ -10,11 +10,10 @@
  * File name: TypeScript 7 refuses two files whose names differ only in
  * case, so this target cannot be `CONNMARK.ts` next to the `connmark` match.
  */
-import type { PacketContext } from '../router/packet.js';
-import type { ConnEntry } from '../router/conntrack.js';
+import type { PacketContext } from '../xt/packet.js';
 import { hex, parseUintOption, x6Check } from './mark.js';
 import { printXmark, xmarkFrom } from './MARK_target.js';
-import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';
+import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
 
 export const enum ConnmarkMode {
   SET = 0,
@@ -75,7 +74,7 @@ const CONNMARK: TargetExtension<ConnmarkParams> = {
     const { mode, value, ctmask, nfmask } = p;
     return {
       target(pkt: PacketContext): number {
-        const ct = pkt.ct as ConnEntry | null;
+        const ct = pkt.ct;
         if (ct === null) return XT_CONTINUE;
         if (mode === ConnmarkMode.SET) ct.mark = ((ct.mark & ~ctmask) ^ value) >>> 0;
         else if (mode === ConnmarkMode.SAVE) ct.mark = ((ct.mark & ~ctmask) ^ (pkt.mark & nfmask)) >>> 0;

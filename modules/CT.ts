@@ -5,8 +5,8 @@
  * than silently ignored. `-j CT` without options is accepted and does
  * nothing, as an empty template does in the kernel.
  */
-import type { PacketContext } from '../router/packet.js';
-import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';
+import type { PacketContext } from '../xt/packet.js';
+import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
 
 const UNSUPPORTED = ['helper', 'ctevents', 'expevents', 'zone', 'zone-orig', 'zone-reply', 'timeout'];
 

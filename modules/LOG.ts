@@ -6,12 +6,12 @@
  * (fields end in a space, as the kernel prints them). --log-uid prints
  * nothing: xtr has no sockets for forwarded or host-interface packets.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { getU16, getU32 } from '../dataplane/bytes.js';
 import { ipv4ToString } from '../dataplane/addr.js';
 import { saveString } from './comment.js';
 import { parseUint, x6Check } from './mark.js';
-import { XT_CONTINUE, XtError, type TargetExtension } from './types.js';
+import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
 
 const LEVELS: readonly (readonly [string, number])[] = [
   ['emerg', 0], ['panic', 0], ['alert', 1], ['crit', 2], ['err', 3], ['error', 3],

@@ -6,9 +6,9 @@
  * File name: TypeScript 7 refuses two files whose names differ only in
  * case, so this target cannot be `MARK.ts` next to the `mark` match.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { hex, parseMarkMask, parseUintOption, x6Check } from './mark.js';
-import { XT_CONTINUE, XtError, type ParsedOption, type TargetExtension } from './types.js';
+import { XT_CONTINUE, XtError, type ParsedOption, type TargetExtension } from '../xt/extension.js';
 
 export interface XmarkParams {
   value: number;

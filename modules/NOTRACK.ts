@@ -2,8 +2,8 @@
  * `-t raw -j NOTRACK`: the packet bypasses connection tracking (its state
  * becomes UNTRACKED), as the kernel's NOTRACK alias of xt_CT.
  */
-import type { PacketContext } from '../router/packet.js';
-import { XT_CONTINUE, type TargetExtension } from './types.js';
+import type { PacketContext } from '../xt/packet.js';
+import { XT_CONTINUE, type TargetExtension } from '../xt/extension.js';
 
 const NOTRACK: TargetExtension<null> = {
   kind: 'target',

@@ -13,11 +13,11 @@
  * address, and ICMP errors (not RSTs) are rate-limited per destination host
  * as icmp_send does (inet_peer token bucket: icmp_ratelimit 1 s, burst 6).
  */
-import { Hook, Verdict, type Family, type PacketContext } from '../router/packet.js';
+import { Hook, Verdict, type Family, type PacketContext } from '../xt/packet.js';
 import { buildIcmp4Error, buildIcmp6Error, buildTcpReset, mayReplyWithIcmpError } from '../dataplane/build.js';
 import { fold, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
 import { getU16 } from '../dataplane/bytes.js';
-import { XtError, type TargetExtension } from './types.js';
+import { XtError, type TargetExtension } from '../xt/extension.js';
 
 /** [canonical name, alias, ICMP type, code]; type -1 = tcp-reset. */
 type RejectType = readonly [string, string, number, number];

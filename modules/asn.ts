@@ -8,7 +8,7 @@
  * docs/compat.md).
  */
 import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 export const ASN_DEFAULT_DIR = '/usr/share/xt_asn';
 export const ASN_MAX = 15;

@@ -4,7 +4,7 @@
  * cuts it). Also exports iptables' quoting of saved strings.
  */
 import { x6Check } from './mark.js';
-import type { MatchExtension } from './types.js';
+import type { MatchExtension } from '../xt/extension.js';
 
 const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
 

@@ -3,10 +3,9 @@
  * CONNMARK), as libxt_connmark + xt_connmark. No tracked connection = no
  * match, whatever the `!`.
  */
-import type { PacketContext } from '../router/packet.js';
-import type { ConnEntry } from '../router/conntrack.js';
+import type { PacketContext } from '../xt/packet.js';
 import { parseMarkOption, printConnmark, saveMarkOption, type MarkParams } from './mark.js';
-import type { MatchExtension } from './types.js';
+import type { MatchExtension } from '../xt/extension.js';
 
 const connmark: MatchExtension<MarkParams> = {
   kind: 'match',
@@ -22,7 +21,7 @@ const connmark: MatchExtension<MarkParams> = {
     const { mark: value, mask, inv } = p;
     return {
       match(pkt: PacketContext): boolean {
-        const ct = pkt.ct as ConnEntry | null;
+        const ct = pkt.ct;
         if (ct === null) return false;
         return (((ct.mark & mask) >>> 0) === value) !== inv;
       },

@@ -5,13 +5,13 @@
  * without a connection (INVALID or UNTRACKED) can only match through
  * --ctstate.
  */
-import type { Family, PacketContext } from '../router/packet.js';
-import { isReplyDir, type ConnEntry, type CtTuple } from '../router/conntrack.js';
+import type { Family, PacketContext } from '../xt/packet.js';
+import type { ConnTuple } from '../xt/conn.js';
 import { parseStateList, printStateList } from './state.js';
 import { formatAddrMask, parseAddrMask } from './iprange.js';
 import { parsePortRangeRC } from './udp.js';
 import { parseUint, x6Check } from './mark.js';
-import { XtError, type MatchExtension } from './types.js';
+import { XtError, type MatchExtension } from '../xt/extension.js';
 
 const STATUS_NAMES: readonly (readonly [string, number])[] = [
   ['NONE', 0],
@@ -47,7 +47,7 @@ function addrMatch(t: AddrTest, w: Uint32Array): boolean {
   return !t.inv;
 }
 
-function tupleAddr(tp: CtTuple, i: number): Uint32Array {
+function tupleAddr(tp: ConnTuple, i: number): Uint32Array {
   return (i & 1) === 0 ? tp.src : tp.dst;
 }
 
@@ -117,9 +117,9 @@ const conntrack: MatchExtension<ConntrackParams> = {
     return {
       match(pkt: PacketContext): boolean {
         if (state !== null && ((pkt.ctState & state.mask) !== 0) === state.inv) return false;
-        const ct = pkt.ct as ConnEntry | null;
+        const ct = pkt.ct;
         if (ct === null) return state !== null;
-        if (dir !== null && isReplyDir(ct, pkt) !== dir) return false;
+        if (dir !== null && ct.isReply(pkt) !== dir) return false;
         if (proto !== null && (ct.proto === proto.num) === proto.inv) return false;
         for (let i = 0; i < 4; i++) {
           const a = addrs[i];

@@ -5,7 +5,7 @@
  * per (family, country), and a reload swaps every table for all rules at once.
  */
 import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 export const GEOIP_DEFAULT_DIR = '/usr/share/xt_geoip';
 /** Codes per rule since xtables-addons 3.24 (15 before). */

@@ -3,7 +3,7 @@
  * ip6t_hl; `! --hl-eq` is "not equal".
  */
 import { describeTtl, parseTtlLike, printTtlLike, saveTtlLike, ttlMatcher, type TtlParams } from './ttl.js';
-import type { MatchExtension } from './types.js';
+import type { MatchExtension } from '../xt/extension.js';
 
 const hl: MatchExtension<TtlParams> = {
   kind: 'match',

@@ -5,8 +5,8 @@
  *
  * Also exports the type-table parser icmp6 uses.
  */
-import type { PacketContext } from '../router/packet.js';
-import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
+import type { PacketContext } from '../xt/packet.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 /** [name, type, code min, code max]; aliases are separate rows. */
 export type IcmpName = readonly [string, number, number, number];

@@ -2,9 +2,9 @@
  * `-m icmp6 --icmpv6-type` (IPv6), as libip6t_icmp6 + the kernel's
  * icmp6_match. Unlike IPv4 there is no "any"; saves print numbers.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { describeIcmp, parseIcmpOption, printIcmpType, saveIcmpType, type IcmpName, type IcmpParams } from './icmp.js';
-import type { MatchExtension } from './types.js';
+import type { MatchExtension } from '../xt/extension.js';
 
 const ICMPV6_NAMES: readonly IcmpName[] = [
   ['destination-unreachable', 1, 0, 0xff],

@@ -6,9 +6,9 @@
  * Also exports the address helpers conntrack and recent share: addresses
  * are four 32-bit words (IPv4 in word 0), compared as integers.
  */
-import type { Family, PacketContext } from '../router/packet.js';
+import type { Family, PacketContext } from '../xt/packet.js';
 import { ipv4ToString, ipv6ToString, maskPrefixLength, parseIpv4, parseIpv6, prefixMaskWord } from '../dataplane/addr.js';
-import { XtError, type MatchExtension } from './types.js';
+import { XtError, type MatchExtension } from '../xt/extension.js';
 
 /** Parses an address of `family` into 4 words, or null. */
 export function parseAddr(s: string, family: Family): Uint32Array | null {

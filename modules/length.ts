@@ -3,9 +3,9 @@
  * IPv4 total length, or 40 + IPv6 payload length. A reversed range is
  * accepted, as iptables does, and never matches.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { parseUintRange, x6Check } from './mark.js';
-import type { MatchExtension } from './types.js';
+import type { MatchExtension } from '../xt/extension.js';
 
 export interface LengthParams {
   min: number;

@@ -4,9 +4,9 @@
  * credit counters) so rates, bursts and refusals ("Overflow, try lower")
  * come out exactly as on Linux with HZ = LIMIT_HZ.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { parseUint, x6Check } from './mark.js';
-import { XtError, type MatchExtension } from './types.js';
+import { XtError, type MatchExtension } from '../xt/extension.js';
 
 /** Tick rate the bucket refills at (see docs/compat.md: xtr's jiffies are milliseconds). */
 export const LIMIT_HZ = 1000;

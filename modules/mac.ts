@@ -4,9 +4,9 @@
  * header (TUN, locally generated) never match, even with `!`. Only in
  * chains reachable from PREROUTING, INPUT or FORWARD, as in the kernel.
  */
-import { Hook, type PacketContext } from '../router/packet.js';
+import { Hook, type PacketContext } from '../xt/packet.js';
 import { getU48 } from '../dataplane/bytes.js';
-import { XtError, type MatchExtension } from './types.js';
+import { XtError, type MatchExtension } from '../xt/extension.js';
 
 function macText(mac: number): string {
   const hexes: string[] = [];

@@ -7,8 +7,8 @@
  * unsigned integers, value/mask pairs, and the once/exclusion/mandatory
  * checks with libxtables' wording.
  */
-import type { PacketContext } from '../router/packet.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import type { PacketContext } from '../xt/packet.js';
+import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 const C_SPACE = ' \t\n\v\f\r';
 const UINTMAX = (1n << 64n) - 1n;

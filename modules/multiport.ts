@@ -2,9 +2,9 @@
  * `-m multiport` revision 1: up to 15 port slots (a range takes two), as
  * libxt_multiport + xt_multiport. Needs a port-carrying `-p`.
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { parsePortOrService, portText } from './tcp.js';
-import { XtError, type MatchExtension, type RuleInfo } from './types.js';
+import { XtError, type MatchExtension, type RuleInfo } from '../xt/extension.js';
 
 const MAX_PORTS = 15;
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 136: 'udplite', 132: 'sctp', 33: 'dccp' };

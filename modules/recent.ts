@@ -23,11 +23,11 @@
  * The per-packet path allocates nothing except when a new address is
  * inserted (entries evicted or removed are recycled).
  */
-import type { Family, PacketContext } from '../router/packet.js';
+import type { Family, PacketContext } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
 import { addrToString, parseAddr } from './iprange.js';
 import { parseUint, x6Check } from './mark.js';
-import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from './types.js';
+import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from '../xt/extension.js';
 
 export const RECENT_HZ = 1000;
 /** Linux starts jiffies 5 minutes before the 32-bit wrap so wrap bugs show early. */

@@ -14,8 +14,8 @@
 import { readdirSync } from 'node:fs';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Family } from '../router/packet.js';
-import type { Extension, MatchExtension, TargetExtension } from './types.js';
+import type { Family } from '../xt/packet.js';
+import type { Extension, MatchExtension, TargetExtension } from '../xt/extension.js';
 
 /** Files of modules/ that are not extensions. */
 const NOT_EXTENSIONS = new Set(['types', 'registry']);

@@ -4,9 +4,9 @@
  *
  * Also exports the state-list parser and printer conntrack's --ctstate uses.
  */
-import { CtState, type PacketContext } from '../router/packet.js';
+import { CtState, type PacketContext } from '../xt/packet.js';
 import { x6Check } from './mark.js';
-import { XtError, type MatchExtension } from './types.js';
+import { XtError, type MatchExtension } from '../xt/extension.js';
 
 /** conntrack-only pseudo-states (no NAT here: they never match but parse and save). */
 export const CT_SNAT = 1 << 8;

@@ -6,9 +6,9 @@
  * from /etc/services, read once, as getservbyname would).
  */
 import { readFileSync } from 'node:fs';
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { parseUint } from './mark.js';
-import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 const IPPROTO_TCP = 6;
 

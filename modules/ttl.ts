@@ -2,9 +2,9 @@
  * `-m ttl --ttl-eq/--ttl-lt/--ttl-gt N` (IPv4), as libxt_ttl + xt_ttl;
  * `! --ttl-eq` is "not equal". Also exports the shared engine of `hl`.
  */
-import type { Family, PacketContext } from '../router/packet.js';
+import type { Family, PacketContext } from '../xt/packet.js';
 import { x6Check } from './mark.js';
-import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 export const enum TtlMode {
   EQ = 0,

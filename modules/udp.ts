@@ -9,10 +9,10 @@
  * only, cut to 16 bits: `70000` is port 4464), and a name is any protocol's
  * service (`ssh` works although /etc/services lists it for tcp only).
  */
-import type { PacketContext } from '../router/packet.js';
+import type { PacketContext } from '../xt/packet.js';
 import { strtoumax } from './mark.js';
 import { describePorts, printPortRange, savePortRange, servicePort } from './tcp.js';
-import { XtError, type MatchExtension, type ParsedOption } from './types.js';
+import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 const IPPROTO_UDP = 17;
 

@@ -52,7 +52,8 @@
  * stream has no window history: its checks are skipped (the kernel marks it
  * "be liberal"), but resets are still checked against the acks seen.
  */
-import { Verdict, CtState, type Family, type PacketContext } from './packet.js';
+import { Verdict, CtState, type Family, type PacketContext } from '../xt/packet.js';
+import type { Conn } from '../xt/conn.js';
 import type { CommandTable, CommandResult } from './commands.js';
 import { ipv4ToString, ipv6ToString } from '../dataplane/addr.js';
 import { getU16, getU32 } from '../dataplane/bytes.js';
@@ -306,7 +307,7 @@ export class CtTuple {
 }
 
 /** A tracked connection (the kernel's struct nf_conn). */
-export class ConnEntry {
+export class ConnEntry implements Conn {
   family: Family = 4;
   proto = 0;
   readonly orig = new CtTuple(this, false);
@@ -331,6 +332,9 @@ export class ConnEntry {
   /** Seconds until expiry at `now`, as conntrack -L prints it. */
   remaining(now: number): number {
     return Math.max(0, Math.floor((this.expires - now) / 1000));
+  }
+  isReply(pkt: PacketContext): boolean {
+    return isReplyDir(this, pkt);
   }
 }
 

@@ -67,7 +67,7 @@ import {
   type NeighborIO,
   type NeighborTimers,
 } from './neighbor.js';
-import { CtState, Hook, PacketContext, Verdict, type Family } from './packet.js';
+import { CtState, Hook, PacketContext, Verdict, type Family } from '../xt/packet.js';
 import {
   formatIPv4,
   formatIPv6,
@@ -82,7 +82,7 @@ import {
   RouteTable6,
 } from './routing.js';
 import { monotonicMs, Services, type LocalPacketSink } from './services.js';
-import type { RouterServices } from '../modules/types.js';
+import type { RouterServices } from '../xt/extension.js';
 
 /** The rule engine's seam: one call per packet per hook. */
 export interface Netfilter {

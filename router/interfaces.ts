@@ -11,7 +11,7 @@ import type { PacketDevice } from '../dataplane/device.js';
 import { DROP_REASON_NAMES } from '../dataplane/drop.js';
 import { parseMac } from '../dataplane/bytes.js';
 import type { InterfaceConfig } from './config.js';
-import type { InterfaceRef } from './packet.js';
+import type { InterfaceRef } from '../xt/packet.js';
 import type { LinkAddress4, LinkAddress6, NeighborCache } from './neighbor.js';
 import { parsePrefix } from './routing.js';
 

@@ -3,8 +3,10 @@
  * ECHO, TEE copies) enter the OUTPUT path as locally generated, log lines go
  * to the process logger, and time is the router's monotonic clock.
  */
-import type { Family } from './packet.js';
-import type { RouterServices } from '../modules/types.js';
+import { randomBytes } from 'node:crypto';
+import type { Family, PacketContext } from '../xt/packet.js';
+import type { DupOptions, EmitOptions, IfaceFacts, RouteFacts } from '../xt/services.js';
+import type { RouterServices } from '../xt/extension.js';
 import { syslogToPino, type Logger } from './log.js';
 
 /** What the services need from the router: a way to inject a locally generated packet. */
@@ -28,6 +30,40 @@ export class Services implements RouterServices {
 
   emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void {
     this.sink.injectLocal(bytes, offset, length, family);
+  }
+
+  // INTERIM (platform issue in progress): emit ignores `how` beyond the family; dup/route/iface/icmpError land with the router split.
+  emit(bytes: Uint8Array, offset: number, length: number, how: EmitOptions): boolean {
+    this.sink.injectLocal(bytes, offset, length, how.family);
+    return true;
+  }
+  dup(_pkt: PacketContext, _how: DupOptions): boolean {
+    throw new Error('services.dup: not implemented yet');
+  }
+  route(_family: Family, _dst: Uint32Array): RouteFacts | null {
+    throw new Error('services.route: not implemented yet');
+  }
+  iface(_name: string): IfaceFacts | null {
+    throw new Error('services.iface: not implemented yet');
+  }
+  icmpError(_pkt: PacketContext, _type: number, _code: number, _info: number): boolean {
+    throw new Error('services.icmpError: not implemented yet');
+  }
+
+  /** Random words drawn from the OS in blocks of 1 KiB (one syscall per 256 calls). */
+  private readonly randomPool = new Uint32Array(256);
+  private randomLeft = 0;
+  random(): number {
+    if (this.randomLeft === 0) {
+      const b = randomBytes(1024);
+      this.randomPool.set(new Uint32Array(b.buffer, b.byteOffset, 256));
+      this.randomLeft = 256;
+    }
+    return this.randomPool[--this.randomLeft];
+  }
+
+  wallNow(): number {
+    return Date.now();
   }
 
   /** Kernel-style lines (LOG, LOGMARK) keep their text as the message; `syslog` keeps the severity. */

@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { PacketContext } from '../router/packet.js';
+import { PacketContext } from '../xt/packet.js';
 import {
   DropReason,
   buildArpReply,

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { PacketContext } from '../router/packet.js';
+import { PacketContext } from '../xt/packet.js';
 import {
   ArpView,
   DROP_REASON_COUNT,

@@ -19,7 +19,7 @@ import test from 'ava';
 import { spawnSync, spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Conntrack, TCP_STATE_NAMES } from '../router/conntrack.js';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { testEngine, type TestEngine } from '../router/netfilter/testkit.js';
 import { ctxOf, ip4, tcpSeg } from './modules-fixtures.js';
 

@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { CtState, PacketContext, Verdict } from '../router/packet.js';
+import { CtState, PacketContext, Verdict } from '../xt/packet.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { Conntrack } from '../router/conntrack.js';
 import { formatLogLine } from '../modules/LOG.js';

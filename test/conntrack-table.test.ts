@@ -1,5 +1,5 @@
 import test from 'ava';
-import { CtState, Verdict, type PacketContext } from '../router/packet.js';
+import { CtState, Verdict, type PacketContext } from '../xt/packet.js';
 import { Conntrack, ConnEntry, CtStatus, TcpCt, conntrackCommands, formatEntry } from '../router/conntrack.js';
 import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram } from './modules-fixtures.js';
 

@@ -7,7 +7,7 @@
  * router); these run without namespaces and pin the details in between.
  */
 import test from 'ava';
-import { CtState, Verdict, type PacketContext } from '../router/packet.js';
+import { CtState, Verdict, type PacketContext } from '../xt/packet.js';
 import { Conntrack, ConnEntry, CtStatus, TCP_STATE_NAMES } from '../router/conntrack.js';
 import { ctxOf, ip4, ip6, tcpSeg } from './modules-fixtures.js';
 

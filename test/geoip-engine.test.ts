@@ -4,7 +4,7 @@
  * parameter errors, and verdicts for codec-parsed packets at INPUT.
  */
 import test from 'ava';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { Netfilter } from '../router/netfilter/engine.js';
 import { netfilterCommands, splitLine } from '../router/netfilter/commands.js';
 import { packet, RecordingServices } from '../router/netfilter/testkit.js';

@@ -2,15 +2,15 @@
  * Packet fixtures for the module tests are built here from bytes and run
  * through the codec's parsePacket, so matches see what the pipeline sees.
  */
-import { PacketContext } from '../router/packet.js';
-import type { Extension, ParsedOption, RuleInfo, TargetExtension } from '../modules/types.js';
+import { PacketContext } from '../xt/packet.js';
+import type { Extension, ParsedOption, RuleInfo, TargetExtension } from '../xt/extension.js';
 import REJECT from '../modules/REJECT.js';
 import LOG from '../modules/LOG.js';
 import MARK from '../modules/MARK_target.js';
 import CONNMARK from '../modules/CONNMARK_target.js';
 import NOTRACK from '../modules/NOTRACK.js';
 import CT from '../modules/CT.js';
-import type { Family } from '../router/packet.js';
+import type { Family } from '../xt/packet.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { checksum, finish, pseudoSum4, sum16, pseudoSum6 } from '../dataplane/checksum.js';
 import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';

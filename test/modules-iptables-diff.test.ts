@@ -7,8 +7,8 @@
  */
 import test from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
-import type { Family } from '../router/packet.js';
-import type { Extension, RuleInfo } from '../modules/types.js';
+import type { Family } from '../xt/packet.js';
+import type { Extension, RuleInfo } from '../xt/extension.js';
 import tcp from '../modules/tcp.js';
 import udp from '../modules/udp.js';
 import icmp from '../modules/icmp.js';

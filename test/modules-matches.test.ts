@@ -1,6 +1,6 @@
 import test from 'ava';
-import { CtState, PacketContext, type Family } from '../router/packet.js';
-import { XtError, type CheckEnv, type Extension, type MatchExtension, type RuleInfo } from '../modules/types.js';
+import { CtState, PacketContext, type Family } from '../xt/packet.js';
+import { XtError, type CheckEnv, type Extension, type MatchExtension, type RuleInfo } from '../xt/extension.js';
 import tcp from '../modules/tcp.js';
 import udp from '../modules/udp.js';
 import icmp from '../modules/icmp.js';

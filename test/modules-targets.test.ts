@@ -1,6 +1,6 @@
 import test from 'ava';
-import { Hook, PacketContext, Verdict, type Family, type InterfaceRef } from '../router/packet.js';
-import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension, type RuleInfo } from '../modules/types.js';
+import { Hook, PacketContext, Verdict, type Family, type InterfaceRef } from '../xt/packet.js';
+import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension, type RuleInfo } from '../xt/extension.js';
 import REJECT, { PeerRateLimiter } from '../modules/REJECT.js';
 import LOG, { formatLogLine } from '../modules/LOG.js';
 import MARK from '../modules/MARK_target.js';

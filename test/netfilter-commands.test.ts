@@ -1,5 +1,5 @@
 import test from 'ava';
-import { XtError, type KernelErrno, type MatchExtension } from '../modules/types.js';
+import { XtError, type KernelErrno, type MatchExtension } from '../xt/extension.js';
 import { testEngine } from '../router/netfilter/testkit.js';
 
 /** A rule set every bad command below must leave exactly as it was. */

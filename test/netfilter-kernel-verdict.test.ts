@@ -13,7 +13,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Conntrack } from '../router/conntrack.js';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { splitLine } from '../router/netfilter/commands.js';
 import { packet, packetBytes, testEngine, type PacketSpec, type TestEngine } from '../router/netfilter/testkit.js';
 

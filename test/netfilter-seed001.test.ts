@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { Conntrack } from '../router/conntrack.js';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { packet, testEngine } from '../router/netfilter/testkit.js';
 import { restoreState, saveState } from '../router/netfilter/index.js';
 

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { Conntrack } from '../router/conntrack.js';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { packet, testEngine, type PacketSpec } from '../router/netfilter/testkit.js';
 
 async function engine(lines: string[]) {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { Hook, Verdict, type PacketContext } from '../router/packet.js';
-import { XT_CONTINUE, type MatchExtension, type TargetExtension } from '../modules/types.js';
+import { Hook, Verdict, type PacketContext } from '../xt/packet.js';
+import { XT_CONTINUE, type MatchExtension, type TargetExtension } from '../xt/extension.js';
 import { packet, testEngine, type PacketSpec } from '../router/netfilter/testkit.js';
 import { classifierCount, setClassifierEnabled } from '../router/netfilter/compile.js';
 import { restoreState, saveState } from '../router/netfilter/index.js';

@@ -4,7 +4,7 @@
  * walking PREROUTING and INPUT as the router runs them.
  */
 import test from 'ava';
-import { Hook, Verdict, type InterfaceRef, type PacketContext } from '../router/packet.js';
+import { Hook, Verdict, type InterfaceRef, type PacketContext } from '../xt/packet.js';
 import { createNetfilter, runIptables, runProc } from '../router/netfilter/index.js';
 import { Conntrack } from '../router/conntrack.js';
 import { ctxOf, ip4, tcpSeg, udpDgram } from './modules-fixtures.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
-import { PacketContext, type InterfaceRef } from '../router/packet.js';
+import { PacketContext, type InterfaceRef } from '../xt/packet.js';
 import recent, { INITIAL_JIFFIES, jiffiesAt, recentTable, restoreRecent, snapshotRecent, type RecentParams } from '../modules/recent.js';
-import { XtError, type CheckEnv, type MatchInstance, type ParsedOption, type ProcFile, type RuleInfo } from '../modules/types.js';
+import { XtError, type CheckEnv, type MatchInstance, type ParsedOption, type ProcFile, type RuleInfo } from '../xt/extension.js';
 import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';
 
 /** A router-less CheckEnv: ref-counted state, a proc map, a settable clock and a log sink. */

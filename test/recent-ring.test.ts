@@ -12,7 +12,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { packet, testEngine, type TestEngine } from '../router/netfilter/testkit.js';
-import { Hook, Verdict } from '../router/packet.js';
+import { Hook, Verdict } from '../xt/packet.js';
 import { restoreState, saveState } from '../router/netfilter/index.js';
 
 const PROC = 'net/xt_recent/R';

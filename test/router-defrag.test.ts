@@ -10,7 +10,7 @@
  */
 import test from 'ava';
 import type { Netfilter } from '../router/forward.js';
-import { HOOK_NAMES, Verdict, type Family, type PacketContext, type Hook } from '../router/packet.js';
+import { HOOK_NAMES, Verdict, type Family, type PacketContext, type Hook } from '../xt/packet.js';
 import { frag4, frag6, v6, whole6 } from './fragments.js';
 import { ETH1_MAC, SERVER_MAC, arp, eth, get16, ipv4HeaderOk, macAt, makeLab, ndp, udp4, udp6 } from './router-packets.js';
 

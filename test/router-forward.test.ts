@@ -3,7 +3,7 @@ import { MemDevice } from '../dataplane/memdev.js';
 import { validateConfig } from '../router/config.js';
 import { Router } from '../router/forward.js';
 import { silentLogger } from '../router/log.js';
-import { Hook, Verdict, type PacketContext } from '../router/packet.js';
+import { Hook, Verdict, type PacketContext } from '../xt/packet.js';
 import {
   ETH1_MAC,
   SERVER_MAC,

@@ -5,7 +5,7 @@
  * resolver in the rule path); a name is refused as iptables refuses an
  * unknown host.
  */
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import { DottedQuad, ipv4ToString, ipv6FromText, ipv6ToInetNtop, maskPrefixLength, prefixMaskWord } from '../../dataplane/addr.js';
 import { NfError } from './errors.js';
 

@@ -3,7 +3,7 @@
  * between iptc_init and iptc_commit, with its errno values turned into
  * iptables' messages. Shared by single commands and iptables-restore lines.
  */
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
 import { KERNEL, kernelError, NfError } from './errors.js';
 import { Chain, Rule, type RuleSpec, type Table } from './model.js';

@@ -4,9 +4,9 @@
  * `ip6tables-restore` and `proc`, each accepting what the real tool accepts
  * and answering with its exit status and messages.
  */
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import type { CommandResult, CommandTable } from '../commands.js';
-import { XtError } from '../../modules/types.js';
+import { XtError } from '../../xt/extension.js';
 import { applyCommand, chainForMatching, findRule, ruleNotFound } from './apply.js';
 import { KERNEL, kernelError, formatError, NfError, toNfError } from './errors.js';
 import type { Netfilter } from './engine.js';

@@ -19,8 +19,8 @@
  *
  * Nothing here allocates per packet.
  */
-import { Verdict, type PacketContext } from '../packet.js';
-import type { IndexedField, MatchInstance, TargetInstance } from '../../modules/types.js';
+import { Verdict, type PacketContext } from '../../xt/packet.js';
+import type { IndexedField, MatchInstance, TargetInstance } from '../../xt/extension.js';
 import { maskPrefixLength } from '../../dataplane/addr.js';
 import type { Chain, Rule, RuleInstances, RuleSpec } from './model.js';
 

@@ -19,9 +19,9 @@
  * set held. Any error leaves
  * the running set untouched.
  */
-import { Hook, Verdict, type Family, type PacketContext } from '../packet.js';
-import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '../../modules/types.js';
-import { XT_CONTINUE } from '../../modules/types.js';
+import { Hook, Verdict, type Family, type PacketContext } from '../../xt/packet.js';
+import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '../../xt/extension.js';
+import { XT_CONTINUE } from '../../xt/extension.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
 import { Action, compileChain, type CompiledChain } from './compile.js';
 import { KERNEL, kernelError, toNfError } from './errors.js';
@@ -385,6 +385,10 @@ export class Netfilter {
       proc: this.proc,
       services: this.services,
       settings: this.settings,
+      // INTERIM (platform issue in progress): sub-targets land with the declarative state work.
+      subTarget: (name: string) => {
+        throw new Error(`subTarget ${name}: not implemented yet`);
+      },
     };
     const matches: MatchInstance[] = [];
     let target: TargetInstance | null = null;

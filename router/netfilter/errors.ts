@@ -5,7 +5,7 @@
  * (status 1) print as "iptables: <strerror text>."; a few parser messages
  * ("Bad argument `x'") are printed bare, as iptables does.
  */
-import { XtError, type KernelErrno } from '../../modules/types.js';
+import { XtError, type KernelErrno } from '../../xt/extension.js';
 
 export type ErrorStyle = 'param' | 'kernel' | 'bare' | 'table';
 

@@ -8,9 +8,9 @@
  *   nf.onChange = () => writeFileSync(path, saveState(nf));
  *   restoreState(nf, readFileSync(path, 'utf8'));   // at start
  */
-import type { RouterServices } from '../../modules/types.js';
+import type { RouterServices } from '../../xt/extension.js';
 import { extensions, type ExtensionRegistry } from '../../modules/registry.js';
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import { restore, saveText } from './commands.js';
 import { isTableName } from './model.js';
 import { Netfilter, type ConntrackHooks } from './engine.js';

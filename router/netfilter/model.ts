@@ -7,8 +7,8 @@
  * counters carry over, and so do the extension instances checked for it
  * (see engine.ts). Chains and tables are copied per transaction.
  */
-import { Hook, type Family, type TableName } from '../packet.js';
-import type { MatchExtension, MatchInstance, ParsedOption, TargetExtension, TargetInstance } from '../../modules/types.js';
+import { Hook, type Family, type TableName } from '../../xt/packet.js';
+import type { MatchExtension, MatchInstance, ParsedOption, TargetExtension, TargetInstance } from '../../xt/extension.js';
 import type { AddrMask } from './addr.js';
 
 export type Policy = 'ACCEPT' | 'DROP';

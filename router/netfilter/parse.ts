@@ -9,9 +9,9 @@
  * chains (for "-j NAME is a chain") and gets back data or an NfError whose
  * status and wording follow iptables.
  */
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
-import type { Extension, MatchExtension, OptionSpec, ParsedOption, RuleInfo, TargetExtension } from '../../modules/types.js';
+import type { Extension, MatchExtension, OptionSpec, ParsedOption, RuleInfo, TargetExtension } from '../../xt/extension.js';
 import { parseAddressList, type AddrMask } from './addr.js';
 import { NfError, toNfError } from './errors.js';
 import { isTableName, Rule, type MatchSpec, type RuleSpec, type TargetSpec, type XtrTable } from './model.js';

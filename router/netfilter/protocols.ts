@@ -5,7 +5,7 @@
  * "ipv6-icmp"). Saving prints the /etc/protocols name, as iptables-save does.
  */
 import { readFileSync } from 'node:fs';
-import type { Family } from '../packet.js';
+import type { Family } from '../../xt/packet.js';
 import { NfError } from './errors.js';
 
 /** iptables' built-in list (xtables_chain_protos), used when /etc/protocols lacks a name. */

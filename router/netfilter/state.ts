@@ -4,7 +4,8 @@
  * new rules acquire it before the old ones release it) and the procfs-like
  * files (net/xt_recent/NAME, ...) the `proc` command reads and writes.
  */
-import type { ProcFile, ProcRegistry, SharedStateRegistry } from '../../modules/types.js';
+import type { ProcFile, ProcRegistry } from '../../xt/extension.js';
+import type { StateRegistry, StateSpec } from '../../xt/state.js';
 
 interface Entry {
   value: unknown;
@@ -12,7 +13,11 @@ interface Entry {
   release?: (value: unknown) => void;
 }
 
-export class SharedState implements SharedStateRegistry {
+export class SharedState implements StateRegistry {
+  declare<T>(spec: StateSpec<T>): T {
+    return this.acquire(spec.key, spec.create, spec.release);
+  }
+
   private readonly entries = new Map<string, Entry>();
 
   acquire<T>(key: string, create: () => T, release?: (value: T) => void): T {

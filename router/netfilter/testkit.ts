@@ -6,10 +6,10 @@
  * fills, never hand-set ones.
  */
 import { parsePacket } from '../../dataplane/parse.js';
-import { PacketContext, type InterfaceRef } from '../packet.js';
+import { PacketContext, type InterfaceRef } from '../../xt/packet.js';
 import { parseIpv6 } from '../../dataplane/addr.js';
 import type { CommandResult } from '../commands.js';
-import type { Extension } from '../../modules/types.js';
+import type { Extension } from '../../xt/extension.js';
 import { loadExtensions } from '../../modules/registry.js';
 import { netfilterCommands, splitLine } from './commands.js';
 import { Netfilter, type ConntrackHooks } from './engine.js';

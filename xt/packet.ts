@@ -6,6 +6,7 @@
  * parsed fields once after validating the packet; matches and targets read
  * them instead of re-parsing the headers.
  */
+import type { Conn } from './conn.js';
 
 /** Netfilter hooks, numbered as the kernel numbers them (NF_INET_*). */
 export const enum Hook {
@@ -104,11 +105,17 @@ export class PacketContext {
 
   /** nfmark (skb->mark), 32-bit unsigned. */
   mark = 0;
-  /** Connection tracking entry (router/conntrack owns the type) and state bits. */
-  ct: unknown = null;
+  /** The packet's tracked connection (router/conntrack's entry, seen through the Conn view) and state bits. */
+  ct: Conn | null = null;
   ctState: CtState = CtState.UNTRACKED;
   /** Set by NOTRACK / CT --notrack in raw before conntrack sees the packet. */
   notrack = false;
+  /**
+   * Set by a match to drop the packet at once whatever the rule's verdict
+   * (the kernel's xt_action_param.hotdrop): a malformed header a match cannot
+   * judge. The engine clears it before each hook and drops when it is set.
+   */
+  hotdrop = false;
 
   /** Milliseconds (monotonic) at the start of the current batch; one clock read per batch. */
   now = 0;

@@ -14,7 +14,11 @@
  *            rule set has been checked, so named state survives reloads);
  *   save   - the option words `iptables-save` prints after `-m name`/`-j NAME`.
  */
-import type { Family, Hook, PacketContext, TableName } from '../router/packet.js';
+import type { Family, Hook, PacketContext, TableName } from './packet.js';
+import type { RouterServices } from './services.js';
+import type { ModuleCommand, StateLookup, StateRegistry } from './state.js';
+
+export type { RouterServices } from './services.js';
 
 export interface OptionSpec {
   /** Long name without dashes, e.g. "seconds". */
@@ -112,34 +116,23 @@ export interface ProcRegistry {
   unregister(path: string): void;
 }
 
-/**
- * Named state shared by rules (recent tables, quota counters, geoip sets):
- * created by the first rule that acquires the key, released by the last.
- */
-export interface SharedStateRegistry {
-  acquire<T>(key: string, create: () => T, release?: (value: T) => void): T;
-  release(key: string): void;
-}
-
-/** What the router offers to targets that originate packets or log. */
-export interface RouterServices {
-  /** Sends a complete IP packet (bytes copied) into the OUTPUT path as locally generated. */
-  emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void;
-  /** Writes a kernel-style log line (LOG, LOGMARK, ...). level: syslog 0..7. */
-  log(level: number, line: string): void;
-  /** Monotonic milliseconds. */
-  now(): number;
-}
 
 export interface CheckEnv {
   readonly rule: RuleInfo;
   /** Bit mask of hooks (1 << Hook) from which the rule's chain is reachable. */
   readonly hookMask: number;
-  readonly state: SharedStateRegistry;
+  /** Named state shared by rules, with the lifecycle the engine runs (xt/state.ts). */
+  readonly state: StateRegistry;
   readonly proc: ProcRegistry;
   readonly services: RouterServices;
   /** Extension settings from the config file, keyed by extension name. */
   readonly settings: Readonly<Record<string, unknown>>;
+  /**
+   * Checks another target as a sub-target of this rule (CHAOS calling DELUDE
+   * or TARPIT, as the kernel's xt_request_find_target): `args` are its option
+   * words; the instance is destroyed with the caller's.
+   */
+  subTarget(name: string, args: readonly string[]): TargetInstance;
 }
 
 export interface MatchInstance {
@@ -205,6 +198,13 @@ interface ExtensionBase<P> {
    * candidates, so an absent or loose description costs speed, not correctness.
    */
   describe?(params: P): readonly FieldRange[] | null;
+  /** Control commands the extension offers (`xtr ext <command> ...`), registered with the extension. */
+  readonly commands?: readonly ModuleCommand[];
+  /**
+   * SIGHUP / `xtr reload-databases`: re-read external data the extension's
+   * state holds (geoip/asn databases); returns one report line per item.
+   */
+  reload?(state: StateLookup): string[];
 }
 
 export interface MatchExtension<P = unknown> extends ExtensionBase<P> {

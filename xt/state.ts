@@ -1,0 +1,97 @@
+/**
+ * Declarative extension state: named state that rules share (recent
+ * tables, quota2 counters, ACCOUNT tables, pknock peers, DNETMAP bindings,
+ * psd/lscan source tables) is described once as a StateSpec and the engine
+ * runs its whole lifecycle for every extension alike:
+ *
+ *  - create on the first rule that declares the key, release after the last
+ *    rule holding it is gone (an atomic reload that keeps the key keeps the
+ *    value: the new rules declare before the old ones release);
+ *  - bounds: `limit` reports entries against the maximum and says how the
+ *    module evicts, shown by `xtr status`;
+ *  - the proc view (net/xt_recent/NAME ...) read and written by `xtr proc`;
+ *  - persistence: `save` after every committed change and at shutdown, `load`
+ *    when the key is declared again after a restart, told how long xtr was down;
+ *  - a periodic tick (GC, autoclose, expiry), driven by the engine's timer.
+ *
+ * The module keeps the value's type to itself; the engine sees only the spec.
+ */
+
+export interface StateLimit<T> {
+  /** Largest number of entries the value holds. */
+  readonly max: number;
+  /** How entries are evicted at the bound, in words for `xtr status` ("least recently seen"). */
+  readonly eviction: string;
+  /** Entries held now. */
+  count(value: T): number;
+}
+
+export interface StateProc<T> {
+  /** procfs-like path, e.g. "net/xt_recent/DEFAULT". */
+  readonly path: string;
+  read(value: T): string;
+  /** Absent = read-only. Throws XtError naming what was wrong; nothing changes then. */
+  write?(value: T, data: string): void;
+}
+
+export interface StateTick<T> {
+  readonly everyMs: number;
+  run(value: T, now: number): void;
+}
+
+export interface StateSpec<T> {
+  /** Unique across extensions: "<extension>:<name>", e.g. "recent:DEFAULT". */
+  readonly key: string;
+  create(): T;
+  release?(value: T): void;
+  readonly limit?: StateLimit<T>;
+  readonly proc?: StateProc<T>;
+  /**
+   * Persistence: a JSON-able picture of the value (saved with the rules), and
+   * how to take it back after a restart. `downtimeMs` is how long xtr was
+   * not running (wall clock between the save and now) so timestamps can be
+   * aged; `now` is the monotonic clock the value uses.
+   */
+  save?(value: T, now: number): unknown;
+  load?(value: T, saved: unknown, downtimeMs: number, now: number): void;
+  readonly tick?: StateTick<T>;
+}
+
+/** What `xtr status` reports of one declared state. */
+export interface StateReport {
+  readonly key: string;
+  readonly refs: number;
+  readonly entries: number | null;
+  readonly max: number | null;
+  readonly eviction: string | null;
+  readonly proc: string | null;
+}
+
+/** The engine's side, handed to check() as CheckEnv.state. */
+export interface StateRegistry {
+  /**
+   * Takes a reference on the state named by spec.key, creating it (and
+   * restoring saved data for that key) if it does not exist. The reference
+   * is dropped by release(key) from the instance's destroy().
+   */
+  declare<T>(spec: StateSpec<T>): T;
+  release(key: string): void;
+  /** Old form, for state without proc/persistence/limits (geoip sets). */
+  acquire<T>(key: string, create: () => T, release?: (value: T) => void): T;
+}
+
+/** A control command an extension offers (`xtr ext NAME ARGS`; iptaccount uses ACCOUNT's). */
+export interface ModuleCommand {
+  readonly name: string;
+  readonly usage: string;
+  /**
+   * Runs the command. `state` looks up live state by key (or lists keys with
+   * a prefix). Returns the text to print; throws XtError for bad arguments.
+   */
+  run(args: readonly string[], state: StateLookup): string;
+}
+
+export interface StateLookup {
+  get<T>(key: string): T | undefined;
+  keys(prefix: string): string[];
+}
