@@ -704,7 +704,13 @@ export class PacketAgent {
 
   /** Stops capturing and returns canonical descriptions of what the interface received. */
   async collect(): Promise<string[]> {
-    return (await this.request({ op: 'collect' })).packets as string[];
+    return (await this.collectWithBytes()).packets;
+  }
+
+  /** collect() with each packet's bytes as hex, in the same order (for cases that compare bytes). */
+  async collectWithBytes(): Promise<{ packets: string[]; hex: string[] }> {
+    const r = await this.request({ op: 'collect' });
+    return { packets: r.packets as string[], hex: r.hex as string[] };
   }
 
   async stop(): Promise<void> {
@@ -771,6 +777,9 @@ export interface DiffResult {
   afterRestore: string[];
   server: string[];
   client: string[];
+  /** What each end received, as hex bytes (same order as server/client). */
+  serverBytes: string[];
+  clientBytes: string[];
   counters: string[];
   /** The loaded rule set as iptables-save prints it (no counters). */
   rules: string[];
@@ -829,11 +838,11 @@ export class DiffBench {
   async runCase(c: DiffCase, family: Family, basePort: number): Promise<DiffResult> {
     const usesMac = JSON.stringify(c.rules).includes('$CMAC');
     if (usesMac && this.clientMac === '') {
-      return { restore: -1, afterRestore: [], server: [], client: [], counters: [`${this.topo.kind}: the client link has no MAC (TUN); this case needs TAP`], rules: [], recent: [] };
+      return { restore: -1, afterRestore: [], server: [], client: [], serverBytes: [], clientBytes: [], counters: [`${this.topo.kind}: the client link has no MAC (TUN); this case needs TAP`], rules: [], recent: [] };
     }
     const loaded = await this.topo.restore(family, restoreText(c).replaceAll('$CMAC', this.clientMac));
     if (loaded.status !== 0) {
-      return { restore: loaded.status, afterRestore: [], server: [], client: [], counters: [loaded.stderr.trim()], rules: [], recent: [] };
+      return { restore: loaded.status, afterRestore: [], server: [], client: [], serverBytes: [], clientBytes: [], counters: [loaded.stderr.trim()], rules: [], recent: [] };
     }
     const tables: DiffTable[] = ['raw', 'mangle', 'filter'];
     const afterRestore = counterLines(parseSaveCounters(await this.topo.save(family)), { tables });
@@ -853,15 +862,15 @@ export class DiffBench {
       await sleep(150);
     }
     await sleep(250);
-    const client = await this.client.collect();
-    const server = await this.server.collect();
+    const { packets: client, hex: clientBytes } = await this.client.collectWithBytes();
+    const { packets: server, hex: serverBytes } = await this.server.collectWithBytes();
     const snap = parseSaveCounters(await this.topo.save(family));
     const recent: string[] = [];
     for (const name of c.recent ?? []) {
       const r = await this.topo.recentRead(name);
       recent.push(`${name}: ${r.status === 0 ? recentSummary(parseRecent(r.stdout)).join(' | ') : `unreadable (${r.stderr.trim()})`}`);
     }
-    return { restore: 0, afterRestore, server, client, counters: counterLines(snap, { tables, withRuleText: false }), rules: this.unMac(ruleLines(snap, tables)), recent };
+    return { restore: 0, afterRestore, server, client, serverBytes, clientBytes, counters: counterLines(snap, { tables, withRuleText: false }), rules: this.unMac(ruleLines(snap, tables)), recent };
   }
 
   private unMac(lines: string[]): string[] {
@@ -882,7 +891,13 @@ export class DiffBench {
  * one checks xtr did exactly what the kernel did. An xtr side that cannot start
  * fails its tests with the reason (never a skip).
  */
-export function registerDifferentialTests(test: TestFn, family: Family, cases: DiffCase[], opts: { xtrMode?: 'tun' | 'tap' } = {}): void {
+export function registerDifferentialTests(
+  test: TestFn,
+  family: Family,
+  cases: DiffCase[],
+  /** bytes: also compare what each end received byte for byte, after this normalisation of each packet's hex (fields that differ by design masked). */
+  opts: { xtrMode?: 'tun' | 'tap'; bytes?: (hex: string) => string } = {},
+): void {
   const names = new Set<string>();
   for (const c of cases) {
     if (names.has(c.name)) throw new Error(`duplicate case name ${c.name}`);
@@ -953,6 +968,10 @@ export function registerDifferentialTests(test: TestFn, family: Family, cases: D
       t.is(x.restore, k.restore, `restore status (xtr said: ${x.restore === 0 ? 'ok' : x.counters.join(' ')})`);
       t.deepEqual(x.server, k.server, 'what the server side received');
       t.deepEqual(x.client, k.client, 'what the client side received (replies, REJECT answers)');
+      if (opts.bytes) {
+        t.deepEqual(x.serverBytes.map(opts.bytes), k.serverBytes.map(opts.bytes), 'the bytes the server side received');
+        t.deepEqual(x.clientBytes.map(opts.bytes), k.clientBytes.map(opts.bytes), 'the bytes the client side received');
+      }
       t.deepEqual(x.counters, k.counters, 'policy and per-rule counters (raw, mangle, filter)');
       t.deepEqual(x.rules, k.rules, 'the rule set as iptables-save prints it');
       t.deepEqual(x.recent, k.recent, 'recent tables');
