@@ -11,9 +11,10 @@
  * case, so this target cannot be `CONNMARK.ts` next to the `connmark` match.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { hex, parseUintOption, x6Check } from './mark.js';
-import { printXmark, xmarkFrom } from './MARK_target.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
+import { hex, parseUintOption } from './lib/numbers.js';
+import { printXmark, xmarkFrom } from './lib/marks.js';
+import { x6Check } from './lib/options.js';
 
 export const enum ConnmarkMode {
   SET = 0,

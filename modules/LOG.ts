@@ -9,9 +9,10 @@
 import type { PacketContext } from '../xt/packet.js';
 import { getU16, getU32 } from '../dataplane/bytes.js';
 import { ipv4ToString } from '../dataplane/addr.js';
-import { saveString } from './comment.js';
-import { parseUint, x6Check } from './mark.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
+import { parseUint } from './lib/numbers.js';
+import { saveString } from './lib/strings.js';
+import { x6Check } from './lib/options.js';
 
 const LEVELS: readonly (readonly [string, number])[] = [
   ['emerg', 0], ['panic', 0], ['alert', 1], ['crit', 2], ['err', 3], ['error', 3],

@@ -1,18 +1,11 @@
 /**
  * `-m comment --comment TEXT`: always matches; the text is kept for
  * iptables-save (at most 255 characters, longer text is cut as iptables
- * cuts it). Also exports iptables' quoting of saved strings.
+ * cuts it). (Quoting of saved strings: lib/strings.ts.)
  */
-import { x6Check } from './mark.js';
 import type { MatchExtension } from '../xt/extension.js';
-
-const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
-
-/** xtables_save_string: bare if only [A-Za-z0-9_-], else double-quoted with \ before " \ and '. */
-export function saveString(s: string): string {
-  if (NO_QUOTE.test(s)) return ` ${s}`;
-  return ` "${s.replace(/["\\']/g, (c) => `\\${c}`)}"`;
-}
+import { saveString } from './lib/strings.js';
+import { x6Check } from './lib/options.js';
 
 export interface CommentParams {
   comment: string;

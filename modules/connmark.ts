@@ -4,8 +4,8 @@
  * match, whatever the `!`.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { parseMarkOption, printConnmark, saveMarkOption, type MarkParams } from './mark.js';
 import type { MatchExtension } from '../xt/extension.js';
+import { MarkParams, parseMarkOption, printConnmark, saveMarkOption } from './lib/marks.js';
 
 const connmark: MatchExtension<MarkParams> = {
   kind: 'match',

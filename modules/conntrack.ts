@@ -7,11 +7,12 @@
  */
 import type { Family, PacketContext } from '../xt/packet.js';
 import type { ConnTuple } from '../xt/conn.js';
-import { parseStateList, printStateList } from './state.js';
-import { formatAddrMask, parseAddrMask } from './iprange.js';
-import { parsePortRangeRC } from './udp.js';
-import { parseUint, x6Check } from './mark.js';
 import { XtError, type MatchExtension } from '../xt/extension.js';
+import { formatAddrMask, parseAddrMask } from './lib/addresses.js';
+import { parsePortRangeRC } from './lib/ports.js';
+import { parseStateList, printStateList } from './lib/ctstate.js';
+import { parseUint } from './lib/numbers.js';
+import { x6Check } from './lib/options.js';
 
 const STATUS_NAMES: readonly (readonly [string, number])[] = [
   ['NONE', 0],

@@ -2,8 +2,8 @@
  * `-m hl --hl-eq/--hl-lt/--hl-gt N` (IPv6 hop limit), as libip6t_hl +
  * ip6t_hl; `! --hl-eq` is "not equal".
  */
-import { describeTtl, parseTtlLike, printTtlLike, saveTtlLike, ttlMatcher, type TtlParams } from './ttl.js';
 import type { MatchExtension } from '../xt/extension.js';
+import { TtlParams, describeTtl, parseTtlLike, printTtlLike, saveTtlLike, ttlMatcher } from './lib/ttl-like.js';
 
 const hl: MatchExtension<TtlParams> = {
   kind: 'match',

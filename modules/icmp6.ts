@@ -3,8 +3,8 @@
  * icmp6_match. Unlike IPv4 there is no "any"; saves print numbers.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { describeIcmp, parseIcmpOption, printIcmpType, saveIcmpType, type IcmpName, type IcmpParams } from './icmp.js';
 import type { MatchExtension } from '../xt/extension.js';
+import { IcmpName, IcmpParams, describeIcmp, parseIcmpOption, printIcmpType, saveIcmpType } from './lib/icmp-types.js';
 
 const ICMPV6_NAMES: readonly IcmpName[] = [
   ['destination-unreachable', 1, 0, 0xff],

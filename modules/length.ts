@@ -4,8 +4,9 @@
  * accepted, as iptables does, and never matches.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { parseUintRange, x6Check } from './mark.js';
 import type { MatchExtension } from '../xt/extension.js';
+import { parseUintRange } from './lib/numbers.js';
+import { x6Check } from './lib/options.js';
 
 export interface LengthParams {
   min: number;

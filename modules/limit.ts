@@ -5,8 +5,9 @@
  * come out exactly as on Linux with HZ = LIMIT_HZ.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { parseUint, x6Check } from './mark.js';
 import { XtError, type MatchExtension } from '../xt/extension.js';
+import { parseUint } from './lib/numbers.js';
+import { x6Check } from './lib/options.js';
 
 /** Tick rate the bucket refills at (see docs/compat.md: xtr's jiffies are milliseconds). */
 export const LIMIT_HZ = 1000;

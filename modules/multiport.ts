@@ -3,8 +3,8 @@
  * libxt_multiport + xt_multiport. Needs a port-carrying `-p`.
  */
 import type { PacketContext } from '../xt/packet.js';
-import { parsePortOrService, portText } from './tcp.js';
 import { XtError, type MatchExtension, type RuleInfo } from '../xt/extension.js';
+import { parsePortOrService, portText } from './lib/ports.js';
 
 const MAX_PORTS = 15;
 const PROTO_NAMES: Record<number, string> = { 6: 'tcp', 17: 'udp', 136: 'udplite', 132: 'sctp', 33: 'dccp' };

@@ -25,9 +25,10 @@
  */
 import type { Family, PacketContext } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
-import { addrToString, parseAddr } from './iprange.js';
-import { parseUint, x6Check } from './mark.js';
 import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from '../xt/extension.js';
+import { addrToString, parseAddr } from './lib/addresses.js';
+import { parseUint } from './lib/numbers.js';
+import { x6Check } from './lib/options.js';
 
 export const RECENT_HZ = 1000;
 /** Linux starts jiffies 5 minutes before the 32-bit wrap so wrap bugs show early. */

@@ -17,8 +17,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Family } from '../xt/packet.js';
 import type { Extension, MatchExtension, TargetExtension } from '../xt/extension.js';
 
-/** Files of modules/ that are not extensions. */
-const NOT_EXTENSIONS = new Set(['types', 'registry']);
+/**
+ * Files of modules/ that are not extensions. Shared helpers live in modules/lib/,
+ * a folder this scan never enters (only files directly in modules/ are read).
+ */
+const NOT_EXTENSIONS = new Set(['registry']);
 
 export class ExtensionRegistry {
   private readonly matches = new Map<string, MatchExtension[]>();

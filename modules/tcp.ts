@@ -2,104 +2,15 @@
  * `-m tcp` (also loaded implicitly by `-p tcp --dport ...`): ports, flags and
  * option presence, as libxt_tcp + xt_tcpudp.
  *
- * Also exports the port helpers udp and multiport share (service names come
- * from /etc/services, read once, as getservbyname would).
+ * The port helpers it shares with udp, multiport and conntrack are in
+ * lib/ports.ts.
  */
-import { readFileSync } from 'node:fs';
 import type { PacketContext } from '../xt/packet.js';
-import { parseUint } from './mark.js';
 import { XtError, type FieldRange, type MatchExtension, type ParsedOption } from '../xt/extension.js';
+import { describePorts, parsePortRange, printPortRange, savePortRange } from './lib/ports.js';
+import { parseUint } from './lib/numbers.js';
 
 const IPPROTO_TCP = 6;
-
-let services: Map<string, number> | null = null;
-/** "port/proto" -> the first name /etc/services gives (getservbyport). */
-let serviceNames: Map<string, string> | null = null;
-
-function loadServices(): Map<string, number> {
-  if (services === null) {
-    services = new Map();
-    serviceNames = new Map();
-    try {
-      for (const line of readFileSync('/etc/services', 'utf8').split('\n')) {
-        const words = line.replace(/#.*/, '').trim().split(/\s+/);
-        const m = /^(\d+)\/(\w+)$/.exec(words[1] ?? '');
-        if (!m) continue;
-        if (!serviceNames!.has(words[1])) serviceNames!.set(words[1], words[0]);
-        for (const n of [words[0], ...words.slice(2)]) {
-          const key = `${n}/${m[2]}`;
-          if (!services.has(key)) services.set(key, Number(m[1]));
-        }
-      }
-    } catch {
-      // No services database: only numeric ports work, as with an empty /etc/services.
-    }
-  }
-  return services;
-}
-
-/** Port number of a service name for "tcp"/"udp"/..., or -1. */
-export function servicePort(name: string, proto: string): number {
-  return loadServices().get(`${name}/${proto}`) ?? -1;
-}
-
-/** A port as `iptables -L` prints it: the service name unless numeric or unknown. */
-export function portText(port: number, proto: string, numeric: boolean): string {
-  if (numeric) return `${port}`;
-  loadServices();
-  return serviceNames!.get(`${port}/${proto}`) ?? `${port}`;
-}
-
-/** libxt_tcp/udp print_ports: " spt:X", " spts:X:Y", with "!" after the colon. */
-export function printPortRange(name: string, lo: number, hi: number, inv: boolean, proto: string, numeric: boolean): string {
-  if (lo === 0 && hi === 65535 && !inv) return '';
-  const i = inv ? '!' : '';
-  if (lo === hi) return ` ${name}:${i}${portText(lo, proto, numeric)}`;
-  return ` ${name}s:${i}${portText(lo, proto, numeric)}:${portText(hi, proto, numeric)}`;
-}
-
-/** Classifier hints for a port pair (tcp, udp). */
-export function describePorts(spts: [number, number], invSrc: boolean, dpts: [number, number], invDst: boolean): FieldRange[] {
-  const r: FieldRange[] = [];
-  if (spts[0] !== 0 || spts[1] !== 65535 || invSrc) r.push({ field: 'sport', min: spts[0], max: spts[1], inverted: invSrc });
-  if (dpts[0] !== 0 || dpts[1] !== 65535 || invDst) r.push({ field: 'dport', min: dpts[0], max: dpts[1], inverted: invDst });
-  return r;
-}
-
-/**
- * libxtables' xtables_parse_port without its error: a number as
- * xtables_strtoui reads it (base 0, so `0x10` and octal `010` too), else a
- * service name of `proto` (getservbyname); -1 if neither.
- */
-export function parsePortOrService(s: string, proto: string): number {
-  const n = parseUint(s, 65535);
-  if (n >= 0) return n;
-  return s === '' ? -1 : servicePort(s, proto);
-}
-
-/** `a`, `a:b`, `:b`, `a:`, `:` as parse_tcp_ports in libxt_tcp (a reversed range is refused; udp differs). */
-export function parsePortRange(s: string, proto: string): [number, number] {
-  const port = (p: string): number => {
-    const n = parsePortOrService(p, proto);
-    if (n < 0) throw new XtError(`invalid port/service \`${p}' specified`);
-    return n;
-  };
-  const colon = s.indexOf(':');
-  if (colon < 0) {
-    const p = port(s);
-    return [p, p];
-  }
-  const lo = colon === 0 ? 0 : port(s.slice(0, colon));
-  const hi = colon === s.length - 1 ? 65535 : port(s.slice(colon + 1));
-  if (lo > hi) throw new XtError('invalid portrange (min > max)');
-  return [lo, hi];
-}
-
-/** Save text of a port range option, or '' when it is the full, non-inverted range. */
-export function savePortRange(opt: string, lo: number, hi: number, inv: boolean): string {
-  if (lo === 0 && hi === 65535 && !inv) return '';
-  return `${inv ? ' !' : ''} --${opt} ${lo === hi ? lo : `${lo}:${hi}`}`;
-}
 
 export const TCP_FLAG_NAMES: readonly (readonly [string, number])[] = [
   ['FIN', 0x01],

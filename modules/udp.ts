@@ -10,50 +10,11 @@
  * service (`ssh` works although /etc/services lists it for tcp only).
  */
 import type { PacketContext } from '../xt/packet.js';
-import { strtoumax } from './mark.js';
-import { describePorts, printPortRange, savePortRange, servicePort } from './tcp.js';
 import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
+import { describePorts, parsePortRangeRC, printPortRange, savePortRange, servicePort } from './lib/ports.js';
+import { strtoumax } from './lib/numbers.js';
 
 const IPPROTO_UDP = 17;
-
-/** The protocols getaddrinfo tries for a service name with no hints, in its order. */
-const SERVICE_PROTOS = ['tcp', 'udp', 'dccp', 'udplite', 'sctp'];
-
-/**
- * xtables_getportbyname: getaddrinfo(NULL, name) - a string strtoul reads
- * whole in base 10 is a number, kept if its low 32 bits are a non-negative
- * int and then cut to 16 bits (glibc); anything else is a service name.
- * -1 when it resolves to nothing.
- */
-export function portByName(name: string): number {
-  const r = strtoumax(name, 0, 10);
-  if (r.end === name.length && name.length > 0) {
-    const asInt = Number(BigInt.asIntN(32, r.value));
-    return asInt < 0 ? -1 : asInt & 0xffff;
-  }
-  for (const proto of SERVICE_PROTOS) {
-    const port = servicePort(name, proto);
-    if (port >= 0) return port;
-  }
-  return -1;
-}
-
-/** libxtables' XTTYPE_PORTRC (xtopt_parse_mport): `a`, `a:b`, `a:`, `:b`, `:`, even `b:a`, with its messages. */
-export function parsePortRangeRC(ext: string, opt: string, s: string): [number, number] {
-  const range: [number, number] = [0, 65535];
-  let n = 0;
-  for (const part of s.split(':')) {
-    if (n === 2) throw new XtError(`${ext}: Too many components for option "--${opt}" (max: 2)\n`);
-    if (part !== '') {
-      const port = portByName(part);
-      if (port < 0) throw new XtError(`Port "${part}" does not resolve to anything.\n`);
-      range[n] = port;
-    }
-    n++;
-  }
-  if (n === 1) range[1] = range[0];
-  return range;
-}
 
 export interface UdpParams {
   spts: [number, number];

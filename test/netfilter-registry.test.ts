@@ -1,7 +1,7 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadExtensions, extensions } from '../modules/registry.js';
 
 const record = (kind: string, name: string, families = '[4, 6]') =>
@@ -9,11 +9,14 @@ const record = (kind: string, name: string, families = '[4, 6]') =>
 
 function dirWith(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'xtr-registry-'));
-  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
   return dir;
 }
 
-test('every file of modules/ is registered by name, kind and family (types/registry skipped)', async (t) => {
+test('every file of modules/ is registered by name, kind and family (lib/ and registry skipped)', async (t) => {
   const r = await extensions();
   t.truthy(r.match('tcp', 4));
   t.truthy(r.match('tcp', 6));
@@ -24,7 +27,7 @@ test('every file of modules/ is registered by name, kind and family (types/regis
 });
 
 test('a match and a target may share a name; a duplicate of the same kind and family is an error naming both files', async (t) => {
-  const ok = dirWith({ 'mark.ts': record('match', 'mark'), 'MARK.ts': record('target', 'MARK'), 'types.ts': 'export {};\n' });
+  const ok = dirWith({ 'mark.ts': record('match', 'mark'), 'MARK.ts': record('target', 'MARK'), 'lib/helpers.ts': 'export {};\n' });
   try {
     const r = await loadExtensions(ok);
     t.truthy(r.match('mark', 4));
