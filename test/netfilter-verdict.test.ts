@@ -492,3 +492,150 @@ test.serial('classifier = linear scan for chains made of runs of differently key
   );
   t.true(classifierCount() - built > 20, 'runs were indexed');
 });
+
+test('security runs after filter in INPUT, FORWARD and OUTPUT (priority 50), before INPUT nat; DROP there drops what filter accepted', async (t) => {
+  const trace: string[] = [];
+  const ct = {
+    in: (pkt: PacketContext) => (trace.push(`ct:in:${pkt.hook}`), (pkt.ctState = 2), Verdict.ACCEPT),
+    confirm: (pkt: PacketContext) => void trace.push(`ct:confirm:${pkt.hook}`),
+  };
+  const lines: string[] = ['iptables -N ctuser', 'iptables -A ctuser -m state --state INVALID -j DROP'];
+  for (const [table, cs] of [['nat', ['INPUT', 'OUTPUT']], ['filter', ['INPUT', 'FORWARD', 'OUTPUT']], ['security', ['INPUT', 'FORWARD', 'OUTPUT']]] as const) {
+    for (const c of cs) lines.push(`iptables -t ${table} -A ${c} -j XTRACE`);
+  }
+  const e = await engineWith(lines, [tracer(trace)], ct);
+  const run = (h: Hook) => {
+    trace.length = 0;
+    const p = packet(tcp('1.1.1.1', '2.2.2.2', 5));
+    p.ctState = 2;
+    const v = e.nf.hook(h, p);
+    return `${trace.join(' ')} => ${v}`;
+  };
+  t.is(run(Hook.INPUT), 'filter:INPUT:1 security:INPUT:1 nat:INPUT:1 ct:confirm:1 => 1');
+  t.is(run(Hook.FORWARD), 'filter:FORWARD:2 security:FORWARD:2 => 1');
+  t.is(run(Hook.OUTPUT), 'ct:in:3 nat:OUTPUT:3 filter:OUTPUT:3 security:OUTPUT:3 => 1');
+  for (const l of ['iptables -I INPUT -j ACCEPT', 'iptables -t security -I INPUT -p tcp --dport 5 -j DROP']) t.is((await e.run(l)).status, 0, l);
+  t.is(run(Hook.INPUT), ' => 0', 'ACCEPTed by filter, dropped by security: nat and confirm never see it');
+  const save = (await e.run('iptables-save -c -t security')).stdout;
+  // Policy counters restarted with the table change (as in the kernel); XTRACE saw the first INPUT packet only.
+  t.regex(save, /^\*security\n:INPUT ACCEPT \[0:0\]\n:FORWARD ACCEPT \[0:0\]\n:OUTPUT ACCEPT \[0:0\]\n\[1:40\] -A INPUT -p tcp -m tcp --dport 5 -j DROP\n\[1:40\] -A INPUT -j XTRACE\n\[1:40\] -A FORWARD -j XTRACE\n\[1:40\] -A OUTPUT -j XTRACE\nCOMMIT\n/m);
+  t.regex((await e.run('iptables -t security -L INPUT -n')).stdout, /^Chain INPUT \(policy ACCEPT\)\ntarget +prot opt source +destination +\nDROP +6 +-- +0\.0\.0\.0\/0 +0\.0\.0\.0\/0 +tcp dpt:5\n/);
+  const r = await e.run('iptables -t security -A PREROUTING -j ACCEPT');
+  t.is(r.status, 1, 'security has no PREROUTING chain');
+});
+
+/** A match that hot-drops every packet with TCP destination port `--port`, and never matches. */
+function hotdropper(): MatchExtension<number> {
+  return {
+    kind: 'match', name: 'xhotdrop', families: [4, 6], options: [{ name: 'port', arg: 'required' }],
+    parse: (opts) => Number(opts[0]?.value ?? 0),
+    check: (port) => ({
+      match: (pkt: PacketContext) => {
+        if (pkt.dport === port) pkt.hotdrop = true;
+        return false;
+      },
+    }),
+    save: (port) => ` --port ${port}`,
+  };
+}
+
+test('a match that hot-drops drops the packet at once: later rules and the policy never see it, its rule is not counted', async (t) => {
+  const e = await engineWith(
+    ['iptables -N sub', 'iptables -A sub -m xhotdrop --port 7 -j ACCEPT', 'iptables -A sub -j RETURN', 'iptables -A INPUT -j sub', 'iptables -A INPUT -j ACCEPT', 'iptables -t security -A INPUT -j ACCEPT'],
+    [hotdropper()],
+  );
+  const cases: [number, Verdict][] = [[7, Verdict.DROP], [8, Verdict.ACCEPT], [7, Verdict.DROP]];
+  for (const [port, want] of cases) {
+    const p = packet(tcp('10.0.0.1', '10.0.0.2', port));
+    t.is(e.nf.hook(Hook.INPUT, p), want, `dport ${port}`);
+  }
+  // A context reused for the next packet starts clean: the engine clears hotdrop at hook entry.
+  const reused = packet(tcp('10.0.0.1', '10.0.0.2', 7));
+  t.is(e.nf.hook(Hook.INPUT, reused), Verdict.DROP);
+  t.true(reused.hotdrop);
+  packet(tcp('10.0.0.1', '10.0.0.2', 8), null, null, reused);
+  t.is(e.nf.hook(Hook.INPUT, reused), Verdict.ACCEPT);
+  const save = (await e.run('iptables-save -c')).stdout;
+  t.regex(save, /\[0:0\] -A sub -m xhotdrop --port 7 -j ACCEPT/);
+  t.regex(save, /\[5:200\] -A INPUT -j sub/, 'the jump into sub counted every packet');
+  t.regex(save, /\[2:80\] -A INPUT -j ACCEPT/, 'only the two port-8 packets reached the rule after the jump');
+  t.regex(save, /\[2:80\] -A sub -j RETURN/);
+  t.regex((await e.run('iptables-save -c -t security')).stdout, /\[2:80\] -A INPUT -j ACCEPT/, 'a hot-dropped packet leaves the hook: security never sees it');
+});
+
+test('CheckEnv.subTarget: the registry target for the family, parsed with iptables words, checked in the caller rule context, destroyed with the caller', async (t) => {
+  const events: string[] = [];
+  // XSUBMARK: a target with an option parser and a table restriction, the callee.
+  const subMark: TargetExtension<number> = {
+    kind: 'target', name: 'XSUBMARK', families: [4], tables: ['mangle', 'filter'], options: [{ name: 'set', arg: 'required' }, { name: 'verbose', arg: 'none' }],
+    parse: (opts) => {
+      const v = opts.find((o) => o.name === 'set')?.value;
+      if (v === undefined || v === null) throw new Error('XSUBMARK needs --set');
+      return Number(v);
+    },
+    check: (mark, env) => {
+      events.push(`check XSUBMARK ${mark} in ${env.rule.table}/${env.rule.chain}`);
+      return {
+        target: (pkt: PacketContext) => ((pkt.mark = mark), XT_CONTINUE),
+        activate: () => void events.push(`activate XSUBMARK ${mark}`),
+        destroy: () => void events.push(`destroy XSUBMARK ${mark}`),
+      };
+    },
+    save: (mark) => ` --set ${mark}`,
+  };
+  // XCALLER: takes its sub-target's name and words from its own options, the way CHAOS picks DELUDE or TARPIT.
+  const caller: TargetExtension<{ name: string; words: string[] }> = {
+    kind: 'target', name: 'XCALLER', families: [4], options: [{ name: 'call', arg: 'required' }],
+    parse: (opts) => {
+      const [name, ...words] = (opts[0]?.value ?? '').split(' ');
+      return { name, words };
+    },
+    check: (p, env) => {
+      const sub = env.subTarget(p.name, p.words);
+      return {
+        target: (pkt: PacketContext) => (sub.target(pkt), Verdict.ACCEPT),
+        destroy: () => void events.push('destroy XCALLER'),
+      };
+    },
+    save: (p) => ` --call "${[p.name, ...p.words].join(' ')}"`,
+  };
+  const e = await engineWith([], [subMark, caller]);
+  t.is((await e.run('iptables -A INPUT -j XCALLER --call "XSUBMARK --se=0x2a"')).status, 0, 'prefix and --opt=value, as getopt reads them');
+  t.deepEqual(events, ['check XSUBMARK 42 in filter/INPUT', 'activate XSUBMARK 42']);
+  const p = packet(tcp('10.0.0.1', '10.0.0.2', 1));
+  t.is(e.nf.hook(Hook.INPUT, p), Verdict.ACCEPT);
+  t.is(p.mark, 42);
+  events.length = 0;
+  // Refusals say what iptables says, and leave the running rules alone.
+  const refused: [string, number, RegExp][] = [
+    ['iptables -A INPUT -j XCALLER --call "XNOSUCH"', 2, /Couldn't load target `XNOSUCH':No such file or directory/],
+    ['iptables -A INPUT -j XCALLER --call "XSUBMARK --bogus 1"', 2, /unknown option "--bogus"/],
+    ['iptables -A INPUT -j XCALLER --call "XSUBMARK --set"', 2, /option "--set" requires an argument/],
+    ['iptables -A INPUT -j XCALLER --call "XSUBMARK ! --verbose --set 1"', 2, /XSUBMARK: option "--verbose" cannot be inverted/],
+    ['iptables -t raw -A PREROUTING -j XCALLER --call "XSUBMARK --set 1"', 1, /XSUBMARK target: only valid in mangle\/filter table, not raw/],
+  ];
+  for (const [line, status, msg] of refused) {
+    const r = await e.run(line);
+    t.is(r.status, status, line);
+    t.regex(r.stderr, msg, line);
+  }
+  t.deepEqual(events, [], 'nothing checked, nothing destroyed twice');
+  // The caller's check fails after its sub-target was checked: the sub-target is destroyed.
+  const failing: TargetExtension<null> = {
+    kind: 'target', name: 'XFAILAFTER', families: [4], options: [],
+    parse: () => null,
+    check: (_p, env) => {
+      env.subTarget('XSUBMARK', ['--set', '7']);
+      throw new Error('refused after the sub-target');
+    },
+    save: () => '',
+  };
+  const e2 = await engineWith([], [subMark, failing]);
+  events.length = 0;
+  t.is((await e2.run('iptables -A INPUT -j XFAILAFTER')).status, 1);
+  t.deepEqual(events, ['check XSUBMARK 7 in filter/INPUT', 'destroy XSUBMARK 7']);
+  // Deleting the rule destroys the caller, then its sub-target.
+  events.length = 0;
+  t.is((await e.run('iptables -D INPUT 1')).status, 0);
+  t.deepEqual(events, ['destroy XCALLER', 'destroy XSUBMARK 42']);
+});

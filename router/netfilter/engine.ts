@@ -4,9 +4,9 @@
  *
  * Hook order (kernel priorities):
  *   PREROUTING  raw(-300), conntrack(-200), mangle(-150), nat(-100)
- *   INPUT       mangle(-150), filter(0), nat(100), confirm(last)
- *   FORWARD     mangle(-150), filter(0)
- *   OUTPUT      raw(-300), conntrack(-200), mangle(-150), nat(-100), filter(0)
+ *   INPUT       mangle(-150), filter(0), security(50), nat(100), confirm(last)
+ *   FORWARD     mangle(-150), filter(0), security(50)
+ *   OUTPUT      raw(-300), conntrack(-200), mangle(-150), nat(-100), filter(0), security(50)
  *   POSTROUTING mangle(-150), nat(100), rawpost(last, xtables-addons), confirm(last)
  * nat chains see only the first packet of a connection (ctState NEW), as
  * in the kernel where later packets follow the NAT binding.
@@ -24,7 +24,8 @@ import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '..
 import { XT_CONTINUE } from '../../xt/extension.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
 import { Action, compileChain, type CompiledChain } from './compile.js';
-import { KERNEL, kernelError, toNfError } from './errors.js';
+import { KERNEL, kernelError, NfError, toNfError } from './errors.js';
+import { parseExtensionArgs } from './parse.js';
 import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
 import { ProcFiles, SharedState } from './state.js';
 
@@ -59,6 +60,7 @@ class CompiledFamily {
     readonly nat: CompiledTable,
     readonly filter: CompiledTable,
     readonly rawpost: CompiledTable,
+    readonly security: CompiledTable,
     /** Some rule of this family uses an extension that needs conntrack (see conntrackInUse). */
     readonly ctInUse: boolean,
   ) {}
@@ -130,6 +132,7 @@ export class Netfilter {
   hook(hook: Hook, pkt: PacketContext): Verdict {
     const f = pkt.family === 4 ? this.c4 : this.c6;
     pkt.hook = hook;
+    pkt.hotdrop = false;
     let v: number;
     switch (hook) {
       case Hook.PREROUTING:
@@ -141,18 +144,21 @@ export class Netfilter {
       case Hook.INPUT:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if ((v = this.runTable(f.security, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (f.ctInUse && this.conntrack !== null) this.conntrack.confirm(pkt);
         return Verdict.ACCEPT;
       case Hook.FORWARD:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
-        return this.runTable(f.filter, hook, pkt) as Verdict;
+        if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
+        return this.runTable(f.security, hook, pkt) as Verdict;
       case Hook.OUTPUT:
         if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (f.ctInUse && this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
-        return this.runTable(f.filter, hook, pkt) as Verdict;
+        if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
+        return this.runTable(f.security, hook, pkt) as Verdict;
       case Hook.POSTROUTING:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
@@ -204,6 +210,9 @@ export class Netfilter {
     let pos = 0;
     let verdict: number = Verdict.ACCEPT;
     for (;;) {
+      // ipt_do_table's `while (!acpar.hotdrop)`: a match that hot-dropped ends the walk at
+      // once; it returned false, so its rule was not counted.
+      if (pkt.hotdrop) break;
       const idx = chain.next(pkt, pos);
       let action: Action;
       let r = null;
@@ -273,7 +282,7 @@ export class Netfilter {
     }
     for (let k = base; k < sp; k++) this.stackChain[k] = null;
     this.sp = base;
-    return verdict;
+    return pkt.hotdrop ? Verdict.DROP : verdict;
   }
 
   // ------------------------------------------------------------ transactions
@@ -378,6 +387,9 @@ export class Netfilter {
 
   private checkRule(table: Table, chainName: string, rule: Rule, hookMask: number): RuleInstances {
     const spec = rule.spec;
+    const matches: MatchInstance[] = [];
+    let target: TargetInstance | null = null;
+    const subTargets: TargetInstance[] = [];
     const env: CheckEnv = {
       rule: { family: spec.family, table: table.name, chain: chainName, proto: spec.proto, protoInverted: spec.protoInv },
       hookMask,
@@ -385,13 +397,17 @@ export class Netfilter {
       proc: this.proc,
       services: this.services,
       settings: this.settings,
-      // INTERIM (platform issue in progress): sub-targets land with the declarative state work.
-      subTarget: (name: string) => {
-        throw new Error(`subTarget ${name}: not implemented yet`);
+      // xt_request_find_target + checkentry in the caller's rule context: same table, hooks and protocol rules.
+      subTarget: (name: string, args: readonly string[]): TargetInstance => {
+        const ext = this.registry.target(name, spec.family);
+        if (!ext) throw new NfError(`Couldn't load target \`${name}':No such file or directory\n`);
+        const { params } = parseExtensionArgs(ext, args, env.rule);
+        allowed('target', ext.name, ext.tables, ext.hooks, ext.proto);
+        const inst = ext.check(params, env);
+        subTargets.push(inst);
+        return inst;
       },
     };
-    const matches: MatchInstance[] = [];
-    let target: TargetInstance | null = null;
     const fam = spec.family === 4 ? 'ip_tables' : 'ip6_tables';
     const allowed = (
       kind: string,
@@ -426,38 +442,41 @@ export class Netfilter {
         target = t.ext.check(t.params, env);
       }
     } catch (e) {
-      destroyInstances({ matches, target, hookMask });
+      destroyInstances({ matches, target, subTargets, hookMask });
       throw toNfError(e);
     }
-    return { matches, target, hookMask };
+    return { matches, target, subTargets, hookMask };
   }
 
   /** Compiled form of each table object: a transaction recompiles only the tables it copied. */
   private readonly compiledTables = new WeakMap<Table, CompiledTable>();
 
   private compileFamily(fr: FamilyRules): CompiledFamily {
-    const tables = TABLE_NAMES.map((name) => {
-      const model = fr.table(name);
-      const cached = this.compiledTables.get(model);
-      if (cached) return cached;
-      const ct = new CompiledTable(model);
-      this.compiledTables.set(model, ct);
-      const byName = new Map<string, CompiledChain>();
-      for (const chain of model.chains.values()) byName.set(chain.name, compileChain(chain));
-      for (const cc of byName.values()) {
-        for (const r of cc.rules) {
-          const t = r.rule.spec.target;
-          if (t.kind === 'jump') r.jump = byName.get(t.chain)!;
-        }
-        if (cc.model.hook !== null) ct.entry[cc.model.hook] = cc;
+    const tables = {} as Record<XtrTable, CompiledTable>;
+    for (const name of TABLE_NAMES) tables[name] = this.compileTable(fr.table(name));
+    return new CompiledFamily(tables.raw, tables.mangle, tables.nat, tables.filter, tables.rawpost, tables.security, usesConntrack(fr));
+  }
+
+  private compileTable(model: Table): CompiledTable {
+    const cached = this.compiledTables.get(model);
+    if (cached) return cached;
+    const ct = new CompiledTable(model);
+    this.compiledTables.set(model, ct);
+    const byName = new Map<string, CompiledChain>();
+    for (const chain of model.chains.values()) byName.set(chain.name, compileChain(chain));
+    for (const cc of byName.values()) {
+      for (const r of cc.rules) {
+        const t = r.rule.spec.target;
+        if (t.kind === 'jump') r.jump = byName.get(t.chain)!;
       }
-      return ct;
-    });
-    return new CompiledFamily(tables[0], tables[1], tables[2], tables[3], tables[4], usesConntrack(fr));
+      if (cc.model.hook !== null) ct.entry[cc.model.hook] = cc;
+    }
+    return ct;
   }
 
   /** Destroys every instance (process shutdown / tests). */
   close(): void {
+    this.state.stopTimer();
     for (const fr of [this.rules4, this.rules6])
       for (const t of fr.tables.values())
         for (const c of t.chains.values())
@@ -470,6 +489,7 @@ export class Netfilter {
 
 function activateInstances(inst: RuleInstances): void {
   for (const m of inst.matches) m.activate?.();
+  for (const s of inst.subTargets) s.activate?.();
   inst.target?.activate?.();
 }
 
@@ -489,6 +509,8 @@ function usesConntrack(fr: FamilyRules): boolean {
 function destroyInstances(inst: RuleInstances): void {
   for (const m of inst.matches) m.destroy?.();
   inst.target?.destroy?.();
+  // After their caller, newest first: the caller may still hold them while it lets go.
+  for (let k = inst.subTargets.length - 1; k >= 0; k--) inst.subTargets[k].destroy?.();
 }
 
 /**

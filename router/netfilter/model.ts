@@ -52,6 +52,8 @@ export interface RuleSpec {
 export interface RuleInstances {
   readonly matches: readonly MatchInstance[];
   readonly target: TargetInstance | null;
+  /** Targets the rule's extensions checked through CheckEnv.subTarget: activated and destroyed with them. */
+  readonly subTargets: readonly TargetInstance[];
   readonly hookMask: number;
 }
 
@@ -91,13 +93,19 @@ export class Chain {
   }
 }
 
-/** Built-in chains of each table, in hook order (the kernel's valid_hooks). */
-export const TABLE_HOOKS: Readonly<Record<Exclude<TableName, 'security'>, readonly Hook[]>> = {
+/**
+ * Built-in chains of each table, in hook order (the kernel's valid_hooks).
+ * `security` is the kernel's iptable_security (filter's chains, run right
+ * after filter at priority 50): on a kernel without an LSM using SECMARK it
+ * is a second filter table, and rules pasted for it must load and count.
+ */
+export const TABLE_HOOKS: Readonly<Record<TableName, readonly Hook[]>> = {
   raw: [Hook.PREROUTING, Hook.OUTPUT],
   mangle: [Hook.PREROUTING, Hook.INPUT, Hook.FORWARD, Hook.OUTPUT, Hook.POSTROUTING],
   nat: [Hook.PREROUTING, Hook.INPUT, Hook.OUTPUT, Hook.POSTROUTING],
   filter: [Hook.INPUT, Hook.FORWARD, Hook.OUTPUT],
   rawpost: [Hook.POSTROUTING],
+  security: [Hook.INPUT, Hook.FORWARD, Hook.OUTPUT],
 };
 
 export type XtrTable = keyof typeof TABLE_HOOKS;

@@ -417,24 +417,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     const found = findOwner(name);
     if (!found) return false;
     const { owner, spec } = found;
-    if (invert && !spec.invertible) throw new NfError(`${owner.ext.name}: option "--${spec.name}" cannot be inverted.\n`);
-    let value: string | null = null;
-    if (spec.arg === 'required') {
-      value = takeValue('required', inline, label);
-      const extra = (spec.nargs ?? 1) - 1;
-      if (extra > 0) {
-        const words = [value!];
-        for (let k = 0; k < extra; k++) {
-          if (i >= argv.length || argv[i].startsWith('-') || argv[i] === '!') {
-            const n = spec.nargs!;
-            throw new NfError(`--${spec.name} requires ${n === 2 ? 'two' : n === 3 ? 'three' : String(n)} args.`);
-          }
-          words.push(argv[i++]);
-        }
-        value = words.join(' ');
-      }
-    } else if (inline !== null) throw new NfError(`option "${label}" doesn't allow an argument`);
-    owner.options.push({ name: spec.name, value, inverted: invert });
+    const read = readExtOption(owner.ext, spec, argv, i, inline, label, invert);
+    i = read.next;
+    owner.options.push(read.option);
     invert = false;
     return true;
   };
@@ -571,6 +556,85 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
     }
   }
   return { commands, table: tableName, chain, ruleNum, arg2, rules, verbose, numeric, exact, lineNumbers, counters, otherFamily, info };
+}
+
+/**
+ * One extension option as getopt_long and libxtables read it: `argv[i]` is
+ * the word after `--name` (`inline` is the `=value` part of `--name=value`);
+ * takes the value and, for `nargs` > 1, the further words.
+ */
+function readExtOption(
+  ext: Extension,
+  spec: OptionSpec,
+  argv: readonly string[],
+  i: number,
+  inline: string | null,
+  label: string,
+  invert: boolean,
+): { option: ParsedOption; next: number } {
+  if (invert && !spec.invertible) throw new NfError(`${ext.name}: option "--${spec.name}" cannot be inverted.\n`);
+  let value: string | null = null;
+  if (spec.arg === 'required') {
+    if (inline !== null) value = inline;
+    else if (i >= argv.length) throw new NfError(`option "${label}" requires an argument`);
+    else value = argv[i++];
+    const extra = (spec.nargs ?? 1) - 1;
+    if (extra > 0) {
+      const words = [value];
+      for (let k = 0; k < extra; k++) {
+        if (i >= argv.length || argv[i].startsWith('-') || argv[i] === '!') {
+          const n = spec.nargs!;
+          throw new NfError(`--${spec.name} requires ${n === 2 ? 'two' : n === 3 ? 'three' : String(n)} args.`);
+        }
+        words.push(argv[i++]);
+      }
+      value = words.join(' ');
+    }
+  } else if (inline !== null) throw new NfError(`option "${label}" doesn't allow an argument`);
+  return { option: { name: spec.name, value, inverted: invert }, next: i };
+}
+
+/**
+ * The option words of one extension alone (what follows `-m NAME` or
+ * `-j NAME`), read as iptables reads them: `!` inverts the next option,
+ * `--name=value`, unambiguous prefixes, aliases and nargs; errors are
+ * iptables' (NfError, status 2). For sub-targets an extension checks
+ * (CHAOS calling TARPIT) and for module tests.
+ */
+export function readExtensionOptions(ext: Extension, argv: readonly string[]): ParsedOption[] {
+  const out: ParsedOption[] = [];
+  let invert = false;
+  let i = 0;
+  while (i < argv.length) {
+    const w = argv[i++];
+    if (w === '!') {
+      if (invert) throw new NfError('multiple consecutive ! not allowed');
+      invert = true;
+      continue;
+    }
+    if (!w.startsWith('--') || w.length <= 2) throw bad(w);
+    const eq = w.indexOf('=');
+    const name = eq < 0 ? w.slice(2) : w.slice(2, eq);
+    const inline = eq < 0 ? null : w.slice(eq + 1);
+    let spec = ext.options.find((o) => o.name === name || o.aliases?.includes(name));
+    if (!spec) {
+      const hits = new Set(ext.options.filter((o) => [o.name, ...(o.aliases ?? [])].some((n) => n.startsWith(name))));
+      if (hits.size === 1) spec = [...hits][0];
+    }
+    if (!spec) throw new NfError(`unknown option "${w}"`);
+    const read = readExtOption(ext, spec, argv, i, inline, w, invert);
+    out.push(read.option);
+    i = read.next;
+    invert = false;
+  }
+  if (invert) throw new NfError('nothing appropriate following !');
+  return out;
+}
+
+/** readExtensionOptions, then the extension's own parse for the rule (errors as NfError). */
+export function parseExtensionArgs(ext: MatchExtension | TargetExtension, argv: readonly string[], info: RuleInfo): { params: unknown; options: ParsedOption[] } {
+  const options = readExtensionOptions(ext, argv);
+  return { params: parseExt(ext, options, info), options };
 }
 
 function parseExt(ext: MatchExtension | TargetExtension, opts: readonly ParsedOption[], info: RuleInfo): unknown {
