@@ -946,7 +946,8 @@ export function registerDifferentialTests(
       return false;
     }
   };
-  test.serial('xtr = kernel: iptables-restore starts every counter, policies included, at zero', async (t) => {
+  // Named per family where a file registers both (differential-reject).
+  test.serial(`xtr = kernel: iptables-restore starts every counter, policies included, at zero${family === 6 ? ' (IPv6)' : ''}`, async (t) => {
     if (!(await xtrReady(t))) return;
     for (const c of cases) {
       const k = await sides.kernel.results.get(c.name)!;
