@@ -36,3 +36,4 @@ export * from './parse.js';
 export * from './dhcp.js';
 export * from './build.js';
 export * from './reassembly.js';
+export * from './mangle.js';
