@@ -1,0 +1,400 @@
+/**
+ * The connection table (the kernel's nf_conntrack_core): the hash of
+ * tuples, nf_conntrack_in (look the packet up, hand it to its protocol's
+ * tracker, or start a new unconfirmed entry), confirm, expiry and early
+ * drop. The per-protocol trackers (tcp.ts, icmp.ts), the fragment memory
+ * (fragments.ts) and the NAT seam (nat.ts) are called from here and never
+ * reach into the hash themselves.
+ *
+ * Both tuples of a confirmed entry are in the hash, so a packet finds its
+ * entry from either direction with one lookup, and the tuple found says the
+ * direction. An unconfirmed entry is in no bucket: it belongs to the one
+ * packet carrying it until confirm() inserts it (or the packet dies and it
+ * is garbage).
+ *
+ * Expiry is lazy: an entry found past its deadline is treated as absent and
+ * freed; each `in` also moves a cursor over two entries of the age list and
+ * frees them if dead, so the table does not fill with dead flows.
+ * Time is pkt.now (monotonic milliseconds, one clock read per batch).
+ */
+import { Verdict, CtState, type Family, type PacketContext } from '../../xt/packet.js';
+import { ConnStatus } from '../../xt/conn.js';
+import { ConnEntry, CtKey, type CtTuple, P_ICMP, P_ICMPV6, P_TCP, P_UDP, P_UDPLITE, P_SCTP, P_DCCP } from './entry.js';
+import { TcpResult, TcpTracker, tcpMalformed, tcpOpensFlow } from './tcp.js';
+import { icmp4IsError, icmp6IsError, icmp6Untracked, icmpReplyType, quotedKey } from './icmp.js';
+import { FragmentMemory } from './fragments.js';
+import { formatEntry } from './list.js';
+
+/** The kernel's default timeouts, in seconds (nf_conntrack_*_timeout_* sysctls). */
+export const DEFAULT_TIMEOUTS = {
+  tcp: [120, 120, 60, 432000, 120, 60, 30, 120, 10, 120] as readonly number[],
+  /** Cap for a TCP flow that never saw a reply or has data in flight (the kernel's "unacknowledged" timeout). */
+  tcpUnacknowledged: 300,
+  /** Cap once the same ACK was seen more than tcp_max_retrans times, or after a zero window. */
+  tcpRetrans: 300,
+  udp: 30,
+  udpStream: 120,
+  icmp: 30,
+  icmpv6: 30,
+  generic: 600,
+};
+export type Timeouts = typeof DEFAULT_TIMEOUTS;
+
+export interface ConntrackOptions {
+  /** Maximum confirmed entries (nf_conntrack_max); default 65536. */
+  max?: number;
+  /** Hash buckets (rounded up to a power of two); default max / 4. */
+  buckets?: number;
+  /** Override timeouts (seconds), same shape as DEFAULT_TIMEOUTS. */
+  timeouts?: Partial<Timeouts>;
+}
+
+/** How many entries one packet may examine from the oldest end (expiry sweep / early drop). */
+const SWEEP_PER_PACKET = 2;
+const EARLY_DROP_SCAN = 64;
+const UDP_STREAM_AFTER_MS = 2000;
+
+function hashKey(family: number, proto: number, s: Uint32Array, d: Uint32Array, sport: number, dport: number): number {
+  let h = Math.imul(family ^ (proto << 8), 0x01000193);
+  for (let i = 0; i < 4; i++) {
+    h = Math.imul(h ^ s[i], 0x9e3779b1);
+    h = Math.imul(h ^ d[i], 0x85ebca6b);
+  }
+  h = Math.imul(h ^ ((sport << 16) | dport), 0xc2b2ae35);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+export class Conntrack {
+  readonly max: number;
+  private readonly timeouts: Timeouts;
+  private readonly buckets: (CtTuple | null)[];
+  private readonly bucketMask: number;
+  private confirmedCount = 0;
+  private oldest: ConnEntry | null = null;
+  private newest: ConnEntry | null = null;
+  /** Next entry the lazy expiry sweep looks at (null = start over at the oldest). */
+  private sweepCursor: ConnEntry | null = null;
+  /** Entries dropped because the table was full and nothing could be early-dropped. */
+  tableFullDrops = 0;
+  /** Entries removed by early drop. */
+  earlyDrops = 0;
+
+  private readonly tcp: TcpTracker;
+  private readonly fragments = new FragmentMemory();
+  /** The lookup key being built for the current packet (reused; never escapes). */
+  private readonly key = new CtKey();
+
+  constructor(opts: ConntrackOptions = {}) {
+    this.max = opts.max ?? 65536;
+    if (!Number.isInteger(this.max) || this.max < 1) throw new Error(`conntrack: max must be a positive integer, got ${opts.max}`);
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    this.tcp = new TcpTracker(this.timeouts);
+    let n = 16;
+    const want = opts.buckets ?? Math.ceil(this.max / 4);
+    while (n < want) n <<= 1;
+    this.buckets = new Array<CtTuple | null>(n).fill(null);
+    this.bucketMask = n - 1;
+  }
+
+  /** Confirmed entries currently in the table (expired ones are dropped first). */
+  count(now?: number): number {
+    if (now !== undefined) this.reapAll(now);
+    return this.confirmedCount;
+  }
+
+  /**
+   * nf_conntrack_in: attaches the packet to its connection and sets
+   * pkt.ctState. Returns DROP only when a new flow cannot get an entry
+   * (table full and nothing early-droppable).
+   */
+  in(pkt: PacketContext): number {
+    pkt.ct = null;
+    if (pkt.notrack) {
+      pkt.ctState = CtState.UNTRACKED;
+      return Verdict.ACCEPT;
+    }
+    this.sweep(pkt.now);
+    pkt.ctState = CtState.INVALID;
+    // xtr does not reassemble: a later fragment has no ports, so it takes the
+    // state its datagram's first fragment got (see docs/compat.md).
+    if (pkt.fragmentOffset !== 0) {
+      this.fragments.recall(pkt);
+      return Verdict.ACCEPT;
+    }
+    const v = this.track(pkt);
+    if (pkt.isFragment) this.fragments.remember(pkt);
+    return v;
+  }
+
+  private track(pkt: PacketContext): number {
+    const now = pkt.now;
+    const proto = pkt.proto;
+    if (proto === P_TCP) {
+      if (tcpMalformed(pkt)) return Verdict.ACCEPT;
+    } else if (proto === P_UDP || proto === P_UDPLITE) {
+      if (pkt.l4len < 8) return Verdict.ACCEPT;
+    } else if (proto === P_SCTP || proto === P_DCCP) {
+      if (pkt.l4len < 4) return Verdict.ACCEPT;
+    } else if (proto === P_ICMP && pkt.family === 4) {
+      if (pkt.l4len < 8) return Verdict.ACCEPT;
+      if (icmp4IsError(pkt.icmpType)) return this.related(pkt);
+    } else if (proto === P_ICMPV6 && pkt.family === 6) {
+      if (pkt.l4len < 8) return Verdict.ACCEPT;
+      const t = pkt.icmpType;
+      if (icmp6IsError(t)) return this.related(pkt);
+      if (icmp6Untracked(t)) {
+        pkt.ctState = CtState.UNTRACKED;
+        return Verdict.ACCEPT;
+      }
+    }
+    this.key.fromPacket(pkt, pkt.buf, pkt.l4off);
+    const t = this.lookup(now);
+    if (t === null) return this.createNew(pkt, now);
+    const e = t.entry;
+    const reply = t.reply;
+    if (proto === P_TCP) {
+      const r = this.tcp.packet(e, reply ? 1 : 0, pkt, now);
+      if (r === TcpResult.INVALID) return Verdict.ACCEPT;
+      if (r === TcpResult.REOPEN) {
+        this.kill(e);
+        return this.createNew(pkt, now);
+      }
+      if (r === TcpResult.CLOSED) this.kill(e);
+      if (reply) e.status |= ConnStatus.SEEN_REPLY;
+    } else {
+      if (reply) e.status |= ConnStatus.SEEN_REPLY;
+      e.expires = now + 1000 * this.timeoutFor(e, now);
+    }
+    pkt.ct = e;
+    pkt.ctState = reply || (e.status & ConnStatus.SEEN_REPLY) !== 0 ? CtState.ESTABLISHED : CtState.NEW;
+    return Verdict.ACCEPT;
+  }
+
+  /**
+   * Puts a new flow's entry into the table once its first packet has been
+   * accepted (end of INPUT / POSTROUTING). A no-op for anything else.
+   */
+  confirm(pkt: PacketContext): void {
+    const e = pkt.ct as ConnEntry | null;
+    if (e === null || !(e instanceof ConnEntry) || (e.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return;
+    // Another packet of the same new flow may have been confirmed first.
+    this.key.fromTuple(e.family, e.proto, e.orig);
+    const clash = this.lookup(pkt.now);
+    if (clash !== null) {
+      pkt.ct = clash.entry;
+      return;
+    }
+    if (this.confirmedCount >= this.max && !this.earlyDrop(pkt.now)) {
+      this.tableFullDrops++;
+      pkt.ct = null;
+      return;
+    }
+    e.status |= ConnStatus.CONFIRMED;
+    this.insertTuple(e.orig);
+    this.insertTuple(e.repl);
+    e.older = this.newest;
+    e.newer = null;
+    if (this.newest) this.newest.newer = e;
+    else this.oldest = e;
+    this.newest = e;
+    this.confirmedCount++;
+  }
+
+  /** Removes every entry (conntrack -F). */
+  flush(): void {
+    this.buckets.fill(null);
+    for (let e = this.oldest; e !== null; e = e.newer) e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
+    this.oldest = this.newest = this.sweepCursor = null;
+    this.confirmedCount = 0;
+  }
+
+  /** Live entries, oldest first (expired ones are removed first). */
+  entries(now: number): ConnEntry[] {
+    this.reapAll(now);
+    const out: ConnEntry[] = [];
+    for (let e = this.oldest; e !== null; e = e.newer) out.push(e);
+    return out;
+  }
+
+  /** `conntrack -L` lines (one per entry, each ending in "\n"). */
+  list(now: number, family?: Family): string {
+    let s = '';
+    for (const e of this.entries(now)) if (family === undefined || e.family === family) s += formatEntry(e, now) + '\n';
+    return s;
+  }
+
+  // ---- internals ----
+
+  private timeoutFor(e: ConnEntry, now: number): number {
+    const to = this.timeouts;
+    switch (e.proto) {
+      case P_UDP:
+      case P_UDPLITE:
+        if ((e.status & ConnStatus.SEEN_REPLY) !== 0 && now - e.created > UDP_STREAM_AFTER_MS) {
+          e.status |= ConnStatus.ASSURED;
+          return to.udpStream;
+        }
+        return to.udp;
+      case P_ICMP:
+        return e.family === 4 ? to.icmp : to.generic;
+      case P_ICMPV6:
+        return e.family === 6 ? to.icmpv6 : to.generic;
+      default:
+        return to.generic;
+    }
+  }
+
+  private createNew(pkt: PacketContext, now: number): number {
+    const k = this.key;
+    const proto = k.proto;
+    let replyDport = k.dport;
+    if (proto === P_TCP) {
+      if (!tcpOpensFlow(pkt.tcpFlags)) return Verdict.ACCEPT;
+    } else if (proto === P_ICMP || proto === P_ICMPV6) {
+      const isIcmpOfFamily = (proto === P_ICMP) === (pkt.family === 4);
+      if (isIcmpOfFamily) {
+        const r = icmpReplyType(pkt.family, pkt.icmpType);
+        if (r < 0) return Verdict.ACCEPT;
+        replyDport = (r << 8) | (pkt.icmpCode & 0xff);
+      }
+    }
+    if (this.confirmedCount >= this.max && !this.earlyDrop(now)) {
+      this.tableFullDrops++;
+      return Verdict.DROP;
+    }
+    const e = new ConnEntry();
+    e.family = k.family;
+    e.proto = proto;
+    e.orig.src.set(k.src);
+    e.orig.dst.set(k.dst);
+    e.orig.sport = k.sport;
+    e.orig.dport = k.dport;
+    e.repl.src.set(k.dst);
+    e.repl.dst.set(k.src);
+    if (proto === P_ICMP || proto === P_ICMPV6) {
+      e.repl.sport = k.sport;
+      e.repl.dport = replyDport;
+    } else {
+      e.repl.sport = k.dport;
+      e.repl.dport = k.sport;
+    }
+    e.created = now;
+    if (proto === P_TCP) {
+      this.tcp.newFlow(e, pkt);
+      // The first packet goes through the tracker like any other (it sets the state and timeout).
+      if (this.tcp.packet(e, 0, pkt, now) === TcpResult.INVALID) return Verdict.ACCEPT;
+    } else {
+      e.expires = now + 1000 * this.timeoutFor(e, now);
+    }
+    pkt.ct = e;
+    pkt.ctState = CtState.NEW;
+    return Verdict.ACCEPT;
+  }
+
+  /** ICMP/ICMPv6 error: RELATED to the flow its quoted header belongs to, else INVALID. */
+  private related(pkt: PacketContext): number {
+    if (!quotedKey(pkt, this.key)) return Verdict.ACCEPT;
+    const t = this.lookup(pkt.now);
+    if (t === null) return Verdict.ACCEPT;
+    pkt.ct = t.entry;
+    pkt.ctState = CtState.RELATED;
+    return Verdict.ACCEPT;
+  }
+
+  /** Finds the live tuple equal to the key; an expired entry met on the way is removed. */
+  private lookup(now: number): CtTuple | null {
+    const k = this.key;
+    const h = hashKey(k.family, k.proto, k.src, k.dst, k.sport, k.dport);
+    const s = k.src;
+    const d = k.dst;
+    const proto = k.proto;
+    const family = k.family;
+    const sport = k.sport;
+    const dport = k.dport;
+    for (let t = this.buckets[h & this.bucketMask]; t !== null; t = t.next) {
+      const e = t.entry;
+      if (t.hash !== h || e.proto !== proto || e.family !== family || t.sport !== sport || t.dport !== dport) continue;
+      const ts = t.src;
+      const td = t.dst;
+      if (ts[0] !== s[0] || td[0] !== d[0] || ts[1] !== s[1] || ts[2] !== s[2] || ts[3] !== s[3] || td[1] !== d[1] || td[2] !== d[2] || td[3] !== d[3]) continue;
+      if (e.expires <= now) {
+        this.kill(e);
+        return null;
+      }
+      return t;
+    }
+    return null;
+  }
+
+  private insertTuple(t: CtTuple): void {
+    t.hash = hashKey(t.entry.family, t.entry.proto, t.src, t.dst, t.sport, t.dport);
+    const i = t.hash & this.bucketMask;
+    t.next = this.buckets[i];
+    this.buckets[i] = t;
+  }
+
+  private removeTuple(t: CtTuple): void {
+    const i = t.hash & this.bucketMask;
+    let p = this.buckets[i];
+    if (p === t) {
+      this.buckets[i] = t.next;
+    } else {
+      while (p !== null && p.next !== t) p = p.next;
+      if (p !== null) p.next = t.next;
+    }
+    t.next = null;
+  }
+
+  /** Removes a confirmed entry from the table (no-op for an unconfirmed one). */
+  private kill(e: ConnEntry): void {
+    if (!e.confirmed) return;
+    e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
+    this.removeTuple(e.orig);
+    this.removeTuple(e.repl);
+    if (e.older) e.older.newer = e.newer;
+    else this.oldest = e.newer;
+    if (e.newer) e.newer.older = e.older;
+    else this.newest = e.older;
+    if (this.sweepCursor === e) this.sweepCursor = e.newer;
+    e.older = e.newer = null;
+    this.confirmedCount--;
+  }
+
+  /**
+   * Frees expired entries lazily: each packet moves a cursor over up to
+   * SWEEP_PER_PACKET entries of the age list (wrapping), removing dead ones.
+   */
+  private sweep(now: number): void {
+    for (let i = 0; i < SWEEP_PER_PACKET; i++) {
+      const e = this.sweepCursor ?? this.oldest;
+      if (e === null) return;
+      this.sweepCursor = e.newer;
+      if (e.expires <= now) this.kill(e);
+    }
+  }
+
+  private reapAll(now: number): void {
+    for (let e = this.oldest; e !== null; ) {
+      const next = e.newer;
+      if (e.expires <= now) this.kill(e);
+      e = next;
+    }
+  }
+
+  /**
+   * The kernel's early_drop: when the table is full, evict one entry that
+   * is not ASSURED (or already expired), looking at a bounded number of
+   * entries. False if none qualifies - the new flow is then refused.
+   */
+  private earlyDrop(now: number): boolean {
+    let e = this.oldest;
+    for (let i = 0; i < EARLY_DROP_SCAN && e !== null; i++, e = e.newer) {
+      if (e.expires <= now || (e.status & ConnStatus.ASSURED) === 0) {
+        this.kill(e);
+        this.earlyDrops++;
+        return true;
+      }
+    }
+    return false;
+  }
+}
