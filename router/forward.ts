@@ -29,60 +29,44 @@
  * Re-entrancy: packets built while another is in the pipeline (an ICMP error
  * about it, an emitLocal from a target) are queued as "pending" in scratch
  * and run through the OUTPUT path right after the current packet.
+ *
+ * This file is the pipeline; its parts live beside it: egress.ts
+ * (fragmentation, neighbour resolution, transmit queues), icmp-errors.ts
+ * (ICMP errors and their one rate limiter), scratch.ts (the scratch arena
+ * and pending queue), route-install.ts (the routing tables from the config),
+ * status.ts (the status report).
  */
 import { getU16 } from '../dataplane/bytes.js';
 import { HEADROOM, type PacketBatch, type PacketDevice } from '../dataplane/device.js';
-import {
-  buildIcmp4Error,
-  buildIcmp6Error,
-  fragmentIpv4,
-  fragmentIpv6,
-  mayReplyWithIcmpError,
-  refragmentIpv4,
-  refragmentIpv6,
-} from '../dataplane/build.js';
 import { checksum } from '../dataplane/checksum.js';
-import { writeEthernet } from '../dataplane/ethernet.js';
+import { ETH_HLEN } from '../dataplane/ethernet.js';
 import { Ipv4OptionCursor } from '../dataplane/ipv4.js';
-import { IPV6_MIN_MTU } from '../dataplane/ipv6.js';
 import { DEFRAG_IN, DEFRAG_OUT, Reassembler, ReasmResult, type ReassemblerOptions } from '../dataplane/reassembly.js';
 import { DropReason } from '../dataplane/drop.js';
 import { lastIpv6Ext, parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
-import {
-  DROP_COUNT,
-  DROP_NAMES,
-  RouterDrop,
-  RouterInterface,
-  SCRATCH_HEADROOM,
-} from './interfaces.js';
+import { Egress, MAX_FRAGMENTS } from './egress.js';
+import { IcmpErrors } from './icmp-errors.js';
+import { DROP_COUNT, RouterDrop, RouterInterface } from './interfaces.js';
 import type { Logger } from './log.js';
 import {
   DEFAULT_NEIGHBOR_TIMERS,
   ETHERTYPE_ARP,
   ETHERTYPE_IPV4,
   ETHERTYPE_IPV6,
-  NUD_STATE_NAMES,
   NeighborCache,
   type NeighborIO,
   type NeighborTimers,
 } from './neighbor.js';
-import { CtState, Hook, PacketContext, Verdict, type Family } from '../xt/packet.js';
-import {
-  formatIPv4,
-  formatIPv6,
-  formatPrefix,
-  parseIPv4,
-  parseIPv6,
-  parsePrefix,
-  prefixContains4,
-  prefixContains6,
-  RouteKind,
-  RouteTable4,
-  RouteTable6,
-} from './routing.js';
+import { installRoutes } from './route-install.js';
+import { RouteKind, RouteTable4, RouteTable6 } from './routing.js';
+import { ScratchArena } from './scratch.js';
 import { monotonicMs, Services, type LocalPacketSink } from './services.js';
+import { routerStatus, type RouterStatus } from './status.js';
+import { CtState, Hook, PacketContext, Verdict, type Family } from '../xt/packet.js';
 import type { RouterServices } from '../xt/extension.js';
+
+export type { InterfaceStatusEntry, RouterStatus } from './status.js';
 
 /** The rule engine's seam: one call per packet per hook. */
 export interface Netfilter {
@@ -115,51 +99,10 @@ export interface RouterOptions {
   reassembly?: ReassemblerOptions;
 }
 
-export interface InterfaceStatusEntry {
-  name: string;
-  index: number;
-  kind: 'tun' | 'tap' | 'host';
-  mtu: number;
-  mac: string | null;
-  addresses: string[];
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  txDropped: number;
-  drops: Record<string, number>;
-  neighbors?: { address: string; mac: string | null; state: string; queued: number }[];
-}
-
-export interface RouterStatus {
-  uptimeSeconds: number;
-  running: boolean;
-  interfaces: InterfaceStatusEntry[];
-  /** Drops by reason over all interfaces and xtr's own packets. */
-  drops: Record<string, number>;
-  routes: { to: string; via: string | null; dev: string; kind: 'local' | 'connected' | 'gateway' }[];
-  icmpErrorsSent: number;
-  icmpRateLimited: number;
-}
-
 const DEFAULT_BATCH = 64;
 const SCRATCH_SIZE = 512 * 1024;
 /** Most batches drained per wake-up before yielding to other devices (the poll is level-triggered). */
 const MAX_ROUNDS = 16;
-const PENDING_MAX = 256;
-const MAX_FRAGMENTS = 160;
-/** ICMP error rate limit: the kernel's icmp_msgs_per_sec / icmp_msgs_burst defaults. */
-const ICMP_RATE_PER_MS = 1000 / 1000;
-const ICMP_BURST = 50;
-/**
- * Per-destination limit (inet_peer_xrlim_allow): icmp_ratelimit 1000 ms,
- * burst XRLIM_BURST_FACTOR 6. Peers share buckets by hash (a fixed table, no
- * allocation); a collision only makes two peers share one allowance.
- */
-const PEER_INTERVAL_MS = 1000;
-const PEER_BURST_MS = 6 * PEER_INTERVAL_MS;
-const PEER_BUCKETS = 1024;
-const ETH_HLEN = 14;
 
 export class Router implements LocalPacketSink {
   readonly services: RouterServices;
@@ -175,44 +118,22 @@ export class Router implements LocalPacketSink {
   private readonly tickMs: number;
   private readonly batch: PacketBatch;
   private readonly buf: Buffer;
-  private readonly scratchStart: number;
-  private readonly scratchEnd: number;
-  private scratchPos: number;
   private readonly ctx = new PacketContext();
   private nf: Netfilter = ACCEPT_ALL;
 
-  private readonly pendingOff = new Uint32Array(PENDING_MAX);
-  private readonly pendingLen = new Uint32Array(PENDING_MAX);
-  private pendingHead = 0;
-  private pendingCount = 0;
-  private inBatch = false;
+  private readonly scratch: ScratchArena;
+  private readonly egress: Egress;
+  private readonly icmp: IcmpErrors;
 
-  private readonly fragTmp = Buffer.alloc(65536 + MAX_FRAGMENTS * 64);
-  private readonly fragOffs = new Uint32Array(MAX_FRAGMENTS);
-  private readonly fragLens = new Uint32Array(MAX_FRAGMENTS);
-  private readonly nextHop6 = new Uint32Array(4);
   private readonly optCursor = new Ipv4OptionCursor();
   private readonly savedDst6 = new Uint32Array(4);
 
   /** Fragment queues per family (used only while conntrack is in use). */
   readonly reassembly4: Reassembler;
   readonly reassembly6: Reassembler;
-  /** The original fragments of the datagram in ctx, if it was reassembled and they can be sent again as they were. */
-  private readonly reasmEnds = new Uint32Array(MAX_FRAGMENTS);
-  private reasmPieces = 0;
-  private reasmUnfrag = 0;
-  private reasmIdent = 0;
 
   /** Drops of packets not from any interface (xtr's own). */
-  private readonly localDrops = new Float64Array(DROP_COUNT);
-  private anySource4 = 0;
-  private anySource6: Uint32Array | null = null;
-  private icmpTokens = ICMP_BURST;
-  private readonly peerTokens = new Float64Array(PEER_BUCKETS).fill(PEER_BURST_MS);
-  private readonly peerLast = new Float64Array(PEER_BUCKETS);
-  private icmpLast = 0;
-  private icmpErrorsSent = 0;
-  private icmpRateLimited = 0;
+  readonly localDrops = new Float64Array(DROP_COUNT);
 
   private running = false;
   private startedAt = 0;
@@ -237,9 +158,10 @@ export class Router implements LocalPacketSink {
     for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize + HEADROOM;
     this.batch = { data, offsets, lengths: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
     this.buf = data;
-    this.scratchStart = slots;
-    this.scratchEnd = data.length;
-    this.scratchPos = slots;
+    this.scratch = new ScratchArena(data, slots, this.ctx);
+    this.egress = new Egress(data, this.ctx, this.interfaces, this.routes4, this.routes6, this.scratch, this);
+    this.scratch.tx = this.egress;
+    this.icmp = new IcmpErrors(this.scratch);
 
     const txCapacity = batchSize * 4 + MAX_FRAGMENTS;
     this.interfaces.push(null as unknown as RouterInterface); // index 0 = none
@@ -250,8 +172,8 @@ export class Router implements LocalPacketSink {
       const ri = new RouterInterface(ic.name, this.interfaces.length, ic.mode, ic.mtu, dev, ic, txCapacity);
       if (ic.mode === 'tap') ri.neighbors = new NeighborCache(ri.macValue, ri.v4, ri.v6, this.neighborIO(ri), timers);
       this.interfaces.push(ri);
-      if (!this.anySource4 && ri.icmpSource4) this.anySource4 = ri.icmpSource4;
-      if (!this.anySource6 && ri.icmpSource6) this.anySource6 = ri.icmpSource6;
+      if (!this.icmp.anySource4 && ri.icmpSource4) this.icmp.anySource4 = ri.icmpSource4;
+      if (!this.icmp.anySource6 && ri.icmpSource6) this.icmp.anySource6 = ri.icmpSource6;
     }
     if (opts.host) {
       const h = new RouterInterface(opts.config.hostInterface.name, this.interfaces.length, 'host', opts.config.hostInterface.mtu, opts.host, null, txCapacity);
@@ -260,7 +182,7 @@ export class Router implements LocalPacketSink {
     } else {
       this.host = null;
     }
-    this.installRoutes();
+    installRoutes(this.config, this.interfaces, this.host, this.routes4, this.routes6);
     this.services = new Services(this, this.logger, this.clock);
     this.reassembly4 = new Reassembler(opts.reassembly);
     this.reassembly6 = new Reassembler(opts.reassembly);
@@ -268,60 +190,12 @@ export class Router implements LocalPacketSink {
 
   // ------------------------------------------------------------ set-up
 
-  private installRoutes(): void {
-    const byName = new Map<string, RouterInterface>();
-    for (let i = 1; i < this.interfaces.length; i++) byName.set(this.interfaces[i].name, this.interfaces[i]);
-    const links = this.interfaces.slice(1).filter((i) => i.kind !== 'host');
-    // the router's own addresses first (host routes: local delivery), then connected networks
-    for (const ri of links) {
-      const localIf = this.host ? this.host.index : ri.index;
-      for (const a of ri.v4) this.routes4.add({ prefix: { family: 4, addr: a.addr, len: 32 }, kind: RouteKind.LOCAL, ifIndex: localIf });
-      for (const a of ri.v6) this.routes6.add({ prefix: { family: 6, addr: a.addr, len: 128 }, kind: RouteKind.LOCAL, ifIndex: localIf });
-    }
-    for (const ri of links) {
-      for (const a of ri.v4) this.routes4.add({ prefix: { family: 4, addr: a.addr, len: a.len }, kind: RouteKind.CONNECTED, ifIndex: ri.index });
-      for (const a of ri.v6) this.routes6.add({ prefix: { family: 6, addr: a.addr, len: a.len }, kind: RouteKind.CONNECTED, ifIndex: ri.index });
-    }
-    for (const r of this.config.routes) {
-      const prefix = parsePrefix(r.to)!;
-      let out: RouterInterface | undefined = r.dev ? byName.get(r.dev) : undefined;
-      if (!out && r.via) {
-        out = links.find((ri) =>
-          prefix.family === 4
-            ? ri.v4.some((a) => prefixContains4(a.addr, a.len, parseIPv4(r.via!)))
-            : ri.v6.some((a) => prefixContains6(a.addr, a.len, parseIPv6(r.via!)!)),
-        );
-      }
-      if (!out) throw new Error(`route ${r.to}: no interface reaches ${r.via ?? r.dev}`);
-      const spec = r.via
-        ? { prefix, kind: RouteKind.GATEWAY, ifIndex: out.index, gateway: prefix.family === 4 ? parseIPv4(r.via) : parseIPv6(r.via)! }
-        : { prefix, kind: RouteKind.CONNECTED, ifIndex: out.index };
-      if (prefix.family === 4) this.routes4.add(spec);
-      else this.routes6.add(spec);
-    }
-  }
-
   /** The I/O a TAP link's neighbour cache does through the router (one object per link, made once). */
   private neighborIO(ri: RouterInterface): NeighborIO {
+    const egress = this.egress;
     return {
-      sendFrame: (b, off, len) => {
-        const p = this.allocScratch(len);
-        if (p < 0) return;
-        this.buf.set(b.subarray(off, off + len), p);
-        this.scratchPos = p + len;
-        this.queueTx(ri, p, len);
-      },
-      release: (pkt, len, mac) => {
-        const p = this.allocScratch(len);
-        if (p < 0) {
-          ri.drops[RouterDrop.SCRATCH_FULL]++;
-          return;
-        }
-        this.buf.set(pkt.subarray(0, len), p);
-        this.scratchPos = p + len;
-        writeEthernet(this.buf, p - ETH_HLEN, mac, ri.macValue, pkt[0] >> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
-        this.queueTx(ri, p - ETH_HLEN, len + ETH_HLEN);
-      },
+      sendFrame: (b, off, len) => egress.sendFrame(ri, b, off, len),
+      release: (pkt, len, mac) => egress.sendResolved(ri, pkt, len, mac),
       unresolved: (pkt, len) => {
         ri.drops[RouterDrop.NEIGHBOR_FAILED]++;
         this.hostUnreachable(pkt, len);
@@ -385,7 +259,7 @@ export class Router implements LocalPacketSink {
     const now = this.clock();
     this.now = now;
     this.ctx.now = now;
-    this.inBatch = true;
+    this.scratch.inBatch = true;
     const offsets = this.batch.offsets;
     const lengths = this.batch.lengths;
     const kind = ri.kind;
@@ -396,40 +270,39 @@ export class Router implements LocalPacketSink {
         if (kind === 'tun') this.receiveIp(ri, off, len, -1);
         else if (kind === 'tap') this.receiveFrame(ri, off, len);
         else this.fromHost(ri, off, len);
-        if (this.pendingCount !== 0) this.runPending();
+        if (this.scratch.pendingCount !== 0) this.runPending();
       } catch (e) {
         // a bug in a hook or extension costs this packet, never the process or the batch
         this.internalError(ri, e);
       }
     }
-    this.inBatch = false;
-    this.flushAll();
-    this.scratchPos = this.scratchStart;
+    this.scratch.inBatch = false;
+    this.egress.flushAll();
+    this.scratch.reset();
   }
 
   /** After work outside a batch (timers, emitLocal from elsewhere): run pending packets and write. */
   private finishOutOfBatch(): void {
-    if (this.inBatch) return;
+    if (this.scratch.inBatch) return;
     const now = this.clock();
     this.now = now;
     this.ctx.now = now;
-    this.inBatch = true;
+    this.scratch.inBatch = true;
     try {
-      if (this.pendingCount !== 0) this.runPending();
+      if (this.scratch.pendingCount !== 0) this.runPending();
     } catch (e) {
       this.internalError(null, e);
     }
-    this.inBatch = false;
-    this.flushAll();
-    this.scratchPos = this.scratchStart;
+    this.scratch.inBatch = false;
+    this.egress.flushAll();
+    this.scratch.reset();
   }
 
   private internalErrors = 0;
 
   private internalError(ri: RouterInterface | null, e: unknown): void {
     (ri ? ri.drops : this.localDrops)[RouterDrop.INTERNAL_ERROR]++;
-    this.pendingHead = 0;
-    this.pendingCount = 0;
+    this.scratch.clearPending();
     // the first few with their stack, then one line per thousand
     if (this.internalErrors++ < 10 || this.internalErrors % 1000 === 0) {
       this.logger.error({ err: e instanceof Error ? e.stack : String(e), count: this.internalErrors, iface: ri?.name }, 'packet processing failed; packet dropped');
@@ -473,7 +346,7 @@ export class Router implements LocalPacketSink {
     ctx.ctState = CtState.UNTRACKED;
     ctx.notrack = false;
     ctx.fragMaxSize = 0;
-    this.reasmPieces = 0;
+    this.egress.reasmPieces = 0;
   }
 
   /**
@@ -502,14 +375,14 @@ export class Router implements LocalPacketSink {
       return false;
     }
     const n = reasm.datagramLength;
-    const p = this.allocScratch(n);
+    const p = this.scratch.alloc(n);
     if (p < 0) {
       reasm.discard();
       drops[RouterDrop.SCRATCH_FULL]++;
       return false;
     }
     reasm.emit(this.buf, p);
-    this.scratchPos = p + n;
+    this.scratch.pos = p + n;
     const inIf = ctx.inIf as RouterInterface | null;
     const local = ctx.locallyGenerated;
     let l2off = ctx.l2off;
@@ -525,11 +398,7 @@ export class Router implements LocalPacketSink {
     }
     this.resetContext(inIf, l2off, local);
     ctx.fragMaxSize = reasm.fragMaxSize;
-    const pieces = reasm.geometryKept && reasm.pieceCount <= MAX_FRAGMENTS ? reasm.pieceCount : 0;
-    for (let k = 0; k < pieces; k++) this.reasmEnds[k] = reasm.pieceEnds[k];
-    this.reasmPieces = pieces;
-    this.reasmUnfrag = reasm.unfragmentableLength;
-    this.reasmIdent = reasm.ident;
+    this.egress.keepGeometry(reasm);
     return true;
   }
 
@@ -622,8 +491,8 @@ export class Router implements LocalPacketSink {
       if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
       return;
     }
-    if (this.host !== null) this.queueTx(this.host, ctx.l3off, ctx.l3len);
-    else if (ri.kind === 'tun') this.queueTx(ri, ctx.l3off, ctx.l3len); // gateway mode: the namespace's kernel owns the address
+    if (this.host !== null) this.egress.queueTx(this.host, ctx.l3off, ctx.l3len);
+    else if (ri.kind === 'tun') this.egress.queueTx(ri, ctx.l3off, ctx.l3len); // gateway mode: the namespace's kernel owns the address
     else ri.drops[RouterDrop.NO_LOCAL_DELIVERY]++;
   }
 
@@ -636,7 +505,7 @@ export class Router implements LocalPacketSink {
       ri.drops[RouterDrop.TTL_EXCEEDED]++;
       return;
     }
-    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0 && this.fragmentsTooBig(out)) {
+    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0 && this.egress.fragmentsTooBig(out)) {
       this.icmpError(ri, 3, 4, out.mtu);
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
@@ -655,7 +524,7 @@ export class Router implements LocalPacketSink {
       ctx.hook = Hook.POSTROUTING;
       v = this.nf.hook(Hook.POSTROUTING, ctx);
       if (v === Verdict.ACCEPT) {
-        this.transmit4(out, id, ri.drops);
+        this.egress.transmit4(out, id, ri.drops);
         return;
       }
     }
@@ -670,7 +539,7 @@ export class Router implements LocalPacketSink {
       ri.drops[RouterDrop.TTL_EXCEEDED]++;
       return;
     }
-    if (ctx.l3len > out.mtu && this.fragmentsTooBig(out)) {
+    if (ctx.l3len > out.mtu && this.egress.fragmentsTooBig(out)) {
       this.icmpError(ri, 2, 0, out.mtu);
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
@@ -683,7 +552,7 @@ export class Router implements LocalPacketSink {
       ctx.hook = Hook.POSTROUTING;
       v = this.nf.hook(Hook.POSTROUTING, ctx);
       if (v === Verdict.ACCEPT) {
-        this.transmit6(out, id, ri.drops);
+        this.egress.transmit6(out, id, ri.drops);
         return;
       }
     }
@@ -802,12 +671,12 @@ export class Router implements LocalPacketSink {
         if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
         return;
       }
-      if (this.host !== null) this.queueTx(this.host, ctx.l3off, ctx.l3len);
+      if (this.host !== null) this.egress.queueTx(this.host, ctx.l3off, ctx.l3len);
       else drops[RouterDrop.NO_LOCAL_DELIVERY]++;
       return;
     }
     const out = this.interfaces[rt.ifIndex[id]];
-    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0) && this.fragmentsTooBig(out)) {
+    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0) && this.egress.fragmentsTooBig(out)) {
       // the local stack learns the path MTU from this (as it would from EMSGSIZE)
       this.icmpError(out, v4 ? 3 : 2, v4 ? 4 : 0, out.mtu);
       drops[RouterDrop.TOO_BIG]++;
@@ -819,237 +688,20 @@ export class Router implements LocalPacketSink {
       if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
       return;
     }
-    if (v4) this.transmit4(out, id, drops);
-    else this.transmit6(out, id, drops);
-  }
-
-  // ------------------------------------------------------------ egress
-
-  private transmit4(out: RouterInterface, id: number, drops: Float64Array): void {
-    const ctx = this.ctx;
-    const o = ctx.l3off;
-    const len = ctx.l3len;
-    // ip_finish_output: a reassembled datagram always goes through ip_fragment
-    if (len > out.mtu || ctx.fragMaxSize !== 0) {
-      this.fragmentOut(out, id, drops);
-      return;
-    }
-    if (out.kind !== 'tap') {
-      this.queueTx(out, o, len);
-      return;
-    }
-    const nh = this.routes4.nextHop(id, ctx.dst4);
-    const mac = out.neighbors!.lookup4(nh, this.now);
-    if (mac < 0) {
-      if (!out.neighbors!.enqueue4(nh, this.buf, o, len, this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
-      return;
-    }
-    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
-    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
-  }
-
-  private transmit6(out: RouterInterface, id: number, drops: Float64Array): void {
-    const ctx = this.ctx;
-    const o = ctx.l3off;
-    const len = ctx.l3len;
-    // __ip6_finish_output: fragments again what came in larger than its fragments
-    if (ctx.fragMaxSize !== 0 && len > ctx.fragMaxSize) {
-      this.fragmentOut(out, id, drops);
-      return;
-    }
-    if (out.kind !== 'tap') {
-      this.queueTx(out, o, len);
-      return;
-    }
-    const nh = this.nextHop6;
-    this.routes6.nextHop(id, ctx.dst6, nh);
-    const mac = out.neighbors!.lookup6(nh, this.now);
-    if (mac < 0) {
-      if (!out.neighbors!.enqueue6(nh, this.buf, o, len, this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
-      return;
-    }
-    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV6);
-    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
-  }
-
-  /**
-   * Whether a packet larger than `out`'s MTU (IPv4: with DF) gets the
-   * frag-needed / packet-too-big error: always, unless it was reassembled
-   * here from fragments that each fit (the kernel's ignore_df with
-   * frag_max_size no larger than the MTU, ip_exceeds_mtu / ip6_pkt_too_big).
-   */
-  private fragmentsTooBig(out: RouterInterface): boolean {
-    const fms = this.ctx.fragMaxSize;
-    return fms === 0 || fms > out.mtu;
-  }
-
-  /**
-   * Sends the packet in ctx as fragments, each queued (TAP: behind its
-   * neighbour entry). IPv4 with DF clear and larger than the MTU is cut to
-   * the MTU (ip_do_fragment). A datagram reassembled here goes out as the
-   * fragments it came in when they fit (the kernel's fast path over the
-   * fragment list); otherwise IPv4 is cut to min(frag_max_size, MTU) and
-   * IPv6 to frag_max_size, raised to the IPv6 minimum MTU (ip6_fragment).
-   */
-  private fragmentOut(out: RouterInterface, id: number, drops: Float64Array): void {
-    const ctx = this.ctx;
-    const v4 = ctx.family === 4;
-    const fms = ctx.fragMaxSize;
-    const b = this.buf;
-    const o = ctx.l3off;
-    const len = ctx.l3len;
-    let count = -1;
-    if (v4) {
-      const mtu = fms !== 0 && fms < out.mtu ? fms : out.mtu;
-      if (this.reasmPieces !== 0) {
-        count = refragmentIpv4(b, o, len, mtu, this.reasmEnds, this.reasmPieces, this.fragTmp, 0, this.fragOffs, this.fragLens);
-      }
-      if (count < 0) count = fragmentIpv4(b, o, len, mtu, this.fragTmp, 0, this.fragOffs, this.fragLens);
-    } else {
-      const mtu = Math.min(out.mtu, Math.max(fms, IPV6_MIN_MTU));
-      if (this.reasmPieces !== 0) {
-        count = refragmentIpv6(b, o, len, mtu, this.reasmUnfrag, this.reasmEnds, this.reasmPieces, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
-      }
-      if (count < 0) count = fragmentIpv6(b, o, len, mtu, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
-    }
-    if (count < 0) {
-      drops[RouterDrop.FRAGMENTATION_FAILED]++;
-      return;
-    }
-    let mac = -1;
-    if (out.kind === 'tap') {
-      const nbr = out.neighbors!;
-      if (v4) {
-        const nh = this.routes4.nextHop(id, ctx.dst4);
-        mac = nbr.lookup4(nh, this.now);
-        if (mac < 0) {
-          for (let k = 0; k < count; k++) {
-            if (!nbr.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
-          }
-          return;
-        }
-      } else {
-        const nh = this.nextHop6;
-        this.routes6.nextHop(id, ctx.dst6, nh);
-        mac = nbr.lookup6(nh, this.now);
-        if (mac < 0) {
-          for (let k = 0; k < count; k++) {
-            if (!nbr.enqueue6(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], this.now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
-          }
-          return;
-        }
-      }
-    }
-    const ethertype = v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6;
-    for (let k = 0; k < count; k++) {
-      const flen = this.fragLens[k];
-      const p = this.allocScratch(flen);
-      if (p < 0) {
-        drops[RouterDrop.SCRATCH_FULL]++;
-        return;
-      }
-      this.buf.set(this.fragTmp.subarray(this.fragOffs[k], this.fragOffs[k] + flen), p);
-      this.scratchPos = p + flen;
-      if (mac >= 0) {
-        writeEthernet(this.buf, p - ETH_HLEN, mac, out.macValue, ethertype);
-        this.queueTx(out, p - ETH_HLEN, flen + ETH_HLEN);
-      } else {
-        this.queueTx(out, p, flen);
-      }
-    }
-  }
-
-  private queueTx(ri: RouterInterface, off: number, len: number): void {
-    if (ri.txCount === ri.txOffsets.length) this.flush(ri);
-    const i = ri.txCount++;
-    ri.txOffsets[i] = off;
-    ri.txLengths[i] = len;
-  }
-
-  private flush(ri: RouterInterface): void {
-    const count = ri.txCount;
-    if (count === 0) return;
-    ri.txCount = 0;
-    const n = ri.device.write(this.buf, ri.txOffsets, ri.txLengths, count);
-    ri.txPackets += n;
-    if (n === count) {
-      let bytes = 0;
-      for (let i = 0; i < count; i++) bytes += ri.txLengths[i];
-      ri.txBytes += bytes;
-    }
-  }
-
-  private flushAll(): void {
-    const ifs = this.interfaces;
-    for (let i = 1; i < ifs.length; i++) if (ifs[i].txCount !== 0) this.flush(ifs[i]);
+    if (v4) this.egress.transmit4(out, id, drops);
+    else this.egress.transmit6(out, id, drops);
   }
 
   // ------------------------------------------------------------ packets xtr builds
 
-  /**
-   * Offset in scratch where `len` bytes (plus SCRATCH_HEADROOM in front) fit,
-   * or -1. When scratch is full it is recycled after flushing the transmit
-   * queues, unless a packet still to be processed lives there.
-   */
-  private allocScratch(len: number): number {
-    let p = this.scratchPos + SCRATCH_HEADROOM;
-    if (p + len <= this.scratchEnd) return p;
-    if (this.pendingCount !== 0 || (this.inBatch && this.ctx.l3off >= this.scratchStart)) return -1;
-    this.flushAll();
-    this.scratchPos = this.scratchStart;
-    p = this.scratchStart + SCRATCH_HEADROOM;
-    return p + len <= this.scratchEnd ? p : -1;
-  }
-
-  private pushPending(off: number, len: number): boolean {
-    if (this.pendingCount === PENDING_MAX) return false;
-    this.pendingOff[this.pendingCount] = off;
-    this.pendingLen[this.pendingCount] = len;
-    this.pendingCount++;
-    return true;
-  }
-
   private runPending(): void {
-    while (this.pendingHead < this.pendingCount) {
-      const i = this.pendingHead++;
-      this.fromXtr(this.pendingOff[i], this.pendingLen[i]);
+    const s = this.scratch;
+    while (s.pendingHead < s.pendingCount) {
+      const i = s.pendingHead++;
+      this.fromXtr(s.pendingOff[i], s.pendingLen[i]);
     }
-    this.pendingHead = 0;
-    this.pendingCount = 0;
-  }
-
-  /**
-   * Whether an ICMP error of (type, code) to the sender of the packet in ctx
-   * may go now: icmpv4_xrlim_allow / icmpv6_xrlim_allow. Path-MTU messages
-   * (frag-needed, packet-too-big) skip the per-peer limit; every error passes
-   * the global bucket.
-   */
-  private icmpAllowed(type: number, code: number): boolean {
-    const ctx = this.ctx;
-    const now = this.now;
-    const v4 = ctx.family === 4;
-    const perPeer = v4 ? (type === 3 && code !== 4) || type === 4 || type === 11 || type === 12 : type !== 2;
-    let bucket = -1;
-    if (perPeer) {
-      const h = v4 ? Math.imul(ctx.src4 ^ 0x9e3779b9, 0x85ebca6b) : Math.imul(ctx.src6[0] ^ ctx.src6[1] ^ ctx.src6[2] ^ ctx.src6[3] ^ 0x7f4a7c15, 0x85ebca6b);
-      bucket = (h ^ (h >>> 15)) & (PEER_BUCKETS - 1);
-      const tokens = Math.min(PEER_BURST_MS, this.peerTokens[bucket] + (now - this.peerLast[bucket]));
-      this.peerTokens[bucket] = tokens;
-      this.peerLast[bucket] = now;
-      if (tokens < PEER_INTERVAL_MS) {
-        this.icmpRateLimited++;
-        return false;
-      }
-    }
-    this.icmpTokens = Math.min(ICMP_BURST, this.icmpTokens + (now - this.icmpLast) * ICMP_RATE_PER_MS);
-    this.icmpLast = now;
-    if (this.icmpTokens < 1) {
-      this.icmpRateLimited++;
-      return false;
-    }
-    this.icmpTokens -= 1;
-    if (bucket >= 0) this.peerTokens[bucket] -= PEER_INTERVAL_MS;
-    return true;
+    s.pendingHead = 0;
+    s.pendingCount = 0;
   }
 
   /**
@@ -1058,36 +710,14 @@ export class Router implements LocalPacketSink {
    * OUTPUT path after the current packet.
    */
   private icmpError(via: RouterInterface | null, type: number, code: number, info: number): void {
-    const ctx = this.ctx;
-    if (!mayReplyWithIcmpError(ctx, type, code)) return;
-    if (!this.icmpAllowed(type, code)) return;
-    let n: number;
-    let p: number;
-    if (ctx.family === 4) {
-      const src = via !== null && via.icmpSource4 !== 0 ? via.icmpSource4 : this.anySource4;
-      if (src === 0) return;
-      p = this.allocScratch(576);
-      if (p < 0) return;
-      n = buildIcmp4Error(this.buf, p, ctx, type, code, info, src);
-    } else {
-      const src = via !== null && via.icmpSource6 !== null ? via.icmpSource6 : this.anySource6;
-      if (src === null) return;
-      p = this.allocScratch(1280);
-      if (p < 0) return;
-      n = buildIcmp6Error(this.buf, p, ctx, type, code, info, src);
-    }
-    if (n === 0) return;
-    this.scratchPos = p + n;
-    if (this.pushPending(p, n)) this.icmpErrorsSent++;
+    this.icmp.send(this.ctx, via, type, code, info, this.now);
   }
 
   /** Host unreachable for a packet whose next hop never answered (the kernel's neigh failure path). */
   private hostUnreachable(pkt: Buffer, len: number): void {
-    if (this.inBatch) return; // only the timer path fails entries; never clobber a packet in flight
-    const p = this.allocScratch(len);
+    if (this.scratch.inBatch) return; // only the timer path fails entries; never clobber a packet in flight
+    const p = this.scratch.copyIn(pkt, 0, len);
     if (p < 0) return;
-    this.buf.set(pkt.subarray(0, len), p);
-    this.scratchPos = p + len;
     const ctx = this.ctx;
     if (parsePacket(ctx, this.buf, p, len) !== 0) return;
     this.now = this.clock();
@@ -1099,88 +729,34 @@ export class Router implements LocalPacketSink {
 
   /** RouterServices.emitLocal: copies the packet and sends it through OUTPUT. */
   injectLocal(bytes: Uint8Array, offset: number, length: number, _family: Family): void {
-    const p = this.allocScratch(length);
+    const p = this.scratch.alloc(length);
     if (p < 0 || length <= 0) {
       this.localDrops[RouterDrop.SCRATCH_FULL]++;
       return;
     }
     this.buf.set(bytes.subarray(offset, offset + length), p);
-    this.scratchPos = p + length;
-    if (!this.pushPending(p, length)) {
+    this.scratch.pos = p + length;
+    if (!this.scratch.pushPending(p, length)) {
       this.localDrops[RouterDrop.SCRATCH_FULL]++;
       return;
     }
-    if (!this.inBatch) this.finishOutOfBatch();
+    if (!this.scratch.inBatch) this.finishOutOfBatch();
   }
 
   // ------------------------------------------------------------ status
 
+  get icmpErrorsSent(): number {
+    return this.icmp.sent;
+  }
+  get icmpRateLimited(): number {
+    return this.icmp.limiter.limited;
+  }
+
   status(): RouterStatus {
-    const totals = new Float64Array(DROP_COUNT);
-    const interfaces: InterfaceStatusEntry[] = [];
-    for (let i = 1; i < this.interfaces.length; i++) {
-      const ri = this.interfaces[i];
-      for (let r = 0; r < DROP_COUNT; r++) totals[r] += ri.drops[r];
-      const s = ri.device.stats;
-      const entry: InterfaceStatusEntry = {
-        name: ri.name,
-        index: ri.index,
-        kind: ri.kind,
-        mtu: ri.mtu,
-        mac: ri.config?.mac ?? null,
-        addresses: ri.config ? [...ri.config.addresses] : [],
-        rxPackets: s.rxPackets,
-        rxBytes: s.rxBytes,
-        txPackets: s.txPackets,
-        txBytes: s.txBytes,
-        txDropped: s.txDropped,
-        drops: ri.dropsByName(),
-      };
-      if (ri.neighbors) {
-        entry.neighbors = ri.neighbors.list().map((e) => ({
-          address: e.family === 4 ? formatIPv4(e.address[0]) : formatIPv6(e.address),
-          mac: e.mac >= 0 ? macText(e.mac) : null,
-          state: NUD_STATE_NAMES[e.state],
-          queued: e.queued,
-        }));
-      }
-      interfaces.push(entry);
-    }
-    for (let r = 0; r < DROP_COUNT; r++) totals[r] += this.localDrops[r];
-    const drops: Record<string, number> = {};
-    for (let r = 1; r < DROP_COUNT; r++) if (totals[r] && DROP_NAMES[r]) drops[DROP_NAMES[r]] = totals[r];
-    const routes: RouterStatus['routes'] = [];
-    const kinds = ['local', 'connected', 'gateway'] as const;
-    for (const t of [this.routes4, this.routes6]) {
-      for (const r of t.list()) {
-        const gw = r.gateway;
-        routes.push({
-          to: formatPrefix(r.prefix),
-          via: gw === undefined ? null : typeof gw === 'number' ? formatIPv4(gw) : formatIPv6(gw),
-          dev: this.interfaces[r.ifIndex]?.name ?? '?',
-          kind: kinds[r.kind],
-        });
-      }
-    }
-    return {
-      uptimeSeconds: this.running ? (this.clock() - this.startedAt) / 1000 : 0,
-      running: this.running,
-      interfaces,
-      drops,
-      routes,
-      icmpErrorsSent: this.icmpErrorsSent,
-      icmpRateLimited: this.icmpRateLimited,
-    };
+    return routerStatus(this, this.running, this.running ? (this.clock() - this.startedAt) / 1000 : 0);
   }
 }
 
 function isLoopback6(a: Uint32Array): boolean {
   return a[0] === 0 && a[1] === 0 && a[2] === 0 && a[3] === 1;
 }
-
-function macText(mac: number): string {
-  const out: string[] = [];
-  for (let i = 5; i >= 0; i--) out.push((Math.floor(mac / 2 ** (8 * i)) & 0xff).toString(16).padStart(2, '0'));
-  return out.join(':');
-}
-

@@ -1,0 +1,243 @@
+/**
+ * Egress: what happens to a packet after POSTROUTING accepted it. It is
+ * fragmented when it must be (ip_finish_output / ip6_finish_output), given
+ * its Ethernet header on a TAP link (neighbour cache: the frame waits in the
+ * entry's queue while the next hop is being resolved), and queued on its
+ * interface's transmit queue; the queues are written once per batch, one
+ * write per device.
+ *
+ * Forwarded packets are transmitted from where they were read (the Ethernet
+ * header goes into the headroom in front of them); fragments are cut into a
+ * side buffer and copied into the scratch arena.
+ */
+import { fragmentIpv4, fragmentIpv6, refragmentIpv4, refragmentIpv6 } from '../dataplane/build.js';
+import { ETH_HLEN, writeEthernet } from '../dataplane/ethernet.js';
+import { IPV6_MIN_MTU } from '../dataplane/ipv6.js';
+import type { Reassembler } from '../dataplane/reassembly.js';
+import type { PacketContext } from '../xt/packet.js';
+import { RouterDrop, type RouterInterface } from './interfaces.js';
+import { ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from './neighbor.js';
+import type { RouteTable4, RouteTable6 } from './routing.js';
+import type { ScratchArena, TxFlusher } from './scratch.js';
+
+export const MAX_FRAGMENTS = 160;
+
+/** The router's packet clock as egress reads it (neighbour entries age by it). */
+export interface PacketClock {
+  readonly now: number;
+}
+
+export class Egress implements TxFlusher {
+  private readonly fragTmp = Buffer.alloc(65536 + MAX_FRAGMENTS * 64);
+  private readonly fragOffs = new Uint32Array(MAX_FRAGMENTS);
+  private readonly fragLens = new Uint32Array(MAX_FRAGMENTS);
+  private readonly nextHop6 = new Uint32Array(4);
+
+  /**
+   * The original fragments of the datagram in ctx, if it was reassembled
+   * here and they can be sent again as they were (set by keepGeometry,
+   * cleared for every new packet).
+   */
+  private readonly reasmEnds = new Uint32Array(MAX_FRAGMENTS);
+  reasmPieces = 0;
+  private reasmUnfrag = 0;
+  private reasmIdent = 0;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly ctx: PacketContext,
+    private readonly interfaces: readonly RouterInterface[],
+    private readonly routes4: RouteTable4,
+    private readonly routes6: RouteTable6,
+    private readonly scratch: ScratchArena,
+    private readonly clock: PacketClock,
+  ) {}
+
+  /** Remembers how the datagram now in ctx came in (its fragments), so it can leave the same way. */
+  keepGeometry(reasm: Reassembler): void {
+    const pieces = reasm.geometryKept && reasm.pieceCount <= MAX_FRAGMENTS ? reasm.pieceCount : 0;
+    for (let k = 0; k < pieces; k++) this.reasmEnds[k] = reasm.pieceEnds[k];
+    this.reasmPieces = pieces;
+    this.reasmUnfrag = reasm.unfragmentableLength;
+    this.reasmIdent = reasm.ident;
+  }
+
+  transmit4(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    // ip_finish_output: a reassembled datagram always goes through ip_fragment
+    if (len > out.mtu || ctx.fragMaxSize !== 0) {
+      this.fragmentOut(out, id, drops);
+      return;
+    }
+    if (out.kind !== 'tap') {
+      this.queueTx(out, o, len);
+      return;
+    }
+    const nh = this.routes4.nextHop(id, ctx.dst4);
+    const now = this.clock.now;
+    const mac = out.neighbors!.lookup4(nh, now);
+    if (mac < 0) {
+      if (!out.neighbors!.enqueue4(nh, this.buf, o, len, now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+      return;
+    }
+    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV4);
+    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  transmit6(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    // __ip6_finish_output: fragments again what came in larger than its fragments
+    if (ctx.fragMaxSize !== 0 && len > ctx.fragMaxSize) {
+      this.fragmentOut(out, id, drops);
+      return;
+    }
+    if (out.kind !== 'tap') {
+      this.queueTx(out, o, len);
+      return;
+    }
+    const nh = this.nextHop6;
+    this.routes6.nextHop(id, ctx.dst6, nh);
+    const now = this.clock.now;
+    const mac = out.neighbors!.lookup6(nh, now);
+    if (mac < 0) {
+      if (!out.neighbors!.enqueue6(nh, this.buf, o, len, now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+      return;
+    }
+    writeEthernet(this.buf, o - ETH_HLEN, mac, out.macValue, ETHERTYPE_IPV6);
+    this.queueTx(out, o - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  /**
+   * Whether a packet larger than `out`'s MTU (IPv4: with DF) gets the
+   * frag-needed / packet-too-big error: always, unless it was reassembled
+   * here from fragments that each fit (the kernel's ignore_df with
+   * frag_max_size no larger than the MTU, ip_exceeds_mtu / ip6_pkt_too_big).
+   */
+  fragmentsTooBig(out: RouterInterface): boolean {
+    const fms = this.ctx.fragMaxSize;
+    return fms === 0 || fms > out.mtu;
+  }
+
+  /**
+   * Sends the packet in ctx as fragments, each queued (TAP: behind its
+   * neighbour entry). IPv4 with DF clear and larger than the MTU is cut to
+   * the MTU (ip_do_fragment). A datagram reassembled here goes out as the
+   * fragments it came in when they fit (the kernel's fast path over the
+   * fragment list); otherwise IPv4 is cut to min(frag_max_size, MTU) and
+   * IPv6 to frag_max_size, raised to the IPv6 minimum MTU (ip6_fragment).
+   */
+  private fragmentOut(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const v4 = ctx.family === 4;
+    const fms = ctx.fragMaxSize;
+    const b = this.buf;
+    const o = ctx.l3off;
+    const len = ctx.l3len;
+    let count = -1;
+    if (v4) {
+      const mtu = fms !== 0 && fms < out.mtu ? fms : out.mtu;
+      if (this.reasmPieces !== 0) {
+        count = refragmentIpv4(b, o, len, mtu, this.reasmEnds, this.reasmPieces, this.fragTmp, 0, this.fragOffs, this.fragLens);
+      }
+      if (count < 0) count = fragmentIpv4(b, o, len, mtu, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    } else {
+      const mtu = Math.min(out.mtu, Math.max(fms, IPV6_MIN_MTU));
+      if (this.reasmPieces !== 0) {
+        count = refragmentIpv6(b, o, len, mtu, this.reasmUnfrag, this.reasmEnds, this.reasmPieces, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
+      }
+      if (count < 0) count = fragmentIpv6(b, o, len, mtu, this.reasmIdent, this.fragTmp, 0, this.fragOffs, this.fragLens);
+    }
+    if (count < 0) {
+      drops[RouterDrop.FRAGMENTATION_FAILED]++;
+      return;
+    }
+    let mac = -1;
+    if (out.kind === 'tap') {
+      const nbr = out.neighbors!;
+      const now = this.clock.now;
+      if (v4) {
+        const nh = this.routes4.nextHop(id, ctx.dst4);
+        mac = nbr.lookup4(nh, now);
+        if (mac < 0) {
+          for (let k = 0; k < count; k++) {
+            if (!nbr.enqueue4(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+          }
+          return;
+        }
+      } else {
+        const nh = this.nextHop6;
+        this.routes6.nextHop(id, ctx.dst6, nh);
+        mac = nbr.lookup6(nh, now);
+        if (mac < 0) {
+          for (let k = 0; k < count; k++) {
+            if (!nbr.enqueue6(nh, this.fragTmp, this.fragOffs[k], this.fragLens[k], now)) drops[RouterDrop.NEIGHBOR_FAILED]++;
+          }
+          return;
+        }
+      }
+    }
+    const ethertype = v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6;
+    const scratch = this.scratch;
+    for (let k = 0; k < count; k++) {
+      const flen = this.fragLens[k];
+      const p = scratch.copyIn(this.fragTmp, this.fragOffs[k], flen);
+      if (p < 0) {
+        drops[RouterDrop.SCRATCH_FULL]++;
+        return;
+      }
+      if (mac >= 0) {
+        writeEthernet(this.buf, p - ETH_HLEN, mac, out.macValue, ethertype);
+        this.queueTx(out, p - ETH_HLEN, flen + ETH_HLEN);
+      } else {
+        this.queueTx(out, p, flen);
+      }
+    }
+  }
+
+  /** A frame the neighbour cache built (ARP, NDP), copied into scratch and queued on `ri`. */
+  sendFrame(ri: RouterInterface, b: Uint8Array, off: number, len: number): void {
+    const p = this.scratch.copyIn(b, off, len);
+    if (p < 0) return;
+    this.queueTx(ri, p, len);
+  }
+
+  /** A packet that waited for its next hop's MAC, now resolved: framed and queued on `ri`. */
+  sendResolved(ri: RouterInterface, pkt: Uint8Array, len: number, mac: number): void {
+    const p = this.scratch.copyIn(pkt, 0, len);
+    if (p < 0) {
+      ri.drops[RouterDrop.SCRATCH_FULL]++;
+      return;
+    }
+    writeEthernet(this.buf, p - ETH_HLEN, mac, ri.macValue, pkt[0] >> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
+    this.queueTx(ri, p - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  queueTx(ri: RouterInterface, off: number, len: number): void {
+    if (ri.txCount === ri.txOffsets.length) this.flush(ri);
+    const i = ri.txCount++;
+    ri.txOffsets[i] = off;
+    ri.txLengths[i] = len;
+  }
+
+  private flush(ri: RouterInterface): void {
+    const count = ri.txCount;
+    if (count === 0) return;
+    ri.txCount = 0;
+    const n = ri.device.write(this.buf, ri.txOffsets, ri.txLengths, count);
+    ri.txPackets += n;
+    if (n === count) {
+      let bytes = 0;
+      for (let i = 0; i < count; i++) bytes += ri.txLengths[i];
+      ri.txBytes += bytes;
+    }
+  }
+
+  flushAll(): void {
+    const ifs = this.interfaces;
+    for (let i = 1; i < ifs.length; i++) if (ifs[i].txCount !== 0) this.flush(ifs[i]);
+  }
+}
