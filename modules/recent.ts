@@ -7,17 +7,20 @@
  *  - table size `ip_list_tot` (default 200) comes from `settings.recent` and
  *    is read when a table is created;
  *  - the timestamp ring: with `ip_pkt_list_tot` not configured (or 0) it is
- *    sized as newer kernels do, per table, from the rules' `--hitcount`: 20
- *    stamps, or the next power of two >= the largest hitcount of the rules
- *    using the table; a rule needing a larger ring empties the table and
- *    enlarges it when its rule set goes live (hitcount up to 65535, as the
- *    kernel here). Configured explicitly it is that fixed size, and a larger
- *    `--hitcount` is refused as older kernels refuse it;
+ *    sized as newer kernels do, per table, from the rules' `--hitcount`: 32
+ *    stamps (this machine's kernel without --hitcount), or the next power of
+ *    two >= the largest hitcount of the rules using the table; a rule needing
+ *    a larger ring empties the table and enlarges it when its rule set goes
+ *    live (hitcount up to 65535, as the kernel here). Configured explicitly it
+ *    is that fixed size, and a larger `--hitcount` is refused as older kernels
+ *    refuse it;
  *  - time is kept in jiffies with HZ = RECENT_HZ (1000), counted from
  *    INITIAL_JIFFIES like Linux so procfs values look like the kernel's;
- *  - a table is named state shared through the SharedStateRegistry: the
- *    first rule creates it (its --mask is the table's mask) and registers
- *    net/xt_recent/NAME; the last rule to go removes both. An atomic reload
+ *  - a table is declared state (xt/state.ts, key "recent:NAME"): the first
+ *    rule creates it (its --mask is the table's mask); the engine registers
+ *    its proc view net/xt_recent/NAME, reports its bound (ip_list_tot, LRU
+ *    eviction), saves it with the rules and loads it after a restart (stamps
+ *    aged by the downtime); the last rule to go removes it. An atomic reload
  *    that keeps the name keeps the contents.
  *
  * The per-packet path allocates nothing except when a new address is
@@ -25,7 +28,8 @@
  */
 import type { Family, PacketContext } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
-import { XtError, type CheckEnv, type MatchExtension, type ProcFile } from '../xt/extension.js';
+import { XtError, type CheckEnv, type MatchExtension } from '../xt/extension.js';
+import type { StateSpec } from '../xt/state.js';
 import { addrToString, parseAddr } from './lib/addresses.js';
 import { parseUint } from './lib/numbers.js';
 import { x6Check } from './lib/options.js';
@@ -34,8 +38,12 @@ export const RECENT_HZ = 1000;
 /** Linux starts jiffies 5 minutes before the 32-bit wrap so wrap bugs show early. */
 export const INITIAL_JIFFIES = 2 ** 32 - 300 * RECENT_HZ;
 export const DEFAULT_IP_LIST_TOT = 200;
-/** The ring a table starts with when `ip_pkt_list_tot` is not configured. */
-export const DEFAULT_IP_PKT_LIST_TOT = 20;
+/**
+ * The ring a table starts with when `ip_pkt_list_tot` is not configured: 32,
+ * measured on this machine's kernel (a --set rule, 40 packets, 32 stamps in
+ * /proc/net/xt_recent/NAME).
+ */
+export const DEFAULT_IP_PKT_LIST_TOT = 32;
 /** The largest `--hitcount` (the kernel's XT_RECENT_MAX_NSTAMPS - 1 on this machine's 6.x). */
 export const MAX_HITCOUNT = 65535;
 const NAME_LEN = 200;
@@ -246,32 +254,23 @@ function formatProcAddr(family: Family, a: Uint32Array): string {
   return g.join(':');
 }
 
-// ---- persistence across restarts ----
-
-/** Live tables, for snapshot/restore (a process normally runs one router). */
-const liveTables = new Map<string, RecentTable>();
-/** Snapshot parts waiting for their table to be created by a rule. */
-const pendingRestore = new Map<string, RecentTableSnapshot>();
+// ---- persistence across restarts (run by the engine through the table's StateSpec) ----
 
 export interface RecentEntrySnapshot {
   family: Family;
   addr: string;
   ttl: number;
   index: number;
-  /** Stamp ages in milliseconds before the snapshot, in ring storage order. */
+  /** Stamp ages in milliseconds before the save, in ring storage order. */
   ages: number[];
 }
+/** What a table saves: its ring and its entries with stamps as ages, so the downtime can age them. */
 export interface RecentTableSnapshot {
   name: string;
-  /** Stamps per entry when taken (absent in older snapshots). */
+  /** Stamps per entry when saved. */
   ring?: number;
   /** Entries from LRU head (oldest) to tail. */
   entries: RecentEntrySnapshot[];
-}
-export interface RecentSnapshot {
-  /** Wall-clock ms when taken; downtime until restore ages every stamp. */
-  takenAt: number;
-  tables: RecentTableSnapshot[];
 }
 
 function snapshotTable(t: RecentTable, jiffiesNow: number): RecentTableSnapshot {
@@ -288,10 +287,18 @@ function snapshotTable(t: RecentTable, jiffiesNow: number): RecentTableSnapshot 
   return { name: t.name, ring: t.ringSize, entries };
 }
 
-/** Contents of every live table, with stamp ages relative to `nowMs` (monotonic). */
-export function snapshotRecent(nowMs: number, wallNow = Date.now()): RecentSnapshot {
-  const j = jiffiesAt(nowMs);
-  return { takenAt: wallNow, tables: Array.from(liveTables.values(), (t) => snapshotTable(t, j)) };
+/** The saved picture of table `name`, checked before anything changes; throws XtError naming what is wrong. */
+function checkSnapshot(saved: unknown, name: string): RecentTableSnapshot {
+  const bad = (why: string) => new XtError(`xt_recent: ${name}: saved state ${why}`, 1);
+  if (typeof saved !== 'object' || saved === null || !Array.isArray((saved as RecentTableSnapshot).entries)) throw bad('is not a recent table snapshot');
+  const snap = saved as RecentTableSnapshot;
+  snap.entries.forEach((e, i) => {
+    const ok =
+      typeof e === 'object' && e !== null && (e.family === 4 || e.family === 6) && typeof e.addr === 'string' && parseAddr(e.addr, e.family) !== null &&
+      Number.isInteger(e.ttl) && Number.isInteger(e.index) && Array.isArray(e.ages) && e.ages.every((a) => typeof a === 'number' && Number.isFinite(a));
+    if (!ok) throw bad(`entry ${i}: not {family, addr, ttl, index, ages}`);
+  });
+  return snap;
 }
 
 function applySnapshot(t: RecentTable, snap: RecentTableSnapshot, jiffiesNow: number, downtimeMs: number): void {
@@ -312,27 +319,22 @@ function applySnapshot(t: RecentTable, snap: RecentTableSnapshot, jiffiesNow: nu
 }
 
 /**
- * Refills tables from a snapshot: tables that exist now are replaced at
- * once, the others when a rule creates them. Returns the names applied now.
+ * The declared state of table `name`: created by the first rule naming it
+ * (with that rule's mask and the ring it needs), bounded by ip_list_tot.
  */
-export function restoreRecent(snap: RecentSnapshot, nowMs: number, wallNow = Date.now()): string[] {
-  const downtime = Math.max(0, wallNow - snap.takenAt);
-  const done: string[] = [];
-  for (const ts of snap.tables) {
-    const t = liveTables.get(ts.name);
-    if (t) {
-      applySnapshot(t, ts, jiffiesAt(nowMs), downtime);
-      done.push(ts.name);
-    } else {
-      pendingRestore.set(ts.name, { ...ts, entries: ts.entries.map((e) => ({ ...e, ages: e.ages.map((a) => a + downtime) })) });
-    }
-  }
-  return done;
-}
-
-/** Looks a live table up by name (control surface, tests). */
-export function recentTable(name: string): RecentTable | undefined {
-  return liveTables.get(name);
+function tableSpec(p: RecentParams, listTot: number, ring: number, automaticRing: boolean, env: CheckEnv): StateSpec<RecentTable> {
+  return {
+    key: `recent:${p.name}`,
+    create: () => new RecentTable(p.name, p.mask, listTot, ring, automaticRing),
+    limit: { max: listTot, eviction: 'least recently updated entry (LRU head)', count: (t) => t.count },
+    proc: {
+      path: `net/xt_recent/${p.name}`,
+      read: (t) => t.read(),
+      write: (t, data) => t.write(data, jiffiesAt(env.services.now())),
+    },
+    save: (t, now) => snapshotTable(t, jiffiesAt(now)),
+    load: (t, saved, downtimeMs, now) => applySnapshot(t, checkSnapshot(saved, p.name), jiffiesAt(now), downtimeMs),
+  };
 }
 
 // ---- the match ----
@@ -468,39 +470,8 @@ const recent: MatchExtension<RecentParams> = {
     if (p.name === '' || p.name === '.' || p.name === '..' || p.name.includes('/')) throw einval(`invalid table name ${JSON.stringify(p.name)}`);
     const ring = pktListTot ?? ringFor(p.hitCount);
 
-    const key = `xt_recent/${p.name}`;
-    const procPath = `net/xt_recent/${p.name}`;
-    const table = env.state.acquire<RecentTable>(
-      key,
-      () => {
-        const t = new RecentTable(p.name, p.mask, listTot, ring, pktListTot === null);
-        const file: ProcFile = {
-          read: () => t.read(),
-          write: (data: string) => t.write(data, jiffiesAt(env.services.now())),
-          // Persistence across restarts: stamps are stored as ages, and the downtime ages them further.
-          exportState: () => JSON.stringify({ takenAt: Date.now(), tables: [snapshotTable(t, jiffiesAt(env.services.now()))] }),
-          importState: (data: string) => {
-            const snap = JSON.parse(data) as RecentSnapshot;
-            if (typeof snap?.takenAt !== 'number' || !Array.isArray(snap.tables) || snap.tables.length !== 1) {
-              throw new XtError(`xt_recent: ${p.name}: saved state is not a recent table snapshot`, 1);
-            }
-            applySnapshot(t, snap.tables[0], jiffiesAt(env.services.now()), Math.max(0, Date.now() - snap.takenAt));
-          },
-        };
-        env.proc.register(procPath, file);
-        liveTables.set(p.name, t);
-        const pending = pendingRestore.get(p.name);
-        if (pending) {
-          pendingRestore.delete(p.name);
-          applySnapshot(t, pending, jiffiesAt(env.services.now()), 0);
-        }
-        return t;
-      },
-      (t) => {
-        env.proc.unregister(procPath);
-        if (liveTables.get(p.name) === t) liveTables.delete(p.name);
-      },
-    );
+    const spec = tableSpec(p, listTot, ring, pktListTot === null, env);
+    const table = env.state.declare(spec);
 
     const family = p.family;
     const checkSet = p.checkSet;
@@ -566,7 +537,7 @@ const recent: MatchExtension<RecentParams> = {
       destroy() {
         if (released) return;
         released = true;
-        env.state.release(key);
+        env.state.release(spec.key);
       },
     };
   },

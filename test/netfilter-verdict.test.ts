@@ -205,20 +205,19 @@ test('shared state survives a restore (new rules acquire before old release) and
     kind: 'match', name: 'xstate', families: [4], options: [{ name: 'name', arg: 'required' }],
     parse: (opts) => ({ name: opts.find((o) => o.name === 'name')?.value ?? 'DEFAULT' }),
     check(p, env) {
+      // Declared state (xt/state.ts): the engine registers the proc view and saves/loads it.
       const key = `xstate/${p.name}`;
-      env.state.acquire(key, () => {
-        const l = { hits: [] as string[] };
-        created.push(l);
-        env.proc.register(`net/xt_xstate/${p.name}`, {
-          read: () => l.hits.join('\n'),
-          write: (d) => void l.hits.push(d),
-          exportState: () => JSON.stringify(l.hits),
-          importState: (d) => void l.hits.splice(0, l.hits.length, ...(JSON.parse(d) as string[])),
-        });
-        return l;
-      }, (l) => {
-        released.push(l);
-        env.proc.unregister(`net/xt_xstate/${p.name}`);
+      env.state.declare<{ hits: string[] }>({
+        key,
+        create: () => {
+          const l = { hits: [] as string[] };
+          created.push(l);
+          return l;
+        },
+        release: (l) => void released.push(l),
+        proc: { path: `net/xt_xstate/${p.name}`, read: (l) => l.hits.join('\n'), write: (l, d) => void l.hits.push(d) },
+        save: (l) => [...l.hits],
+        load: (l, saved) => void l.hits.splice(0, l.hits.length, ...(saved as string[])),
       });
       return { match: () => true, destroy: () => env.state.release(key) };
     },

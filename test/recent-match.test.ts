@@ -1,43 +1,35 @@
 import test from 'ava';
 import { PacketContext, type InterfaceRef } from '../xt/packet.js';
-import recent, { INITIAL_JIFFIES, jiffiesAt, recentTable, restoreRecent, snapshotRecent, type RecentParams } from '../modules/recent.js';
-import { XtError, type CheckEnv, type MatchInstance, type ParsedOption, type ProcFile, type RuleInfo } from '../xt/extension.js';
+import recent, { INITIAL_JIFFIES, jiffiesAt, type RecentTable } from '../modules/recent.js';
+import { XtError, type CheckEnv, type MatchInstance, type ParsedOption, type RouterServices, type RuleInfo } from '../xt/extension.js';
 import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';
+import { ProcFiles, SharedState } from '../router/netfilter/state.js';
 
-/** A router-less CheckEnv: ref-counted state, a proc map, a settable clock and a log sink. */
+/**
+ * A router-less CheckEnv over the engine's real state registry and proc files,
+ * a settable monotonic and wall clock, and a log sink.
+ */
 function makeEnv(settings: Record<string, unknown> = {}) {
-  const states = new Map<string, { value: unknown; refs: number; release?: (v: any) => void }>();
-  const proc = new Map<string, ProcFile>();
+  const proc = new ProcFiles();
   const logs: string[] = [];
-  const clock = { now: 0 };
+  const clock = { now: 0, wall: 1_000_000 };
+  const state = new SharedState(proc, { now: () => clock.now, wallNow: () => clock.wall }, (_l, line) => void logs.push(line));
   const rule: RuleInfo = { family: 4, table: 'filter', chain: 'INPUT', proto: 0, protoInverted: false };
+  const services = { emitLocal() {}, log: (_l: number, line: string) => void logs.push(line), now: () => clock.now } as unknown as RouterServices;
   const env = (family: 4 | 6 = 4): CheckEnv => ({
     rule: { ...rule, family },
     hookMask: 1 << 1,
-    state: {
-      acquire<T>(key: string, create: () => T, release?: (v: T) => void): T {
-        const s = states.get(key);
-        if (s) {
-          s.refs++;
-          return s.value as T;
-        }
-        const value = create();
-        states.set(key, { value, refs: 1, release });
-        return value;
-      },
-      release(key: string) {
-        const s = states.get(key)!;
-        if (--s.refs === 0) {
-          states.delete(key);
-          s.release?.(s.value);
-        }
-      },
-    },
-    proc: { register: (p, f) => void proc.set(p, f), unregister: (p) => void proc.delete(p) },
-    services: { emitLocal() {}, log: (_l, line) => void logs.push(line), now: () => clock.now },
+    state,
+    proc,
+    services,
     settings,
+    subTarget: () => {
+      throw new Error('recent uses no sub-target');
+    },
   });
-  return { env, proc, logs, clock, states };
+  /** The live table `name` (the engine's state lookup). */
+  const table = (name: string) => state.get<RecentTable>(`recent:${name}`);
+  return { env, proc, logs, clock, state, table };
 }
 
 function opts(words: string): ParsedOption[] {
@@ -141,7 +133,7 @@ test('--set always matches and records; ! --set never matches but records', (t) 
   t.false(notSet.match(from('10.0.0.2', 2)));
   t.true(check.match(from('10.0.0.2', 3)));
   t.false(notSet.match(from('10.0.0.2', 4)));
-  t.is(recentTable(n)!.count, 2);
+  t.is(e.table(n)!.count, 2);
 });
 
 test('--rcheck --seconds uses timestamps; --hitcount counts stamps in the window', (t) => {
@@ -169,7 +161,7 @@ test('--update refreshes only when the final (inverted) result is true; --rcheck
   const update = rule(e, `--update --seconds 10 --name ${n}`);
   const notUpdate = rule(e, `! --update --seconds 10 --name ${n}`);
   const rcheck = rule(e, `--rcheck --seconds 10 --name ${n}`);
-  const table = () => recentTable(n)!;
+  const table = () => e.table(n)!;
   set.match(from('10.0.0.1', 0));
   t.true(rcheck.match(from('10.0.0.1', 9000)));
   t.is(table().head!.nstamps, 1, 'rcheck does not add a stamp');
@@ -194,7 +186,7 @@ test('--remove deletes and matches; absent address does not match', (t) => {
   set.match(from('10.0.0.1', 0));
   t.true(remove.match(from('10.0.0.1', 1)));
   t.false(remove.match(from('10.0.0.1', 2)));
-  t.is(recentTable(n)!.count, 0);
+  t.is(e.table(n)!.count, 0);
 });
 
 test('ring keeps ip_pkt_list_tot stamps, oldest overwritten; hitcount capped by the ring', (t) => {
@@ -203,7 +195,7 @@ test('ring keeps ip_pkt_list_tot stamps, oldest overwritten; hitcount capped by 
   const set = rule(e, `--set --name ${n}`);
   const three = rule(e, `--rcheck --hitcount 3 --seconds 100 --name ${n}`);
   for (let i = 0; i < 5; i++) set.match(from('10.0.0.1', i * 1000));
-  const entry = recentTable(n)!.head!;
+  const entry = e.table(n)!.head!;
   t.is(entry.nstamps, 3);
   t.is(entry.index, 2, '5 stamps into a ring of 3: slot 2 holds the newest');
   t.deepEqual(Array.from(entry.stamps), [3000, 4000, 2000].map((ms) => jiffiesAt(ms)));
@@ -224,7 +216,7 @@ test('table full: the least recently updated entry is evicted first', (t) => {
   set.match(from('10.0.0.4', 4));
   t.false(check.match(from('10.0.0.2', 5)), '.2 evicted');
   for (const a of ['10.0.0.1', '10.0.0.3', '10.0.0.4']) t.true(check.match(from(a, 5)), a);
-  t.is(recentTable(n)!.count, 3);
+  t.is(e.table(n)!.count, 3);
 });
 
 test('--reap removes at most the LRU-oldest entry, only on the found path, never the working entry', (t) => {
@@ -235,7 +227,7 @@ test('--reap removes at most the LRU-oldest entry, only on the found path, never
   set.match(from('10.0.0.1', 0));
   set.match(from('10.0.0.2', 1000));
   set.match(from('10.0.0.3', 50000));
-  const table = recentTable(n)!;
+  const table = e.table(n)!;
   t.false(reap.match(from('10.0.0.9', 60000)), 'unknown address: nothing reaped');
   t.is(table.count, 3);
   t.true(reap.match(from('10.0.0.3', 55000)));
@@ -308,10 +300,10 @@ test('procfs writes: +addr, -addr, / flush; bare address and garbage refused; un
   f.write!('+10.0.0.5');
   t.regex(f.read(), /oldest_pkt: 2 /, 'adding an existing address adds a stamp');
   f.write!('+2001:db8::5');
-  t.is(recentTable(n)!.count, 2);
+  t.is(e.table(n)!.count, 2);
   f.write!('-10.0.0.5\n');
   f.write!('-10.9.9.9');
-  t.is(recentTable(n)!.count, 1);
+  t.is(e.table(n)!.count, 1);
   f.write!('/');
   t.is(f.read(), '');
   for (const bad of ['10.0.0.1', 'clear', '+10.0.0', '+10.0.0.1 junk', '+zz::1::2']) {
@@ -332,34 +324,35 @@ test('tables are shared by name, survive a reload that keeps the name, vanish wi
   t.truthy(e.proc.get(`net/xt_recent/${n}`));
   b.destroy!();
   t.is(e.proc.get(`net/xt_recent/${n}`), undefined);
-  t.is(recentTable(n), undefined);
+  t.is(e.table(n), undefined);
 });
 
-test('snapshot/restore keeps entries and ages stamps by the downtime', (t) => {
+test('saved state (the engine\'s persistence) keeps entries and ages stamps by the downtime', (t) => {
   const e = makeEnv();
   const n = name();
   const set = rule(e, `--set --name ${n}`);
   const within = rule(e, `--rcheck --seconds 60 --name ${n}`);
   set.match(from('10.0.0.1', 1000));
   set.match(from('10.0.0.2', 2000));
-  const snap = snapshotRecent(11000, 1_000_000);
-  const json = JSON.parse(JSON.stringify(snap));
-  // Other tests' tables live in the same process: keep only this one.
-  json.tables = json.tables.filter((x: { name: string }) => x.name === n);
-  t.is(json.tables[0].entries.length, 2);
+  e.clock.now = 11000;
+  e.clock.wall = 1_000_000;
+  const saved = JSON.parse(JSON.stringify(e.state.exportAll()));
+  t.is(saved.entries[`recent:${n}`].entries.length, 2);
   within.destroy!();
   set.destroy!();
-  // "Restart": the table does not exist yet; it is filled when a rule creates it.
+  // "Restart": a new engine state; the table does not exist yet and is filled when a rule declares it.
   const e2 = makeEnv();
-  t.deepEqual(restoreRecent(json, 0, 1_000_000 + 45_000), []);
+  e2.clock.wall = 1_000_000 + 45_000;
+  e2.state.expectSaved(saved);
   e2.clock.now = 0;
   const check = rule(e2, `--rcheck --seconds 60 --name ${n}`);
-  t.is(recentTable(n)!.count, 2);
+  t.deepEqual(e2.state.expectSaved(null), [], 'the saved table was taken');
+  t.is(e2.table(n)!.count, 2);
   // .1 was 10 s old at snapshot + 45 s down = 55 s; .2 54 s.
   t.true(check.match(from('10.0.0.1', 4999)));
   t.false(check.match(from('10.0.0.1', 5001)));
   t.true(check.match(from('10.0.0.2', 5001)));
-  t.is(recentTable(n)!.head!.addr[0], parseIpv4('10.0.0.1'), 'LRU order kept');
+  t.is(e2.table(n)!.head!.addr[0], parseIpv4('10.0.0.1'), 'LRU order kept');
 });
 
 test('port-knocking chain of seed 001 (three knocks in order, then ssh)', (t) => {
@@ -390,7 +383,7 @@ test('port-knocking chain of seed 001 (three knocks in order, then ssh)', (t) =>
   t.is(knock(22, 400, '198.51.100.8'), 'closed', 'another client is unaffected');
   t.is(knock(22, 400), 'open');
   // wrong order
-  recentTable('DEFAULT')!.flush();
+  e.table('DEFAULT')!.flush();
   t.is(knock(569, 1000), 'reset');
   t.is(knock(1223, 1100), 'k1');
   t.is(knock(715, 1200), 'reset');
@@ -408,23 +401,27 @@ test('port-knocking chain of seed 001 (three knocks in order, then ssh)', (t) =>
   t.is(knock(22, 31_000), 'closed');
 });
 
-test('proc file exportState/importState carry a table across a restart', (t) => {
+test('a saved table comes back through its proc view after a restart; a picture it cannot take leaves it empty, logged', (t) => {
   const e = makeEnv();
   const n = name();
   const set = rule(e, `--set --name ${n}`);
   e.clock.now = 5000;
   set.match(from('10.0.0.1', 1000));
   set.match(from('10.0.0.1', 3000));
-  const saved = e.proc.get(`net/xt_recent/${n}`)!.exportState!();
+  const saved = e.state.exportAll();
   set.destroy!();
   const e2 = makeEnv();
+  e2.clock.wall = saved.savedAt + 50;
+  e2.state.expectSaved(saved);
   const check = rule(e2, `--rcheck --seconds 10 --hitcount 2 --name ${n}`);
-  e2.clock.now = 0;
-  e2.proc.get(`net/xt_recent/${n}`)!.importState!(saved);
   const f = e2.proc.get(`net/xt_recent/${n}`)!.read();
   t.regex(f, /^src=10\.0\.0\.1 ttl: 64 last_seen: \d+ oldest_pkt: 2 \d+, \d+\n$/);
-  // stamps were 4 s and 2 s old at save time (plus a few ms of real downtime)
+  // stamps were 4 s and 2 s old at save time, plus 50 ms of downtime
   t.true(check.match(from('10.0.0.1', 5900)));
   t.false(check.match(from('10.0.0.1', 6100)));
-  t.throws(() => e2.proc.get(`net/xt_recent/${n}`)!.importState!('{"x":1}'), { instanceOf: XtError });
+  const e3 = makeEnv();
+  e3.state.expectSaved({ savedAt: 0, entries: { [`recent:${n}`]: { x: 1 } } });
+  rule(e3, `--rcheck --name ${n}`);
+  t.is(e3.table(n)!.count, 0);
+  t.regex(e3.logs.join('\n'), new RegExp(`recent:${n}: saved data not restored, starting empty: xt_recent: ${n}: saved state is not a recent table snapshot`));
 });

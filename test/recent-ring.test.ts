@@ -1,7 +1,7 @@
 /**
  * recent's timestamp ring and --hitcount (docs/compat.md "## recent"):
- * with ip_pkt_list_tot not configured a table starts with 20 stamps per
- * address and a rule with a larger --hitcount empties the table and
+ * with ip_pkt_list_tot not configured a table starts with 32 stamps per
+ * address (this machine's kernel) and a rule with a larger --hitcount empties the table and
  * enlarges its ring to the next power of two, as newer kernels do (the
  * kernel here accepts --hitcount up to 65535); configured explicitly, the
  * ring is fixed and a larger --hitcount is refused with the older kernels'
@@ -43,12 +43,12 @@ async function counts(e: TestEngine): Promise<string[]> {
   return stampCounts((await e.run(`proc cat ${PROC}`)).stdout);
 }
 
-test('unconfigured ring: 20 stamps, a larger --hitcount empties the table and enlarges the ring to a power of two', async (t) => {
+test('unconfigured ring: 32 stamps, a larger --hitcount empties the table and enlarges the ring to a power of two', async (t) => {
   const e = await testEngine();
   await ok(e, 'iptables -A INPUT -m recent --name R --set');
-  await add(e, '10.0.0.1', 25);
+  await add(e, '10.0.0.1', 40);
   await add(e, '10.0.0.2', 3);
-  t.deepEqual(await counts(e), ['10.0.0.1:20', '10.0.0.2:3']);
+  t.deepEqual(await counts(e), ['10.0.0.1:32', '10.0.0.2:3']);
 
   // The log-clog recipe of seed 003.
   await ok(e, 'iptables -A INPUT -p udp --dport 138 -m recent --name R --rcheck --hitcount 100 -j DROP');
@@ -156,7 +156,8 @@ const KERNEL_STEPS: { cmd: string; compare: boolean }[] = [
   { cmd: 'iptables -A INPUT -m recent --name R --set', compare: true },
   { cmd: 'write 10.0.0.1 3', compare: true },
   { cmd: 'write 10.0.0.2 1', compare: true },
-  // The kernel's first ring is 32 (xtr's 20), so stamps are compared again only once a --hitcount sized it.
+  // Both start with a ring of 32 stamps.
+  { cmd: 'write 10.0.0.3 40', compare: true },
   { cmd: 'iptables -A INPUT -p udp --dport 138 -m recent --name R --rcheck --hitcount 100 -j DROP', compare: true },
   { cmd: 'write 10.0.0.1 130', compare: true },
   { cmd: 'iptables -A INPUT -m recent --name R --rcheck --hitcount 64', compare: true },

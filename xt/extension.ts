@@ -98,15 +98,12 @@ export class XtError extends Error {
   }
 }
 
-/** A procfs-like file exposed by an extension (e.g. net/xt_recent/NAME). */
+/**
+ * A procfs-like file (e.g. net/xt_recent/NAME). Declared state gets one from
+ * its StateSpec.proc; persistence is StateSpec.save/load, not the file's.
+ */
 export interface ProcFile {
   read(): string;
-  /**
-   * Persistence (optional): the file's state as text that importState accepts,
-   * so extension state (recent lists, ...) survives a restart of xtr.
-   */
-  exportState?(): string;
-  importState?(data: string): void;
   /** Absent = read-only. Throws XtError naming what was wrong. */
   write?(data: string): void;
 }

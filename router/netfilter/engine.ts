@@ -73,8 +73,9 @@ const STACK_SIZE = 8192;
 
 export class Netfilter {
   readonly registry: ExtensionRegistry;
-  readonly state = new SharedState();
   readonly proc = new ProcFiles();
+  /** Extensions' named state (xt/state.ts): lifecycle, proc views, persistence, ticks, limits. */
+  readonly state: SharedState;
   private readonly services: RouterServices;
   private readonly settings: Readonly<Record<string, unknown>>;
   private conntrack: ConntrackHooks | null;
@@ -95,6 +96,13 @@ export class Netfilter {
     this.settings = opts.settings ?? {};
     this.conntrack = opts.conntrack ?? null;
     this.onChange = opts.onChange ?? null;
+    const services = opts.services;
+    this.state = new SharedState(
+      this.proc,
+      // Test doubles of the services may lack wallNow; the downtime then uses the real wall clock.
+      { now: () => services.now(), wallNow: () => (typeof services.wallNow === 'function' ? services.wallNow() : Date.now()) },
+      (level, line) => services.log(level, line),
+    );
     this.c4 = this.compileFamily(this.rules4);
     this.c6 = this.compileFamily(this.rules6);
   }
@@ -476,6 +484,7 @@ export class Netfilter {
 
   /** Destroys every instance (process shutdown / tests). */
   close(): void {
+    this.state.stopTimer();
     this.state.stopTimer();
     for (const fr of [this.rules4, this.rules6])
       for (const t of fr.tables.values())
