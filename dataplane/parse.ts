@@ -27,13 +27,16 @@ export { DropReason, DROP_REASON_NAMES, DROP_REASON_COUNT } from './drop.js';
 
 const IP_MAX_LEN = 65535;
 
-/** The extension-header walk of the last IPv6 packet parsed (reused; read it right after parsePacket). */
-export const lastIpv6Ext = new Ipv6ExtInfo();
+/**
+ * Scratch for the IPv6 extension-header walk (one per process: parsePacket
+ * never re-enters). Private: what callers need of it is copied into ctx.
+ */
+const ipv6Ext = new Ipv6ExtInfo();
 
 /**
  * Parses the IP packet at buf[l3off, l3off+len) into ctx (buf, l3off,
- * l3len, family, proto, l4off, l4len, fragment fields, addresses, ports,
- * tcpFlags, icmpType/Code, ttl). Returns 0 or a DropReason.
+ * l3len, family, proto, l4off, l4len, fragment fields and fragHdrOff,
+ * addresses, ports, tcpFlags, icmpType/Code, ttl). Returns 0 or a DropReason.
  */
 export function parsePacket(ctx: PacketContext, buf: Buffer, l3off: number, len: number): number {
   ctx.buf = buf;
@@ -44,6 +47,7 @@ export function parsePacket(ctx: PacketContext, buf: Buffer, l3off: number, len:
   ctx.l4len = 0;
   ctx.fragmentOffset = 0;
   ctx.isFragment = false;
+  ctx.fragHdrOff = -1;
   ctx.sport = 0;
   ctx.dport = 0;
   ctx.tcpFlags = 0;
@@ -93,7 +97,7 @@ function parse6(ctx: PacketContext, b: Bytes, o: number, len: number): number {
   ctx.ttl = b[o + 7];
   getWords128(b, o + 8, ctx.src6);
   getWords128(b, o + 24, ctx.dst6);
-  const ext = lastIpv6Ext;
+  const ext = ipv6Ext;
   walkIpv6Ext(b, o, total, ext);
   if (ext.overflow) return DropReason.EXT_HEADER_OVERFLOW;
   if (ext.hopByHopMisplaced) return DropReason.BAD_EXT_HEADER_ORDER;
@@ -103,6 +107,7 @@ function parse6(ctx: PacketContext, b: Bytes, o: number, len: number): number {
   ctx.fragmentOffset = ext.fragmentOffset;
   ctx.isFragment = ext.isFragment;
   if (ext.hasFragmentHeader) {
+    ctx.fragHdrOff = ext.fragmentHeaderOffset;
     // ipv6_frag_rcv: fragmentable part beyond 64 KiB, or a non-last fragment not a multiple of 8.
     const fragData = o + total - (ext.fragmentHeaderOffset + 8);
     if (ext.fragmentOffset * 8 + fragData > IP_MAX_LEN) return DropReason.BAD_FRAGMENT;

@@ -36,14 +36,14 @@
  * and pending queue), route-install.ts (the routing tables from the config),
  * status.ts (the status report).
  */
-import { getU16 } from '../dataplane/bytes.js';
+import { setU32 } from '../dataplane/bytes.js';
 import { HEADROOM, type PacketBatch, type PacketDevice } from '../dataplane/device.js';
-import { checksum } from '../dataplane/checksum.js';
-import { ETH_HLEN } from '../dataplane/ethernet.js';
-import { Ipv4OptionCursor } from '../dataplane/ipv4.js';
+import { ETH_HLEN, EthernetView, isMulticastMac } from '../dataplane/ethernet.js';
+import { Ipv4OptionCursor, Ipv4View } from '../dataplane/ipv4.js';
+import { Ipv6View } from '../dataplane/ipv6.js';
 import { DEFRAG_IN, DEFRAG_OUT, Reassembler, ReasmResult, type ReassemblerOptions } from '../dataplane/reassembly.js';
 import { DropReason } from '../dataplane/drop.js';
-import { lastIpv6Ext, parsePacket } from '../dataplane/parse.js';
+import { parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
 import { Egress, MAX_FRAGMENTS } from './egress.js';
 import { IcmpErrors } from './icmp-errors.js';
@@ -125,6 +125,10 @@ export class Router implements LocalPacketSink {
   private readonly egress: Egress;
   private readonly icmp: IcmpErrors;
 
+  /** Codec views re-pointed at the packet in hand (never one per packet). */
+  private readonly eth = new EthernetView();
+  private readonly ip4 = new Ipv4View();
+  private readonly ip6 = new Ipv6View();
   private readonly optCursor = new Ipv4OptionCursor();
   private readonly savedDst6 = new Uint32Array(4);
 
@@ -312,24 +316,22 @@ export class Router implements LocalPacketSink {
   // ------------------------------------------------------------ ingress
 
   private receiveFrame(ri: RouterInterface, off: number, len: number): void {
-    const buf = this.buf;
-    if (len < ETH_HLEN) {
+    const eth = this.eth.point(this.buf, off, len);
+    if (!eth.checkLen()) {
       ri.drops[DropReason.TRUNCATED_FRAME]++;
       return;
     }
-    const dstHi = (buf[off] << 8) | buf[off + 1];
     // own MAC, broadcast or multicast (I/G bit): anything else is for another station
-    if ((dstHi & 0x100) === 0) {
-      if (dstHi !== ri.macHi || ((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0 !== ri.macLo) {
-        ri.drops[RouterDrop.OTHER_HOST]++;
-        return;
-      }
+    const dst = eth.dst;
+    if (dst !== ri.macValue && !isMulticastMac(dst)) {
+      ri.drops[RouterDrop.OTHER_HOST]++;
+      return;
     }
-    const type = (buf[off + 12] << 8) | buf[off + 13];
+    const type = eth.ethertype;
     if (type === ETHERTYPE_IPV4 || type === ETHERTYPE_IPV6) {
-      this.receiveIp(ri, off + ETH_HLEN, len - ETH_HLEN, off);
+      this.receiveIp(ri, eth.payloadOffset, eth.payloadLength, off);
     } else if (type === ETHERTYPE_ARP) {
-      if (!ri.neighbors!.handleArp(buf, off + ETH_HLEN, len - ETH_HLEN, this.now)) ri.drops[RouterDrop.BAD_NEIGHBOR_MSG]++;
+      if (!ri.neighbors!.handleArp(this.buf, eth.payloadOffset, eth.payloadLength, this.now)) ri.drops[RouterDrop.BAD_NEIGHBOR_MSG]++;
     } else {
       ri.drops[RouterDrop.UNKNOWN_ETHERTYPE]++;
     }
@@ -347,6 +349,9 @@ export class Router implements LocalPacketSink {
     ctx.notrack = false;
     ctx.fragMaxSize = 0;
     this.egress.reasmPieces = 0;
+    // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.
+    const slot = this.batch.slotSize;
+    ctx.tailroom = ctx.l3off < slot * this.batch.capacity ? (Math.floor(ctx.l3off / slot) + 1) * slot - ctx.l3off - ctx.l3len : 0;
   }
 
   /**
@@ -356,7 +361,7 @@ export class Router implements LocalPacketSink {
    */
   private wantsDefrag(): boolean {
     const ctx = this.ctx;
-    return (ctx.isFragment || (ctx.family === 6 && lastIpv6Ext.hasFragmentHeader)) && this.nf.conntrackInUse?.(ctx.family) === true;
+    return (ctx.isFragment || ctx.fragHdrOff >= 0) && this.nf.conntrackInUse?.(ctx.family) === true;
   }
 
   /**
@@ -427,7 +432,7 @@ export class Router implements LocalPacketSink {
       }
     } else {
       if (ctx.proto === 58 && (ctx.icmpType === 135 || ctx.icmpType === 136) && ri.neighbors !== null) {
-        const ethSrc = l2off >= 0 ? getU16(this.buf, l2off + 6) * 0x100000000 + this.buf.readUInt32BE(l2off + 8) : -1;
+        const ethSrc = l2off >= 0 ? this.eth.point(this.buf, l2off, ETH_HLEN).src : -1;
         if (!ri.neighbors.handleNdp(this.buf, l3off, ctx.l4off, ctx.l4len, ethSrc, this.now)) ri.drops[RouterDrop.BAD_NEIGHBOR_MSG]++;
         return;
       }
@@ -455,7 +460,7 @@ export class Router implements LocalPacketSink {
     }
     if (ctx.family === 4) {
       // ip_rcv_options: source-routed packets are refused after PREROUTING (accept_source_route=0)
-      if (this.buf[ctx.l3off] !== 0x45 && this.hasSourceRoute()) {
+      if (this.ip4.point(this.buf, ctx.l3off, ctx.l3len).headerLength !== 20 && this.hasSourceRoute()) {
         ri.drops[RouterDrop.SOURCE_ROUTE]++;
         return;
       }
@@ -498,29 +503,26 @@ export class Router implements LocalPacketSink {
 
   private forward4(ri: RouterInterface, out: RouterInterface, id: number): void {
     const ctx = this.ctx;
-    const buf = this.buf;
-    const o = ctx.l3off;
+    const ip = this.ip4.point(this.buf, ctx.l3off, ctx.l3len);
     if (ctx.ttl <= 1) {
       this.icmpError(ri, 11, 0, 0);
       ri.drops[RouterDrop.TTL_EXCEEDED]++;
       return;
     }
-    if (ctx.l3len > out.mtu && (buf[o + 6] & 0x40) !== 0 && this.egress.fragmentsTooBig(out)) {
+    if (ctx.l3len > out.mtu && ip.dontFragment && this.egress.fragmentsTooBig(out)) {
       this.icmpError(ri, 3, 4, out.mtu);
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
     }
-    // ip_decrease_ttl: TTL is the high byte of its 16-bit word, so the checksum gains 0x0100
-    let check = ((buf[o + 10] << 8) | buf[o + 11]) + 0x0100;
-    check = (check + (check >= 0xffff ? 1 : 0)) & 0xffff;
-    buf[o + 10] = check >>> 8;
-    buf[o + 11] = check & 0xff;
-    buf[o + 8] = --ctx.ttl;
+    // ip_decrease_ttl (RFC 1624 incremental checksum: the same bytes as the kernel's +0x0100 for every checksum value)
+    ip.decrementTtl();
+    ctx.ttl--;
     ctx.outIf = out;
     ctx.hook = Hook.FORWARD;
     let v = this.nf.hook(Hook.FORWARD, ctx);
     if (v === Verdict.ACCEPT) {
-      if (buf[o] !== 0x45) this.forwardOptions(out);
+      // pointed again: services a rule calls (icmpError, emit) run router code that may use the same view
+      if (this.ip4.point(this.buf, ctx.l3off, ctx.l3len).headerLength !== 20) this.forwardOptions(out);
       ctx.hook = Hook.POSTROUTING;
       v = this.nf.hook(Hook.POSTROUTING, ctx);
       if (v === Verdict.ACCEPT) {
@@ -544,7 +546,7 @@ export class Router implements LocalPacketSink {
       ri.drops[RouterDrop.TOO_BIG]++;
       return;
     }
-    this.buf[o + 7] = --ctx.ttl;
+    this.ip6.point(this.buf, o, ctx.l3len).hopLimit = --ctx.ttl;
     ctx.outIf = out;
     ctx.hook = Hook.FORWARD;
     let v = this.nf.hook(Hook.FORWARD, ctx);
@@ -559,10 +561,9 @@ export class Router implements LocalPacketSink {
     if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
   }
 
-  /** Whether the IPv4 packet in ctx carries a loose or strict source route option. */
+  /** Whether the IPv4 packet in ctx (this.ip4 pointed at it) carries a loose or strict source route option. */
   private hasSourceRoute(): boolean {
-    const o = this.ctx.l3off;
-    const c = this.optCursor.reset(this.buf, o + 20, ((this.buf[o] & 0x0f) << 2) - 20);
+    const c = this.optCursor.resetOn(this.ip4);
     while (c.next()) if (c.type === 131 || c.type === 137) return true;
     return false;
   }
@@ -570,29 +571,19 @@ export class Router implements LocalPacketSink {
   /**
    * ip_forward_options: a Record Route option with room gets the egress
    * interface's address and its pointer advanced; the header checksum is
-   * then recomputed.
+   * then recomputed. this.ip4 is pointed at the packet in ctx.
    */
   private forwardOptions(out: RouterInterface): void {
+    const ip = this.ip4;
     const buf = this.buf;
-    const o = this.ctx.l3off;
-    const hlen = (buf[o] & 0x0f) << 2;
-    const c = this.optCursor.reset(buf, o + 20, hlen - 20);
+    const c = this.optCursor.resetOn(ip);
     while (c.next()) {
       if (c.type !== 7 || c.length < 3) continue;
       const ptr = buf[c.offset + 2];
       if (ptr < 4 || ptr + 3 > c.length || out.icmpSource4 === 0) return;
-      const at = c.offset + ptr - 1;
-      const a = out.icmpSource4;
-      buf[at] = a >>> 24;
-      buf[at + 1] = (a >>> 16) & 0xff;
-      buf[at + 2] = (a >>> 8) & 0xff;
-      buf[at + 3] = a & 0xff;
+      setU32(buf, c.offset + ptr - 1, out.icmpSource4);
       buf[c.offset + 2] = ptr + 4;
-      buf[o + 10] = 0;
-      buf[o + 11] = 0;
-      const sum = checksum(buf, o, hlen);
-      buf[o + 10] = sum >>> 8;
-      buf[o + 11] = sum & 0xff;
+      ip.fillChecksum();
       return;
     }
   }
@@ -676,7 +667,7 @@ export class Router implements LocalPacketSink {
       return;
     }
     const out = this.interfaces[rt.ifIndex[id]];
-    if (ctx.l3len > out.mtu && (!v4 || (this.buf[ctx.l3off + 6] & 0x40) !== 0) && this.egress.fragmentsTooBig(out)) {
+    if (ctx.l3len > out.mtu && (!v4 || this.ip4.point(this.buf, ctx.l3off, ctx.l3len).dontFragment) && this.egress.fragmentsTooBig(out)) {
       // the local stack learns the path MTU from this (as it would from EMSGSIZE)
       this.icmpError(out, v4 ? 3 : 2, v4 ? 4 : 0, out.mtu);
       drops[RouterDrop.TOO_BIG]++;

@@ -90,9 +90,6 @@ export const SCRATCH_HEADROOM = 16;
 export class RouterInterface implements InterfaceRef {
   /** The MAC as a 48-bit number (TAP), -1 for TUN and host. */
   readonly macValue: number;
-  /** The MAC's first 16 and last 32 bits, for comparing destination MACs without float arithmetic. */
-  readonly macHi: number;
-  readonly macLo: number;
   readonly mac: Uint8Array | null;
   /** The router's IPv4 addresses on this link, as (address, prefix length). */
   readonly v4: LinkAddress4[] = [];
@@ -123,8 +120,6 @@ export class RouterInterface implements InterfaceRef {
     txCapacity: number,
   ) {
     this.macValue = config?.mac ? parseMac(config.mac) : -1;
-    this.macHi = this.macValue >= 0 ? Math.floor(this.macValue / 0x100000000) : -1;
-    this.macLo = this.macValue >= 0 ? this.macValue % 0x100000000 : -1;
     if (this.macValue >= 0) {
       const m = new Uint8Array(6);
       for (let i = 0; i < 6; i++) m[i] = Math.floor(this.macValue / 2 ** (8 * (5 - i))) & 0xff;

@@ -71,6 +71,12 @@ export class PacketContext {
   fragmentOffset = 0;
   /** True if this is a fragment (any: more-fragments set or offset != 0). */
   isFragment = false;
+  /**
+   * Absolute offset of the IPv6 Fragment header, or -1 (none; always -1 for
+   * IPv4). An atomic fragment (offset 0, no more fragments) has one without
+   * being a fragment; the kernel's nf_defrag_ipv6 still takes it.
+   */
+  fragHdrOff = -1;
 
   /** IPv4 addresses as unsigned 32-bit numbers (family 4). */
   src4 = 0;
