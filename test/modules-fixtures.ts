@@ -14,6 +14,7 @@ import type { Family } from '../xt/packet.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { checksum, finish, pseudoSum4, sum16, pseudoSum6 } from '../dataplane/checksum.js';
 import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';
+import { options } from './helpers/xt-harness.js';
 
 export interface L4 {
   proto: number;
@@ -102,28 +103,15 @@ export function ctxOf(bytes: Buffer, now = 0, headroom = 0): PacketContext {
   return ctx;
 }
 
-/** iptables-style words for one extension → ParsedOption[] (aliases and nargs resolved as the engine does). */
+/**
+ * iptables-style words for one extension -> ParsedOption[], read by the rule
+ * parser's own getopt code (test/helpers/xt-harness.ts): aliases, prefixes,
+ * `--opt=value`, nargs and `!`, with iptables' messages for bad words.
+ */
 export function words(ext: Extension, text: string): ParsedOption[] {
+  // Split as the rows are written: a "quoted run" is one word without its quotes, anything else splits on spaces.
   const w = text.match(/"[^"]*"|\S+/g)?.map((x) => x.replace(/^"|"$/g, '')) ?? [];
-  const out: ParsedOption[] = [];
-  for (let i = 0; i < w.length; i++) {
-    let inverted = false;
-    if (w[i] === '!') {
-      inverted = true;
-      i++;
-    }
-    const n = w[i].replace(/^--/, '');
-    const spec = ext.options.find((o) => o.name === n || o.aliases?.includes(n));
-    if (!spec) throw new Error(`test: unknown option ${w[i]} for ${ext.name}`);
-    let value: string | null = null;
-    if (spec.arg === 'required') {
-      const k = spec.nargs ?? 1;
-      value = w.slice(i + 1, i + 1 + k).join(' ');
-      i += k;
-    }
-    out.push({ name: spec.name, value, inverted });
-  }
-  return out;
+  return options(ext, w);
 }
 
 

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { CtState, PacketContext, type Family } from '../xt/packet.js';
+import { CtState, Hook, PacketContext, type Family } from '../xt/packet.js';
 import { XtError, type CheckEnv, type Extension, type MatchExtension, type RuleInfo } from '../xt/extension.js';
 import tcp from '../modules/tcp.js';
 import udp from '../modules/udp.js';
@@ -18,6 +18,7 @@ import ttl from '../modules/ttl.js';
 import hl from '../modules/hl.js';
 import iprange from '../modules/iprange.js';
 import { Conntrack } from '../router/conntrack.js';
+import { XtHarness } from './helpers/xt-harness.js';
 import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words, MATCH_SAVES as SAVES, MATCH_ERRORS as ERRORS } from './modules-fixtures.js';
 
 const EXT: Record<string, Extension> = { tcp, udp, icmp, icmp6, multiport, state, conntrack: conntrackMatch, limit, mac, mark, connmark, comment, length, ttl, hl, iprange };
@@ -27,16 +28,11 @@ function ruleInfo(family: Family, proto = ''): RuleInfo {
   return { family, table: 'filter', chain: 'INPUT', proto: PROTO[proto] ?? 0, protoInverted: false };
 }
 
-const clock = { now: 0 };
+const h = new XtHarness();
+const ALL_HOOKS = [Hook.PREROUTING, Hook.INPUT, Hook.FORWARD, Hook.OUTPUT, Hook.POSTROUTING];
+/** filter INPUT, reachable from every hook: the rows call check() directly (placement is the engine's test). */
 function env(family: Family = 4): CheckEnv {
-  return {
-    rule: ruleInfo(family),
-    hookMask: 0x1f,
-    state: { acquire: (_k, c) => c(), release() {} },
-    proc: { register() {}, unregister() {} },
-    services: { emitLocal() {}, log() {}, now: () => clock.now },
-    settings: {},
-  };
+  return h.env({ family, hooks: ALL_HOOKS });
 }
 
 test('save text matches iptables-save', (t) => {
@@ -129,7 +125,7 @@ const MATCHES: [string, Family, string, string, Pkt, boolean][] = [
 test('matches on parsed packets', (t) => {
   for (const [name, family, proto, opts, mk, want] of MATCHES) {
     const ext = EXT[name] as MatchExtension;
-    const inst = ext.check(ext.parse(words(ext, opts), ruleInfo(family, proto)), env(family));
+    const inst = h.match(ext, opts, { family, proto: proto || undefined });
     t.is(inst.match(mk()), want, `${name} ${opts}`);
   }
 });

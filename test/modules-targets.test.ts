@@ -9,6 +9,7 @@ import NOTRACK from '../modules/NOTRACK.js';
 import CT from '../modules/CT.js';
 import { ConnEntry } from '../router/conntrack.js';
 import { verifies, sum16, fold, pseudoSum4, pseudoSum6 } from '../dataplane/checksum.js';
+import { XtHarness } from './helpers/xt-harness.js';
 import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram, words, TARGET_SAVES as SAVES } from './modules-fixtures.js';
 
 const PROTO: Record<string, number> = { tcp: 6, udp: 17 };
@@ -16,22 +17,19 @@ function ruleInfo(family: Family, proto = '', table: RuleInfo['table'] = 'filter
   return { family, table, chain: 'INPUT', proto: PROTO[proto] ?? 0, protoInverted: false };
 }
 
+/** A fresh harness per call (fresh named state: REJECT's rate limiter starts full), filter INPUT. */
 function envWith(family: Family = 4) {
-  const sent: { bytes: Buffer; family: Family }[] = [];
-  const logs: [number, string][] = [];
-  const env: CheckEnv = {
-    rule: ruleInfo(family),
-    hookMask: 1 << Hook.INPUT,
-    state: { acquire: (_k, c) => c(), release() {} },
-    proc: { register() {}, unregister() {} },
-    services: {
-      emitLocal: (b, o, n, f) => void sent.push({ bytes: Buffer.from(b.subarray(o, o + n)), family: f }),
-      log: (l, line) => void logs.push([l, line]),
-      now: () => 0,
+  const h = new XtHarness();
+  const env: CheckEnv = h.env({ family });
+  return {
+    env,
+    /** What the targets emitted (bytes, family, EmitOptions). */
+    sent: h.services.emitted,
+    /** Log lines as [level, line]. */
+    get logs(): [number, string][] {
+      return h.services.logged.map((l) => [l.level, l.line]);
     },
-    settings: {},
   };
-  return { env, sent, logs };
 }
 
 function target(ext: TargetExtension<any>, family: Family, proto: string, opts: string, table: RuleInfo["table"] = "filter"): any {

@@ -24,8 +24,8 @@ import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '..
 import { XT_CONTINUE } from '../../xt/extension.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
 import { Action, compileChain, type CompiledChain } from './compile.js';
-import { KERNEL, kernelError, NfError, toNfError } from './errors.js';
-import { parseExtensionArgs } from './parse.js';
+import { KERNEL, kernelError, toNfError } from './errors.js';
+import { checkPlacement, subTargetOf } from './placement.js';
 import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
 import { ProcFiles, SharedState } from './state.js';
 
@@ -405,48 +405,17 @@ export class Netfilter {
       proc: this.proc,
       services: this.services,
       settings: this.settings,
-      // xt_request_find_target + checkentry in the caller's rule context: same table, hooks and protocol rules.
-      subTarget: (name: string, args: readonly string[]): TargetInstance => {
-        const ext = this.registry.target(name, spec.family);
-        if (!ext) throw new NfError(`Couldn't load target \`${name}':No such file or directory\n`);
-        const { params } = parseExtensionArgs(ext, args, env.rule);
-        allowed('target', ext.name, ext.tables, ext.hooks, ext.proto);
-        const inst = ext.check(params, env);
-        subTargets.push(inst);
-        return inst;
-      },
-    };
-    const fam = spec.family === 4 ? 'ip_tables' : 'ip6_tables';
-    const allowed = (
-      kind: string,
-      name: string,
-      tables: readonly string[] | undefined,
-      hooks: readonly Hook[] | undefined,
-      proto: number | undefined,
-    ) => {
-      if (tables && !tables.includes(table.name)) {
-        throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: only valid in ${tables.join('/')} table, not ${table.name}`);
-      }
-      if (hooks) {
-        let ok = 0;
-        for (const h of hooks) ok |= 1 << h;
-        if ((hookMask & ~ok) !== 0) {
-          const bad = HOOK_CHAIN_NAMES.filter((_, h) => hookMask & ~ok & (1 << h));
-          throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: used from hooks ${bad.join('/')}, but only usable from ${hooks.map((h) => HOOK_CHAIN_NAMES[h]).join('/')}`);
-        }
-      }
-      if (proto !== undefined && proto !== 0 && (spec.proto !== proto || spec.protoInv)) {
-        throw kernelError(KERNEL.EINVAL, `x_tables: ${fam}: ${name} ${kind}: only valid for protocol ${proto}`);
-      }
+      ruleMatches: spec.matches,
+      subTarget: subTargetOf(this.registry, () => env, subTargets),
     };
     try {
       for (const m of spec.matches) {
-        allowed('match', m.ext.name, m.ext.tables, m.ext.hooks, m.ext.proto);
+        checkPlacement(m.ext, env.rule, hookMask);
         matches.push(m.ext.check(m.params, env));
       }
       if (spec.target.kind === 'ext') {
         const t = spec.target;
-        allowed('target', t.ext.name, t.ext.tables, t.ext.hooks, t.ext.proto);
+        checkPlacement(t.ext, env.rule, hookMask);
         target = t.ext.check(t.params, env);
       }
     } catch (e) {

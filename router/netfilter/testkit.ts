@@ -6,8 +6,9 @@
  * fills, never hand-set ones.
  */
 import { parsePacket } from '../../dataplane/parse.js';
-import { PacketContext, type InterfaceRef } from '../../xt/packet.js';
-import { parseIpv6 } from '../../dataplane/addr.js';
+import { PacketContext, type Family, type Hook, type InterfaceRef } from '../../xt/packet.js';
+import { parseIpv4, parseIpv6, prefixMaskWord } from '../../dataplane/addr.js';
+import type { DupOptions, EmitOptions, IfaceFacts, RouteFacts, RouterServices } from '../../xt/services.js';
 import type { CommandResult } from '../commands.js';
 import type { Extension } from '../../xt/extension.js';
 import { loadExtensions } from '../../modules/registry.js';
@@ -134,20 +135,161 @@ export function packet(spec: PacketSpec, inIf: string | null = null, outIf: stri
   return ctx;
 }
 
-/** Services that record what targets log or emit, with a settable clock. */
-export class RecordingServices {
+/** What an extension emitted through services.emit / emitLocal (bytes copied at the call). */
+export interface EmittedPacket {
+  readonly bytes: Buffer;
+  readonly family: Family;
+  readonly how: EmitOptions;
+}
+
+/** A services.dup call: the clone as it was when taken, and where it was to go. */
+export interface DupCall {
+  readonly bytes: Buffer;
+  readonly hook: Hook;
+  readonly how: DupOptions;
+}
+
+/** A services.icmpError call: the packet the error is about (bytes copied) and the ICMP fields. */
+export interface IcmpErrorCall {
+  readonly pkt: Buffer;
+  readonly family: Family;
+  readonly hook: Hook;
+  readonly type: number;
+  readonly code: number;
+  readonly info: number;
+}
+
+/** Wall clock the fake services start at: 2026-01-01T00:00:00Z (the save clock of testEngine). */
+export const FAKE_WALL_START = Date.UTC(2026, 0, 1, 0, 0, 0);
+
+/**
+ * RouterServices for tests: every call is recorded, the answers of
+ * route()/iface()/emit()/dup()/icmpError() are set by the test, the clocks
+ * are fake (monotonic `clock`, wall `wallClock`, moved together by advance())
+ * and random() is a seeded xorshift32, so a test that uses randomness
+ * replays the same numbers on every run.
+ */
+export class RecordingServices implements RouterServices {
   readonly logged: { level: number; line: string }[] = [];
-  readonly emitted: { bytes: Buffer; family: 4 | 6 }[] = [];
+  readonly emitted: EmittedPacket[] = [];
+  readonly dups: DupCall[] = [];
+  readonly icmpErrors: IcmpErrorCall[] = [];
+  /** Monotonic milliseconds now() returns; tests set it or call advance(). */
   clock = 0;
-  emitLocal(bytes: Uint8Array, offset: number, length: number, family: 4 | 6): void {
-    this.emitted.push({ bytes: Buffer.from(bytes.subarray(offset, offset + length)), family });
+  /** Wall-clock milliseconds wallNow() returns. */
+  wallClock = FAKE_WALL_START;
+  /** What emit() and dup() return (false: could not be queued / not sent). */
+  emitResult = true;
+  dupResult = true;
+  /** What icmpError() returns (false: rate-limited or not allowed); the call is recorded either way. */
+  icmpErrorResult = true;
+  /** Interfaces iface() knows, by config name (see ifaceFacts()). */
+  readonly ifaces = new Map<string, IfaceFacts>();
+  private readonly routes: { family: Family; net: Uint32Array; len: number; facts: RouteFacts }[] = [];
+  private rng: number;
+
+  constructor(seed = 0x2545f491) {
+    this.rng = seed >>> 0 || 1;
   }
+
+  /** Moves both clocks forward. */
+  advance(ms: number): void {
+    this.clock += ms;
+    this.wallClock += ms;
+  }
+
+  /** Reseeds random(). */
+  seed(seed: number): void {
+    this.rng = seed >>> 0 || 1;
+  }
+
+  /** route() answers `facts` for destinations in `prefix` ("10.0.0.0/8", "2001:db8::/32", "0.0.0.0/0"); longest prefix wins. */
+  addRoute(prefix: string, facts: RouteFacts): void {
+    const [addr, lenText] = prefix.split('/');
+    const family: Family = addr.includes(':') ? 6 : 4;
+    const net = family === 4 ? Uint32Array.of(parseIpv4(addr)) : parseIpv6(addr);
+    const len = lenText === undefined ? (family === 4 ? 32 : 128) : Number(lenText);
+    this.routes.push({ family, net, len, facts });
+  }
+
+  emit(bytes: Uint8Array, offset: number, length: number, how: EmitOptions): boolean {
+    this.emitted.push({ bytes: Buffer.from(bytes.subarray(offset, offset + length)), family: how.family, how });
+    return this.emitResult;
+  }
+
+  emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void {
+    this.emitted.push({ bytes: Buffer.from(bytes.subarray(offset, offset + length)), family, how: { family } });
+  }
+
+  dup(pkt: PacketContext, how: DupOptions): boolean {
+    this.dups.push({ bytes: Buffer.from(pkt.buf.subarray(pkt.l3off, pkt.l3off + pkt.l3len)), hook: pkt.hook, how });
+    return this.dupResult;
+  }
+
+  route(family: Family, dst: Uint32Array): RouteFacts | null {
+    let best: { len: number; facts: RouteFacts } | null = null;
+    for (const r of this.routes) {
+      if (r.family !== family || (best !== null && r.len <= best.len)) continue;
+      let inside = true;
+      for (let w = 0; w < r.net.length && inside; w++) {
+        const m = prefixMaskWord(r.len, w);
+        inside = ((dst[w] & m) >>> 0) === ((r.net[w] & m) >>> 0);
+      }
+      if (inside) best = r;
+    }
+    return best?.facts ?? null;
+  }
+
+  iface(name: string): IfaceFacts | null {
+    return this.ifaces.get(name) ?? null;
+  }
+
+  icmpError(pkt: PacketContext, type: number, code: number, info: number): boolean {
+    this.icmpErrors.push({ pkt: Buffer.from(pkt.buf.subarray(pkt.l3off, pkt.l3off + pkt.l3len)), family: pkt.family, hook: pkt.hook, type, code, info });
+    return this.icmpErrorResult;
+  }
+
+  random(): number {
+    // xorshift32: a fixed sequence per seed.
+    let x = this.rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rng = x >>> 0;
+    return this.rng;
+  }
+
   log(level: number, line: string): void {
     this.logged.push({ level, line });
   }
+
   now(): number {
     return this.clock;
   }
+
+  wallNow(): number {
+    return this.wallClock;
+  }
+}
+
+/** IfaceFacts for tests: a running TUN with MTU 1500 and the given addresses ("10.0.0.1/24", "2001:db8::1/64"). */
+export function ifaceFacts(name: string, addrs: readonly string[] = [], more: Partial<IfaceFacts> = {}): IfaceFacts {
+  const a4 = addrs.filter((a) => !a.includes(':'));
+  const a6 = addrs.filter((a) => a.includes(':'));
+  const len = (a: string, max: number) => (a.includes('/') ? Number(a.split('/')[1]) : max);
+  return {
+    ref: iface(name, more.ref?.index ?? 1),
+    name,
+    mtu: 1500,
+    kind: 'tun',
+    mac: null,
+    addrs4: a4.map((a) => parseIpv4(a.split('/')[0])),
+    addrs6: a6.map((a) => parseIpv6(a.split('/')[0])),
+    prefixes4: a4.map((a) => len(a, 32)),
+    prefixes6: a6.map((a) => len(a, 128)),
+    flags: { up: true, running: true, lowerUp: true, broadcast: false, multicast: false, pointopoint: true, loopback: false, noarp: true, promisc: false, dynamic: false, dormant: false },
+    ...more,
+  };
 }
 
 export interface TestEngine {
@@ -158,8 +300,9 @@ export interface TestEngine {
 }
 
 /**
- * An engine over the real modules/ extensions (plus `extra` records), with a
- * fixed save clock; `settings` are the extension settings of the config file.
+ * An engine over the real modules/ extensions (plus `extra` records), with
+ * recording services and a fixed save clock; `settings` are the extension
+ * settings of the config file.
  */
 export async function testEngine(
   extra: readonly Extension[] = [],
