@@ -100,19 +100,21 @@ function maskByDesign(hex: string): string {
 }
 
 interface Lab {
-  /** scapy layer and the client/server/router names (agent.py's ENV). */
+  /** scapy layer, its TTL field, and the client/server/router names (agent.py's ENV; rs: the router's server-side address). */
   ip: string;
+  ttl: string;
   c: string;
   s: string;
   r: string;
+  rs: string;
   portUnreach: string;
 }
 
 function casesFor(family: Family): DiffCase[] {
   const L: Lab =
     family === 4
-      ? { ip: 'IP', c: 'C', s: 'S', r: 'R', portUnreach: 'icmp-port-unreachable' }
-      : { ip: 'IPv6', c: 'C6', s: 'S6', r: 'R6', portUnreach: 'icmp6-port-unreachable' };
+      ? { ip: 'IP', ttl: 'ttl', c: 'C', s: 'S', r: 'R', rs: 'RS', portUnreach: 'icmp-port-unreachable' }
+      : { ip: 'IPv6', ttl: 'hlim', c: 'C6', s: 'S6', r: 'R6', rs: 'RS6', portUnreach: 'icmp6-port-unreachable' };
   const v = `v${family}`;
   const udp = (src: string, dst: string, sport: string, dport: string | number, payload = 0) =>
     `${L.ip}(src=${src},dst=${dst})/UDP(sport=${sport},dport=${dport})${payload ? `/Raw(b'x'*${payload})` : ''}`;
@@ -164,7 +166,7 @@ function casesFor(family: Family): DiffCase[] {
       expect: { server: 1, client: 3 },
     },
     {
-      name: `${v} INPUT tcp-reset and ${L.portUnreach} (the router's own address)`,
+      name: `${v} INPUT tcp-reset and ${L.portUnreach} (the router's own addresses)`,
       rules: withCounting(
         [],
         [
@@ -172,8 +174,26 @@ function casesFor(family: Family): DiffCase[] {
           `-A INPUT -p udp --dport 9 -j REJECT --reject-with ${L.portUnreach}`,
         ],
       ),
-      steps: [client(tcp(L.c, L.r, '$P', 10, 'S', ',seq=77'), udp(L.c, L.r, '$P', 9))],
-      expect: { server: 0, client: 2 },
+      steps: [client(tcp(L.c, L.r, '$P', 10, 'S', ',seq=77'), udp(L.c, L.r, '$P', 9), udp(L.c, L.rs, '$P', 9))],
+      // The last one went to the router's address on the server side: icmp_send answers from it.
+      expect: { server: 0, client: 3 },
+    },
+    {
+      // Last, after a pause that refills the client's bucket (6 tokens, one a second at the slowest):
+      // REJECT's errors and the router's own (hop limit exceeded) spend the same per-peer burst of 6.
+      name: `${v} one ICMP rate limiter: REJECT's errors and the router's own to one peer share its burst of 6`,
+      rules: withCounting([], [`-A FORWARD -p udp --dport 9 -j REJECT --reject-with ${L.portUnreach}`]),
+      steps: [
+        {
+          from: 'client',
+          delayMs: 6500,
+          packets: [
+            ...[0, 1, 2].map(() => udp(L.c, L.s, '$P', 9)),
+            ...[0, 1, 2, 3, 4].map(() => udp(L.c, L.s + `,${L.ttl}=1`, '$P', 7)),
+          ],
+        },
+      ],
+      expect: { server: 0, client: 6 },
     },
   ];
 }
