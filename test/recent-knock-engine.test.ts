@@ -7,6 +7,7 @@ import test from 'ava';
 import { Hook, Verdict, type InterfaceRef, type PacketContext } from '../xt/packet.js';
 import { createNetfilter, runIptables, runProc } from '../router/netfilter/index.js';
 import { Conntrack } from '../router/conntrack.js';
+import { RecordingServices } from './helpers/xt-harness.js';
 import { ctxOf, ip4, tcpSeg, udpDgram } from './modules-fixtures.js';
 
 const ETH0: InterfaceRef = { name: 'eth0', index: 1, kind: 'tun', mtu: 1500, mac: null };
@@ -16,7 +17,8 @@ async function engine(script: string) {
   const sent: Buffer[] = [];
   const logs: string[] = [];
   const clock = { now: 0 };
-  const services = { emitLocal: (b: Uint8Array, o: number, n: number) => void sent.push(Buffer.from(b.subarray(o, o + n))), log: (_l: number, s: string) => void logs.push(s), now: () => clock.now };
+  // The harness's recording services (every RouterServices call answered), with this test's own views of emits, logs and time.
+  const services = Object.assign(new RecordingServices(), { emitLocal: (b: Uint8Array, o: number, n: number) => void sent.push(Buffer.from(b.subarray(o, o + n))), log: (_l: number, s: string) => void logs.push(s), now: () => clock.now });
   const nf = await createNetfilter({ services, conntrack: new Conntrack() });
   for (const line of script.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
     const r = runIptables(nf, 4, line.match(/"[^"]*"|\S+/g)!.map((w) => w.replace(/^"|"$/g, '')));
