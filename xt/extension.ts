@@ -114,6 +114,12 @@ export interface ProcRegistry {
 }
 
 
+/** One match of the rule being checked, as a target's check may inspect it (CheckEnv.ruleMatches). */
+export interface RuleMatch {
+  readonly ext: { readonly name: string };
+  readonly params: unknown;
+}
+
 export interface CheckEnv {
   readonly rule: RuleInfo;
   /** Bit mask of hooks (1 << Hook) from which the rule's chain is reachable. */
@@ -124,6 +130,13 @@ export interface CheckEnv {
   readonly services: RouterServices;
   /** Extension settings from the config file, keyed by extension name. */
   readonly settings: Readonly<Record<string, unknown>>;
+  /**
+   * The rule's matches in order with their parsed params: what a kernel
+   * checkentry reaches through par->entryinfo (xt_ematch_foreach). A target
+   * valid only for some packets checks the rule lets no others through
+   * (TCPMSS refuses a rule without a tcp match requiring SYN). Absent = none.
+   */
+  readonly ruleMatches?: readonly RuleMatch[];
   /**
    * Checks another target as a sub-target of this rule (CHAOS calling DELUDE
    * or TARPIT, as the kernel's xt_request_find_target): `args` are its option

@@ -67,6 +67,13 @@ export class PacketContext {
   l4off = 0;
   /** Bytes from l4off to the end of the packet. */
   l4len = 0;
+  /**
+   * Bytes the packet may grow by in place after l3off + l3len (the kernel's
+   * skb_tailroom): a target that lengthens the packet (TCPMSS adding an MSS
+   * option) stays within it and updates l3len/l4len. Set by the router for
+   * each packet it reads; 0 (none) unless the buffer's owner says otherwise.
+   */
+  tailroom = 0;
   /** Fragment offset in 8-byte units (0 for the first fragment / unfragmented). */
   fragmentOffset = 0;
   /** True if this is a fragment (any: more-fragments set or offset != 0). */
