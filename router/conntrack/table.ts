@@ -54,6 +54,11 @@ const SWEEP_PER_PACKET = 2;
 const EARLY_DROP_SCAN = 64;
 const UDP_STREAM_AFTER_MS = 2000;
 
+/**
+ * The tuple hash, kept to 30 bits so it is always a small integer (Smi):
+ * a wider value returned from a call V8 does not inline is boxed, one heap
+ * number per packet (conntrack-window's heap check caught it after the split).
+ */
 function hashKey(family: number, proto: number, s: Uint32Array, d: Uint32Array, sport: number, dport: number): number {
   let h = Math.imul(family ^ (proto << 8), 0x01000193);
   for (let i = 0; i < 4; i++) {
@@ -61,7 +66,7 @@ function hashKey(family: number, proto: number, s: Uint32Array, d: Uint32Array, 
     h = Math.imul(h ^ d[i], 0x85ebca6b);
   }
   h = Math.imul(h ^ ((sport << 16) | dport), 0xc2b2ae35);
-  return (h ^ (h >>> 15)) >>> 0;
+  return (h ^ (h >>> 15)) & 0x3fffffff;
 }
 
 export class Conntrack {
