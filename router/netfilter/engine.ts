@@ -212,7 +212,6 @@ export class Netfilter {
   }
 
   private walk(entry: CompiledChain, pkt: PacketContext, base: number): number {
-    const len = pkt.l3len;
     let sp = base;
     let chain: CompiledChain = entry;
     let pos = 0;
@@ -233,7 +232,8 @@ export class Netfilter {
           continue;
         }
         r.rule.pkts++;
-        r.rule.bytes += len;
+        // The length now, as ipt_do_table counts skb->len: a target earlier in the walk may have grown the packet (TCPMSS).
+        r.rule.bytes += pkt.l3len;
         action = r.action;
       }
       if (action === Action.RETURN) {
@@ -246,7 +246,7 @@ export class Netfilter {
         }
         // End of (or RETURN in) the built-in chain, or of a chain reached by -g from it: the policy.
         entry.model.pkts++;
-        entry.model.bytes += len;
+        entry.model.bytes += pkt.l3len;
         verdict = entry.policy;
         break;
       }
