@@ -7,7 +7,7 @@
  * upstream userspace garbles IPv6 tables on little-endian hosts (see
  * docs/compat.md).
  */
-import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
+import { attachSets, databaseDir, rangeSetMatch, reloadDatabases } from './lib/geoip-match.js';
 import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 export const ASN_DEFAULT_DIR = '/usr/share/xt_asn';
@@ -73,6 +73,8 @@ const asn: MatchExtension<AsnParams> = {
   },
   save,
   print: (p) => ` -m asn${save(p)}`,
+  // SIGHUP / `xtr reload-databases`: the directories this extension's rules use, each swapped at once.
+  reload: (state) => reloadDatabases('asn', state),
 };
 
 export default asn;

@@ -4,7 +4,7 @@
  * up to 31 codes per rule). Tables live in geoip-db's GeoDatabase: one copy
  * per (family, country), and a reload swaps every table for all rules at once.
  */
-import { attachSets, databaseDir, rangeSetMatch } from '../geoip-db/match.js';
+import { attachSets, databaseDir, rangeSetMatch, reloadDatabases } from './lib/geoip-match.js';
 import { XtError, type MatchExtension, type ParsedOption } from '../xt/extension.js';
 
 export const GEOIP_DEFAULT_DIR = '/usr/share/xt_geoip';
@@ -59,6 +59,8 @@ const geoip: MatchExtension<GeoipParams> = {
   },
   save,
   print: (p) => ` -m geoip${save(p)}`,
+  // SIGHUP / `xtr reload-databases`: the directories this extension's rules use, each swapped at once.
+  reload: (state) => reloadDatabases('geoip', state),
 };
 
 export default geoip;

@@ -1,15 +1,16 @@
 /**
  * Assembles the appliance around the forwarding core: connection tracking,
  * the netfilter engine with every extension of modules/, their control
- * commands, the geoip/asn reload on SIGHUP, and persistence of rules and
- * extension state across restarts.
+ * commands (`xtr ext ...`), each extension's reload on SIGHUP, the ticks of
+ * extension state, and persistence of rules and extension state across
+ * restarts.
  *
  * Kept apart from main.ts so that startXtr() stays usable without the rule
  * engine (tests of the forwarding core) and the engine without processes.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandTable } from './commands.js';
+import { extensionCommands, type CommandTable } from './commands.js';
 import type { XtrConfig } from './config.js';
 import { Conntrack, conntrackCommands, type ConntrackOptions } from './conntrack.js';
 import type { Router } from './forward.js';
@@ -17,7 +18,7 @@ import type { Logger } from './log.js';
 import { monotonicMs } from './services.js';
 import { Netfilter, netfilterCommands, restoreState, saveState } from './netfilter/index.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
-import { reloadAll } from '../geoip-db/loader.js';
+import type { Extension } from '../xt/extension.js';
 
 export interface Appliance {
   readonly netfilter: Netfilter;
@@ -25,7 +26,7 @@ export interface Appliance {
   readonly commands: CommandTable;
   /** Writes rules and extension state now (SIGTERM, explicit save). */
   persist(): void;
-  /** Re-reads geoip/asn databases in use (SIGHUP). */
+  /** Runs every extension's reload (SIGHUP, `xtr reload-databases`): geoip/asn re-read their databases. */
   reloadDatabases(): string;
 }
 
@@ -53,7 +54,8 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   const path = stateFile(config);
   if (existsSync(path)) {
     try {
-      restoreState(netfilter, readFileSync(path, 'utf8'));
+      const { notes } = restoreState(netfilter, readFileSync(path, 'utf8'));
+      for (const note of notes) log.warn({ path }, `state file: ${note}`);
       log.info({ path }, 'restored rules and extension state');
     } catch (e) {
       const aside = `${path}.rejected-${Date.now()}`;
@@ -65,6 +67,9 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
       log.error({ path, kept: aside, err: (e as Error).message }, 'saved state could not be restored; starting with an empty rule set');
     }
   }
+
+  // GC, expiry and the like of every extension's declared state, on one unref'd timer.
+  netfilter.state.startTimer();
 
   let saveQueued = false;
   const persist = () => {
@@ -85,16 +90,27 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     setTimeout(persist, 200).unref();
   };
 
+  // One reload per record (a file may register one record under several names or revisions).
+  const reloaders = new Map<NonNullable<Extension['reload']>, string>();
+  for (const ext of registry.all()) if (ext.reload && !reloaders.has(ext.reload)) reloaders.set(ext.reload, ext.name);
   const reloadDatabases = () => {
-    const reports = reloadAll();
-    const text = reports.map((r) => JSON.stringify(r)).join('\n');
-    log.info({ reports }, 'geoip/asn databases reloaded');
-    return text;
+    const reports: string[] = [];
+    for (const [reload, name] of reloaders) {
+      try {
+        reports.push(...reload(netfilter.state));
+      } catch (e) {
+        // One extension failing to reload must not stop the others.
+        reports.push(JSON.stringify({ extension: name, error: (e as Error).message }));
+      }
+    }
+    log.info({ reports }, 'extensions reloaded their external data');
+    return reports.join('\n');
   };
 
   const commands: CommandTable = {
     ...netfilterCommands(netfilter),
     ...conntrackCommands(conntrack, monotonicMs),
+    ...extensionCommands(registry.all(), netfilter.state),
     'reload-databases': () => ({ status: 0, stdout: `${reloadDatabases()}\n`, stderr: '' }),
     save: () => {
       persist();

@@ -16,6 +16,7 @@ import net from 'node:net';
 import { dirname } from 'node:path';
 import type { CommandResult, CommandTable } from './commands.js';
 import type { DeviceStats } from '../dataplane/device.js';
+import type { StateReport } from '../xt/state.js';
 
 export const DEFAULT_SOCKET = '/run/xtr/xtr.sock';
 /** Largest request line accepted (a big iptables-restore file fits comfortably). */
@@ -233,6 +234,8 @@ export interface StatusSnapshot {
   routes?: { to: string; via: string | null; dev: string; kind: string }[];
   /** Anything else the router reports, passed through to --json. */
   router?: unknown;
+  /** Extensions' declared state: each key with its references, entries against the bound, eviction and proc file. */
+  state?: StateReport[];
 }
 
 export function statusCommands(snapshot: () => StatusSnapshot): CommandTable {
@@ -303,6 +306,17 @@ export function formatStatus(s: StatusSnapshot): string {
   if (s.routes && s.routes.length) {
     lines.push('', 'routes:');
     lines.push(...table(s.routes.map((r) => [`  ${r.to}`, r.via ? `via ${r.via}` : '', `dev ${r.dev}`, r.kind])));
+  }
+  if (s.state && s.state.length) {
+    lines.push('', 'extension state:');
+    const rows = s.state.map((r) => [
+      `  ${r.key}`,
+      String(r.refs),
+      r.max !== null ? `${r.entries ?? '?'}/${r.max}` : r.entries !== null ? String(r.entries) : '-',
+      r.eviction ?? '-',
+      r.proc ? `/proc/${r.proc}` : '-',
+    ]);
+    lines.push(...table([['  KEY', 'RULES', 'ENTRIES/MAX', 'EVICTION', 'PROC'], ...rows]));
   }
   return lines.join('\n') + '\n';
 }

@@ -45,6 +45,8 @@ export interface StartOptions {
   netfilter?: NetfilterArg | ((router: Router) => NetfilterArg);
   /** Extra control commands (iptables, iptables-save, proc, ...), or factories given the router. */
   commands?: readonly (CommandTable | ((router: Router) => CommandTable))[];
+  /** Extensions' declared state for `xtr status` (the appliance's engine). */
+  stateReport?: () => StatusSnapshot['state'];
 }
 
 export interface XtrEvents {
@@ -180,6 +182,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         routes: rs.routes,
         neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors!])),
         router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited },
+        state: opts.stateReport?.(),
       };
     };
 
@@ -317,6 +320,7 @@ async function cliEntry(): Promise<void> {
       logger: log,
       netfilter: (router) => (app = buildAppliance(config, router, log, registry)).netfilter,
       commands: [() => app!.commands],
+      stateReport: () => app?.netfilter.state.report(),
     });
   } catch (e) {
     log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');

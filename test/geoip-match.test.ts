@@ -7,6 +7,7 @@ import test from 'ava';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import geoip, { type GeoipParams } from '../modules/geoip.js';
+import asn from '../modules/asn.js';
 import { XtError, type ParsedOption, type RuleInfo } from '../xt/extension.js';
 import { PacketContext } from '../xt/packet.js';
 import { buildCountryDb, writeDatabase } from '../geoip-db/build.js';
@@ -193,6 +194,29 @@ test('reload: a rebuilt database switches every rule at once; a bad rebuild chan
   t.true('error' in failed && /DE\.iv4 seems to be corrupted/.test(failed.error));
   t.deepEqual([au.match(pkt4('5.0.0.1')), de.match(pkt4('5.0.0.200')), nz.match(pkt4('0.0.0.1', '1.0.0.1'))], [true, true, true], 'previous generation kept for all rules');
   for (const r of [au, de, nz]) r.destroy!();
+});
+
+test('the extension\'s reload (what SIGHUP and xtr reload-databases run): a JSON line per directory its rules hold, the same swap; asn\'s leaves geoip\'s alone', (t) => {
+  const dir = makeDb(CSV_V1);
+  const env = makeEnv(4, { geoip: { dir } });
+  const au = geoip.check(geoip.parse([opt('src-cc', 'AU')], RULE4), env);
+  t.true(au.match(pkt4('1.0.0.1')));
+  makeDb(CSV_V2, dir);
+  t.deepEqual(asn.reload!(env.state), [], 'asn holds no database here');
+  t.true(au.match(pkt4('1.0.0.1')), 'untouched by asn\'s reload');
+  const lines = geoip.reload!(env.state);
+  t.is(lines.length, 1);
+  const report = JSON.parse(lines[0]!);
+  t.like(report, { dir, tables: 1 });
+  t.true(au.match(pkt4('5.0.0.1')));
+  t.false(au.match(pkt4('1.0.0.1')));
+  writeFileSync(join(dir, 'AU.iv4'), Buffer.alloc(7));
+  const failed = JSON.parse(geoip.reload!(env.state)[0]!);
+  t.is(failed.dir, dir);
+  t.regex(failed.error, /AU\.iv4 seems to be corrupted/);
+  t.true(au.match(pkt4('5.0.0.1')), 'previous generation kept');
+  au.destroy!();
+  t.deepEqual(geoip.reload!(env.state), [], 'no rule left: nothing to reload');
 });
 
 test('a rule inserted after a rebuild reloads the whole directory (no stale copy, no mixed generations)', (t) => {

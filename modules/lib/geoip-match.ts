@@ -1,12 +1,24 @@
 /**
  * What the geoip and asn matches share: at rule check time the GeoDatabase of
- * the configured directory (one per directory, shared through the router's
- * SharedStateRegistry) and a reference on each named table; per packet the
- * lookup of one address in those tables.
+ * the configured directory (declared state "geoip:db:DIR" / "asn:db:DIR", one
+ * per extension and directory) and a reference on each named table; per
+ * packet the lookup of one address in those tables; on SIGHUP the reload of
+ * every database an extension holds.
  */
-import type { Family, PacketContext } from '../xt/packet.js';
-import { XtError, type CheckEnv } from '../xt/extension.js';
-import { GeoDatabase, GeoDbError, contains4, contains6 } from './loader.js';
+import type { Family, PacketContext } from '../../xt/packet.js';
+import { XtError, type CheckEnv } from '../../xt/extension.js';
+import type { StateLookup, StateSpec } from '../../xt/state.js';
+import { GeoDatabase, GeoDbError, contains4, contains6 } from '../../geoip-db/loader.js';
+
+type DbExtension = 'geoip' | 'asn';
+
+/** The declared state of one database directory: the tables rules use, loaded once, swapped as a whole by a reload. */
+function databaseSpec(ext: DbExtension, dir: string): StateSpec<GeoDatabase> {
+  return {
+    key: `${ext}:db:${dir}`,
+    create: () => new GeoDatabase(dir),
+  };
+}
 
 export interface AttachedSets {
   readonly db: GeoDatabase;
@@ -16,7 +28,7 @@ export interface AttachedSets {
 }
 
 /** The database directory from `settings[ext].dir`, else the upstream default. */
-export function databaseDir(env: CheckEnv, ext: 'geoip' | 'asn', fallback: string): string {
+export function databaseDir(env: CheckEnv, ext: DbExtension, fallback: string): string {
   const s = env.settings[ext];
   if (s && typeof s === 'object' && 'dir' in s) {
     const dir = (s as { dir: unknown }).dir;
@@ -31,9 +43,10 @@ export function databaseDir(env: CheckEnv, ext: 'geoip' | 'asn', fallback: strin
  * or corrupt file nothing stays acquired and the error says which file, as
  * iptables does ("Could not open ...", "... seems to be corrupted").
  */
-export function attachSets(env: CheckEnv, ext: 'geoip' | 'asn', dir: string, names: readonly string[], family: Family): AttachedSets {
-  const key = `geoip-db:${dir}`;
-  const db = env.state.acquire(key, () => new GeoDatabase(dir));
+export function attachSets(env: CheckEnv, ext: DbExtension, dir: string, names: readonly string[], family: Family): AttachedSets {
+  const spec = databaseSpec(ext, dir);
+  const key = spec.key;
+  const db = env.state.declare(spec);
   const slots = new Int32Array(names.length);
   let taken = 0;
   try {
@@ -80,4 +93,24 @@ export function rangeSetMatch(family: Family, source: boolean, invert: boolean, 
     for (let i = 0; i < n; i++) if (contains6(tables[slots[i]!]!, w)) return !invert;
     return invert;
   };
+}
+
+/**
+ * The extension's reload (SIGHUP / `xtr reload-databases`): re-reads every
+ * database directory `ext` holds, each all-or-nothing (a failed directory keeps
+ * its tables). One JSON line per directory: {dir, generation, tables, ranges}
+ * or {dir, error}.
+ */
+export function reloadDatabases(ext: DbExtension, state: StateLookup): string[] {
+  const lines: string[] = [];
+  for (const key of state.keys(`${ext}:db:`)) {
+    const db = state.get<GeoDatabase>(key);
+    if (!db) continue;
+    try {
+      lines.push(JSON.stringify(db.reload()));
+    } catch (e) {
+      lines.push(JSON.stringify({ dir: db.dir, error: (e as Error).message }));
+    }
+  }
+  return lines;
 }
