@@ -109,6 +109,25 @@ test('option words go through the rule parser: iptables messages for bad words, 
   t.is(err?.status, 2);
 });
 
+test('a row is words, place, packet bytes and the expected answer', (t) => {
+  const h = new XtHarness();
+  h.services.addRoute('0.0.0.0/0', { kind: RouteKind.UNICAST, oif: null, gateway: null, mtu: 1500, hopLimit: 64 });
+  h.services.addRoute('10.0.0.2/32', { kind: RouteKind.LOCAL, oif: null, gateway: null, mtu: 65535, hopLimit: 64 });
+  // [words, packet, place, answer]
+  const rows: [string, Buffer, Parameters<XtHarness['verdict']>[3], number | boolean][] = [
+    ['--name r1', ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2)), {}, true],
+    ['--name r1', ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2)), { table: 'raw', chain: 'PREROUTING' }, true],
+    ['', ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2)), {}, Verdict.ACCEPT],
+    ['', ip4('10.0.0.1', '10.9.9.9', udpDgram(1, 2)), { table: 'security', chain: 'OUTPUT' }, XT_CONTINUE],
+  ];
+  for (const [words, bytes, place, want] of rows) {
+    const got = typeof want === 'boolean' ? h.matches(xcount, words, bytes, place) : h.verdict(xprobe, words, bytes, place);
+    t.is(got, want, `${words} ${JSON.stringify(place)}`);
+  }
+  t.is(h.readProc('net/xt_xcount/r1'), '2 0\n', 'both rows counted into the one named state');
+  t.is(h.services.icmpErrors[1].hook, Hook.OUTPUT, 'the packet ran in the place\'s hook');
+});
+
 test('check runs the kernel placement checks first, at the place a row names', (t) => {
   const h = new XtHarness();
   // [place, refusal or '' for accepted]

@@ -175,6 +175,21 @@ export class XtHarness {
     return this.check(ext, this.parse(ext, words, place), place);
   }
 
+  /**
+   * One table row of a match: parse and check `words` at `place`, run the
+   * packet built from `bytes` (in the place's first hook) through it.
+   */
+  matches<P>(ext: MatchExtension<P>, words: Words, bytes: Uint8Array, place: Place = {}): boolean {
+    const inst = this.match(ext, words, place);
+    return inst.match(this.packet(bytes, { hook: firstHook(place) }));
+  }
+
+  /** One table row of a target: its verdict (or XT_CONTINUE) for the packet built from `bytes`. */
+  verdict<P>(ext: TargetExtension<P>, words: Words, bytes: Uint8Array, place: Place = {}): number {
+    const inst = this.target(ext, words, place);
+    return inst.target(this.packet(bytes, { hook: firstHook(place) }));
+  }
+
   /** Runs activate() of everything checked so far (the rule set went live). */
   activateAll(): void {
     for (const c of this.checked) {
@@ -241,6 +256,12 @@ export class XtHarness {
   addIface(name: string, addrs: readonly string[] = [], more: Parameters<typeof ifaceFacts>[2] = {}): void {
     this.services.ifaces.set(name, ifaceFacts(name, addrs, { ref: iface(name, this.services.ifaces.size + 1), ...more }));
   }
+}
+
+function firstHook(place: Place): Hook {
+  const mask = placeOf(place).hookMask;
+  for (let h = 0; h < 5; h++) if (mask & (1 << h)) return h as Hook;
+  return Hook.INPUT;
 }
 
 const procs = new WeakMap<SharedState, ProcFiles>();
