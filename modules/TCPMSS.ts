@@ -98,7 +98,7 @@ function mangle(pkt: PacketContext, mssWanted: number, services: RouterServices,
   if (mss === CLAMP_PMTU) {
     const mtu = clampMtu(pkt, services);
     if (mtu <= minLen) {
-      // net_err_ratelimited: at most one line a second.
+      // Rate-limited like net_err_ratelimited (the kernel shares a 10-per-5-s budget; here one line a second per rule).
       if (pkt.now - logLimit.last >= 1000 || logLimit.last === 0) {
         logLimit.last = pkt.now || 1;
         services.log(3, `xt_TCPMSS: unknown or invalid path-MTU (${mtu >>> 0})`);

@@ -13,6 +13,11 @@ import { Hook, PacketContext, Verdict, type Family } from '../xt/packet.js';
 import { RouteKind } from '../xt/services.js';
 import { parsePacket } from '../dataplane/parse.js';
 import { iface, testEngine } from '../router/netfilter/testkit.js';
+import { XT_CONTINUE } from '../xt/extension.js';
+import TCPMSS from '../modules/TCPMSS.js';
+import TCP from '../modules/tcp.js';
+import { XtHarness } from './helpers/xt-harness.js';
+import { ip4, tcpSeg } from './modules-fixtures.js';
 
 interface PacketCase {
   name: string;
@@ -165,3 +170,29 @@ for (const [opts, saved, listedNumeric, listed] of SAVES) {
     t.true((await e2.run('iptables-save -t mangle')).stdout.split('\n').includes(saved));
   });
 }
+
+// The same target through the module harness (test/helpers/xt-harness.ts), without an engine: TCPMSS's
+// check reads the rule's other matches, so the env the harness builds gets the rule's tcp match added.
+test('harness: clamp answers from services.route, the invalid-MTU drop logs at most once a second', async (t) => {
+  const h = new XtHarness();
+  const place = { table: 'mangle', chain: 'FORWARD', proto: 'tcp' } as const;
+  const params = h.parse(TCPMSS, '--clamp-mss-to-pmtu', place);
+  const tcp = { ext: { name: 'tcp' }, params: h.parse(TCP, '--syn', place) };
+  t.throws(() => TCPMSS.check(params, h.env(place)), { message: 'xt_TCPMSS: Only works on TCP SYN packets' });
+  const target = TCPMSS.check(params, { ...h.env(place), ruleMatches: [tcp] });
+  h.services.addRoute('0.0.0.0/0', { kind: RouteKind.UNICAST, oif: null, gateway: null, mtu: 1400, hopLimit: 64 });
+  h.services.addRoute('10.0.1.0/24', { kind: RouteKind.UNICAST, oif: null, gateway: null, mtu: 40, hopLimit: 64 });
+  const syn = (src: string) => h.packet(ip4(src, '192.0.2.1', tcpSeg(1000, 80, 0x02, { options: [2, 4, 5, 0xb4] })), { hook: Hook.FORWARD });
+  const ok = syn('10.0.0.2');
+  t.is(target.target(ok), XT_CONTINUE);
+  t.is(ok.buf.readUInt16BE(ok.l4off + 22), 1360);
+  // The route back to 10.0.1.2 has MTU 40: min(1400, 40) <= 40, so the kernel drops and logs (rate-limited).
+  for (const now of [1000, 1500, 2100]) {
+    h.services.clock = now;
+    t.is(target.target(syn('10.0.1.2')), Verdict.DROP);
+  }
+  t.deepEqual(
+    h.services.logged.map((l) => l.line),
+    ['xt_TCPMSS: unknown or invalid path-MTU (40)', 'xt_TCPMSS: unknown or invalid path-MTU (40)'],
+  );
+});
