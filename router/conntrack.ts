@@ -10,10 +10,13 @@
  *   // ... rules run; they read pkt.ctState / pkt.ct ...
  *   // At the end of INPUT (local delivery) and POSTROUTING (everything
  *   // leaving), only for packets that were accepted:
- *   ct.confirm(pkt);
+ *   ct.confirm(pkt);   // DROP only for a translated flow whose reply tuple was taken
+ *   // NAT (conntrack/nat.ts): the nat targets call ct.setBinding(entry, ...) on a
+ *   // flow's first packet; the engine calls ct.nat(hook, pkt) after each nat slot.
  *
- *   `in` sets pkt.ct (a ConnEntry or null) and pkt.ctState (CtState bits:
- *   NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED). Packets with
+ *   `in` sets pkt.ct (a ConnEntry or null), pkt.ctState (CtState bits:
+ *   NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED) and pkt.ctReply (the
+ *   direction the lookup found). Packets with
  *   pkt.notrack set (NOTRACK / CT --notrack in raw) become UNTRACKED.
  *   A packet seen twice (OUTPUT of a packet that already passed PREROUTING
  *   is impossible, but a looped-back local packet is not) is simply looked
@@ -34,9 +37,11 @@
  *   icmp.ts       ICMP/ICMPv6 queries, errors RELATED by their quoted header
  *   fragments.ts  later fragments take their first fragment's state
  *   list.ts       `conntrack -L` text and the `conntrack` command
+ *   nat.ts        the NAT seam: where a binding lives, how it is set, where packets meet it
  * This file is the public face: import conntrack from here.
  */
 export { Conntrack, DEFAULT_TIMEOUTS, type ConntrackOptions, type Timeouts } from './conntrack/table.js';
 export { ConnEntry, CtTuple, CtStatus, isReplyDir } from './conntrack/entry.js';
 export { TcpCt, TCP_STATE_NAMES } from './conntrack/tcp.js';
 export { formatEntry, conntrackCommands } from './conntrack/list.js';
+export { NatManip, NatBind, NO_NAT, NAT_MASK, hookManip, natStatusBit, natTargetTuple, type NatHook } from './conntrack/nat.js';

@@ -121,6 +121,13 @@ export class PacketContext {
   /** The packet's tracked connection (router/conntrack's entry, seen through the Conn view) and state bits. */
   ct: Conn | null = null;
   ctState: CtState = CtState.UNTRACKED;
+  /**
+   * The packet travels in its flow's reply direction (the kernel's
+   * IP_CT_IS_REPLY in ctinfo), as conntrack found it; meaningful while ct
+   * is set. Kept on the packet because NAT rewrites addresses, after which
+   * they no longer tell the direction (router/conntrack/nat.ts).
+   */
+  ctReply = false;
   /** Set by NOTRACK / CT --notrack in raw before conntrack sees the packet. */
   notrack = false;
   /**

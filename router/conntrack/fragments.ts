@@ -18,11 +18,12 @@ const FRAG_KEY_WORDS = 11;
 const FRAG_TIMEOUT_MS = 30_000;
 
 export class FragmentMemory {
-  // First fragments seen recently: key words, connection, state, deadline.
+  // First fragments seen recently: key words, connection, state, direction, deadline.
   private readonly fragKeys = new Uint32Array(FRAG_SLOTS * FRAG_KEY_WORDS);
   private readonly fragProbe = new Uint32Array(FRAG_KEY_WORDS);
   private readonly fragCt: (ConnEntry | null)[] = new Array<ConnEntry | null>(FRAG_SLOTS).fill(null);
   private readonly fragState = new Uint8Array(FRAG_SLOTS);
+  private readonly fragReply = new Uint8Array(FRAG_SLOTS);
   private readonly fragExpires = new Float64Array(FRAG_SLOTS);
 
   /** The fragment identification of pkt (IPv4 ID, IPv6 fragment header ID), or -1. */
@@ -76,6 +77,7 @@ export class FragmentMemory {
     this.fragKeys.set(this.fragProbe, slot * FRAG_KEY_WORDS);
     this.fragCt[slot] = pkt.ct as ConnEntry | null;
     this.fragState[slot] = pkt.ctState;
+    this.fragReply[slot] = pkt.ctReply ? 1 : 0;
     this.fragExpires[slot] = pkt.now + FRAG_TIMEOUT_MS;
   }
 
@@ -91,5 +93,6 @@ export class FragmentMemory {
     if (e !== null && (e.status & ConnStatus.DYING) !== 0) return;
     pkt.ct = e;
     pkt.ctState = this.fragState[slot] as CtState;
+    pkt.ctReply = this.fragReply[slot] === 1;
   }
 }

@@ -21,9 +21,21 @@ ICMP4_REPLY[17] = 18;
 const ICMP6_REPLY = new Int16Array(256).fill(-1);
 ICMP6_REPLY[128] = 129;
 ICMP6_REPLY[139] = 140;
-/** ICMPv4 query/reply types (the ones a quoted packet may be for an error to be RELATED). */
-const ICMP4_QUERY = new Uint8Array(256);
-for (const t of [0, 8, 13, 14, 15, 16, 17, 18]) ICMP4_QUERY[t] = 1;
+/**
+ * Query type <-> its counterpart, both ways (the kernel's invmap): inverting
+ * a quoted query's tuple. Other types have none, so an error quoting them
+ * (an error about an error) is related to nothing.
+ */
+const ICMP4_INVERSE = new Int16Array(256).fill(-1);
+const ICMP6_INVERSE = new Int16Array(256).fill(-1);
+for (const [a, b] of [[8, 0], [13, 14], [15, 16], [17, 18]]) {
+  ICMP4_INVERSE[a] = b;
+  ICMP4_INVERSE[b] = a;
+}
+for (const [a, b] of [[128, 129], [139, 140]]) {
+  ICMP6_INVERSE[a] = b;
+  ICMP6_INVERSE[b] = a;
+}
 /** ICMPv6 neighbour discovery and MLD: never tracked (the kernel marks them UNTRACKED). */
 const ICMP6_NOTRACK = new Uint8Array(256);
 for (const t of [130, 131, 132, 133, 134, 135, 136, 137, 143]) ICMP6_NOTRACK[t] = 1;
@@ -49,10 +61,14 @@ export function icmpReplyType(family: Family, type: number): number {
 }
 
 /**
- * Fills `key` with the tuple of the packet an ICMP/ICMPv6 error quotes
- * (its original direction, as the quoted packet travelled). False when the
- * quote is too short, a later fragment, or itself an error: such an error
- * is related to nothing.
+ * Fills `key` with the inverse of the tuple of the packet an ICMP/ICMPv6
+ * error quotes, i.e. the tuple of the direction the error travels in (as
+ * nf_conntrack_inet_error inverts the inner tuple): under NAT the quoted
+ * packet carries translated addresses, and its inverse is the entry's
+ * reply tuple, which holds them. The tuple found then gives the error's
+ * direction. False when the quote is too short, a later fragment, or
+ * itself an error (or another type without an inverse): such an error is
+ * related to nothing.
  */
 export function quotedKey(pkt: PacketContext, key: CtKey): boolean {
   const b = pkt.buf;
@@ -68,15 +84,15 @@ export function quotedKey(pkt: PacketContext, key: CtKey): boolean {
     iproto = b[inner + 9];
     key.src.fill(0);
     key.dst.fill(0);
-    key.src[0] = getU32(b, inner + 12);
-    key.dst[0] = getU32(b, inner + 16);
+    key.dst[0] = getU32(b, inner + 12);
+    key.src[0] = getU32(b, inner + 16);
     if ((getU16(b, inner + 6) & 0x1fff) !== 0) return false;
     il4 = inner + ihl;
   } else {
     if (end - inner < 40 || b[inner] >> 4 !== 6) return false;
     for (let i = 0; i < 4; i++) {
-      key.src[i] = getU32(b, inner + 8 + 4 * i);
-      key.dst[i] = getU32(b, inner + 24 + 4 * i);
+      key.dst[i] = getU32(b, inner + 8 + 4 * i);
+      key.src[i] = getU32(b, inner + 24 + 4 * i);
     }
     iproto = b[inner + 6];
     il4 = inner + 40;
@@ -101,15 +117,14 @@ export function quotedKey(pkt: PacketContext, key: CtKey): boolean {
   const avail = end - il4;
   if (hasPorts(iproto)) {
     if (avail < 4) return false;
-    key.sport = getU16(b, il4);
-    key.dport = getU16(b, il4 + 2);
+    key.dport = getU16(b, il4);
+    key.sport = getU16(b, il4 + 2);
   } else if ((iproto === P_ICMP && pkt.family === 4) || (iproto === P_ICMPV6 && pkt.family === 6)) {
     if (avail < 8) return false;
-    const type = b[il4];
-    // An error about an error is never related to anything.
-    if (pkt.family === 4 ? ICMP4_QUERY[type] === 0 : type < 128) return false;
+    const inverse = (pkt.family === 4 ? ICMP4_INVERSE : ICMP6_INVERSE)[b[il4]];
+    if (inverse < 0) return false;
     key.sport = getU16(b, il4 + 4);
-    key.dport = (type << 8) | b[il4 + 1];
+    key.dport = (inverse << 8) | b[il4 + 1];
   } else {
     key.sport = 0;
     key.dport = 0;

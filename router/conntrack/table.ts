@@ -3,8 +3,8 @@
  * tuples, nf_conntrack_in (look the packet up, hand it to its protocol's
  * tracker, or start a new unconfirmed entry), confirm, expiry and early
  * drop. The per-protocol trackers (tcp.ts, icmp.ts), the fragment memory
- * (fragments.ts) and the NAT seam (nat.ts) are called from here and never
- * reach into the hash themselves.
+ * (fragments.ts) and the NAT seam (nat.ts: setBinding, nat) are called
+ * from here and never reach into the hash themselves.
  *
  * Both tuples of a confirmed entry are in the hash, so a packet finds its
  * entry from either direction with one lookup, and the tuple found says the
@@ -17,13 +17,14 @@
  * frees them if dead, so the table does not fill with dead flows.
  * Time is pkt.now (monotonic milliseconds, one clock read per batch).
  */
-import { Verdict, CtState, type Family, type PacketContext } from '../../xt/packet.js';
+import { Verdict, CtState, type Family, type Hook, type PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
 import { ConnEntry, CtKey, type CtTuple, P_ICMP, P_ICMPV6, P_TCP, P_UDP, P_UDPLITE, P_SCTP, P_DCCP } from './entry.js';
 import { TcpResult, TcpTracker, tcpMalformed, tcpOpensFlow } from './tcp.js';
 import { icmp4IsError, icmp6IsError, icmp6Untracked, icmpReplyType, quotedKey } from './icmp.js';
 import { FragmentMemory } from './fragments.js';
 import { formatEntry } from './list.js';
+import { NAT_MASK, NO_NAT, NatBind, hookManip, natStatusBit, boundReply, type NatHook, NatManip } from './nat.js';
 
 /** The kernel's default timeouts, in seconds (nf_conntrack_*_timeout_* sysctls). */
 export const DEFAULT_TIMEOUTS = {
@@ -83,11 +84,15 @@ export class Conntrack {
   tableFullDrops = 0;
   /** Entries removed by early drop. */
   earlyDrops = 0;
+  /** New entries refused at confirm because their translated reply tuple was taken meanwhile (the kernel's insert_failed). */
+  insertFailed = 0;
 
   private readonly tcp: TcpTracker;
   private readonly fragments = new FragmentMemory();
   /** The lookup key being built for the current packet (reused; never escapes). */
   private readonly key = new CtKey();
+  /** Applies bindings to packets (nat.ts); NO_NAT until a NAT implementation installs itself. */
+  private natHook: NatHook = NO_NAT;
 
   constructor(opts: ConntrackOptions = {}) {
     this.max = opts.max ?? 65536;
@@ -113,6 +118,7 @@ export class Conntrack {
    * (table full and nothing early-droppable).
    */
   in(pkt: PacketContext): number {
+    if (pkt.ctAttached) return Verdict.ACCEPT; // nf_ct_attach'd by its builder (services.emit ctFrom, icmpError)
     pkt.ct = null;
     if (pkt.notrack) {
       pkt.ctState = CtState.UNTRACKED;
@@ -171,6 +177,7 @@ export class Conntrack {
       e.expires = now + 1000 * this.timeoutFor(e, now);
     }
     pkt.ct = e;
+    pkt.ctReply = reply;
     pkt.ctState = reply || (e.status & ConnStatus.SEEN_REPLY) !== 0 ? CtState.ESTABLISHED : CtState.NEW;
     return Verdict.ACCEPT;
   }
@@ -178,21 +185,34 @@ export class Conntrack {
   /**
    * Puts a new flow's entry into the table once its first packet has been
    * accepted (end of INPUT / POSTROUTING). A no-op for anything else.
+   * Returns DROP only for a translated entry whose reply tuple another flow
+   * took since its binding was set (nat.ts); ACCEPT otherwise.
    */
-  confirm(pkt: PacketContext): void {
+  confirm(pkt: PacketContext): number {
+    // an attached answer is RELATED to its flow, never its first packet (IP_CT_RELATED_REPLY is not confirmed)
+    if (pkt.ctAttached) return Verdict.ACCEPT;
     const e = pkt.ct as ConnEntry | null;
-    if (e === null || !(e instanceof ConnEntry) || (e.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return;
+    if (e === null || !(e instanceof ConnEntry) || (e.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return Verdict.ACCEPT;
     // Another packet of the same new flow may have been confirmed first.
     this.key.fromTuple(e.family, e.proto, e.orig);
     const clash = this.lookup(pkt.now);
     if (clash !== null) {
       pkt.ct = clash.entry;
-      return;
+      return Verdict.ACCEPT;
+    }
+    // Untranslated, repl is orig inverted: free whenever orig is. Translated, it must be checked too.
+    if ((e.status & NAT_MASK) !== 0) {
+      this.key.fromTuple(e.family, e.proto, e.repl);
+      if (this.lookup(pkt.now) !== null) {
+        this.insertFailed++;
+        pkt.ct = null;
+        return Verdict.DROP;
+      }
     }
     if (this.confirmedCount >= this.max && !this.earlyDrop(pkt.now)) {
       this.tableFullDrops++;
       pkt.ct = null;
-      return;
+      return Verdict.ACCEPT;
     }
     e.status |= ConnStatus.CONFIRMED;
     this.insertTuple(e.orig);
@@ -203,6 +223,53 @@ export class Conntrack {
     else this.oldest = e;
     this.newest = e;
     this.confirmedCount++;
+    return Verdict.ACCEPT;
+  }
+
+  /**
+   * Binds `manip` of an unconfirmed entry to addr/port (nat.ts, point 2):
+   * its reply tuple becomes the inverse of the translated original and is
+   * re-keyed; CLASH if that tuple belongs to a live entry (the entry is
+   * then unchanged). addr: IPv4 in word 0, IPv6 as four words; port < 0
+   * keeps the port.
+   */
+  setBinding(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number): NatBind {
+    if ((entry.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return NatBind.CONFIRMED;
+    const done = manip === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
+    if ((entry.status & done) !== 0) return NatBind.ALREADY;
+    const k = this.key;
+    if (boundReply(entry, manip, addr, port, k)) {
+      k.family = entry.family;
+      k.proto = entry.proto;
+      if (this.lookup(now) !== null) return NatBind.CLASH;
+      const r = entry.repl;
+      r.src.set(k.src);
+      r.dst.set(k.dst);
+      r.sport = k.sport;
+      r.dport = k.dport;
+      r.hash = hashKey(entry.family, entry.proto, r.src, r.dst, r.sport, r.dport);
+      entry.status |= manip === NatManip.SRC ? ConnStatus.SRC_NAT : ConnStatus.DST_NAT;
+    }
+    entry.status |= done;
+    return NatBind.OK;
+  }
+
+  /** Installs the packet rewriter NAT uses (nat.ts, point 3). */
+  setNatHook(hook: NatHook | null): void {
+    this.natHook = hook ?? NO_NAT;
+  }
+
+  /**
+   * nf_nat_inet_fn after the nat table (nat.ts, point 3): rewrites pkt by
+   * its flow's binding for this hook and direction. ACCEPT at once for a
+   * packet without a translated flow.
+   */
+  nat(hook: Hook, pkt: PacketContext): number {
+    const c = pkt.ct;
+    if (c === null || (c.status & NAT_MASK) === 0 || !(c instanceof ConnEntry)) return Verdict.ACCEPT;
+    const manip = hookManip(hook);
+    if (manip < 0 || (c.status & natStatusBit(manip, pkt.ctReply)) === 0) return Verdict.ACCEPT;
+    return this.natHook.translate(pkt, c, manip, pkt.ctReply);
   }
 
   /** Removes every entry (conntrack -F). */
@@ -292,6 +359,7 @@ export class Conntrack {
       e.expires = now + 1000 * this.timeoutFor(e, now);
     }
     pkt.ct = e;
+    pkt.ctReply = false;
     pkt.ctState = CtState.NEW;
     return Verdict.ACCEPT;
   }
@@ -302,6 +370,7 @@ export class Conntrack {
     const t = this.lookup(pkt.now);
     if (t === null) return Verdict.ACCEPT;
     pkt.ct = t.entry;
+    pkt.ctReply = t.reply;
     pkt.ctState = CtState.RELATED;
     return Verdict.ACCEPT;
   }
