@@ -11,7 +11,9 @@
  *    module evicts, shown by `xtr status`;
  *  - the proc view (net/xt_recent/NAME ...) read and written by `xtr proc`;
  *  - persistence: `save` after every committed change and at shutdown, `load`
- *    when the key is declared again after a restart, told how long xtr was down;
+ *    when the key is created again by the saved rules after a restart (only
+ *    then: a key declared later starts empty), told how long xtr was down; a
+ *    picture `load` refuses (throws) is logged and the key starts empty;
  *  - a periodic tick (GC, autoclose, expiry), driven by the engine's timer.
  *
  * The module keeps the value's type to itself; the engine sees only the spec.
@@ -82,11 +84,15 @@ export interface StateRegistry {
 
 /** A control command an extension offers (`xtr ext NAME ARGS`; iptaccount uses ACCOUNT's). */
 export interface ModuleCommand {
+  /** One word, unique across extensions (a clash is a start-up error). */
   readonly name: string;
+  /** The arguments' synopsis after the name ("[-a] [-l NAME]"), shown as `xtr ext NAME USAGE`. */
   readonly usage: string;
   /**
    * Runs the command. `state` looks up live state by key (or lists keys with
-   * a prefix). Returns the text to print; throws XtError for bad arguments.
+   * a prefix). Returns the text to print; throws XtError for bad arguments
+   * (its status, 2 by default, is the exit status; its message is printed
+   * with the usage).
    */
   run(args: readonly string[], state: StateLookup): string;
 }
