@@ -43,6 +43,15 @@ export class Egress implements TxFlusher {
   private reasmUnfrag = 0;
   private reasmIdent = 0;
 
+  /**
+   * The packet in ctx goes to this next hop instead of the route's (a
+   * packet emitted with a gateway, a TEE clone, a destination taken as
+   * on-link on a given interface). Cleared for every new packet.
+   */
+  viaGateway = false;
+  gateway4 = 0;
+  readonly gateway6 = new Uint32Array(4);
+
   constructor(
     private readonly buf: Buffer,
     private readonly ctx: PacketContext,
@@ -53,6 +62,22 @@ export class Egress implements TxFlusher {
     private readonly clock: PacketClock,
   ) {}
 
+  /** Sends the packet in ctx to `gw` as its next hop. */
+  setGateway4(gw: number): void {
+    this.viaGateway = true;
+    this.gateway4 = gw;
+  }
+
+  /** As setGateway4 for IPv6: the next hop is words[at, at+4). */
+  setGateway6(words: Uint32Array, at: number): void {
+    this.viaGateway = true;
+    const g = this.gateway6;
+    g[0] = words[at];
+    g[1] = words[at + 1];
+    g[2] = words[at + 2];
+    g[3] = words[at + 3];
+  }
+
   /** Remembers how the datagram now in ctx came in (its fragments), so it can leave the same way. */
   keepGeometry(reasm: Reassembler): void {
     const pieces = reasm.geometryKept && reasm.pieceCount <= MAX_FRAGMENTS ? reasm.pieceCount : 0;
@@ -62,6 +87,7 @@ export class Egress implements TxFlusher {
     this.reasmIdent = reasm.ident;
   }
 
+  /** Transmits the IPv4 packet in ctx out of `out`; `id` is its route (for the next hop), -1 when viaGateway. */
   transmit4(out: RouterInterface, id: number, drops: Float64Array): void {
     const ctx = this.ctx;
     const o = ctx.l3off;
@@ -75,7 +101,7 @@ export class Egress implements TxFlusher {
       this.queueTx(out, o, len);
       return;
     }
-    const nh = this.routes4.nextHop(id, ctx.dst4);
+    const nh = this.viaGateway ? this.gateway4 : this.routes4.nextHop(id, ctx.dst4);
     const now = this.clock.now;
     const mac = out.neighbors!.lookup4(nh, now);
     if (mac < 0) {
@@ -100,7 +126,8 @@ export class Egress implements TxFlusher {
       return;
     }
     const nh = this.nextHop6;
-    this.routes6.nextHop(id, ctx.dst6, nh);
+    if (this.viaGateway) nh.set(this.gateway6);
+    else this.routes6.nextHop(id, ctx.dst6, nh);
     const now = this.clock.now;
     const mac = out.neighbors!.lookup6(nh, now);
     if (mac < 0) {
@@ -160,7 +187,7 @@ export class Egress implements TxFlusher {
       const nbr = out.neighbors!;
       const now = this.clock.now;
       if (v4) {
-        const nh = this.routes4.nextHop(id, ctx.dst4);
+        const nh = this.viaGateway ? this.gateway4 : this.routes4.nextHop(id, ctx.dst4);
         mac = nbr.lookup4(nh, now);
         if (mac < 0) {
           for (let k = 0; k < count; k++) {
@@ -170,7 +197,8 @@ export class Egress implements TxFlusher {
         }
       } else {
         const nh = this.nextHop6;
-        this.routes6.nextHop(id, ctx.dst6, nh);
+        if (this.viaGateway) nh.set(this.gateway6);
+        else this.routes6.nextHop(id, ctx.dst6, nh);
         mac = nbr.lookup6(nh, now);
         if (mac < 0) {
           for (let k = 0; k < count; k++) {

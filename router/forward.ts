@@ -60,11 +60,12 @@ import {
 } from './neighbor.js';
 import { installRoutes } from './route-install.js';
 import { RouteKind, RouteTable4, RouteTable6 } from './routing.js';
-import { ScratchArena } from './scratch.js';
-import { monotonicMs, Services, type LocalPacketSink } from './services.js';
+import { PendingFlag, ScratchArena } from './scratch.js';
+import { monotonicMs, Services, type ServicesBackend } from './services.js';
 import { routerStatus, type RouterStatus } from './status.js';
 import { CtState, Hook, PacketContext, Verdict, type Family } from '../xt/packet.js';
 import type { RouterServices } from '../xt/extension.js';
+import type { DupOptions, EmitOptions } from '../xt/services.js';
 
 export type { InterfaceStatusEntry, RouterStatus } from './status.js';
 
@@ -103,8 +104,10 @@ const DEFAULT_BATCH = 64;
 const SCRATCH_SIZE = 512 * 1024;
 /** Most batches drained per wake-up before yielding to other devices (the poll is level-triggered). */
 const MAX_ROUNDS = 16;
+/** routeOutput: sent to a next hop given with the packet (egress.viaGateway), not a route's. */
+const FORCED_HOP = -2;
 
-export class Router implements LocalPacketSink {
+export class Router implements ServicesBackend {
   readonly services: RouterServices;
   /** Interfaces by index (0 unused); the host interface, if any, is last. */
   readonly interfaces: RouterInterface[] = [];
@@ -130,6 +133,19 @@ export class Router implements LocalPacketSink {
   private readonly ip4 = new Ipv4View();
   private readonly ip6 = new Ipv6View();
   private readonly optCursor = new Ipv4OptionCursor();
+  /** Views for the services (a clone's TTL), apart from the pipeline's so a target's call never moves those. */
+  private readonly cloneIp4 = new Ipv4View();
+  private readonly cloneIp6 = new Ipv6View();
+
+  /**
+   * How the packet in ctx was emitted (PendingFlag bits; 0 for everything
+   * else), its pending slot, and the interface it was told to leave by.
+   */
+  private emitFlags = 0;
+  private emitSlot = 0;
+  private forcedOif: RouterInterface | null = null;
+  /** The interface routeOutput chose. */
+  private routedOut: RouterInterface | null = null;
   private readonly savedDst6 = new Uint32Array(4);
 
   /** Fragment queues per family (used only while conntrack is in use). */
@@ -187,7 +203,7 @@ export class Router implements LocalPacketSink {
       this.host = null;
     }
     installRoutes(this.config, this.interfaces, this.host, this.routes4, this.routes6);
-    this.services = new Services(this, this.logger, this.clock);
+    this.services = new Services(this, this.logger, this.clock, this);
     this.reassembly4 = new Reassembler(opts.reassembly);
     this.reassembly6 = new Reassembler(opts.reassembly);
   }
@@ -347,8 +363,10 @@ export class Router implements LocalPacketSink {
     ctx.ct = null;
     ctx.ctState = CtState.UNTRACKED;
     ctx.notrack = false;
+    ctx.ctAttached = false;
     ctx.fragMaxSize = 0;
     this.egress.reasmPieces = 0;
+    this.egress.viaGateway = false;
     // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.
     const slot = this.batch.slotSize;
     ctx.tailroom = ctx.l3off < slot * this.batch.capacity ? (Math.floor(ctx.l3off / slot) + 1) * slot - ctx.l3off - ctx.l3len : 0;
@@ -598,86 +616,182 @@ export class Router implements LocalPacketSink {
       return;
     }
     this.resetContext(null, -1, true);
+    this.emitFlags = 0;
     this.output(host.drops);
   }
 
-  /** A packet xtr built (ICMP error, emitLocal), already in scratch. */
-  private fromXtr(l3off: number, len: number): void {
-    const r = parsePacket(this.ctx, this.buf, l3off, len);
+  /** A packet xtr built (ICMP error, emit, a clone), waiting in pending slot `slot`. */
+  private fromXtr(slot: number): void {
+    const s = this.scratch;
+    const r = parsePacket(this.ctx, this.buf, s.pendingOff[slot], s.pendingLen[slot]);
     if (r !== 0) {
+      s.pendingCt[slot] = null;
       this.localDrops[r]++;
       return;
     }
     this.resetContext(null, -1, true);
+    this.emitFlags = s.pendingFlags[slot];
+    this.emitSlot = slot;
     this.output(this.localDrops);
+    s.pendingCt[slot] = null;
   }
 
-  /** route -> OUTPUT -> (re-route if the destination changed) -> POSTROUTING -> link, or INPUT -> host. */
+  /**
+   * Gives the packet in ctx what it was emitted with (after nf_defrag,
+   * which starts the packet afresh): nfmark, its flow (nf_ct_attach:
+   * RELATED, in the reply direction when the packet it answers went the
+   * original way), untracked, the interface to leave by.
+   */
+  private applyEmitOptions(flags: number): void {
+    const ctx = this.ctx;
+    const s = this.scratch;
+    const slot = this.emitSlot;
+    if ((flags & PendingFlag.MARK) !== 0) ctx.mark = s.pendingMark[slot];
+    if ((flags & PendingFlag.ATTACHED) !== 0) {
+      ctx.ct = s.pendingCt[slot];
+      ctx.ctState = CtState.RELATED;
+      ctx.ctReply = s.pendingCtReply[slot] === 1;
+      ctx.ctAttached = true;
+    }
+    if ((flags & PendingFlag.UNTRACKED) !== 0) ctx.notrack = true;
+    if ((flags & PendingFlag.OIF) !== 0) this.forcedOif = this.interfaces[s.pendingOif[slot]];
+    if ((flags & PendingFlag.GATEWAY) !== 0) {
+      if (ctx.family === 4) this.egress.setGateway4(s.pendingGw[slot * 4]);
+      else this.egress.setGateway6(s.pendingGw, slot * 4);
+    }
+  }
+
+  /**
+   * Routes the locally generated packet in ctx (ip_route_output): by its
+   * destination, or as it was emitted (a gateway, an interface). Returns
+   * the route id, FORCED_HOP when egress sends to a given next hop, or -1
+   * for no route; this.routedOut is the interface.
+   */
+  private routeOutput(v4: boolean): number {
+    const ctx = this.ctx;
+    const flags = this.emitFlags;
+    if ((flags & (PendingFlag.GATEWAY | PendingFlag.OIF)) !== 0) return this.routeForced(v4, flags);
+    const id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
+    if (id >= 0) this.routedOut = this.interfaces[(v4 ? this.routes4.ifIndex : this.routes6.ifIndex)[id]];
+    return id;
+  }
+
+  private routeForced(v4: boolean, flags: number): number {
+    const ctx = this.ctx;
+    const egress = this.egress;
+    const oif = (flags & PendingFlag.OIF) !== 0 ? this.forcedOif : null;
+    if ((flags & PendingFlag.GATEWAY) !== 0) {
+      const out = this.onLinkInterface(v4, egress.gateway4, egress.gateway6, oif);
+      if (out === null) return -1;
+      this.routedOut = out;
+      return FORCED_HOP;
+    }
+    egress.viaGateway = false;
+    const id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
+    if (id >= 0 && (v4 ? this.routes4.ifIndex : this.routes6.ifIndex)[id] === oif!.index) {
+      this.routedOut = oif;
+      return id;
+    }
+    // ip_route_output with an oif and no route through it takes the destination as on-link there
+    if (v4) egress.setGateway4(ctx.dst4);
+    else egress.setGateway6(ctx.dst6, 0);
+    this.routedOut = oif;
+    return FORCED_HOP;
+  }
+
+  /** The link `gw` is directly on (a connected route; through `oif` when given), or null. */
+  private onLinkInterface(v4: boolean, gw4: number, gw6: Uint32Array, oif: RouterInterface | null): RouterInterface | null {
+    const id = v4 ? this.routes4.lookup(gw4) : this.routes6.lookup(gw6);
+    if (id < 0) return null;
+    const kind = v4 ? this.routes4.kind[id] : this.routes6.kind[id];
+    const ifIndex = v4 ? this.routes4.ifIndex[id] : this.routes6.ifIndex[id];
+    if (kind !== RouteKind.CONNECTED || (oif !== null && ifIndex !== oif.index)) return null;
+    return this.interfaces[ifIndex];
+  }
+
+  /**
+   * route -> OUTPUT -> (re-route if the destination changed) -> POSTROUTING
+   * -> link, or INPUT -> host. Routing comes before OUTPUT, as the kernel
+   * routes a locally generated packet before its LOCAL_OUT hook, so OUTPUT
+   * rules see the out-interface (`-o`). A clone (PendingFlag.DUPLICATE)
+   * goes through no hook.
+   */
   private output(drops: Float64Array): void {
     const ctx = this.ctx;
     const v4 = ctx.family === 4;
-    if (v4) {
-      if (ctx.dst4 >>> 28 === 0xe || ctx.dst4 === 0xffffffff) {
-        drops[RouterDrop.MULTICAST]++;
+    const flags = this.emitFlags;
+    if ((flags & PendingFlag.GATEWAY) === 0) {
+      if (v4) {
+        if (ctx.dst4 >>> 28 === 0xe || ctx.dst4 === 0xffffffff) {
+          drops[RouterDrop.MULTICAST]++;
+          return;
+        }
+      } else if (ctx.dst6[0] >>> 24 === 0xff || (ctx.dst6[0] & 0xffc00000) >>> 0 === 0xfe800000) {
+        drops[ctx.dst6[0] >>> 24 === 0xff ? RouterDrop.MULTICAST : RouterDrop.LINK_LOCAL]++;
         return;
       }
-    } else if (ctx.dst6[0] >>> 24 === 0xff || (ctx.dst6[0] & 0xffc00000) >>> 0 === 0xfe800000) {
-      drops[ctx.dst6[0] >>> 24 === 0xff ? RouterDrop.MULTICAST : RouterDrop.LINK_LOCAL]++;
-      return;
     }
+    const hooks = (flags & PendingFlag.DUPLICATE) === 0;
     // nf_defrag in OUTPUT: the local stack fragments to the host interface's MTU before xtr sees its packets
-    if (this.wantsDefrag() && !this.defrag(drops, DEFRAG_OUT)) return;
-    let id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
-    if (id < 0) {
-      this.icmpError(null, v4 ? 3 : 1, 0, 0);
+    if (hooks && this.wantsDefrag() && !this.defrag(drops, DEFRAG_OUT)) return;
+    if (flags !== 0) this.applyEmitOptions(flags);
+    let id = this.routeOutput(v4);
+    if (id === -1) {
+      if ((flags & (PendingFlag.GATEWAY | PendingFlag.OIF)) === 0) this.icmpError(null, v4 ? 3 : 1, 0, 0);
       drops[RouterDrop.NO_ROUTE]++;
       return;
     }
-    const rt = v4 ? this.routes4 : this.routes6;
-    ctx.outIf = this.interfaces[rt.ifIndex[id]];
-    const dst4 = ctx.dst4;
-    if (!v4) this.savedDst6.set(ctx.dst6);
-    ctx.hook = Hook.OUTPUT;
-    let v = this.nf.hook(Hook.OUTPUT, ctx);
-    if (v !== Verdict.ACCEPT) {
-      if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
-      return;
-    }
-    const d6 = ctx.dst6;
-    const s6 = this.savedDst6;
-    if (v4 ? ctx.dst4 !== dst4 : d6[0] !== s6[0] || d6[1] !== s6[1] || d6[2] !== s6[2] || d6[3] !== s6[3]) {
-      id = v4 ? this.routes4.lookup(ctx.dst4) : this.routes6.lookup(ctx.dst6);
-      if (id < 0) {
-        drops[RouterDrop.NO_ROUTE]++;
-        return;
-      }
-      ctx.outIf = this.interfaces[rt.ifIndex[id]];
-    }
-    if (rt.kind[id] === RouteKind.LOCAL) {
-      // addressed to the router itself (an ICMP error for the local stack): loop back through INPUT
-      ctx.hook = Hook.INPUT;
-      ctx.outIf = null;
-      v = this.nf.hook(Hook.INPUT, ctx);
+    ctx.outIf = this.routedOut;
+    let v: number;
+    if (hooks) {
+      const dst4 = ctx.dst4;
+      if (!v4) this.savedDst6.set(ctx.dst6);
+      ctx.hook = Hook.OUTPUT;
+      v = this.nf.hook(Hook.OUTPUT, ctx);
       if (v !== Verdict.ACCEPT) {
         if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
         return;
+      }
+      const d6 = ctx.dst6;
+      const s6 = this.savedDst6;
+      if (v4 ? ctx.dst4 !== dst4 : d6[0] !== s6[0] || d6[1] !== s6[1] || d6[2] !== s6[2] || d6[3] !== s6[3]) {
+        id = this.routeOutput(v4);
+        if (id === -1) {
+          drops[RouterDrop.NO_ROUTE]++;
+          return;
+        }
+        ctx.outIf = this.routedOut;
+      }
+    }
+    if (id >= 0 && (v4 ? this.routes4.kind[id] : this.routes6.kind[id]) === RouteKind.LOCAL) {
+      // addressed to the router itself (an ICMP error for the local stack): loop back through INPUT
+      ctx.hook = Hook.INPUT;
+      ctx.outIf = null;
+      if (hooks) {
+        v = this.nf.hook(Hook.INPUT, ctx);
+        if (v !== Verdict.ACCEPT) {
+          if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
+          return;
+        }
       }
       if (this.host !== null) this.egress.queueTx(this.host, ctx.l3off, ctx.l3len);
       else drops[RouterDrop.NO_LOCAL_DELIVERY]++;
       return;
     }
-    const out = this.interfaces[rt.ifIndex[id]];
+    const out = this.routedOut!;
     if (ctx.l3len > out.mtu && (!v4 || this.ip4.point(this.buf, ctx.l3off, ctx.l3len).dontFragment) && this.egress.fragmentsTooBig(out)) {
       // the local stack learns the path MTU from this (as it would from EMSGSIZE)
       this.icmpError(out, v4 ? 3 : 2, v4 ? 4 : 0, out.mtu);
       drops[RouterDrop.TOO_BIG]++;
       return;
     }
-    ctx.hook = Hook.POSTROUTING;
-    v = this.nf.hook(Hook.POSTROUTING, ctx);
-    if (v !== Verdict.ACCEPT) {
-      if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
-      return;
+    if (hooks) {
+      ctx.hook = Hook.POSTROUTING;
+      v = this.nf.hook(Hook.POSTROUTING, ctx);
+      if (v !== Verdict.ACCEPT) {
+        if (v === Verdict.DROP) drops[RouterDrop.NETFILTER]++;
+        return;
+      }
     }
     if (v4) this.egress.transmit4(out, id, drops);
     else this.egress.transmit6(out, id, drops);
@@ -689,7 +803,7 @@ export class Router implements LocalPacketSink {
     const s = this.scratch;
     while (s.pendingHead < s.pendingCount) {
       const i = s.pendingHead++;
-      this.fromXtr(s.pendingOff[i], s.pendingLen[i]);
+      this.fromXtr(i);
     }
     s.pendingHead = 0;
     s.pendingCount = 0;
@@ -727,11 +841,174 @@ export class Router implements LocalPacketSink {
     }
     this.buf.set(bytes.subarray(offset, offset + length), p);
     this.scratch.pos = p + length;
-    if (!this.scratch.pushPending(p, length)) {
+    if (this.scratch.pushPending(p, length) < 0) {
       this.localDrops[RouterDrop.SCRATCH_FULL]++;
       return;
     }
     if (!this.scratch.inBatch) this.finishOutOfBatch();
+  }
+
+  /** RouterServices.emit: a copy of the packet runs through the OUTPUT path after the current one, shaped by `how`. */
+  emitPacket(bytes: Uint8Array, offset: number, length: number, how: EmitOptions): boolean {
+    let oif = 0;
+    if (how.oif !== undefined) {
+      const ri = this.linkNamed(how.oif);
+      if (ri === null) return false;
+      oif = ri.index;
+    }
+    const s = this.scratch;
+    const p = length > 0 ? s.copyIn(bytes, offset, length) : -1;
+    const slot = p < 0 ? -1 : s.pushPending(p, length);
+    if (slot < 0) {
+      this.localDrops[RouterDrop.SCRATCH_FULL]++;
+      return false;
+    }
+    let flags = 0;
+    const from = how.ctFrom;
+    if (how.untracked === true) flags |= PendingFlag.UNTRACKED;
+    else if (from !== undefined && from.ct !== null) flags |= this.attach(slot, from);
+    if (how.duplicate === true) flags |= PendingFlag.DUPLICATE;
+    if (how.mark !== undefined) {
+      flags |= PendingFlag.MARK;
+      s.pendingMark[slot] = how.mark >>> 0;
+    }
+    if (oif !== 0) {
+      flags |= PendingFlag.OIF;
+      s.pendingOif[slot] = oif;
+    }
+    if (how.gateway !== undefined) {
+      flags |= PendingFlag.GATEWAY;
+      copyGateway(s.pendingGw, slot * 4, how.gateway, how.family);
+    }
+    s.pendingFlags[slot] = flags;
+    if (!s.inBatch) this.finishOutOfBatch();
+    return true;
+  }
+
+  /**
+   * nf_ct_attach: the packet in `slot` answers `from` and joins its flow,
+   * RELATED, in the reply direction when `from` went the original way
+   * (IP_CT_RELATED_REPLY) and the original direction otherwise.
+   */
+  private attach(slot: number, from: PacketContext): number {
+    const s = this.scratch;
+    s.pendingCt[slot] = from.ct;
+    s.pendingCtReply[slot] = from.ctReply ? 0 : 1;
+    return PendingFlag.ATTACHED;
+  }
+
+  /**
+   * RouterServices.dup (nf_dup_ipv4 / nf_dup_ipv6): a copy of the packet in
+   * `pkt` as it is now, TTL / hop limit decremented when taken in
+   * PREROUTING or INPUT, sent untracked and through no hook to the gateway,
+   * which must be on-link (through `how.oif` when given); else it is lost,
+   * counted as dup_not_on_link.
+   */
+  dupPacket(pkt: PacketContext, how: DupOptions): boolean {
+    // a clone is never cloned again (nf_skb_duplicated); clones see no hook, so only a misuse gets here
+    if (pkt === this.ctx && (this.emitFlags & PendingFlag.DUPLICATE) !== 0) return false;
+    const v4 = pkt.family === 4;
+    const gw = how.gateway;
+    let oif: RouterInterface | null = null;
+    if (how.oif !== undefined) oif = this.linkNamed(how.oif);
+    if ((how.oif !== undefined && oif === null) || this.onLinkInterface(v4, gw[0] >>> 0, gw, oif) === null) {
+      this.localDrops[RouterDrop.DUP_NOT_ON_LINK]++;
+      return false;
+    }
+    const s = this.scratch;
+    const len = pkt.l3len;
+    const p = s.copyIn(pkt.buf, pkt.l3off, len);
+    const slot = p < 0 ? -1 : s.pushPending(p, len);
+    if (slot < 0) {
+      this.localDrops[RouterDrop.SCRATCH_FULL]++;
+      return false;
+    }
+    if (pkt.hook === Hook.PREROUTING || pkt.hook === Hook.INPUT) {
+      if (v4) {
+        const ip = this.cloneIp4.point(this.buf, p, len);
+        ip.ttl = (ip.ttl - 1) & 0xff;
+        ip.fillChecksum(); // ip_send_check
+      } else {
+        const ip = this.cloneIp6.point(this.buf, p, len);
+        ip.hopLimit = (ip.hopLimit - 1) & 0xff;
+      }
+    }
+    let flags = PendingFlag.DUPLICATE | PendingFlag.UNTRACKED | PendingFlag.GATEWAY;
+    if (pkt.mark !== 0) {
+      flags |= PendingFlag.MARK;
+      s.pendingMark[slot] = pkt.mark;
+    }
+    if (oif !== null) {
+      flags |= PendingFlag.OIF;
+      s.pendingOif[slot] = oif.index;
+    }
+    copyGateway(s.pendingGw, slot * 4, gw, pkt.family);
+    s.pendingFlags[slot] = flags;
+    if (!s.inBatch) this.finishOutOfBatch();
+    return true;
+  }
+
+  /**
+   * RouterServices.icmpError (icmp_send / icmpv6_send): through the one
+   * rate limiter, attached to pkt's flow. The source is pkt's destination
+   * when that is one of xtr's addresses; else the address of the link pkt
+   * came in on (FORWARD, PREROUTING: what traceroute shows), else of the
+   * link towards its sender, else pkt's source when xtr itself sent it.
+   */
+  sendIcmpError(pkt: PacketContext, type: number, code: number, info: number): boolean {
+    let src4 = 0;
+    let src6: Uint32Array | null = null;
+    if (pkt.family === 4) {
+      const id = this.routes4.lookup(pkt.dst4);
+      if (id >= 0 && this.routes4.kind[id] === RouteKind.LOCAL) src4 = pkt.dst4;
+      else {
+        const via = this.errorLink(pkt);
+        src4 = via !== null ? this.icmp.source4(via) : this.ownSource4(pkt);
+      }
+    } else {
+      const id = this.routes6.lookup(pkt.dst6);
+      if (id >= 0 && this.routes6.kind[id] === RouteKind.LOCAL) src6 = pkt.dst6;
+      else {
+        const via = this.errorLink(pkt);
+        src6 = via !== null ? this.icmp.source6(via) : this.ownSource6(pkt);
+      }
+    }
+    const slot = this.icmp.sendFrom(pkt, type, code, info, this.now, src4, src6);
+    if (slot < 0) return false;
+    if (pkt.ct !== null) this.scratch.pendingFlags[slot] = this.attach(slot, pkt);
+    if (!this.scratch.inBatch) this.finishOutOfBatch();
+    return true;
+  }
+
+  /** The link an error about pkt is sent from: the one it came in on, else the one its sender is reached by; null when its sender is xtr. */
+  private errorLink(pkt: PacketContext): RouterInterface | null {
+    const inIf = pkt.inIf;
+    if (inIf !== null && inIf.kind !== 'host' && this.interfaces[inIf.index] === inIf) return this.interfaces[inIf.index];
+    const v4 = pkt.family === 4;
+    const id = v4 ? this.routes4.lookup(pkt.src4) : this.routes6.lookup(pkt.src6);
+    if (id < 0 || (v4 ? this.routes4.kind[id] : this.routes6.kind[id]) === RouteKind.LOCAL) return null;
+    const ri = this.interfaces[v4 ? this.routes4.ifIndex[id] : this.routes6.ifIndex[id]];
+    return ri.kind === 'host' ? null : ri;
+  }
+
+  /** Source of an error about a packet xtr's side sent (OUTPUT): its own source when that is ours, else any link's address. */
+  private ownSource4(pkt: PacketContext): number {
+    const id = this.routes4.lookup(pkt.src4);
+    return id >= 0 && this.routes4.kind[id] === RouteKind.LOCAL ? pkt.src4 : this.icmp.source4(null);
+  }
+
+  private ownSource6(pkt: PacketContext): Uint32Array | null {
+    const id = this.routes6.lookup(pkt.src6);
+    return id >= 0 && this.routes6.kind[id] === RouteKind.LOCAL ? pkt.src6 : this.icmp.source6(null);
+  }
+
+  /** A TUN/TAP link by config name (not the host interface), or null. */
+  private linkNamed(name: string): RouterInterface | null {
+    for (let i = 1; i < this.interfaces.length; i++) {
+      const ri = this.interfaces[i];
+      if (ri.name === name && ri.kind !== 'host') return ri;
+    }
+    return null;
   }
 
   // ------------------------------------------------------------ status
@@ -745,6 +1022,16 @@ export class Router implements LocalPacketSink {
 
   status(): RouterStatus {
     return routerStatus(this, this.running, this.running ? (this.clock() - this.startedAt) / 1000 : 0);
+  }
+}
+
+/** A next hop (IPv4: word 0) into the pending queue's gateway words at `at`, without a subarray view. */
+function copyGateway(to: Uint32Array, at: number, gw: Uint32Array, family: Family): void {
+  to[at] = gw[0];
+  if (family === 6) {
+    to[at + 1] = gw[1];
+    to[at + 2] = gw[2];
+    to[at + 3] = gw[3];
   }
 }
 

@@ -118,8 +118,8 @@ export class IcmpErrors {
     }
     if (n === 0) return -1;
     scratch.pos = p + n;
-    const slot = scratch.pendingCount;
-    if (!scratch.pushPending(p, n)) return -1;
+    const slot = scratch.pushPending(p, n);
+    if (slot < 0) return -1;
     this.sent++;
     return slot;
   }

@@ -56,6 +56,8 @@ export const enum RouterDrop {
   INTERNAL_ERROR,
   /** A fragment reassembly refused: overlap, duplicate, inconsistent end, oversize datagram, no memory. */
   REASSEMBLY,
+  /** A clone (TEE, services.dup) whose gateway is not on-link (as nf_dup's route lookup failing: lost silently). */
+  DUP_NOT_ON_LINK,
 }
 const ROUTER_DROP_NAMES = [
   'no_route',
@@ -75,6 +77,7 @@ const ROUTER_DROP_NAMES = [
   'source_route',
   'internal_error',
   'reassembly',
+  'dup_not_on_link',
 ];
 /** Counter names indexed by reason; unused numbers are empty strings. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -12,6 +12,7 @@
  * Pending packets are kept as offsets into the arena plus what they were
  * emitted with, and run in FIFO order right after the packet that caused them.
  */
+import type { Conn } from '../xt/conn.js';
 import type { PacketContext } from '../xt/packet.js';
 import { SCRATCH_HEADROOM } from './interfaces.js';
 
@@ -21,6 +22,22 @@ export interface TxFlusher {
 }
 
 export const PENDING_MAX = 256;
+
+/** How a pending packet was emitted (RouterServices.emit / dup); 0 = as the local stack would send it. */
+export const enum PendingFlag {
+  /** Carries the conntrack entry of the packet it answers (nf_ct_attach): RELATED, not looked up again. */
+  ATTACHED = 1,
+  /** Untracked: conntrack skips it. */
+  UNTRACKED = 2,
+  /** A clone (TEE): no hook at all, never cloned again. */
+  DUPLICATE = 4,
+  /** Sent to pendingGw as its next hop, which must be on-link. */
+  GATEWAY = 8,
+  /** Leaves by the interface pendingOif. */
+  OIF = 16,
+  /** Starts with nfmark pendingMark. */
+  MARK = 32,
+}
 
 export class ScratchArena {
   /** First and one-past-last byte of the arena in `buf`. */
@@ -33,6 +50,14 @@ export class ScratchArena {
 
   readonly pendingOff = new Uint32Array(PENDING_MAX);
   readonly pendingLen = new Uint32Array(PENDING_MAX);
+  /** Per pending packet: PendingFlag bits, nfmark, interface index, gateway (4 words, IPv4 in the first), entry. */
+  readonly pendingFlags = new Uint8Array(PENDING_MAX);
+  readonly pendingMark = new Uint32Array(PENDING_MAX);
+  readonly pendingOif = new Uint32Array(PENDING_MAX);
+  readonly pendingGw = new Uint32Array(PENDING_MAX * 4);
+  readonly pendingCt: (Conn | null)[] = new Array<Conn | null>(PENDING_MAX).fill(null);
+  /** For ATTACHED: whether the emitted packet travels in its flow's reply direction. */
+  readonly pendingCtReply = new Uint8Array(PENDING_MAX);
   pendingHead = 0;
   pendingCount = 0;
 
@@ -67,22 +92,32 @@ export class ScratchArena {
   copyIn(bytes: Uint8Array, off: number, len: number): number {
     const p = this.alloc(len);
     if (p < 0) return -1;
-    this.buf.set(bytes.subarray(off, off + len), p);
+    // a packet of the router's own buffer (a clone) is moved within it: set() of the same buffer may copy it first
+    if (bytes === this.buf) this.buf.copyWithin(p, off, off + len);
+    else this.buf.set(bytes.subarray(off, off + len), p);
     this.pos = p + len;
     return p;
   }
 
-  /** Queues the packet at buf[off, off+len) for the OUTPUT path; false when the queue is full. */
-  pushPending(off: number, len: number): boolean {
-    if (this.pendingCount === PENDING_MAX) return false;
-    this.pendingOff[this.pendingCount] = off;
-    this.pendingLen[this.pendingCount] = len;
-    this.pendingCount++;
-    return true;
+  /**
+   * Queues the packet at buf[off, off+len) for the OUTPUT path, with no
+   * emit options (the caller may set them in the returned slot). Returns
+   * the slot, or -1 when the queue is full.
+   */
+  pushPending(off: number, len: number): number {
+    if (this.pendingCount === PENDING_MAX) return -1;
+    const i = this.pendingCount++;
+    this.pendingOff[i] = off;
+    this.pendingLen[i] = len;
+    this.pendingFlags[i] = 0;
+    this.pendingMark[i] = 0;
+    this.pendingCt[i] = null;
+    return i;
   }
 
   /** Forgets every pending packet (after an internal error). */
   clearPending(): void {
+    for (let i = this.pendingHead; i < this.pendingCount; i++) this.pendingCt[i] = null;
     this.pendingHead = 0;
     this.pendingCount = 0;
   }

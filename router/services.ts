@@ -1,13 +1,28 @@
 /**
  * RouterServices for extensions: packets they originate (REJECT, TARPIT,
- * ECHO, TEE copies) enter the OUTPUT path as locally generated, log lines go
- * to the process logger, and time is the router's monotonic clock.
+ * ECHO, TEE copies) enter the OUTPUT path as locally generated, ICMP errors
+ * go through the router's one rate limiter, route and interface facts come
+ * from xtr's own tables, log lines go to the process logger, and time is the
+ * router's monotonic clock.
+ *
+ * The packet work (emit, dup, icmpError) is the Router's (router/forward.ts:
+ * it owns the scratch arena and the pending queue); this file answers the
+ * questions about routes and interfaces and keeps the clock and randomness.
  */
 import { randomBytes } from 'node:crypto';
 import type { Family, PacketContext } from '../xt/packet.js';
-import type { DupOptions, EmitOptions, IfaceFacts, RouteFacts } from '../xt/services.js';
+import {
+  RouteKind as FactKind,
+  type DupOptions,
+  type EmitOptions,
+  type IfaceFacts,
+  type IfaceFlags,
+  type RouteFacts,
+} from '../xt/services.js';
 import type { RouterServices } from '../xt/extension.js';
+import type { RouterInterface } from './interfaces.js';
 import { syslogToPino, type Logger } from './log.js';
+import { RouteKind, type RouteTable4, type RouteTable6 } from './routing.js';
 
 /** What the services need from the router: a way to inject a locally generated packet. */
 export interface LocalPacketSink {
@@ -15,39 +30,110 @@ export interface LocalPacketSink {
   injectLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void;
 }
 
+/** The router as the services reach it (router/forward.ts Router). */
+export interface ServicesBackend extends LocalPacketSink {
+  emitPacket(bytes: Uint8Array, offset: number, length: number, how: EmitOptions): boolean;
+  dupPacket(pkt: PacketContext, how: DupOptions): boolean;
+  sendIcmpError(pkt: PacketContext, type: number, code: number, info: number): boolean;
+  /** Interfaces by index (0 unused). */
+  readonly interfaces: readonly RouterInterface[];
+  readonly host: RouterInterface | null;
+  readonly routes4: RouteTable4;
+  readonly routes6: RouteTable6;
+}
+
 /** Monotonic milliseconds (performance.now is monotonic and cheap). */
 export function monotonicMs(): number {
   return performance.now();
 }
 
+/** ip_default_ttl / hop_limit: what a locally generated packet starts with. */
+const LOCAL_HOP_LIMIT = 64;
+
 export class Services implements RouterServices {
-  /** `clock`: the router's clock, so extensions and ctx.now agree (tests substitute a fake one). */
+  /**
+   * `clock`: the router's clock, so extensions and ctx.now agree (tests
+   * substitute a fake one). `backend`: the router; without one (unit tests
+   * of the log and clock) emit() only injects and the packet services throw.
+   */
   constructor(
     private readonly sink: LocalPacketSink,
     private readonly logger: Logger,
     private readonly clock: () => number = monotonicMs,
+    private readonly backend: ServicesBackend | null = null,
   ) {}
 
   emitLocal(bytes: Uint8Array, offset: number, length: number, family: Family): void {
     this.sink.injectLocal(bytes, offset, length, family);
   }
 
-  // INTERIM (platform issue in progress): emit ignores `how` beyond the family; dup/route/iface/icmpError land with the router split.
   emit(bytes: Uint8Array, offset: number, length: number, how: EmitOptions): boolean {
-    this.sink.injectLocal(bytes, offset, length, how.family);
-    return true;
+    if (this.backend === null) {
+      this.sink.injectLocal(bytes, offset, length, how.family);
+      return true;
+    }
+    return this.backend.emitPacket(bytes, offset, length, how);
   }
-  dup(_pkt: PacketContext, _how: DupOptions): boolean {
-    throw new Error('services.dup: not implemented yet');
+
+  dup(pkt: PacketContext, how: DupOptions): boolean {
+    return this.router('dup').dupPacket(pkt, how);
   }
-  route(_family: Family, _dst: Uint32Array): RouteFacts | null {
-    throw new Error('services.route: not implemented yet');
+
+  icmpError(pkt: PacketContext, type: number, code: number, info: number): boolean {
+    return this.router('icmpError').sendIcmpError(pkt, type, code, info);
   }
-  iface(_name: string): IfaceFacts | null {
-    throw new Error('services.iface: not implemented yet');
+
+  /**
+   * ip_route_output's answer for a locally generated packet to `dst`: own
+   * addresses are LOCAL (no oif), a connected subnet's broadcast address
+   * BROADCAST, multicast MULTICAST (no multicast routing: no oif), else
+   * UNICAST with the next hop (the destination itself when on-link).
+   */
+  route(family: Family, dst: Uint32Array): RouteFacts | null {
+    const b = this.router('route');
+    if (family === 4) {
+      const d = dst[0] >>> 0;
+      if (d >>> 28 === 0xe || d === 0xffffffff) return facts(d === 0xffffffff ? FactKind.BROADCAST : FactKind.MULTICAST, null, null);
+      const id = b.routes4.lookup(d);
+      if (id < 0) return null;
+      const kind = b.routes4.kind[id];
+      const ri = b.interfaces[b.routes4.ifIndex[id]];
+      if (kind === RouteKind.LOCAL) return facts(FactKind.LOCAL, null, null, ri.mtu);
+      const oif = this.factsOf(ri);
+      if (kind === RouteKind.CONNECTED && d === b.routes4.broadcast[id]) return facts(FactKind.BROADCAST, oif, null);
+      return facts(FactKind.UNICAST, oif, Uint32Array.of(b.routes4.nextHop(id, d)));
+    }
+    if (dst[0] >>> 24 === 0xff) return facts(FactKind.MULTICAST, null, null);
+    const id = b.routes6.lookup(dst);
+    if (id < 0) return null;
+    const ri = b.interfaces[b.routes6.ifIndex[id]];
+    if (b.routes6.kind[id] === RouteKind.LOCAL) return facts(FactKind.LOCAL, null, null, ri.mtu);
+    const gw = new Uint32Array(4);
+    b.routes6.nextHop(id, dst, gw);
+    return facts(FactKind.UNICAST, this.factsOf(ri), gw);
   }
-  icmpError(_pkt: PacketContext, _type: number, _code: number, _info: number): boolean {
-    throw new Error('services.icmpError: not implemented yet');
+
+  iface(name: string): IfaceFacts | null {
+    const b = this.router('iface');
+    for (let i = 1; i < b.interfaces.length; i++) if (b.interfaces[i].name === name) return this.factsOf(b.interfaces[i]);
+    return null;
+  }
+
+  /** Facts per interface index, rebuilt only when the device's state changes. */
+  private readonly ifaceCache: (IfaceFacts | null)[] = [];
+
+  private factsOf(ri: RouterInterface): IfaceFacts {
+    const up = deviceUp(ri);
+    const cached = this.ifaceCache[ri.index];
+    if (cached && cached.flags.up === up) return cached;
+    const made = ifaceFacts(ri, up);
+    this.ifaceCache[ri.index] = made;
+    return made;
+  }
+
+  private router(what: string): ServicesBackend {
+    if (this.backend === null) throw new Error(`services.${what}: no router behind these services`);
+    return this.backend;
   }
 
   /** Random words drawn from the OS in blocks of 1 KiB (one syscall per 256 calls). */
@@ -75,4 +161,54 @@ export class Services implements RouterServices {
   now(): number {
     return this.clock();
   }
+}
+
+function facts(kind: FactKind, oif: IfaceFacts | null, gateway: Uint32Array | null, mtu = oif?.mtu ?? 0): RouteFacts {
+  return { kind, oif, gateway, mtu, hopLimit: LOCAL_HOP_LIMIT };
+}
+
+/**
+ * Whether the interface's device is open. The devices (dataplane/tun.ts,
+ * memdev.ts) say so with `closed`, which the PacketDevice contract does not
+ * carry; a device without it counts as open.
+ */
+function deviceUp(ri: RouterInterface): boolean {
+  const d = ri.device as { closed?: unknown };
+  return d.closed !== true;
+}
+
+/**
+ * An interface as `ip link` / `ip addr` would show it. A TUN (and the host
+ * interface, itself a TUN) is POINTOPOINT,MULTICAST,NOARP as Linux shows
+ * tun devices; a TAP is BROADCAST,MULTICAST. An open device is UP with its
+ * carrier (RUNNING, LOWER_UP): xtr holds the fd, which is what a tun's
+ * carrier means.
+ */
+function ifaceFacts(ri: RouterInterface, up: boolean): IfaceFacts {
+  const tap = ri.kind === 'tap';
+  const flags: IfaceFlags = {
+    up,
+    running: up,
+    lowerUp: up,
+    broadcast: tap,
+    multicast: true,
+    pointopoint: !tap,
+    loopback: false,
+    noarp: !tap,
+    promisc: false,
+    dynamic: false,
+    dormant: false,
+  };
+  return {
+    ref: ri,
+    name: ri.name,
+    mtu: ri.mtu,
+    kind: ri.kind,
+    mac: ri.mac,
+    addrs4: ri.v4.map((a) => a.addr),
+    addrs6: ri.v6.map((a) => a.addr),
+    prefixes4: ri.v4.map((a) => a.len),
+    prefixes6: ri.v6.map((a) => a.len),
+    flags,
+  };
 }

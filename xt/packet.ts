@@ -131,6 +131,14 @@ export class PacketContext {
   /** Set by NOTRACK / CT --notrack in raw before conntrack sees the packet. */
   notrack = false;
   /**
+   * ct/ctState were set by whoever built the packet: an answer attached to
+   * the flow of the packet it answers (the kernel's nf_ct_attach, used by
+   * REJECT, TARPIT, icmp_send). Conntrack then neither looks the packet up
+   * nor confirms it, as nf_conntrack_in ignores an skb that already has an
+   * entry. The router clears it for every packet.
+   */
+  ctAttached = false;
+  /**
    * Set by a match to drop the packet at once whatever the rule's verdict
    * (the kernel's xt_action_param.hotdrop): a malformed header a match cannot
    * judge. The engine clears it before each hook and drops when it is set.
