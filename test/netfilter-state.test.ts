@@ -19,7 +19,7 @@ import { Netfilter, netfilterCommands, restoreState, saveState } from '../router
 import { splitLine } from '../router/netfilter/commands.js';
 import { packet } from '../router/netfilter/testkit.js';
 import { extensionCommands } from '../router/commands.js';
-import { formatStatus, statusCommands, type StatusSnapshot } from '../router/control.js';
+import { ControlServer, formatStatus, statusCommands, type StatusSnapshot } from '../router/control.js';
 import { buildAppliance } from '../router/appliance.js';
 import type { XtrConfig } from '../router/config.js';
 import type { Router } from '../router/forward.js';
@@ -370,6 +370,13 @@ test('appliance: rules and state persist to stateDir and come back after a resta
   t.is((await app.commands.iptables!(['-A', 'INPUT', '-m', 'xh4seen', '--name', 'A'], null)).status, 0);
   app.netfilter.hook(Hook.INPUT, packet({ src: '10.0.0.5', dst: '192.0.2.1', proto: 'udp', sport: 1, dport: 2 }, 'eth0'));
   t.deepEqual(await app.commands.ext!(['xh4seen-count', 'A'], null), { status: 0, stdout: 'A 1\n', stderr: '' });
+  // As the control socket dispatches it (`xtr ext ...` from the CLI).
+  const control = new ControlServer(join(dir, 'unused.sock'), log);
+  control.register(app.commands);
+  t.deepEqual(await control.execute({ cmd: 'ext', args: ['xh4seen-count', 'A'], input: null }), { status: 0, stdout: 'A 1\n', stderr: '' });
+  const unknown = await control.execute({ cmd: 'ext', args: ['xh4nope'], input: null });
+  t.is(unknown.status, 2);
+  t.regex(unknown.stderr, /^xtr ext: unknown command "xh4nope"; known: .*xh4seen-count/);
   const reload = await app.commands['reload-databases']!([], null);
   t.is(reload.stdout, 'reloaded xh4seen:A\n');
   t.is(app.reloadDatabases(), 'reloaded xh4seen:A');
