@@ -1,20 +1,21 @@
 /**
  * `-j REJECT [--reject-with TYPE]` (IPv4 and IPv6), as libipt_REJECT /
  * libip6t_REJECT + the kernel's nf_reject: answer with an ICMP/ICMPv6
- * destination-unreachable (or a TCP RST for tcp-reset) built like the
- * kernel builds it, send it through OUTPUT, and DROP the packet.
+ * destination-unreachable (or a TCP RST for tcp-reset) and DROP the packet.
  *
- * The answer's source: for INPUT and OUTPUT the offending packet's
- * destination (what icmp_send picks for a local destination); for FORWARD
- * the incoming interface's ICMP source address when the router exposes one
- * (RouterInterface.icmpSource4/6), else the packet's destination too.
- * Like the kernel, nothing is sent for a non-first fragment, a TCP/UDP
- * packet with a bad checksum, an ICMP error, or a multicast/broadcast
- * address, and ICMP errors (not RSTs) are rate-limited per destination host
- * as icmp_send does (inet_peer token bucket: icmp_ratelimit 1 s, burst 6).
+ * The answer is the router's to send, as nf_send_unreach / nf_send_reset
+ * leave it to icmp_send and ip_local_out: ICMP errors go through
+ * services.icmpError (the router's one rate limiter, the source address
+ * icmp_send would pick, attached to the flow as RELATED), RSTs are built here
+ * and sent by services.emit with ctFrom, so both cross OUTPUT/POSTROUTING as
+ * part of the rejected packet's flow (nf_ct_attach: RELATED, reply
+ * direction), with their out-interface set. What stays here is what
+ * nf_reject checks before asking: nothing for a non-first fragment, and no
+ * ICMP error for a TCP/UDP packet with a bad checksum (buildTcpReset checks
+ * the RST's own conditions: not a RST, good checksum, unicast).
  */
 import { Hook, Verdict, type Family, type PacketContext } from '../xt/packet.js';
-import { buildIcmp4Error, buildIcmp6Error, buildTcpReset, mayReplyWithIcmpError } from '../dataplane/build.js';
+import { buildTcpReset } from '../dataplane/build.js';
 import { fold, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
 import { getU16 } from '../dataplane/bytes.js';
 import { XtError, type TargetExtension } from '../xt/extension.js';
@@ -69,9 +70,8 @@ export interface RejectParams {
   tcpRule: boolean;
 }
 
-/** Scratch for the reply: the largest ICMPv6 error (1280) fits. */
-const out = Buffer.alloc(1280);
-const src6 = new Uint32Array(4);
+/** Scratch for a RST (IPv6 header + TCP header); emit copies it. */
+const out = Buffer.alloc(60);
 
 /** nf_reject_verify_csum / reject6_csum_ok: TCP and UDP must have a good checksum to earn a reply. */
 function l4ChecksumOk(pkt: PacketContext): boolean {
@@ -83,66 +83,6 @@ function l4ChecksumOk(pkt: PacketContext): boolean {
   if (proto === 17 && pkt.family === 4 && len >= 8 && getU16(b, pkt.l4off + 6) === 0) return true;
   const pseudo = pkt.family === 4 ? pseudoSum4(pkt.src4, pkt.dst4, proto, len) : pseudoSum6Words(pkt.src6, pkt.dst6, proto, len);
   return fold(sum16(b, pkt.l4off, len, pseudo)) === 0xffff;
-}
-
-/** net.ipv4.icmp_ratelimit / net.ipv6.icmp.ratelimit (ms) and the inet_peer burst factor. */
-export const ICMP_RATELIMIT_MS = 1000;
-const XRLIM_BURST_FACTOR = 6;
-const PEER_SLOTS = 1024;
-
-/**
- * Per-peer ICMP rate limiter (the kernel's inet_peer_xrlim_allow), in a
- * fixed direct-mapped table: a peer that collides with another starts
- * afresh, as an expired inet_peer would. Allocation-free.
- */
-export class PeerRateLimiter {
-  private readonly addr = new Uint32Array(PEER_SLOTS * 5);
-  private readonly tokens = new Float64Array(PEER_SLOTS);
-  private readonly last = new Float64Array(PEER_SLOTS);
-  private readonly used = new Uint8Array(PEER_SLOTS);
-
-  allow(family: Family, a4: number, a6: Uint32Array, now: number): boolean {
-    const w0 = family === 4 ? a4 : a6[0];
-    const w1 = family === 4 ? 0 : a6[1];
-    const w2 = family === 4 ? 0 : a6[2];
-    const w3 = family === 4 ? 0 : a6[3];
-    let h = Math.imul(w0 ^ Math.imul(w1 ^ Math.imul(w2 ^ Math.imul(w3 ^ family, 0x85ebca6b), 0xc2b2ae35), 0x27d4eb2f), 0x9e3779b1);
-    h = (h ^ (h >>> 16)) & (PEER_SLOTS - 1);
-    const k = h * 5;
-    const a = this.addr;
-    if (!this.used[h] || a[k] !== family || a[k + 1] !== w0 || a[k + 2] !== w1 || a[k + 3] !== w2 || a[k + 4] !== w3) {
-      // A new peer: its last refill is long past, so it starts with a full burst.
-      this.used[h] = 1;
-      a[k] = family;
-      a[k + 1] = w0;
-      a[k + 2] = w1;
-      a[k + 3] = w2;
-      a[k + 4] = w3;
-      this.tokens[h] = 0;
-      this.last[h] = now - 60_000;
-    }
-    let token = this.tokens[h] + (now - this.last[h]);
-    this.last[h] = now;
-    if (token > XRLIM_BURST_FACTOR * ICMP_RATELIMIT_MS) token = XRLIM_BURST_FACTOR * ICMP_RATELIMIT_MS;
-    if (token >= ICMP_RATELIMIT_MS) {
-      this.tokens[h] = token - ICMP_RATELIMIT_MS;
-      return true;
-    }
-    this.tokens[h] = token;
-    return false;
-  }
-}
-
-/**
- * The limiter is shared by all REJECT rules of one engine, as the kernel's
- * inet_peer tree is per network namespace: two routers in one process (tests,
- * embedders) must not spend each other's tokens.
- */
-const RATE_LIMITER_KEY = 'REJECT/icmp-ratelimit';
-
-interface IcmpSourceCarrier {
-  icmpSource4?: number;
-  icmpSource6?: Uint32Array | null;
 }
 
 const REJECT: TargetExtension<RejectParams> = {
@@ -176,27 +116,15 @@ const REJECT: TargetExtension<RejectParams> = {
       throw new XtError('REJECT: TCP_RESET invalid for non-tcp', 1);
     }
     const services = env.services;
-    const limiter = env.state.acquire(RATE_LIMITER_KEY, () => new PeerRateLimiter());
     return {
-      destroy() {
-        env.state.release(RATE_LIMITER_KEY);
-      },
       target(pkt: PacketContext): number {
         if (pkt.fragmentOffset !== 0) return Verdict.DROP;
-        let n = 0;
         if (type < 0) {
-          n = buildTcpReset(out, 0, pkt);
-        } else if (mayReplyWithIcmpError(pkt, type, code) && l4ChecksumOk(pkt) && limiter.allow(pkt.family, pkt.src4, pkt.src6, pkt.now)) {
-          const via = (pkt.hook === Hook.FORWARD ? pkt.inIf : null) as IcmpSourceCarrier | null;
-          if (pkt.family === 4) {
-            const s = via && typeof via.icmpSource4 === 'number' && via.icmpSource4 !== 0 ? via.icmpSource4 : pkt.dst4;
-            n = buildIcmp4Error(out, 0, pkt, type, code, 0, s);
-          } else {
-            src6.set(via && via.icmpSource6 instanceof Uint32Array ? via.icmpSource6 : pkt.dst6);
-            n = buildIcmp6Error(out, 0, pkt, type, code, 0, src6);
-          }
+          const n = buildTcpReset(out, 0, pkt);
+          if (n > 0) services.emit(out, 0, n, { family: pkt.family, ctFrom: pkt });
+        } else if (l4ChecksumOk(pkt)) {
+          services.icmpError(pkt, type, code, 0);
         }
-        if (n > 0) services.emitLocal(out, 0, n, pkt.family);
         return Verdict.DROP;
       },
     };

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Hook, PacketContext, Verdict, type Family, type InterfaceRef } from '../xt/packet.js';
 import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension, type RuleInfo } from '../xt/extension.js';
-import REJECT, { PeerRateLimiter } from '../modules/REJECT.js';
+import REJECT from '../modules/REJECT.js';
 import LOG, { formatLogLine } from '../modules/LOG.js';
 import MARK from '../modules/MARK_target.js';
 import CONNMARK from '../modules/CONNMARK_target.js';
@@ -17,7 +17,7 @@ function ruleInfo(family: Family, proto = '', table: RuleInfo['table'] = 'filter
   return { family, table, chain: 'INPUT', proto: PROTO[proto] ?? 0, protoInverted: false };
 }
 
-/** A fresh harness per call (fresh named state: REJECT's rate limiter starts full), filter INPUT. */
+/** A fresh harness per call (fresh named state and recordings), filter INPUT. */
 function envWith(family: Family = 4) {
   const h = new XtHarness();
   const env: CheckEnv = h.env({ family });
@@ -25,6 +25,8 @@ function envWith(family: Family = 4) {
     env,
     /** What the targets emitted (bytes, family, EmitOptions). */
     sent: h.services.emitted,
+    /** ICMP errors asked of the router (services.icmpError): the packet's bytes and hook, type, code, info. */
+    errors: h.services.icmpErrors,
     /** Log lines as [level, line]. */
     get logs(): [number, string][] {
       return h.services.logged.map((l) => [l.level, l.line]);
@@ -69,52 +71,70 @@ test('target parse errors', (t) => {
   t.deepEqual(CT.tables, ['raw']);
 });
 
-test('REJECT icmp-port-unreachable: kernel-built ICMP error quoting the packet, DROP', (t) => {
-  const { env, sent } = envWith();
+// The ICMP error itself (its bytes, source address, the one rate limiter,
+// never about an ICMP error) is the router's icmpError, as icmp_send is the
+// kernel's: test/reject-router.test.ts checks it through the real router,
+// test/differential-reject.test.ts against the kernel.
+test('REJECT icmp-*: asks the router for the ICMP error about the packet (type, code, info 0), DROP', (t) => {
+  const { env, sent, errors } = envWith();
   const inst = REJECT.check(target(REJECT, 4, 'udp', ''), env);
   const orig = ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2, 3, 4]), { tos: 0x10, ttl: 60 });
   const pkt = ctxOf(orig);
-  pkt.hook = Hook.INPUT;
+  pkt.hook = Hook.FORWARD;
   t.is(inst.target(pkt), Verdict.DROP);
-  t.is(sent.length, 1);
-  const r = sent[0].bytes;
-  t.is(r.length, 28 + orig.length);
-  t.is(r[0], 0x45);
-  t.is(r[1], 0xc0 | 0x10, 'TOS: original TOS bits | internetwork control precedence');
-  t.is(r.readUInt16BE(2), r.length);
-  t.is(r[8], 64);
-  t.is(r[9], 1);
-  t.is(r.readUInt32BE(12), orig.readUInt32BE(16), 'from the address the packet was sent to');
-  t.is(r.readUInt32BE(16), orig.readUInt32BE(12));
-  t.true(verifies(r, 0, 20), 'IP header checksum');
-  t.is(r[20], 3);
-  t.is(r[21], 3);
-  t.true(verifies(r, 20, r.length - 20), 'ICMP checksum');
-  t.deepEqual(r.subarray(28), orig, 'the whole original is quoted');
-  // Every v4 type gives its code.
-  // (one second apart: errors to one host are rate-limited, burst 6)
-  let now = 100_000;
-  for (const [name, code] of [['icmp-net-unreachable', 0], ['icmp-host-unreachable', 1], ['icmp-proto-unreachable', 2], ['icmp-net-prohibited', 9], ['icmp-host-prohibited', 10], ['icmp-admin-prohibited', 13]] as const) {
-    const s = envWith();
-    REJECT.check(target(REJECT, 4, '', `--reject-with ${name}`), s.env).target(ctxOf(orig, (now += 1000)));
-    t.is(s.sent[0].bytes[21], code, name);
+  t.is(sent.length, 0, 'nothing emitted by REJECT itself');
+  t.deepEqual(
+    errors.map((e) => ({ pkt: e.pkt, family: e.family, hook: e.hook, type: e.type, code: e.code, info: e.info })),
+    [{ pkt: orig, family: 4, hook: Hook.FORWARD, type: 3, code: 3, info: 0 }],
+    'about the packet as it is, at its hook (the router picks the source from them)',
+  );
+  // Every type gives its code.
+  const rows: [Family, string, number, number][] = [
+    [4, 'icmp-net-unreachable', 3, 0],
+    [4, 'icmp-host-unreachable', 3, 1],
+    [4, 'icmp-proto-unreachable', 3, 2],
+    [4, 'icmp-net-prohibited', 3, 9],
+    [4, 'icmp-host-prohibited', 3, 10],
+    [4, 'icmp-admin-prohibited', 3, 13],
+    [6, 'icmp6-no-route', 1, 0],
+    [6, 'icmp6-adm-prohibited', 1, 1],
+    [6, 'icmp6-addr-unreachable', 1, 3],
+    [6, 'icmp6-port-unreachable', 1, 4],
+    [6, 'icmp6-policy-fail', 1, 5],
+    [6, 'icmp6-reject-route', 1, 6],
+  ];
+  for (const [family, name, type, code] of rows) {
+    const s = envWith(family);
+    const p = ctxOf(family === 4 ? orig : ip6('2001:db8::1', '2001:db8::2', udpDgram(5000, 53, [1, 2])));
+    t.is(REJECT.check(target(REJECT, family, '', `--reject-with ${name}`), s.env).target(p), Verdict.DROP, name);
+    t.deepEqual(s.errors.map((e) => [e.type, e.code, e.info]), [[type, code, 0]], name);
   }
 });
 
-test('REJECT sends nothing for a bad UDP checksum, an ICMP error or a non-first fragment', (t) => {
-  const { env, sent } = envWith();
+test('REJECT asks for nothing about a TCP/UDP packet with a bad checksum or a non-first fragment (nf_reject), and sends no RST for them', (t) => {
+  const { env, sent, errors } = envWith();
   const inst = REJECT.check(target(REJECT, 4, '', ''), env);
   const bad = ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2]));
   bad[26] ^= 0xff;
   t.is(inst.target(ctxOf(bad)), Verdict.DROP);
-  t.is(inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', icmpMsg(3, 3, [0, 0, 0, 0], Array.from(ip4('10.0.0.2', '10.0.0.1', udpDgBytes())))))), Verdict.DROP);
+  const bad6 = ip6('2001:db8::1', '2001:db8::2', udpDgram(5000, 53, [1, 2]));
+  bad6[46] ^= 0xff;
+  t.is(REJECT.check(target(REJECT, 6, '', ''), envWith(6).env).target(ctxOf(bad6)), Verdict.DROP);
   t.is(inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(1, 2, [0, 0, 0, 0, 0, 0, 0, 0]), { frag: 3 }))), Verdict.DROP);
+  const rst = REJECT.check(target(REJECT, 4, 'tcp', '--reject-with tcp-reset'), env);
+  const badTcp = ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x02));
+  badTcp[36] ^= 0xff;
+  t.is(rst.target(ctxOf(badTcp)), Verdict.DROP);
+  t.is(rst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x02, { payload: [1, 2, 3, 4, 5, 6, 7, 8] }), { frag: 3 }))), Verdict.DROP);
+  t.is(errors.length, 0);
   t.is(sent.length, 0);
+  // A good checksum and a UDP checksum of 0 (none, IPv4) are answered.
+  t.is(inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2])))), Verdict.DROP);
+  const noSum = ip4('10.0.0.1', '10.0.0.2', udpDgram(5000, 53, [1, 2]));
+  noSum.writeUInt16BE(0, 26);
+  t.is(inst.target(ctxOf(noSum)), Verdict.DROP);
+  t.is(errors.length, 2);
 });
-
-function udpDgBytes() {
-  return udpDgram(53, 5000);
-}
 
 test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {
   const { env, sent } = envWith();
@@ -128,6 +148,7 @@ test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {
   // a RST is never answered
   inst.target(ctxOf(ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x04))));
   t.is(sent.length, 3);
+  t.true(sent.every((e) => e.how.ctFrom !== undefined && e.family === 4), 'each RST attached to the flow of the segment it answers (nf_ct_attach)');
   const rows = sent.map(({ bytes: r }) => ({ sport: r.readUInt16BE(20), dport: r.readUInt16BE(22), seq: r.readUInt32BE(24), ack: r.readUInt32BE(28), flags: r[33], win: r.readUInt16BE(34), df: (r.readUInt16BE(6) & 0x4000) !== 0, ttl: r[8], ok: fold(sum16(r, 20, 20, pseudoSum4(r.readUInt32BE(12), r.readUInt32BE(16), 6, 20))) === 0xffff && verifies(r, 0, 20) }));
   t.deepEqual(rows[0], { sport: 22, dport: 40000, seq: 0, ack: 1001, flags: 0x14, win: 0, df: true, ttl: 64, ok: true });
   t.deepEqual(rows[1], { sport: 22, dport: 40000, seq: 777, ack: 0, flags: 0x04, win: 0, df: true, ttl: 64, ok: true });
@@ -136,6 +157,7 @@ test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {
   const s6 = envWith(6);
   const inst6 = REJECT.check(target(REJECT, 6, 'tcp', '--reject-with tcp-reset'), s6.env);
   inst6.target(ctxOf(ip6('2001:db8::1', '2001:db8::2', tcpSeg(1, 80, 0x02, { seq: 5 }))));
+  t.is(s6.sent[0].family, 6);
   const r6 = s6.sent[0].bytes;
   t.is(r6.length, 60);
   t.is(r6[6], 6);
@@ -145,30 +167,12 @@ test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {
   t.is(fold(sum16(r6, 40, 20, pseudoSum6(r6, 8, 6, 20))), 0xffff);
 });
 
-test('REJECT IPv6 default: ICMPv6 port unreachable (1/4) with a valid checksum', (t) => {
-  const { env, sent } = envWith(6);
+test('REJECT IPv6 default: ICMPv6 port unreachable (1/4)', (t) => {
+  const { env, errors } = envWith(6);
   const inst = REJECT.check(target(REJECT, 6, '', ''), env);
   const orig = ip6('2001:db8::1', '2001:db8::2', udpDgram(1, 2, [9, 9]));
   t.is(inst.target(ctxOf(orig)), Verdict.DROP);
-  const r = sent[0].bytes;
-  t.is(r.length, 48 + orig.length);
-  t.is(r[6], 58);
-  t.deepEqual(r.subarray(8, 24), orig.subarray(24, 40), 'source = the address that was contacted');
-  t.deepEqual(r.subarray(24, 40), orig.subarray(8, 24));
-  t.is(r[40], 1);
-  t.is(r[41], 4);
-  t.is(fold(sum16(r, 40, r.length - 40, pseudoSum6(r, 8, 58, r.length - 40))), 0xffff);
-  t.deepEqual(r.subarray(48), orig);
-});
-
-test('REJECT in FORWARD answers from the incoming interface address when the router provides it', (t) => {
-  const { env, sent } = envWith();
-  const inst = REJECT.check(target(REJECT, 4, '', ''), env);
-  const pkt = ctxOf(ip4('10.3.0.1', '192.0.2.9', udpDgram(1, 2)));
-  pkt.hook = Hook.FORWARD;
-  pkt.inIf = { name: 'eth0', index: 1, kind: 'tun', mtu: 1500, mac: null, icmpSource4: 0x0a0000fe } as InterfaceRef;
-  inst.target(pkt);
-  t.is(sent[0].bytes.readUInt32BE(12), 0x0a0000fe);
+  t.deepEqual(errors.map((e) => [e.pkt, e.family, e.type, e.code, e.info]), [[orig, 6, 1, 4, 0]]);
 });
 
 test('LOG: kernel line format for TCP, UDP, ICMP with quoted header, IPv6, MAC and options', (t) => {
@@ -242,28 +246,20 @@ test('MARK, CONNMARK, NOTRACK, CT change marks and tracking as the kernel does',
   t.true(n2.notrack);
 });
 
-test('REJECT ICMP errors are rate-limited per peer like icmp_send (burst 6, then 1 per second); RSTs are not', (t) => {
-  const lim = new PeerRateLimiter();
-  const none = new Uint32Array(4);
-  const a = 0x0a000001;
-  const b = 0x0a000002;
-  t.deepEqual([0, 0, 0, 0, 0, 0, 0].map((ms) => lim.allow(4, a, none, ms)), [true, true, true, true, true, true, false]);
-  t.true(lim.allow(4, b, none, 0), 'another peer has its own bucket');
-  t.false(lim.allow(4, a, none, 999));
-  t.true(lim.allow(4, a, none, 1000));
-  t.false(lim.allow(4, a, none, 1500));
-  // Through the target: the 7th port unreachable to one host within a second is not sent.
-  const { env, sent } = envWith();
+test('REJECT leaves rate limiting to the router (one limiter, as icmp_send): every ICMP error is asked for; RSTs are never limited', (t) => {
+  const { env, errors } = envWith();
   const inst = REJECT.check(target(REJECT, 4, '', ''), env);
   for (let i = 0; i < 8; i++) {
     const p = ctxOf(ip4('10.7.7.7', '10.0.0.2', udpDgram(1000 + i, 53)), 50_000);
     t.is(inst.target(p), Verdict.DROP);
   }
-  t.is(sent.length, 6);
+  t.is(errors.length, 8);
   const rst = envWith();
   const r = REJECT.check(target(REJECT, 4, 'tcp', '--reject-with tcp-reset'), rst.env);
-  for (let i = 0; i < 8; i++) r.target(ctxOf(ip4('10.7.7.8', '10.0.0.2', tcpSeg(1000 + i, 22, 0x02)), 50_000));
+  const pkts = Array.from({ length: 8 }, (_, i) => ctxOf(ip4('10.7.7.8', '10.0.0.2', tcpSeg(1000 + i, 22, 0x02)), 50_000));
+  for (const p of pkts) r.target(p);
   t.is(rst.sent.length, 8);
+  t.deepEqual(rst.sent.map((e) => e.how.ctFrom), pkts, 'each RST names the packet whose flow it joins');
 });
 
 test('CONNMARK: --mask/--ctmask/--nfmask combine with the set operations in the order given, as iptables 1.8.9 takes them', (t) => {
