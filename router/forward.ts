@@ -367,6 +367,7 @@ export class Router implements ServicesBackend {
     ctx.fragMaxSize = 0;
     this.egress.reasmPieces = 0;
     this.egress.viaGateway = false;
+    this.emitFlags = 0;
     // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.
     const slot = this.batch.slotSize;
     ctx.tailroom = ctx.l3off < slot * this.batch.capacity ? (Math.floor(ctx.l3off / slot) + 1) * slot - ctx.l3off - ctx.l3len : 0;
@@ -616,7 +617,6 @@ export class Router implements ServicesBackend {
       return;
     }
     this.resetContext(null, -1, true);
-    this.emitFlags = 0;
     this.output(host.drops);
   }
 
@@ -734,7 +734,10 @@ export class Router implements ServicesBackend {
     const hooks = (flags & PendingFlag.DUPLICATE) === 0;
     // nf_defrag in OUTPUT: the local stack fragments to the host interface's MTU before xtr sees its packets
     if (hooks && this.wantsDefrag() && !this.defrag(drops, DEFRAG_OUT)) return;
-    if (flags !== 0) this.applyEmitOptions(flags);
+    if (flags !== 0) {
+      this.emitFlags = flags; // defrag started the datagram afresh
+      this.applyEmitOptions(flags);
+    }
     let id = this.routeOutput(v4);
     if (id === -1) {
       if ((flags & (PendingFlag.GATEWAY | PendingFlag.OIF)) === 0) this.icmpError(null, v4 ? 3 : 1, 0, 0);

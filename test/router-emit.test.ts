@@ -276,6 +276,21 @@ for (const row of DUP_ROWS) {
   });
 }
 
+test('dup: packets after a clone are cloned too (the clone\'s state does not stay with the router)', (t) => {
+  const results: boolean[] = [];
+  let armed = false;
+  const { lab } = recordingLab(9, (l, hook, ctx) => {
+    if (armed && hook === Hook.PREROUTING && ctx.dport === 9) results.push(l.router.services.dup(ctx, { gateway: words4('192.0.2.50') }));
+  });
+  armed = true;
+  for (let i = 0; i < 3; i++) {
+    lab.eth0.inject(V4);
+    lab.pump();
+  }
+  t.deepEqual(results, [true, true, true]);
+  t.is(lab.eth2.takeSent().length, 6);
+});
+
 test('dup outside a hook still refuses a gateway that is not on-link and counts each loss', (t) => {
   const { lab } = recordingLab(9);
   const ctx = { family: 4, hook: Hook.FORWARD } as unknown as PacketContext;
