@@ -116,9 +116,21 @@ export class Conntrack {
    * nf_conntrack_in: attaches the packet to its connection and sets
    * pkt.ctState. Returns DROP only when a new flow cannot get an entry
    * (table full and nothing early-droppable).
+   *
+   * A packet the router built as the answer to another (pkt.ctAttached with
+   * an entry: services.emit with ctFrom, the router's ICMP errors; the
+   * kernel's nf_ct_attach) keeps the entry, ctState (RELATED) and direction
+   * it was given: it is not looked up, not tracked (REJECT's RST does not
+   * close the flow it answers) and never confirmed, as the kernel ignores
+   * an skb that already carries a conntrack. Attached without an entry (the
+   * answered packet had none) it is tracked like any other packet, as
+   * nf_ct_attach then attaches nothing.
    */
   in(pkt: PacketContext): number {
-    if (pkt.ctAttached) return Verdict.ACCEPT; // nf_ct_attach'd by its builder (services.emit ctFrom, icmpError)
+    if (pkt.ctAttached) {
+      if (pkt.ct !== null) return Verdict.ACCEPT;
+      pkt.ctAttached = false;
+    }
     pkt.ct = null;
     if (pkt.notrack) {
       pkt.ctState = CtState.UNTRACKED;
@@ -184,12 +196,12 @@ export class Conntrack {
 
   /**
    * Puts a new flow's entry into the table once its first packet has been
-   * accepted (end of INPUT / POSTROUTING). A no-op for anything else.
-   * Returns DROP only for a translated entry whose reply tuple another flow
+   * accepted (end of INPUT / POSTROUTING). A no-op for anything else,
+   * including attached answers (see in()). Returns DROP only for a translated entry whose reply tuple another flow
    * took since its binding was set (nat.ts); ACCEPT otherwise.
    */
   confirm(pkt: PacketContext): number {
-    // an attached answer is RELATED to its flow, never its first packet (IP_CT_RELATED_REPLY is not confirmed)
+    // An attached answer travels against the packet it answers (IP_CT_RELATED_REPLY): it never confirms a flow.
     if (pkt.ctAttached) return Verdict.ACCEPT;
     const e = pkt.ct as ConnEntry | null;
     if (e === null || !(e instanceof ConnEntry) || (e.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return Verdict.ACCEPT;
