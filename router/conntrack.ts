@@ -28,7 +28,8 @@
  *   ct.list(now, family?) -> `conntrack -L` text; ct.entries(now); ct.flush();
  *   ct.count(now?); conntrackCommands(ct, () => services.now()) -> a
  *   CommandTable with `conntrack` (-L [-f ipv4|ipv6] [-p proto], -F, -C).
- *   isReplyDir(entry, pkt) tells a packet's direction (conntrack --ctdir).
+ *   entry.isReply(pkt) tells a packet's direction (conntrack --ctdir): the
+ *   lookup's, pkt.ctReply; isReplyDir(entry, pkt) reads it from the wire.
  *
  * Where things live (the kernel's seams), in router/conntrack/:
  *   entry.ts      ConnEntry (implements xt/conn.ts's Conn), its tuples, the lookup key

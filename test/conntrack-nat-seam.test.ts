@@ -8,7 +8,7 @@
 import test from 'ava';
 import { CtState, Hook, Verdict, type PacketContext } from '../xt/packet.js';
 import { ConnStatus } from '../xt/conn.js';
-import { Conntrack, ConnEntry, NatBind, NatManip, formatEntry, natTargetTuple, type NatHook } from '../router/conntrack.js';
+import { Conntrack, ConnEntry, NatBind, NatManip, formatEntry, isReplyDir, natTargetTuple, type NatHook } from '../router/conntrack.js';
 import { parseIpv4, parseIpv6 } from '../dataplane/addr.js';
 import { ctxOf, icmpMsg, ip4, ip6, tcpSeg, udpDgram } from './modules-fixtures.js';
 
@@ -252,4 +252,18 @@ test('an ICMP error about a translated flow is RELATED in the direction it trave
   t.is(err.ctState, CtState.RELATED);
   t.is(err.ct, p.ct);
   t.true(err.ctReply);
+});
+
+test('isReply (conntrack --ctdir) is the lookup direction, also once NAT has rewritten the packet', (t) => {
+  const ct = new Conntrack();
+  const p = enter(ct, ip4(CLIENT, SERVER, udpDgram(1000, 80)), 0);
+  ct.setBinding(entryOf(p), NatManip.SRC, v4(PUBLIC), 2000, 0);
+  ct.confirm(p);
+  // What the context says after POSTROUTING's rewrite: PUBLIC:2000 -> SERVER:80.
+  p.src4 = parseIpv4(PUBLIC);
+  p.sport = 2000;
+  t.true(isReplyDir(entryOf(p), p), 'the wire alone would call it a reply');
+  t.false(p.ct!.isReply(p));
+  const reply = enter(ct, ip4(SERVER, PUBLIC, udpDgram(80, 2000)), 1);
+  t.true(reply.ct!.isReply(reply));
 });

@@ -79,12 +79,21 @@ export class ConnEntry implements Conn {
   remaining(now: number): number {
     return Math.max(0, Math.floor((this.expires - now) / 1000));
   }
+  /**
+   * The direction conntrack gave the packet (pkt.ctReply, the kernel's
+   * CTINFO2DIR) when pkt belongs to this entry: exact also after NAT has
+   * rewritten it and for answers the router attached. Asked about a packet
+   * of another flow, the addresses decide (isReplyDir).
+   */
   isReply(pkt: PacketContext): boolean {
-    return isReplyDir(this, pkt);
+    return pkt.ct === this ? pkt.ctReply : isReplyDir(this, pkt);
   }
 }
 
-/** True if pkt travels in the reply direction of its (tracked) connection. */
+/**
+ * True if pkt's addresses and ports are not those of the entry's original
+ * direction: the direction of an untranslated packet, read from the wire.
+ */
 export function isReplyDir(entry: ConnEntry, pkt: PacketContext): boolean {
   const t = entry.orig;
   if (hasPorts(entry.proto) && pkt.sport !== t.sport) return true;
