@@ -818,7 +818,10 @@ export class Router implements ServicesBackend {
    * OUTPUT path after the current packet.
    */
   private icmpError(via: RouterInterface | null, type: number, code: number, info: number): void {
-    this.icmp.send(this.ctx, via, type, code, info, this.now);
+    const ctx = this.ctx;
+    const slot = this.icmp.send(ctx, via, type, code, info, this.now);
+    // icmp_glue_bits / icmpv6_getfrag: every error is nf_ct_attach'ed to the packet it is about
+    if (slot >= 0 && ctx.ct !== null) this.scratch.pendingFlags[slot] = this.attach(slot, ctx);
   }
 
   /** Host unreachable for a packet whose next hop never answered (the kernel's neigh failure path). */
@@ -828,6 +831,7 @@ export class Router implements ServicesBackend {
     if (p < 0) return;
     const ctx = this.ctx;
     if (parsePacket(ctx, this.buf, p, len) !== 0) return;
+    ctx.ct = null; // its flow was not kept while it waited: conntrack finds it from the quoted header
     this.now = this.clock();
     const v4 = ctx.family === 4;
     const id = v4 ? this.routes4.lookup(ctx.src4) : this.routes6.lookup(ctx.src6);

@@ -327,6 +327,22 @@ test('icmpError: from the in-interface for a forwarded packet, from the contacte
   t.is(lab.router.status().icmpErrorsSent, 2);
 });
 
+test("the router's own errors are attached too (icmp_glue_bits): time exceeded for a flow never confirmed is RELATED, not INVALID", async (t) => {
+  const { lab, conntrack, counts } = await engineLab([
+    'iptables -t mangle -A OUTPUT -m state --state RELATED -o eth0',
+    'iptables -t mangle -A OUTPUT -m state --state INVALID',
+  ]);
+  lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '192.0.2.2', dport: 10, ttl: 1 }));
+  lab.pump();
+  const sent = lab.eth0.takeSent();
+  t.deepEqual(
+    sent.map((p) => [p[20], p[21], p.readUInt32BE(12)]),
+    [[11, 0, ip4('198.51.100.1')]],
+  );
+  t.deepEqual(await counts('mangle'), [1, 0]);
+  t.is(conntrack.count(), 0);
+});
+
 test("icmpError shares the router's one rate limiter: a peer's burst of 6, then nothing within the second", (t) => {
   const { lab } = recordingLab(9, (l, hook, ctx) => {
     if (hook === Hook.FORWARD && ctx.dport === 9) l.router.services.icmpError(ctx, 3, 3, 0);
