@@ -142,7 +142,19 @@ export interface CheckEnv {
    * or TARPIT, as the kernel's xt_request_find_target): `args` are its option
    * words; the instance is destroyed with the caller's.
    */
-  subTarget(name: string, args: readonly string[]): TargetInstance;
+  subTarget(name: string, args: readonly string[], how?: SubTargetOptions): TargetInstance;
+}
+
+/** How CheckEnv.subTarget checks the sub-target. */
+export interface SubTargetOptions {
+  /**
+   * false: skip the sub-target's table/hook/`-p` checks. The kernel's CHAOS
+   * finds DELUDE and TARPIT with xt_request_find_target and calls their
+   * packet functions itself, never through xt_check_target, so a
+   * `-j CHAOS --delude` rule without `-p tcp`, or in OUTPUT, is valid: the
+   * caller hands the sub-target only packets it may take. Default true.
+   */
+  readonly placement?: boolean;
 }
 
 export interface MatchInstance {

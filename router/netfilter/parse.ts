@@ -249,7 +249,8 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
 
   const takeValue = (arg: 'none' | 'required' | 'optional', inline: string | null, label: string): string | null => {
     if (arg === 'none') {
-      if (inline !== null) throw new NfError(`option "${label}" doesn't allow an argument`);
+      // getopt_long refuses `--flag=value` with '?', which iptables 1.8.9 reports as an unknown option.
+      if (inline !== null) throw new NfError(`unknown option "${label}"`);
       return null;
     }
     if (inline !== null) return inline;
@@ -590,7 +591,7 @@ function readExtOption(
       }
       value = words.join(' ');
     }
-  } else if (inline !== null) throw new NfError(`option "${label}" doesn't allow an argument`);
+  } else if (inline !== null) throw new NfError(`unknown option "${label}"`); // as takeValue: getopt's '?'
   return { option: { name: spec.name, value, inverted: invert }, next: i };
 }
 

@@ -39,12 +39,13 @@ export function checkPlacement(ext: Extension, rule: RuleInfo, hookMask: number)
  * on `created`, whose owner activates and destroys it with the caller's.
  */
 export function subTargetOf(registry: ExtensionRegistry, env: () => CheckEnv, created: TargetInstance[]): CheckEnv['subTarget'] {
-  return (name, args) => {
+  return (name, args, how) => {
     const e = env();
     const ext = registry.target(name, e.rule.family);
     if (!ext) throw new NfError(`Couldn't load target \`${name}':No such file or directory\n`);
     const { params } = parseExtensionArgs(ext, args, e.rule);
-    checkPlacement(ext, e.rule, e.hookMask);
+    // The caller may vouch for the packets it hands over (SubTargetOptions.placement).
+    if (how?.placement !== false) checkPlacement(ext, e.rule, e.hookMask);
     const inst = ext.check(params, e);
     created.push(inst);
     return inst;
