@@ -460,7 +460,9 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         const ext = names.map((n) => env.registry.match(n, family)).find((e) => e !== undefined);
         if (ext && !loaded.some((l) => l.ext === ext)) {
           loaded.push({ ext, options: [], implicit: true });
-          if (handleExtOption(name, inline, w)) continue;
+          // getopt still has the base options merged: a prefix one of them shares is ambiguous ('?').
+          const exact = ext.options.some((o) => o.name === name || o.aliases?.includes(name));
+          if ((exact || basePrefix.length === 0) && handleExtOption(name, inline, w)) continue;
         }
       }
       throw new NfError(`unknown option "${w}"`);
