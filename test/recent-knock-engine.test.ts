@@ -9,6 +9,8 @@ import { createNetfilter, runIptables, runProc } from '../router/netfilter/index
 import { Conntrack } from '../router/conntrack.js';
 import { RecordingServices } from './helpers/xt-harness.js';
 import { ctxOf, ip4, tcpSeg, udpDgram } from './modules-fixtures.js';
+import { buildIcmp4Error } from '../dataplane/build.js';
+import { parseIpv4 } from '../dataplane/addr.js';
 
 const ETH0: InterfaceRef = { name: 'eth0', index: 1, kind: 'tun', mtu: 1500, mac: null };
 const ROUTER = '192.0.2.1';
@@ -18,7 +20,14 @@ async function engine(script: string) {
   const logs: string[] = [];
   const clock = { now: 0 };
   // The harness's recording services (every RouterServices call answered), with this test's own views of emits, logs and time.
-  const services = Object.assign(new RecordingServices(), { emitLocal: (b: Uint8Array, o: number, n: number) => void sent.push(Buffer.from(b.subarray(o, o + n))), log: (_l: number, s: string) => void logs.push(s), now: () => clock.now });
+  // An ICMP error REJECT asks for is built as the router builds it (the codec's builder, from the router's address), with no rate limit.
+  const icmpError = (pkt: PacketContext, type: number, code: number, info: number) => {
+    const out = Buffer.alloc(576);
+    const n = buildIcmp4Error(out, 0, pkt, type, code, info, parseIpv4(ROUTER));
+    if (n > 0) sent.push(out.subarray(0, n));
+    return n > 0;
+  };
+  const services = Object.assign(new RecordingServices(), { emitLocal: (b: Uint8Array, o: number, n: number) => void sent.push(Buffer.from(b.subarray(o, o + n))), icmpError, log: (_l: number, s: string) => void logs.push(s), now: () => clock.now });
   const nf = await createNetfilter({ services, conntrack: new Conntrack() });
   for (const line of script.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
     const r = runIptables(nf, 4, line.match(/"[^"]*"|\S+/g)!.map((w) => w.replace(/^"|"$/g, '')));
