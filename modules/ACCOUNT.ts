@@ -134,11 +134,12 @@ export class AccountTable {
     return old;
   }
 
-  /** The host address of a record's low 24 bits (the network's upper bits). */
+  /** The address of record `low` (its block and octet: the last 8, 16 or 24 bits by depth) in the network. */
   address(low: number): string {
-    if (this.family === 4) return ipv4ToString(this.all ? 0 : ((this.net[0] & ~0xffffff) | low) >>> 0);
+    const host = this.depth === 0 ? 0xff : this.depth === 1 ? 0xffff : 0xffffff;
+    if (this.family === 4) return ipv4ToString(this.all ? 0 : ((this.net[0] & ~host) | low) >>> 0);
     const w = Uint32Array.from(this.net);
-    w[3] = this.all ? 0 : ((w[3] & ~0xffffff) | low) >>> 0;
+    w[3] = this.all ? 0 : ((w[3] & ~host) | low) >>> 0;
     return ipv6ToInetNtop(w);
   }
 

@@ -49,7 +49,9 @@ export function listRulesText(table: Table, chain: Chain | null, ruleNum: number
   for (const c of chains) {
     c.rules.forEach((r, i) => {
       if (ruleNum !== null && i + 1 !== ruleNum) return;
-      out += `-A ${c.name}${counters ? withCounters(r.text, r.pkts, r.bytes) : r.text}\n`;
+      // The text now, not as parsed: the kernel prints live match data (quota2's counter left).
+      const text = ruleText(r.spec);
+      out += `-A ${c.name}${counters ? withCounters(text, r.pkts, r.bytes) : text}\n`;
     });
   }
   return out;
@@ -67,7 +69,8 @@ export function saveTableText(table: Table, counters: boolean): string {
   let out = `*${table.name}\n`;
   const chains = table.ordered();
   for (const c of chains) out += `:${c.name} ${c.builtin ? c.policy : '-'} [${c.pkts}:${c.bytes}]\n`;
-  for (const c of chains) for (const r of c.rules) out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${r.text}\n`;
+  // ruleText now, not the parsed text: save() may print live state, as quota2's current counter.
+  for (const c of chains) for (const r of c.rules) out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${ruleText(r.spec)}\n`;
   out += 'COMMIT\n';
   return out;
 }
