@@ -233,8 +233,9 @@ export class KernelRouter implements Topology {
   }
 
   /** Builds the topology; on any failure everything created so far is removed. */
-  static async create(opts: { backend?: IptablesBackend } = {}): Promise<KernelRouter> {
-    const topo = new KernelRouter(uniquePrefix(), opts.backend ?? kernelBackend());
+  /** `prefix` names the namespaces (`<prefix>c`, ...): a test's own prefix, else a random `xk` one. */
+  static async create(opts: { backend?: IptablesBackend; prefix?: string } = {}): Promise<KernelRouter> {
+    const topo = new KernelRouter(opts.prefix ?? uniquePrefix(), opts.backend ?? kernelBackend());
     try {
       await topo.build();
     } catch (err) {
@@ -386,12 +387,12 @@ export class XtrRouter implements Topology {
   }
 
   /** Starts an xtr lab (test/helpers/netns.ts) under an `xk` prefix, TUN unless `mode` or $XTR_LAB_MODE says tap; fails with the reason when it cannot. */
-  static async create(opts: { mode?: 'tun' | 'tap' } = {}): Promise<XtrRouter> {
+  static async create(opts: { mode?: 'tun' | 'tap'; prefix?: string } = {}): Promise<XtrRouter> {
     const problem = xtrPrerequisiteProblem();
     if (problem) throw new Error(`xtr side cannot run: ${problem}`);
     const envMode = process.env.XTR_LAB_MODE;
     const mode = opts.mode ?? (envMode === 'tap' || envMode === 'tun' ? envMode : 'tun');
-    const lab = await startLab({ prefix: uniquePrefix(), mode });
+    const lab = await startLab({ prefix: opts.prefix ?? uniquePrefix(), mode });
     try {
       return new XtrRouter(lab);
     } catch (err) {
