@@ -267,3 +267,18 @@ test('isReply (conntrack --ctdir) is the lookup direction, also once NAT has rew
   const reply = enter(ct, ip4(SERVER, PUBLIC, udpDgram(80, 2000)), 1);
   t.true(reply.ct!.isReply(reply));
 });
+
+test('a new flow confirmed after the reverse flow took its tuple joins that flow in its reply direction', (t) => {
+  const ct = new Conntrack();
+  // Both ends send their first datagram before either is confirmed (simultaneous UDP).
+  const a = ctxOf(ip4(CLIENT, SERVER, udpDgram(5000, 5001)), 0);
+  const b = ctxOf(ip4(SERVER, CLIENT, udpDgram(5001, 5000)), 0);
+  ct.in(a);
+  ct.in(b);
+  t.is(ct.confirm(a), Verdict.ACCEPT);
+  t.is(ct.confirm(b), Verdict.ACCEPT);
+  t.is(b.ct, a.ct);
+  t.true(b.ctReply);
+  t.true(b.ct!.isReply(b));
+  t.is(ct.count(0), 1);
+});

@@ -197,8 +197,9 @@ export class Conntrack {
   /**
    * Puts a new flow's entry into the table once its first packet has been
    * accepted (end of INPUT / POSTROUTING). A no-op for anything else,
-   * including attached answers (see in()). Returns DROP only for a translated entry whose reply tuple another flow
-   * took since its binding was set (nat.ts); ACCEPT otherwise.
+   * including attached answers (see in()). Returns DROP only for a
+   * translated entry whose reply tuple another flow took since its binding
+   * was set (nat.ts); ACCEPT otherwise.
    */
   confirm(pkt: PacketContext): number {
     // An attached answer travels against the packet it answers (IP_CT_RELATED_REPLY): it never confirms a flow.
@@ -210,6 +211,7 @@ export class Conntrack {
     const clash = this.lookup(pkt.now);
     if (clash !== null) {
       pkt.ct = clash.entry;
+      pkt.ctReply = clash.reply;
       return Verdict.ACCEPT;
     }
     // Untranslated, repl is orig inverted: free whenever orig is. Translated, it must be checked too.
