@@ -234,6 +234,9 @@ const length2: MatchExtension<Length2Params> = {
       },
     };
   },
+  notice(p) {
+    return p.layerGiven ? '' : 'iptables: length match: Defaulting to --layer3. Consider specifying it explicitly.\n';
+  },
   save(p) {
     return ` --layer${p.layer}  ${p.inv ? '! ' : ''}--length ${p.min === p.max ? p.min : `${p.min}:${p.max}`} `;
   },

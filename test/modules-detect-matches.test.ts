@@ -13,6 +13,7 @@ import gradm from '../modules/gradm.js';
 import { Hook } from '../xt/packet.js';
 import type { MatchExtension } from '../xt/extension.js';
 import { XtHarness, type Place } from './helpers/xt-harness.js';
+import { testEngine } from '../router/netfilter/testkit.js';
 import { icmpMsg, ip4, ip6, tcpSeg, udpDgram, type L4 } from './modules-fixtures.js';
 
 type OptionRow = [words: string, saveOrError: string, ok: boolean];
@@ -354,4 +355,55 @@ test('gradm: RBAC switch from the config, net/xt_gradm, shared by rules, kept ac
   t.false(configured.matches(gradm, '! --enabled', bytes, { family: 6 }));
   const bad = new XtHarness({ settings: { gradm: { rbac: 'yes' } } });
   t.is(t.throws(() => bad.match(gradm, ''))?.message, 'gradm: extensions.gradm.rbac must be true or false, not "yes"');
+});
+
+// ---------------------------------------------------------------- through the engine's commands
+
+test('length2 without --layerN: accepted with libxt_length2 warning on stderr (layer 3)', async (t) => {
+  const e = await testEngine();
+  const r = await e.run('iptables -A INPUT -m length2 --length 100:200');
+  t.deepEqual(r, { status: 0, stdout: '', stderr: 'iptables: length match: Defaulting to --layer3. Consider specifying it explicitly.\n' });
+  const r6 = await e.run('ip6tables -A INPUT -m length2 --layer4 --length 100');
+  t.is(r6.stderr, '');
+  t.is((await e.run('iptables -S INPUT')).stdout, '-P INPUT ACCEPT\n-A INPUT -m length2 --layer3  --length 100:200 \n');
+});
+
+test('bad input: each extension refuses in its words and nothing loaded is lost (command line and atomic restore)', async (t) => {
+  const e = await testEngine();
+  const good = [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    '-A FORWARD -p tcp -m ipp2p --bit -j DROP',
+    '-A FORWARD -m fuzzy --lower-limit 100 --upper-limit 200 -j DROP',
+    '-A FORWARD -m ipv4options --flags lsrr,ssrr --any -j DROP',
+    '-A FORWARD -m length2 --layer5 --length 0:10 -j ACCEPT',
+    '-A FORWARD -m iface --dev-in ! --up -j DROP',
+    '-A FORWARD -m gradm --disabled -j ACCEPT',
+    'COMMIT',
+    '',
+  ].join('\n');
+  t.is((await e.run('iptables-restore', good)).status, 0);
+  const before = (await e.run('iptables-save')).stdout;
+  const bad: [string, number, RegExp][] = [
+    ['-m ipp2p --bit --bit', 2, /ipp2p: "--bit" option may only be specified once/],
+    ['-m fuzzy --lower-limit 300 --upper-limit 200', 1, /xt_fuzzy: bad values, please check\./],
+    ['-m fuzzy --lower-limit 0', 2, /BAD --lower-limit/],
+    ['-m ipv4options --flags bogus', 2, /ipv4options: Bad option value "bogus"/],
+    ['-m length2 --layer3 --length 1:x', 2, /length: Bad value for "--length" option: "1:x"/],
+    ['-m iface --iface eth0.1 --up', 2, /iface: Invalid interface name!/],
+    ['-m iface --iface eth0', 2, /iface: You must specify at least one option/],
+    ['-m gradm --enabled=yes', 2, /unknown option "--enabled=yes"/],
+  ];
+  for (const [words, status, message] of bad) {
+    const line = await e.run(`iptables -A FORWARD ${words} -j DROP`);
+    t.is(line.status, status, words);
+    t.regex(line.stderr, message, words);
+    const file = good.replace('COMMIT', `-A FORWARD ${words} -j DROP\nCOMMIT`);
+    const restored = await e.run('iptables-restore', file);
+    t.not(restored.status, 0, `restore with ${words}`);
+    t.regex(restored.stderr, message, `restore with ${words}`);
+    t.is((await e.run('iptables-save')).stdout, before, `nothing lost after ${words}`);
+  }
 });

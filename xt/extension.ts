@@ -199,6 +199,13 @@ interface ExtensionBase<P> {
    */
   print?(params: P, numeric?: boolean): string;
   /**
+   * What the iptables extension writes to stderr for a rule its parser
+   * accepted (a final check's fprintf, e.g. libxt_length2's "Defaulting to
+   * --layer3" warning), each line ending in "\n"; absent or '' = nothing.
+   * iptables prints it whatever then happens to the rule.
+   */
+  notice?(params: P): string;
+  /**
    * The protocol the rule must name with `-p`, not inverted (the kernel's
    * xt_match.proto / xt_target.proto; e.g. tcp = 6). The engine refuses the
    * rule otherwise with iptables' "Invalid argument".

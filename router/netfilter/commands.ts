@@ -53,8 +53,10 @@ const USAGE = (prog: string) =>
 /** Runs one iptables/ip6tables command line. */
 export function runIptables(nf: Netfilter, family: Family, args: readonly string[]): CommandResult {
   const prog = progName(family);
+  let notice = '';
   try {
     const cmd = parseCommand(args, parseEnv(nf, family, () => nf.rules(family)));
+    notice = noticeOf(cmd);
     if (cmd.info === 'version') return ok(`${prog} v1.8.9 (xtr)\n`);
     if (cmd.info === 'help') return ok(USAGE(prog));
     if (cmd.otherFamily) {
@@ -63,13 +65,28 @@ export function runIptables(nf: Netfilter, family: Family, args: readonly string
       return { status: 2, stdout: '', stderr: `This is the ${other}.\nTry \`${prog} -h' or '${prog} --help' for more information.\n` };
     }
     nf.touch(family, cmd.table);
-    return ok(execute(nf, family, cmd));
+    return { ...ok(execute(nf, family, cmd)), stderr: notice };
   } catch (e) {
     const r = fail(e, prog);
     // iptables -v prints the rule before the kernel refuses it.
     const echoed = (e as { echo?: string } | null)?.echo;
-    return echoed ? { ...r, stdout: echoed } : r;
+    return { ...r, stdout: echoed ?? r.stdout, stderr: notice + r.stderr };
   }
+}
+
+/**
+ * The extensions' stderr notices for the command's rule (ExtensionBase.notice):
+ * iptables runs each extension's final check once per command line, so the
+ * first expanded rule says it.
+ */
+function noticeOf(cmd: ParsedCommand): string {
+  const rule = cmd.rules[0];
+  if (rule === undefined) return '';
+  let out = '';
+  for (const m of rule.spec.matches) out += m.ext.notice?.(m.params) ?? '';
+  const t = rule.spec.target;
+  if (t.kind === 'ext') out += t.ext.notice?.(t.params) ?? '';
+  return out;
 }
 
 function execute(nf: Netfilter, family: Family, cmd: ParsedCommand): string {
