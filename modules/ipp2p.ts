@@ -7,10 +7,11 @@
  *
  *  - a non-first fragment never matches; TCP with FIN, SYN or RST never
  *    matches; the "transport length" L is the IPv4 total length minus the
- *    header, and for IPv6 the payload length (the kernel measures it from a
- *    transport header it believes sits right after the fixed 40 bytes, so
- *    with extension headers L overstates the real length and a test
- *    anchored at the tail reads past the end and fails - kept);
+ *    header, and for IPv6 the payload length less a hop-by-hop header (the
+ *    kernel measures it from the transport header ip6_rcv set, which skips
+ *    only that one), so with other extension headers L overstates the real
+ *    length and a test anchored at the tail reads past the end and fails -
+ *    kept;
  *  - P = L minus the TCP header (doff) or the 8-byte UDP header; each
  *    protocol is tried, in upstream's fixed order, only when its bit is
  *    selected and P is above its threshold; the first hit matches;
@@ -374,10 +375,16 @@ const UDP_LIST: readonly (readonly [number, number, Search])[] = [
 
 const TCP_FIN_SYN_RST = 0x07;
 
-/** The transport length the kernel computes (see the file comment). */
+/**
+ * The transport length the kernel computes (see the file comment). For IPv6
+ * it is measured from the transport header ip6_rcv set: right after the
+ * fixed header, moved past a hop-by-hop header (the only one parsed there).
+ */
 function transportLength(pkt: PacketContext): number {
   if (pkt.family === 4) return pkt.l3len - (pkt.l4off - pkt.l3off);
-  return pkt.l3len - 40;
+  const b = pkt.buf;
+  const hbh = b[pkt.l3off + 6] === 0 && pkt.l3len >= 48 ? (b[pkt.l3off + 41] + 1) * 8 : 0;
+  return pkt.l3len - 40 - hbh;
 }
 
 function search(cmd: number, list: readonly (readonly [number, number, Search])[]): boolean {
@@ -389,9 +396,16 @@ function search(cmd: number, list: readonly (readonly [number, number, Search])[
   return false;
 }
 
+/** Where --debug's lines go (null: no --debug); set per call by the rule's instance. */
+let debugLog: RouterServices | null = null;
+
 /** Whether the packet carries one of the selected signatures. */
 export function ipp2pMatch(pkt: PacketContext, cmd: number): boolean {
-  if (pkt.fragmentOffset !== 0) return false;
+  if (pkt.fragmentOffset !== 0) {
+    // ip_tables hands the offset in 8-byte units, ip6_tables in bytes.
+    debugLog?.log(4, `IPP2P.match: offset found ${pkt.family === 4 ? pkt.fragmentOffset : pkt.fragmentOffset * 8}`);
+    return false;
+  }
   const proto = pkt.proto;
   const end = pkt.l3off + pkt.l3len;
   const l = transportLength(pkt);
@@ -400,6 +414,7 @@ export function ipp2pMatch(pkt: PacketContext, cmd: number): boolean {
     if (pkt.l4off + 20 > end) return false;
     if ((pkt.tcpFlags & TCP_FIN_SYN_RST) !== 0) return false;
     const hl = (buf[pkt.l4off + 12] >> 4) * 4;
+    if (l < hl) debugLog?.log(6, 'TCP header indicated packet larger than it is');
     if (l <= hl) return false;
     poff = pkt.l4off + hl;
     plen = l - hl;
@@ -407,7 +422,9 @@ export function ipp2pMatch(pkt: PacketContext, cmd: number): boolean {
     return search(cmd, TCP_LIST);
   }
   if (proto === 17 || proto === 136) {
-    if (pkt.l4off + 8 > end || l <= 8) return false;
+    if (pkt.l4off + 8 > end) return false;
+    if (l < 8) debugLog?.log(6, 'UDP header indicated packet larger than it is');
+    if (l <= 8) return false;
     poff = pkt.l4off + 8;
     plen = l - 8;
     avail = end - poff;
@@ -465,6 +482,7 @@ const ipp2p: MatchExtension<Ipp2pParams> = {
     const services = env.services;
     return {
       match(pkt) {
+        debugLog = debug ? services : null;
         const hit = ipp2pMatch(pkt, cmd);
         if (hit && debug) logHit(pkt, services);
         return hit;

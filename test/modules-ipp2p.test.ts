@@ -245,3 +245,19 @@ test('options: save text and errors in libxt_ipp2p words', (t) => {
     }
   }
 });
+
+test('IPv6 hop-by-hop: the kernel moves the transport header past it, so lengths stay right', (t) => {
+  const withHbh = (l4: L4): L4 => ({ proto: 0, bytes: [l4.proto, 0, 1, 4, 0, 0, 0, 0, ...l4.bytes], csumAt: -1 });
+  t.true(hit('--dc', ip6('2001:db8::2', '2001:db8:1::2', withHbh(l4Of('tcp', b('$MyNick bob|')))), 6));
+  t.true(hit('--kazaa', ip6('2001:db8::2', '2001:db8:1::2', withHbh(l4Of('udp', b('0123456789', 'KaZaA', 0)))), 6));
+});
+
+test('--debug also reports later fragments and short transport lengths, as upstream does', (t) => {
+  const h = new XtHarness();
+  const m = h.match(ipp2p, '--dc --debug');
+  t.false(m.match(h.packet(ip4('10.0.0.2', '10.0.1.2', udpDgram(1, 2, b('$Ping 10.0.0.1:411|')), { frag: 8 }))));
+  const quiet = new XtHarness();
+  t.false(quiet.match(ipp2p, '--dc').match(quiet.packet(ip4('10.0.0.2', '10.0.1.2', udpDgram(1, 2, b('$Ping 10.0.0.1:411|')), { frag: 8 }))));
+  t.deepEqual(h.services.logged, [{ level: 4, line: 'IPP2P.match: offset found 8' }]);
+  t.deepEqual(quiet.services.logged, []);
+});
