@@ -6,6 +6,8 @@
  *    namespace next to a minimal HTTP tracker, aria2 downloading in the
  *    client namespace; xtr counts `-m ipp2p --bit` hits on the tracker
  *    announce and on both peers' handshakes, and the download completes;
+ *    the exchange is also captured (tcpdump) and replayed through the
+ *    module, whose hits must be exactly the handshakes and announces;
  *  - ipv4options: scapy-built record route, timestamp, LSRR, SSRR and router
  *    alert options counted by per-flag rules in mangle PREROUTING;
  *  - length2 --layer3 against mainline `-m length` on the kernel reference
@@ -17,6 +19,9 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import ipp2p from '../modules/ipp2p.js';
+import { Hook } from '../xt/packet.js';
+import { XtHarness } from './helpers/xt-harness.js';
 import { ADDR, KernelRouter, XtrRouter, PacketAgent, REPO_ROOT, counters, nsArgv, run, sleep, startBackground, xtrPrerequisiteProblem, type Family, type Topology } from './helpers/kernel-router.js';
 
 const BT = join(REPO_ROOT, 'test', 'fixtures', 'bittorrent', 'bt.py');
@@ -67,6 +72,9 @@ if (why !== null) {
       bg.push(startBackground(nsArgv(topo.ns.server, ['/usr/bin/python3', BT, 'tracker', '6969', ADDR.server, '6881']), { maxLifetimeMs: 60_000 }));
       const common = ['--enable-dht=false', '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false', '--bt-require-crypto=false', '--bt-min-crypto-level=plain', '--console-log-level=warn', '--summary-interval=0', '--check-certificate=false'];
       bg.push(startBackground(nsArgv(topo.ns.server, ['aria2c', ...common, '--dir', seedDir, '--listen-port=6881', '--seed-ratio=0', '--seed-time=1', '-V', '--bt-seed-unverified=true', torrent]), { maxLifetimeMs: 60_000 }));
+      const pcap = join(dir, 'client.pcap');
+      const capture = startBackground(nsArgv(topo.ns.client, ['tcpdump', '-i', 'c0', '-U', '-n', '-w', pcap, 'tcp']), { maxLifetimeMs: 60_000 });
+      bg.push(capture);
       await sleep(1500);
       const get = await run(nsArgv(topo.ns.client, ['aria2c', ...common, '--dir', getDir, '--listen-port=6882', '--seed-time=0', '--bt-stop-timeout=20', torrent]), { timeoutMs: 40_000 });
       const done = existsSync(join(getDir, 'payload.bin')) && readFileSync(join(getDir, 'payload.bin')).equals(readFileSync(join(seedDir, 'payload.bin')));
@@ -77,6 +85,23 @@ if (why !== null) {
       t.true(c[2][0] >= 1, `seeder's handshake back matched: ${JSON.stringify(c)}`);
       t.is(c[3][0], 0, `no other protocol's signature fired on BitTorrent traffic: ${JSON.stringify(c)}`);
       t.log(`ipp2p --bit hits: announce ${c[0][0]}, client->seeder ${c[1][0]}, seeder->client ${c[2][0]}; other protocols ${c[3][0]}`);
+
+      // The same exchange captured at the client and replayed through the module: the hits are
+      // the real handshakes (0x13 "BitTorrent protocol") and the announce, and nothing else.
+      await sleep(300);
+      await capture.stop();
+      const hex = (await run(['/usr/bin/python3', BT, 'packets', pcap])).stdout.trim().split('\n').filter((l) => l.length > 0);
+      t.true(hex.length > 10, `captured ${hex.length} packets`);
+      const h = new XtHarness();
+      const m = h.match(ipp2p, '--bit', { chain: 'FORWARD' });
+      const hits = hex.map((x) => Buffer.from(x, 'hex')).filter((p) => m.match(h.packet(p, { hook: Hook.FORWARD })));
+      const payloadOf = (p: Buffer) => p.subarray(20 + (p[20 + 12] >> 4) * 4);
+      const handshakes = hits.filter((p) => payloadOf(p).subarray(0, 20).equals(Buffer.from('\x13BitTorrent protocol', 'latin1')));
+      const announces = hits.filter((p) => payloadOf(p).toString('latin1').startsWith('GET /announce?info_hash='));
+      t.is(handshakes.length, 2, 'both handshakes in the capture match');
+      t.is(hits.length, handshakes.length + announces.length, 'every hit is a handshake or an announce');
+      t.true(announces.length >= 1);
+      t.log(`capture: ${hex.length} packets, ${hits.length} --bit hits (${handshakes.length} handshakes, ${announces.length} announces); first handshake ${payloadOf(handshakes[0]).subarray(0, 28).toString('hex')}`);
     } finally {
       for (const b of bg) await b.stop();
       await topo.destroy();
