@@ -10,6 +10,9 @@
  *    module, whose hits must be exactly the handshakes and announces;
  *  - ipv4options: scapy-built record route, timestamp, LSRR, SSRR and router
  *    alert options counted by per-flag rules in mangle PREROUTING;
+ *  - iface and gradm answered by the running router: interface flags of
+ *    xtr's own TUN interfaces (by name and as the packet's in/out device),
+ *    and the gradm switch flipped with `xtr proc write net/xt_gradm`;
  *  - length2 --layer3 against mainline `-m length` on the kernel reference
  *    (iptables-legacy in a namespace router): the same packets give the same
  *    per-rule counters, IPv4 and IPv6.
@@ -22,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import ipp2p from '../modules/ipp2p.js';
 import { Hook } from '../xt/packet.js';
 import { XtHarness } from './helpers/xt-harness.js';
+import { startLab } from './helpers/netns.js';
 import { ADDR, KernelRouter, XtrRouter, PacketAgent, REPO_ROOT, counters, nsArgv, run, sleep, startBackground, xtrPrerequisiteProblem, type Family, type Topology } from './helpers/kernel-router.js';
 
 const BT = join(REPO_ROOT, 'test', 'fixtures', 'bittorrent', 'bt.py');
@@ -139,6 +143,48 @@ if (why !== null) {
     } finally {
       await agent?.stop();
       await topo.destroy();
+    }
+  });
+
+  test.serial('iface flags of xtr\'s own interfaces and the gradm switch, through the running router', async (t) => {
+    const lab = await startLab({ prefix: `xw3b${randomBytes(2).toString('hex')}-`, mode: 'tun' });
+    let agent: PacketAgent | null = null;
+    try {
+      const rules = [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD ACCEPT [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        `-A FORWARD -s ${ADDR.client} -m iface --dev-in --up --running --lower-up --pointopoint --noarp`,
+        `-A FORWARD -s ${ADDR.client} -m iface --iface eth0 --up ! --broadcast ! --loopback ! --promisc`,
+        `-A FORWARD -s ${ADDR.client} -m iface --iface eth9 ! --up`,
+        `-A FORWARD -s ${ADDR.client} -m iface --dev-out --broadcast`,
+        `-A FORWARD -s ${ADDR.client} -m iface --dev-out --arp`,
+        `-A FORWARD -s ${ADDR.client} -m gradm --enabled`,
+        `-A FORWARD -s ${ADDR.client} -m gradm --disabled`,
+        'COMMIT',
+        '',
+      ].join('\n');
+      const loaded = await lab.xtr(['iptables-restore'], rules);
+      t.is(loaded.status, 0, loaded.stderr);
+      agent = await PacketAgent.start(lab.ns.c, 'c0', ADDR.routerClientSide, ADDR.router6ClientSide);
+      const burst = Array.from({ length: 3 }, (_, i) => `IP(src=C, dst=S)/UDP(sport=${5000 + i}, dport=9)/Raw(b"x")`);
+      const counts = async () => {
+        const save = (await lab.xtr(['iptables-save', '-c'])).stdout;
+        return [...save.matchAll(/^\[(\d+):\d+\] -A FORWARD/gm)].map((m) => Number(m[1]));
+      };
+      await agent.send(burst, 20);
+      await sleep(300);
+      t.deepEqual(await counts(), [3, 3, 0, 0, 0, 0, 3], 'TUN eth0 in, eth1 out: UP RUNNING LOWER_UP POINTOPOINT NOARP; gradm off by default');
+      t.is((await lab.xtr(['proc', 'cat', 'net/xt_gradm'])).stdout, 'disabled\n');
+      const flip = await lab.xtr(['proc', 'write', 'net/xt_gradm', 'enabled\n']);
+      t.is(flip.status, 0, flip.stderr);
+      await agent.send(burst, 20);
+      await sleep(300);
+      t.deepEqual(await counts(), [6, 6, 0, 0, 0, 3, 3], 'after `xtr proc write net/xt_gradm enabled`');
+    } finally {
+      await agent?.stop();
+      await lab.stop();
     }
   });
 
