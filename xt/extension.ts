@@ -70,7 +70,7 @@ export interface RuleInfo {
  * strerror text ("iptables: Numerical result out of range."), so a module
  * says which one the kernel's checkentry returns.
  */
-export type KernelErrno = 'EINVAL' | 'ERANGE' | 'EDOM' | 'ENOENT' | 'ENOMEM' | 'EOPNOTSUPP' | 'EPROTO' | 'ENOSPC' | 'EEXIST' | 'EBUSY' | 'EPERM' | 'E2BIG' | 'ELOOP';
+export type KernelErrno = 'EINVAL' | 'ERANGE' | 'EDOM' | 'ENOENT' | 'ENOMEM' | 'EOPNOTSUPP' | 'EPROTO' | 'ENOSPC' | 'EEXIST' | 'EBUSY' | 'EPERM' | 'E2BIG' | 'ELOOP' | 'EPROTOTYPE';
 
 /**
  * A user-facing error. `status` is the iptables exit status: 2 for a
@@ -190,6 +190,15 @@ interface ExtensionBase<P> {
   /** Hooks the rule's chain may be reachable from (absent = all). */
   readonly hooks?: readonly Hook[];
   readonly options: readonly OptionSpec[];
+  /**
+   * The iptables extension is an old-style one with a parse function and no
+   * options (xtables-addons' libxt_ECHO, libxt_SYSRQ, libxt_STEAL): its
+   * option offset stays 0, so iptables' command_default hands it every option
+   * getopt does not know that follows `-j NAME` and it ignores them
+   * (`-j ECHO --foo` is accepted; `-j ECHO --dport 5` fails on "5", a
+   * stray argument). Absent = unknown options are iptables' "unknown option".
+   */
+  readonly swallowsUnknownOptions?: boolean;
   parse(opts: readonly ParsedOption[], rule: RuleInfo): P;
   /** Option words for iptables-save, each preceded by a space (e.g. " --dport 22"). */
   save(params: P): string;

@@ -62,6 +62,8 @@ export const ERRNO_TEXT: Readonly<Record<KernelErrno, string>> = {
   EPERM: 'Operation not permitted.',
   E2BIG: 'Argument list too long.',
   ELOOP: KERNEL.ELOOP,
+  // xt_PROTO's checkentry refuses IPv6-only options on IPv4 rules with it
+  EPROTOTYPE: 'Protocol wrong type for socket.',
 };
 
 export function kernelError(text: string, detail: string | null = null): NfError {
