@@ -366,6 +366,11 @@ test('length2 without --layerN: accepted with libxt_length2 warning on stderr (l
   const r6 = await e.run('ip6tables -A INPUT -m length2 --layer4 --length 100');
   t.is(r6.stderr, '');
   t.is((await e.run('iptables -S INPUT')).stdout, '-P INPUT ACCEPT\n-A INPUT -m length2 --layer3  --length 100:200 \n');
+  // iptables-restore runs the final check per line: one warning per such line.
+  const file = '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m length2 --length 1\n-A INPUT -m length2 --layer5 --length 2\n-A INPUT -m length2 ! --length 3\nCOMMIT\n';
+  const restored = await e.run('iptables-restore', file);
+  t.is(restored.status, 0, restored.stderr);
+  t.is(restored.stderr, 'iptables: length match: Defaulting to --layer3. Consider specifying it explicitly.\n'.repeat(2));
 });
 
 test('bad input: each extension refuses in its words and nothing loaded is lost (command line and atomic restore)', async (t) => {

@@ -263,8 +263,10 @@ export interface RestoreOptions {
  * rebuilt on copies, checked, and swapped in together; any error leaves
  * the running rule set as it was. Returns '' or throws RestoreError.
  */
-export function restore(nf: Netfilter, family: Family, input: string, opts: RestoreOptions): void {
+/** Returns what the extensions noted on stderr for the rules (ExtensionBase.notice), in line order. */
+export function restore(nf: Netfilter, family: Family, input: string, opts: RestoreOptions): string {
   const prog = progName(family, '-restore');
+  let notices = '';
   const lines = input.split('\n');
   // iptables-restore reads with fgets: a last line without its newline is not recognised as
   // COMMIT / *table / :chain and is parsed as rule arguments instead (so it fails), as there.
@@ -290,6 +292,7 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
   };
 
   const change = (fr: FamilyRules) => {
+    notices = '';
     let current: XtrTable | null = null;
     let skipping = false;
     let lineNo = 0;
@@ -396,6 +399,7 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
         throw err.status === 1 ? lineFailed(lineNo, err) : paramError(err, lineNo);
       }
       if (cmd.otherFamily || cmd.info) continue;
+      notices += noticeOf(cmd);
       const kind = cmd.commands[0];
       try {
         if (kind === 'L' || kind === 'S' || kind === 'C') continue;
@@ -424,6 +428,7 @@ export function restore(nf: Netfilter, family: Family, input: string, opts: Rest
   // Tables come into use in file order, so iptables-save lists tables new to the engine newest
   // first, as the kernel does (restoreState puts back the saved order itself).
   if (!opts.test) for (const t of tables) nf.touch(family, t);
+  return notices;
 }
 
 const EMPTY_CMD: ParsedCommand = {
@@ -460,8 +465,7 @@ export function runRestore(nf: Netfilter, family: Family, args: readonly string[
     else return { status: 1, stdout: '', stderr: `${prog}: unrecognized option '${a}'\n` };
   }
   try {
-    restore(nf, family, input ?? '', opts);
-    return ok();
+    return { ...ok(), stderr: restore(nf, family, input ?? '', opts) };
   } catch (e) {
     if (e instanceof RestoreError) return { status: e.status, stdout: '', stderr: e.text };
     return fail(e, prog);
