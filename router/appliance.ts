@@ -15,7 +15,8 @@ import type { XtrConfig } from './config.js';
 import { Conntrack, conntrackCommands, type ConntrackOptions } from './conntrack.js';
 import type { Router } from './forward.js';
 import type { Logger } from './log.js';
-import { monotonicMs } from './services.js';
+import { monotonicMs, Services } from './services.js';
+import type { ApplianceAction } from '../xt/services.js';
 import { Netfilter, netfilterCommands, restoreState, saveState } from './netfilter/index.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
 import type { Extension } from '../xt/extension.js';
@@ -28,6 +29,12 @@ export interface Appliance {
   persist(): void;
   /** Runs every extension's reload (SIGHUP, `xtr reload-databases`): geoip/asn re-read their databases. */
   reloadDatabases(): string;
+  /**
+   * The process-level ApplianceActions (stop, restart, status), which only the
+   * command-line entry point can carry out; set by router/main.ts. Until then
+   * (an embedded appliance) they are not offered.
+   */
+  processActions: Partial<Record<'stop' | 'restart' | 'status', () => void>>;
 }
 
 /** Where rules and extension state live between runs. */
@@ -117,5 +124,27 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
       return { status: 0, stdout: `saved ${path}\n`, stderr: '' };
     },
   };
-  return { netfilter, conntrack, commands, persist, reloadDatabases };
+  const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, processActions: {} };
+
+  // What an extension may ask of the appliance (SYSRQ's keys). Each action runs
+  // after the packet that asked for it, in the order asked (setImmediate is FIFO).
+  if (router.services instanceof Services) {
+    router.services.applianceHandler = (action: ApplianceAction): boolean => {
+      let run: (() => void) | undefined;
+      if (action === 'save') run = persist;
+      else if (action === 'flush-conntrack') run = () => conntrack.flush();
+      else run = app.processActions[action];
+      if (!run) return false;
+      log.warn({ action }, 'appliance action requested by an extension');
+      setImmediate(() => {
+        try {
+          run();
+        } catch (e) {
+          log.error({ action, err: (e as Error).message }, 'appliance action failed');
+        }
+      });
+      return true;
+    };
+  }
+  return app;
 }

@@ -17,6 +17,7 @@
  * Signals are handled only by the command-line entry point, so tests and
  * tools can embed startXtr() without it installing process handlers.
  */
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -339,6 +340,38 @@ async function cliEntry(): Promise<void> {
       () => process.exit(0),
       (e) => {
         log.error({ err: String(e) }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  // ApplianceActions only the process can carry out (SYSRQ's o, b, t).
+  const appliance = app as Appliance | null;
+  if (appliance) {
+    appliance.processActions.stop = () => shutdown('appliance action stop');
+    appliance.processActions.restart = () => restart();
+    appliance.processActions.status = () => log.info({ status: xtr.status() }, 'status');
+  }
+  // Restart: save, undo everything (devices, socket), then the same command again.
+  // process.execve (Node >= 22.15, the Docker image) keeps the pid, so a container
+  // whose PID 1 is xtr survives; on older Node a detached child takes over.
+  const restart = () => {
+    if (stopping) return;
+    stopping = true;
+    log.info('restarting');
+    setTimeout(() => process.exit(1), 10_000).unref();
+    app?.persist();
+    xtr.stop().then(
+      () => {
+        const argv = [...process.execArgv, ...process.argv.slice(1)];
+        const execve = (process as unknown as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+        if (typeof execve === 'function') execve(process.execPath, [process.execPath, ...argv], process.env);
+        const child = spawn(process.execPath, argv, { detached: true, stdio: 'inherit' });
+        child.unref();
+        log.info({ pid: child.pid }, 'restarted as a new process');
+        process.exit(0);
+      },
+      (e) => {
+        log.error({ err: String(e) }, 'restart failed');
         process.exit(1);
       },
     );

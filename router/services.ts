@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { Family, PacketContext } from '../xt/packet.js';
 import {
   RouteKind as FactKind,
+  type ApplianceAction,
   type DupOptions,
   type EmitOptions,
   type IfaceFacts,
@@ -160,6 +161,16 @@ export class Services implements RouterServices {
 
   now(): number {
     return this.clock();
+  }
+
+  /**
+   * Who carries out ApplianceActions: set by the appliance (router/appliance.ts),
+   * which owns persistence, conntrack and the process; null = none offered.
+   */
+  applianceHandler: ((action: ApplianceAction) => boolean) | null = null;
+
+  applianceAction(action: ApplianceAction): boolean {
+    return this.applianceHandler?.(action) ?? false;
   }
 }
 

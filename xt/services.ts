@@ -101,6 +101,20 @@ export interface RouteFacts {
   readonly hopLimit: number;
 }
 
+/**
+ * Something an extension may ask the appliance to do to itself (SYSRQ's keys:
+ * in an appliance the "machine" a remote SysRq acts on is xtr). The router
+ * answers whether the action is offered where it runs; the action happens
+ * after the packet that asked for it has been handled, never inside it.
+ *
+ *  - `save`: write the rule set and extension state now;
+ *  - `restart`: save, stop and start xtr again;
+ *  - `stop`: save and stop xtr;
+ *  - `flush-conntrack`: forget every tracked connection (`xtr conntrack -F`);
+ *  - `status`: write `xtr status` to the log.
+ */
+export type ApplianceAction = 'save' | 'restart' | 'stop' | 'flush-conntrack' | 'status';
+
 export interface RouterServices {
   /**
    * Sends a complete IP packet (bytes copied) into the OUTPUT path as locally
@@ -137,4 +151,10 @@ export interface RouterServices {
   now(): number;
   /** Wall-clock milliseconds since the epoch (SPA minutes, saved state). */
   wallNow(): number;
+  /**
+   * Asks the appliance to act on itself (see ApplianceAction), queued to run
+   * after the current packet. Returns false when the appliance does not offer
+   * the action where it runs (an embedded router without a process to stop).
+   */
+  applianceAction(action: ApplianceAction): boolean;
 }

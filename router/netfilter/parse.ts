@@ -453,6 +453,11 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         continue;
       }
       if (basePrefix.length === 0 && extPrefix && handleExtOption(name, inline, w)) continue;
+      // An unknown (or ambiguous: getopt says "?" alike) option after `-j` of an old-style target without options: its parse takes and ignores it.
+      if (targetExt?.ext.swallowsUnknownOptions) {
+        invert = false;
+        continue;
+      }
       // Unknown so far: load the protocol's own match once, as iptables does, and retry.
       if (protoWord !== null && !implicitTried) {
         implicitTried = true;
@@ -471,6 +476,10 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
       // Short options, possibly clustered (-nvL): an option with an argument takes the rest of the word.
       for (let k = 1; k < w.length; k++) {
         const o = BY_SHORT.get(w[k]);
+        if (!o && targetExt?.ext.swallowsUnknownOptions) {
+          invert = false;
+          continue;
+        }
         if (!o) throw new NfError(`unknown option "${k === 1 ? w : `-${w[k]}`}"`);
         const rest = w.slice(k + 1);
         if (o.arg === 'required' && rest !== '') {

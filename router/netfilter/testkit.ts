@@ -8,7 +8,7 @@
 import { parsePacket } from '../../dataplane/parse.js';
 import { PacketContext, type Family, type Hook, type InterfaceRef } from '../../xt/packet.js';
 import { parseIpv4, parseIpv6, prefixMaskWord } from '../../dataplane/addr.js';
-import type { DupOptions, EmitOptions, IfaceFacts, RouteFacts, RouterServices } from '../../xt/services.js';
+import type { ApplianceAction, DupOptions, EmitOptions, IfaceFacts, RouteFacts, RouterServices } from '../../xt/services.js';
 import type { CommandResult } from '../commands.js';
 import type { Extension } from '../../xt/extension.js';
 import { loadExtensions } from '../../modules/registry.js';
@@ -269,6 +269,16 @@ export class RecordingServices implements RouterServices {
 
   wallNow(): number {
     return this.wallClock;
+  }
+
+  /** ApplianceActions asked for, in order. */
+  readonly applianceActions: ApplianceAction[] = [];
+  /** What applianceAction() returns (false: not offered). */
+  applianceActionResult = true;
+
+  applianceAction(action: ApplianceAction): boolean {
+    this.applianceActions.push(action);
+    return this.applianceActionResult;
   }
 }
 
