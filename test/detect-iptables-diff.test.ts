@@ -9,7 +9,8 @@
  * check and print then run exactly as on a kernel with the module, and only
  * the commit fails ("No chain/target/match by that name").
  *
- * Compared: a refused line's exit status and whole stderr (iptables'
+ * Lines run through iptables and (for the IPv6 rows) ip6tables. Compared:
+ * a refused line's exit status and whole stderr (iptables'
  * "(legacy)" read as "(xtr)"), and for an accepted line the rule `-v`
  * prints before the commit - which for these extensions is " -m NAME" and
  * the save text - with xtr's `-v` output.
@@ -82,6 +83,17 @@ const LINES: string[] = [
   '-m gradm ! --enabled ! --disabled',
 ];
 
+/** ip6tables lines: ipp2p, fuzzy and gradm exist for IPv6; ipv4options does not. */
+const LINES6: string[] = [
+  '-m ipp2p --bit --debug',
+  '-p udp -m ipp2p --edk --kazaa',
+  '-m ipp2p ! --bit',
+  '-m fuzzy --lower-limit 50 --upper-limit 60',
+  '-m fuzzy ! --upper-limit 60',
+  '-m gradm ! --enabled',
+  '-m ipv4options --any',
+];
+
 function unavailable(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
   const v = spawnSync('iptables-legacy', ['--version'], { encoding: 'utf8' });
@@ -112,10 +124,11 @@ if (why !== null) {
   test.serial('parse errors and the parsed rule (-v) equal iptables-legacy with xtables-addons-common', async (t) => {
     const engine = await testEngine();
     const norm = (s: string) => s.replace(/\(legacy\)/g, '(xtr)');
-    for (const line of LINES) {
+    const rows = [...LINES.map((l) => ['iptables', l] as const), ...LINES6.map((l) => ['ip6tables', l] as const)];
+    for (const [tool, line] of rows) {
       const words = ['-v', '-A', 'INPUT', ...splitLine(line, 0)];
-      const real = spawnSync('ip', ['netns', 'exec', ns, 'iptables-legacy', ...words], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: shim }, timeout: 20_000 });
-      const ours = await engine.run(`iptables ${words.join(' ')}`);
+      const real = spawnSync('ip', ['netns', 'exec', ns, `${tool}-legacy`, ...words], { encoding: 'utf8', env: { ...process.env, LD_PRELOAD: shim }, timeout: 20_000 });
+      const ours = await engine.run(`${tool} ${words.join(' ')}`);
       if (real.status === 2) {
         t.is(ours.status, 2, `${line}: xtr accepted what iptables refused: ${real.stderr}`);
         t.is(ours.stderr, norm(real.stderr), line);
