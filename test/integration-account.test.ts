@@ -10,7 +10,10 @@
  *  2. read-and-flush under continuous traffic: a sender runs while
  *     `iptaccount -l NAME -f` is called again and again; the sum of every read
  *     (and a last one after the sender stopped) equals what was sent, per
- *     address, and what tcpdump counted: nothing lost, nothing counted twice.
+ *     address, and what tcpdump counted: nothing lost, nothing counted twice;
+ *  3. a restart of the router process (SIGTERM, a new xtr on the same
+ *     state directory): ACCOUNT tables, a quota2 counter and a condition
+ *     come back with their values and go on counting.
  *
  * Needs root, tcpdump, python3 and a built dist/.
  */
@@ -18,7 +21,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exec, REPO_ROOT, sleep, startLab, uniquePrefix, waitFor, type Background, type Lab } from './helpers/netns.js';
+import { exec, REPO_ROOT, sleep, startLab, startRouter, uniquePrefix, waitFor, type Background, type Lab } from './helpers/netns.js';
 
 const V4 = ['198.51.100.2', '198.51.100.3', '198.51.100.4', '198.51.100.5'];
 const V6 = ['2001:db8:c::2', '2001:db8:c::3', '2001:db8:c::4'];
@@ -235,4 +238,38 @@ test.serial('-f under continuous traffic: the reads add up to what was sent and 
     t.deepEqual(dumped.get(src), [n, n * size, 0, 0], `${src}: tcpdump saw the same`);
   }
   t.deepEqual([...sums.keys()].sort(), plan.map((p) => p[0]).sort());
+});
+
+test.serial('a restart of xtr keeps ACCOUNT tables, quota2 counters and conditions', async (t) => {
+  const l = lab!;
+  for (const line of [
+    'iptables -I FORWARD -m quota2 --name keep --quota 100000',
+    'iptables -I FORWARD -m condition --condition keepc',
+  ]) t.is((await l.xtr(line.split(' '))).status, 0, line);
+  t.is((await l.xtr(['proc', 'write', 'net/nf_condition/keepc', '1\n'])).status, 0);
+  await l.run('c', ['python3', '-c', sender([[V4[1], 7, 100], [V6[1], 3, 200]], 0.002)], { timeoutMs: 20_000 });
+  await sleep(200);
+  const before4 = (await iptaccount(l, ['-l', 'mix4'])).stdout;
+  const before6 = (await iptaccount(l, ['-l', 'mix6'])).stdout;
+  t.regex(before4, /IP: 198\.51\.100\.3 SRC packets: 7 bytes: 700 DST packets: 0 bytes: 0\n/);
+  t.regex(before6, /IP: 2001:db8:c::3 SRC packets: 3 bytes: 600 DST packets: 0 bytes: 0\n/);
+  const quotaBefore = (await l.xtr(['proc', 'cat', 'net/xt_quota/keep'])).stdout;
+  t.is(quotaBefore, `${100000 - 700}\n`, 'the IPv4 quota2 rule counted the 7 datagrams');
+  t.is(await l.router.stop(), 0, 'xtr stopped on SIGTERM');
+  const again = await startRouter({ netns: l.ns.r, config: l.config, socket: l.router.socket });
+  try {
+    const ask = (args: string[]) => exec(['env', `XTR_SOCKET=${again.socket}`, join(REPO_ROOT, 'scripts', 'iptaccount'), ...args], { timeoutMs: 30_000 });
+    t.is((await ask(['-l', 'mix4'])).stdout, before4);
+    t.is((await ask(['-l', 'mix6'])).stdout, before6);
+    t.is((await ask(['-a'])).stdout, '\nlibxt_ACCOUNT_cl userspace accounting tool v1.3\n\nFound table: mix4\nFound table: mix6\nFinished.\n');
+    t.is((await again.xtr(['proc', 'cat', 'net/xt_quota/keep'])).stdout, quotaBefore);
+    t.is((await again.xtr(['proc', 'cat', 'net/nf_condition/keepc'])).stdout, '1\n');
+    // And they go on counting.
+    await l.run('c', ['python3', '-c', sender([[V4[1], 2, 100]], 0.002)], { timeoutMs: 20_000 });
+    await sleep(200);
+    t.regex((await ask(['-l', 'mix4'])).stdout, /IP: 198\.51\.100\.3 SRC packets: 9 bytes: 900 /);
+    t.is((await again.xtr(['proc', 'cat', 'net/xt_quota/keep'])).stdout, `${100000 - 900}\n`);
+  } finally {
+    await again.stop();
+  }
 });
