@@ -93,6 +93,15 @@ test('fuzzy controller: first packet estimates, windows over 100 ms, one random 
   t.is(c.acceptance, 100);
 });
 
+test('fuzzy: HZ * packets is 32-bit, so more than ~4.29 M packets in one window wraps the estimate', (t) => {
+  const c = new FuzzyController(1000, 2000);
+  c.step(0, 100, () => 0);
+  c.packetsTotal = 4_294_967; // the next packet makes 4 294 968: 1000 * that = 4 294 968 000 = 2^32 + 704
+  c.step(200, 100, () => 0);
+  t.is(c.meanRate, 3); // floor(704 / 200)
+  t.is(c.acceptance, 100);
+});
+
 test('fuzzy through the module: a flood is mostly matched, a trickle never; state is per rule', (t) => {
   const h = new XtHarness({ seed: 7 });
   const flood = h.match(fuzzy, '--lower-limit 10 --upper-limit 20');
