@@ -87,13 +87,12 @@ export function recordedOptions(buf: Uint8Array, l3off: number): number {
   return opts;
 }
 
-function flagList(p: Ipv4optionsParams, numeric: boolean): string {
+/** The --flags list as upstream saves (and, since 2.3, prints) it: numbers in bit order, `!` for absence. */
+function flagList(p: Ipv4optionsParams): string {
   const out: string[] = [];
   for (let i = 1; i < 32; i++) {
     const bit = 1 << i;
-    if ((p.map & bit) === 0) continue;
-    const name = !numeric ? NAMES[i] : undefined;
-    out.push(`${p.invert & bit ? '!' : ''}${name ?? i}`);
+    if ((p.map & bit) !== 0) out.push(`${p.invert & bit ? '!' : ''}${i}`);
   }
   return out.join(',');
 }
@@ -129,7 +128,7 @@ const ipv4options: MatchExtension<Ipv4optionsParams> = {
     };
   },
   save(p) {
-    let s = p.map !== 0 ? ` --flags ${flagList(p, true)}` : '';
+    let s = p.map !== 0 ? ` --flags ${flagList(p)}` : '';
     if (p.any) s += ' --any';
     return `${s} `;
   },
