@@ -41,7 +41,7 @@
 import type { Family, PacketContext } from '../xt/packet.js';
 import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension } from '../xt/extension.js';
 import type { ModuleCommand, StateLookup, StateSpec } from '../xt/state.js';
-import { DottedQuad, ipv4FromText, ipv4ToString, ipv6FromText, ipv6ToInetNtop, maskPrefixLength, prefixMaskWord } from '../dataplane/addr.js';
+import { DottedQuad, ipv4ToString, ipv6FromText, ipv6ToInetNtop, maskPrefixLength, prefixMaskWord } from '../dataplane/addr.js';
 
 /** Upstream's default max_tables_limit. */
 export const ACCOUNT_MAX_TABLES = 128;
@@ -215,7 +215,32 @@ function maxTables(env: CheckEnv): number {
 
 // ---- option parsing (libxt_ACCOUNT is an old-style parser: its own words, `!` ignored)
 
-/** xtables_ipparse_any / xtables_ip6parse_any for one word, without name resolution. */
+/** One number of libxtables' xtables_strtoui with base 0 (leading space, 0x hex, 0 octal), at most `max`; null if not. */
+function xtNumber(s: string, max: number): number | null {
+  const m = /^[ \t\n\v\f\r]*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return null;
+  const v = Number(m[1].length > 1 && m[1][0] === '0' && !/[xX]/.test(m[1]) ? `0o${m[1].slice(1)}` : m[1]);
+  return v <= max ? v : null;
+}
+
+/**
+ * xtables_numeric_to_ipaddr (and _ipmask): 1..4 dot-separated base-0 numbers
+ * of 0..255, missing ones 0 ("10.1" is 10.1.0.0, "010.1.0.0" is 8.1.0.0); a
+ * mask needs all four.
+ */
+function xtIpv4(s: string, mask: boolean): number | null {
+  const parts = s.split('.');
+  if (parts.length > 4 || (mask && parts.length !== 4)) return null;
+  let v = 0;
+  for (let i = 0; i < 4; i++) {
+    const n = i < parts.length ? xtNumber(parts[i], 255) : 0;
+    if (n === null) return null;
+    v = v * 256 + n;
+  }
+  return v >>> 0;
+}
+
+/** xtables_ipparse_any / xtables_ip6parse_any for one word, without name resolution (xtr resolves no names in rules). */
 function parseNet(text: string, family: Family): { net: Uint32Array; mask: Uint32Array } {
   const slash = text.indexOf('/');
   const host = slash < 0 ? text : text.slice(0, slash);
@@ -224,12 +249,11 @@ function parseNet(text: string, family: Family): { net: Uint32Array; mask: Uint3
   const words = family === 4 ? 1 : 4;
   const mask = new Uint32Array(4);
   if (m === null) for (let i = 0; i < words; i++) mask[i] = 0xffffffff;
-  else if (/^[0-9]+$/.test(m) && Number(m) <= width) for (let i = 0; i < words; i++) mask[i] = prefixMaskWord(Number(m), i);
   else {
     let ok = false;
     if (family === 4 && m.includes('.')) {
-      const a = ipv4FromText(m, DottedQuad.LEADING_ZEROS);
-      if (a >= 0) {
+      const a = xtIpv4(m, true);
+      if (a !== null) {
         mask[0] = a;
         ok = true;
       }
@@ -237,6 +261,12 @@ function parseNet(text: string, family: Family): { net: Uint32Array; mask: Uint3
       const w = ipv6FromText(m, DottedQuad.LEADING_ZEROS);
       if (w) {
         mask.set(w);
+        ok = true;
+      }
+    } else {
+      const bits = family === 4 ? xtNumber(m, width) : /^[0-9]+$/.test(m) && Number(m) <= width ? Number(m) : null;
+      if (bits !== null) {
+        for (let i = 0; i < words; i++) mask[i] = prefixMaskWord(bits, i);
         ok = true;
       }
     }
@@ -247,10 +277,9 @@ function parseNet(text: string, family: Family): { net: Uint32Array; mask: Uint3
   if (mask.every((w) => w === 0)) return { net, mask };
   let parsed: Uint32Array | null = null;
   if (family === 4) {
-    const a = ipv4FromText(host, DottedQuad.LEADING_ZEROS);
-    parsed = a >= 0 ? Uint32Array.of(a, 0, 0, 0) : null;
+    const a = host === '' ? null : xtIpv4(host, false);
+    parsed = a !== null ? Uint32Array.of(a, 0, 0, 0) : null;
   } else parsed = ipv6FromText(host, DottedQuad.LEADING_ZEROS);
-  // xtr resolves no host names in rules (as -s/-d): a name is an unknown host.
   if (parsed === null) throw new XtError(`host/network \`${host}' not found`);
   for (let i = 0; i < 4; i++) net[i] = (parsed[i] & mask[i]) >>> 0;
   return { net, mask };

@@ -47,6 +47,16 @@ const LINES: Line[] = [
   { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.9.9.9/0 --tname m4' },
   { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0/255.0.255.0 --tname m5' },
   { line: 'iptables -A FORWARD -j ACCOUNT --ad 10.3.0.0/16 --tn m6' },
+  // libxtables' numeric forms: short dotted, base-0 parts and prefix lengths; masks need four parts.
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.4/16 --tname n1' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 010.001.0.0/16 --tname n2' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 0x0a.5.0.0/0x10 --tname n3' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.6.0.0/010 --tname n4' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0/08 --tname x' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0/255.255.0 --tname x' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.256.0.0/16 --tname x' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0.0/8 --tname x' },
+  { line: 'iptables -A FORWARD -j ACCOUNT --addr 10..0.0/8 --tname x' },
   { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0/7 --tname wide', refused: /largest prefix a table can count is \/8/ },
   { line: 'iptables -A FORWARD -j ACCOUNT --addr 10.0.0.0/8 --tname ""', refused: /empty --tname/ },
   // quota2
