@@ -89,18 +89,23 @@ export class AccountData {
     b[r + off + 1] += size;
   }
 
-  /** Every record with traffic, ascending by host: [low24, srcPackets, srcBytes, dstPackets, dstBytes]. */
-  entries(): number[][] {
-    const out: number[][] = [];
+  /** Calls `fn` for every record with traffic, ascending by host (its block and octet). */
+  each(fn: (low: number, srcPackets: number, srcBytes: number, dstPackets: number, dstBytes: number) => void): void {
     for (let bi = 0; bi < this.blocks.length; bi++) {
       const b = this.blocks[bi];
       if (b === null) continue;
       for (let k = 0; k < BLOCK; k++) {
         const r = k * REC;
         if (b[r] === 0 && b[r + 2] === 0) continue;
-        out.push([((bi << 8) | k) >>> 0, b[r], b[r + 1], b[r + 2], b[r + 3]]);
+        fn(((bi << 8) | k) >>> 0, b[r], b[r + 1], b[r + 2], b[r + 3]);
       }
     }
+  }
+
+  /** Every record with traffic, ascending by host: [low, srcPackets, srcBytes, dstPackets, dstBytes]. */
+  entries(): number[][] {
+    const out: number[][] = [];
+    this.each((low, sp, sb, dp, db) => out.push([low, sp, sb, dp, db]));
     return out;
   }
 }
@@ -301,9 +306,9 @@ function tableOf(state: StateLookup, name: string): AccountTable {
 }
 
 function listing(t: AccountTable, data: AccountData): string {
-  let s = '';
-  for (const [low, sp, sb, dp, db] of data.entries()) s += `${t.address(low)} ${sp} ${sb} ${dp} ${db}\n`;
-  return s;
+  const lines: string[] = [];
+  data.each((low, sp, sb, dp, db) => lines.push(`${t.address(low)} ${sp} ${sb} ${dp} ${db}\n`));
+  return lines.join('');
 }
 
 /**
