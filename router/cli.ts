@@ -61,9 +61,64 @@ export function sendCommand(socketPath: string, req: ControlRequest, timeoutMs =
   });
 }
 
+/**
+ * `xtr events [--kind PREFIX]... [--count N]`: prints the router's event
+ * stream (JSON lines) until interrupted, or until N events (not counting the
+ * stream's own `events.*` lines) have been printed. Resolves with the exit status.
+ */
+export function streamEvents(socketPath: string, args: readonly string[], out: (line: string) => void): Promise<number> {
+  let count = Infinity;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--count' && i + 1 < args.length) {
+      count = Number(args[++i]);
+      if (!Number.isInteger(count) || count < 1) return Promise.reject(new Error(`xtr events: --count ${args[i]}: must be a positive integer`));
+    } else rest.push(args[i]);
+  }
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let buf = '';
+    let seen = 0;
+    sock.on('connect', () => sock.write(JSON.stringify({ cmd: 'events', args: rest, input: null }) + '\n'));
+    sock.on('data', (c: Buffer) => {
+      buf += c.toString('utf8');
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let v: { kind?: unknown; status?: unknown; stderr?: unknown };
+        try {
+          v = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (typeof v.status === 'number') {
+          // An answer instead of a stream: an error (bad arguments, an old router).
+          process.stderr.write(String(v.stderr ?? ''));
+          sock.destroy();
+          resolve(v.status);
+          return;
+        }
+        out(line);
+        if (typeof v.kind === 'string' && !v.kind.startsWith('events.') && ++seen >= count) {
+          sock.destroy();
+          resolve(0);
+          return;
+        }
+      }
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new RouterNotRunning(`xtr: the router is not running (no one listening on ${socketPath})`));
+      else reject(new Error(`xtr: ${socketPath}: ${e.message}`));
+    });
+    sock.on('close', () => resolve(0));
+  });
+}
+
 const USAGE = `usage: xtr [--socket PATH] COMMAND [ARGS...]
   xtr status [--json]     interfaces, counters, drops, uptime
   xtr ping                health check
+  xtr events [--kind PREFIX]... [--count N]
+                          structured events (pknock knocks, ...) as JSON lines
   (the router lists every command it knows when given an unknown one)
 environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 `;
@@ -108,6 +163,14 @@ export async function cliMain(argv: string[]): Promise<number> {
     return 2;
   }
   const args = argv.slice(i + 1);
+  if (cmd === 'events') {
+    try {
+      return await streamEvents(socketPath, args, (line) => process.stdout.write(line + '\n'));
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+      return 1;
+    }
+  }
   const input = readsStdin(cmd, args) ? await readStdin() : null;
   try {
     const res = await sendCommand(socketPath, { cmd, args, input });

@@ -52,8 +52,23 @@ export function parseRequest(line: string): ControlRequest | string {
   return { cmd: o.cmd, args: args as string[], input: input as string | null };
 }
 
+/** Where `xtr events` subscribers get events from (router/services.ts EventHub). */
+export interface EventSource {
+  subscribe(listener: (e: { kind: string; time: number; fields: Readonly<Record<string, unknown>> }) => void): () => void;
+}
+
+/**
+ * Bytes queued on one `xtr events` socket beyond which further events are
+ * dropped (and counted) rather than buffered: a subscriber that stops reading
+ * must cost bounded memory and never slow the router.
+ */
+export const EVENTS_MAX_QUEUED_BYTES = 1 << 20;
+
 export class ControlServer {
   private server: net.Server | null = null;
+  private eventSource: EventSource | null = null;
+  /** Events dropped for slow `xtr events` subscribers since start. */
+  eventsDropped = 0;
   private readonly sockets = new Set<net.Socket>();
   private readonly commands: CommandTable = Object.create(null);
   private queue: Promise<unknown> = Promise.resolve();
@@ -69,6 +84,11 @@ export class ControlServer {
       if (name in this.commands) throw new Error(`control command ${name} registered twice`);
       this.commands[name] = handler;
     }
+  }
+
+  /** Enables the `events` stream request (one per router: its services' EventHub). */
+  setEventSource(source: EventSource): void {
+    this.eventSource = source;
   }
 
   commandNames(): string[] {
@@ -156,8 +176,52 @@ export class ControlServer {
 
   private async answer(sock: net.Socket, line: string): Promise<void> {
     const req = parseRequest(line);
+    if (typeof req !== 'string' && req.cmd === 'events' && this.eventSource) return this.streamEvents(sock, req.args);
     const res: CommandResult = typeof req === 'string' ? { status: 2, stdout: '', stderr: `xtr: ${req}\n` } : await this.execute(req);
     if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+  }
+
+  /**
+   * `xtr events [--kind PREFIX]...`: the connection becomes a stream of JSON
+   * lines, one per event ({"kind", "time", ...fields}), until the client
+   * closes it. It bypasses the command queue (a stream never ends, commands
+   * must go on). When the socket's queue is over EVENTS_MAX_QUEUED_BYTES the
+   * event is dropped and counted; the next line that fits is preceded by
+   * {"kind":"events.dropped","count":N} so the subscriber knows what it missed.
+   */
+  private streamEvents(sock: net.Socket, args: readonly string[]): Promise<void> {
+    const prefixes: string[] = [];
+    for (let i = 0; i < args.length; i++) {
+      if (args[i] === '--kind' && i + 1 < args.length) prefixes.push(args[++i]);
+      else {
+        const msg = { status: 2, stdout: '', stderr: `xtr events: unknown argument ${JSON.stringify(args[i])} (usage: xtr events [--kind PREFIX]... [--count N])\n` };
+        sock.end(JSON.stringify(msg) + '\n');
+        return Promise.resolve();
+      }
+    }
+    let dropped = 0;
+    return new Promise<void>((resolve) => {
+      const unsubscribe = this.eventSource!.subscribe((e) => {
+        if (prefixes.length && !prefixes.some((p) => e.kind.startsWith(p))) return;
+        if (sock.destroyed) return;
+        if (sock.writableLength > EVENTS_MAX_QUEUED_BYTES) {
+          dropped++;
+          this.eventsDropped++;
+          return;
+        }
+        if (dropped) {
+          sock.write(JSON.stringify({ kind: 'events.dropped', time: e.time, count: dropped }) + '\n');
+          dropped = 0;
+        }
+        sock.write(JSON.stringify({ ...e.fields, kind: e.kind, time: e.time }) + '\n');
+      });
+      sock.once('close', () => {
+        unsubscribe();
+        resolve();
+      });
+      // The client learns the stream is open (it may wait for this before acting).
+      sock.write(JSON.stringify({ kind: 'events.subscribed', time: Date.now(), filter: prefixes }) + '\n');
+    });
   }
 
   async close(): Promise<void> {

@@ -30,6 +30,7 @@ import { configureHostInterface } from './hostif.js';
 import { createLogger, type Logger } from './log.js';
 import { Placement } from './placement.js';
 import { Router, type Netfilter } from './forward.js';
+import { Services } from './services.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
 import { buildAppliance, type Appliance } from './appliance.js';
 import { extensions } from '../modules/registry.js';
@@ -190,6 +191,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     const c = new ControlServer(socketPath, log);
     control = c;
     c.register(statusCommands(status));
+    // `xtr events`: the router's general event stream (services.event).
+    if (r.services instanceof Services) c.setEventSource(r.services.events);
     for (const t of opts.commands ?? []) c.register(typeof t === 'function' ? t(r) : t);
     await c.listen();
 

@@ -16,6 +16,7 @@ import {
   type ApplianceAction,
   type DupOptions,
   type EmitOptions,
+  type EventFields,
   type IfaceFacts,
   type IfaceFlags,
   type RouteFacts,
@@ -41,6 +42,46 @@ export interface ServicesBackend extends LocalPacketSink {
   readonly host: RouterInterface | null;
   readonly routes4: RouteTable4;
   readonly routes6: RouteTable6;
+}
+
+/** One event as subscribers receive it: kind, wall-clock time (ms since the epoch), fields. */
+export interface RouterEvent {
+  readonly kind: string;
+  readonly time: number;
+  readonly fields: EventFields;
+}
+
+/**
+ * The router's general event stream (services.event): extensions publish,
+ * the control server fans events out to `xtr events` subscribers. A listener
+ * is called synchronously and must not block (the control server queues on
+ * the socket and drops what a slow subscriber cannot take); a listener that
+ * throws is removed rather than allowed to break the publisher.
+ */
+export class EventHub {
+  private readonly listeners = new Set<(e: RouterEvent) => void>();
+  /** Events published since start. */
+  published = 0;
+
+  subscribe(listener: (e: RouterEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+
+  publish(e: RouterEvent): void {
+    this.published++;
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        this.listeners.delete(l);
+      }
+    }
+  }
 }
 
 /** Monotonic milliseconds (performance.now is monotonic and cheap). */
@@ -171,6 +212,15 @@ export class Services implements RouterServices {
 
   applianceAction(action: ApplianceAction): boolean {
     return this.applianceHandler?.(action) ?? false;
+  }
+
+  /** The event stream `xtr events` subscribes to (router/control.ts). */
+  readonly events = new EventHub();
+
+  /** One pino line (`event: kind` plus the fields) and one published event. */
+  event(kind: string, fields: EventFields): void {
+    this.logger.info({ ...fields, event: kind }, kind);
+    this.events.publish({ kind, time: Date.now(), fields });
   }
 }
 

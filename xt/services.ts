@@ -115,6 +115,13 @@ export interface RouteFacts {
  */
 export type ApplianceAction = 'save' | 'restart' | 'stop' | 'flush-conntrack' | 'status';
 
+/**
+ * A structured event field: what an extension reports about something that
+ * happened (an address, a port, a rule name, a count). Strings at the edge,
+ * as the log line and the `xtr events` stream carry them.
+ */
+export type EventFields = Readonly<Record<string, string | number | boolean>>;
+
 export interface RouterServices {
   /**
    * Sends a complete IP packet (bytes copied) into the OUTPUT path as locally
@@ -157,4 +164,13 @@ export interface RouterServices {
    * the action where it runs (an embedded router without a process to stop).
    */
   applianceAction(action: ApplianceAction): boolean;
+  /**
+   * Reports something that happened (pknock's open/close/failed/refused
+   * knocks, ...) as a structured event: one log line and one JSON line to
+   * every `xtr events` subscriber of the control socket. `kind` is
+   * "<extension>.<what>" ("pknock.open"). Never blocks the packet path: a
+   * subscriber that does not keep up loses events (counted), the packet does
+   * not wait.
+   */
+  event(kind: string, fields: EventFields): void;
 }

@@ -8,7 +8,7 @@
 import { parsePacket } from '../../dataplane/parse.js';
 import { PacketContext, type Family, type Hook, type InterfaceRef } from '../../xt/packet.js';
 import { parseIpv4, parseIpv6, prefixMaskWord } from '../../dataplane/addr.js';
-import type { ApplianceAction, DupOptions, EmitOptions, IfaceFacts, RouteFacts, RouterServices } from '../../xt/services.js';
+import type { ApplianceAction, DupOptions, EmitOptions, EventFields, IfaceFacts, RouteFacts, RouterServices } from '../../xt/services.js';
 import type { CommandResult } from '../commands.js';
 import type { Extension } from '../../xt/extension.js';
 import { loadExtensions } from '../../modules/registry.js';
@@ -279,6 +279,13 @@ export class RecordingServices implements RouterServices {
   applianceAction(action: ApplianceAction): boolean {
     this.applianceActions.push(action);
     return this.applianceActionResult;
+  }
+
+  /** Events reported, in order, with the fake wall clock at the time. */
+  readonly events: { kind: string; time: number; fields: EventFields }[] = [];
+
+  event(kind: string, fields: EventFields): void {
+    this.events.push({ kind, time: this.wallClock, fields });
   }
 }
 
