@@ -203,6 +203,13 @@ interface ExtensionBase<P> {
   /** Option words for iptables-save, each preceded by a space (e.g. " --dport 22"). */
   save(params: P): string;
   /**
+   * Option words for xtr's own saved rule set (the root-only state file a
+   * restart restores), when they must differ from `save`: what iptables-save
+   * hides but a restart needs (pknock's secrets). Must parse back to the
+   * same params. Absent = `save`.
+   */
+  persistSave?(params: P): string;
+  /**
    * `iptables -L` text, if it differs from the save text; like save, each word
    * preceded by a space. `numeric` is true under `-n` (ports, names as numbers).
    */

@@ -7,8 +7,13 @@ import { isAny, listAddr, saveAddr } from './addr.js';
 import type { Chain, RuleSpec, Table } from './model.js';
 import { builtinProtocolName, protocolName } from './protocols.js';
 
-/** The rule in save form after "-A CHAIN": " -s 10.0.0.1/32 -p tcp -m tcp --dport 22 -j ACCEPT". */
-export function ruleText(s: RuleSpec): string {
+/**
+ * The rule in save form after "-A CHAIN": " -s 10.0.0.1/32 -p tcp -m tcp --dport 22 -j ACCEPT".
+ * `persist`: the text for xtr's own root-only state file, where an extension
+ * may keep what iptables-save hides (pknock's secrets, which upstream never
+ * prints so its saved rules cannot be restored) - its `persistSave`.
+ */
+export function ruleText(s: RuleSpec, persist = false): string {
   let out = '';
   const neg = (inv: boolean) => (inv ? ' !' : '');
   if (s.src && !(isAny(s.src) && !s.srcInv)) out += `${neg(s.srcInv)} -s ${saveAddr(s.src)}`;
@@ -17,7 +22,7 @@ export function ruleText(s: RuleSpec): string {
   if (s.outIf !== '') out += `${neg(s.outInv)} -o ${s.outIf}`;
   if (s.proto !== 0) out += `${neg(s.protoInv)} -p ${protocolName(s.proto)}`;
   if (s.frag) out += `${neg(s.fragInv)} -f`;
-  for (const m of s.matches) out += ` -m ${m.ext.name}${m.ext.save(m.params)}`;
+  for (const m of s.matches) out += ` -m ${m.ext.name}${persist && m.ext.persistSave ? m.ext.persistSave(m.params) : m.ext.save(m.params)}`;
   out += targetText(s);
   return out;
 }
@@ -65,12 +70,12 @@ function withCounters(text: string, pkts: number, bytes: number): string {
 }
 
 /** One table in iptables-save form (between the header and footer comments). */
-export function saveTableText(table: Table, counters: boolean): string {
+export function saveTableText(table: Table, counters: boolean, persist = false): string {
   let out = `*${table.name}\n`;
   const chains = table.ordered();
   for (const c of chains) out += `:${c.name} ${c.builtin ? c.policy : '-'} [${c.pkts}:${c.bytes}]\n`;
   // ruleText now, not the parsed text: save() may print live state, as quota2's current counter.
-  for (const c of chains) for (const r of c.rules) out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${ruleText(r.spec)}\n`;
+  for (const c of chains) for (const r of c.rules) out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${ruleText(r.spec, persist)}\n`;
   out += 'COMMIT\n';
   return out;
 }

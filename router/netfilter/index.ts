@@ -51,8 +51,8 @@ const FORMAT_V1 = 'xtr-netfilter/1';
 export function saveState(nf: Netfilter): string {
   const state: SavedState = {
     format: FORMAT,
-    ipv4: saveText(nf, 4, { counters: true }),
-    ipv6: saveText(nf, 6, { counters: true }),
+    ipv4: saveText(nf, 4, { counters: true, persist: true }),
+    ipv6: saveText(nf, 6, { counters: true, persist: true }),
     state: nf.state.exportAll(),
   };
   return `${JSON.stringify(state, null, 1)}\n`;
