@@ -22,7 +22,8 @@
  *
  * The reply is built in one preallocated buffer and sent by services.emit
  * attached to the datagram's flow (nf_ct_attach), so it crosses
- * OUTPUT/POSTROUTING as the flow's reply.
+ * OUTPUT/POSTROUTING as RELATED in the flow's reply direction, as the
+ * kernel's reply does.
  */
 import { Verdict, type PacketContext } from '../xt/packet.js';
 import type { TargetExtension } from '../xt/extension.js';

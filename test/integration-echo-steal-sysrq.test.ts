@@ -96,6 +96,11 @@ test.serial('ECHO: socat in the client gets its datagram back from the router an
     'ip6tables -A INPUT -p udp --dport 7 -j ECHO',
     `iptables -A FORWARD -p udp -d ${A4.server} --dport 7 -j ECHO`,
     `ip6tables -A FORWARD -p udp -d ${A6.server} --dport 7 -j ECHO`,
+    // The reply crosses OUTPUT attached to the datagram's flow as nf_ct_attach leaves it: RELATED (reply direction), not NEW.
+    'iptables -A OUTPUT -p udp --sport 7 -m conntrack --ctstate RELATED -j ACCEPT',
+    'iptables -A OUTPUT -p udp --sport 7 -j DROP',
+    'ip6tables -A OUTPUT -p udp --sport 7 -m conntrack --ctstate RELATED -j ACCEPT',
+    'ip6tables -A OUTPUT -p udp --sport 7 -j DROP',
   ]) {
     await xtr(l, line);
   }
@@ -114,6 +119,11 @@ test.serial('ECHO: socat in the client gets its datagram back from the router an
   t.deepEqual(await counts(l, 6, 'INPUT', 'ECHO'), [1]);
   t.deepEqual(await counts(l, 4, 'FORWARD', 'ECHO'), [1]);
   t.deepEqual(await counts(l, 6, 'FORWARD', 'ECHO'), [1]);
+  // Both replies to the router's own address, and both from the server's (locally generated too), went out as RELATED.
+  t.deepEqual(await counts(l, 4, 'OUTPUT', 'ACCEPT'), [2]);
+  t.deepEqual(await counts(l, 4, 'OUTPUT', 'DROP'), [0]);
+  t.deepEqual(await counts(l, 6, 'OUTPUT', 'ACCEPT'), [2]);
+  t.deepEqual(await counts(l, 6, 'OUTPUT', 'DROP'), [0]);
   // No ECHO for another port: the server's kernel answers port unreachable, socat says so.
   const other = await udpExchange(l, 4, A4.server, 8, 'nobody');
   t.regex(other.stderr, /Connection refused/);
