@@ -413,3 +413,24 @@ test('SYSRQ hostTrigger: the keys are written to the trigger file instead of act
   t.is(readFileSync(trigger, 'utf8'), 's');
   t.deepEqual(h.services.applianceActions, []);
 });
+
+test('SYSRQ over UDP-Lite (the coverage field is the length, 0 refused) and IPv6 behind a Hop-by-Hop header', (t) => {
+  const req = `s,${VECTOR_SEQNO},abc,8cbdb5e8a24c9151ebf0e3e658b7b70aeff72c83\n`;
+  const lite = (coverage: number) => {
+    const l4 = udpDgram(40000, 9, text(req));
+    const p = ip4('10.10.25.1', '10.10.25.7', { ...l4, proto: 136 });
+    p.writeUInt16BE(coverage, 24);
+    return p;
+  };
+  const { h, send } = sysrq({ password: 'secret' }, { proto: 'udplite' });
+  h.writeProc('net/xt_SYSRQ/seqno', String(VECTOR_SEQNO - 1));
+  t.is(send(lite(0)), Verdict.DROP, 'coverage 0 (upstream underflows)');
+  t.is(stats(h)['refused-malformed'], 1);
+  t.is(send(lite(8 + req.length)), Verdict.ACCEPT);
+  // Another rule, same counter: the IPv6 vector, its UDP header after a Hop-by-Hop header.
+  h.writeProc('net/xt_SYSRQ/seqno', String(VECTOR_SEQNO - 1));
+  const r6 = h.target(SYSRQ, '', { family: 6, proto: 'udp' });
+  const v6 = withHopByHop(request(6, '2001:db8::1', `s,${VECTOR_SEQNO},abc,6861ea9869e24ea89874b0eb59935d3e9dd442ec`));
+  t.is(r6.target(h.packet(v6)), Verdict.ACCEPT);
+  t.is(stats(h).accepted, 2);
+});
