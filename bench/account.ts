@@ -11,6 +11,7 @@
  *    `ratio_account` / `ratio_quota2` = median over rounds of each round's
  *    pps / the same round's x0 pps (goal >= 0.95 each); after each run the
  *    table / counter is checked to have counted at least what the receiver got;
+ *    the order of the three paths rotates from round to round;
  *  - the xtr process's CPU time per delivered packet (`cpu_ratio_*`: x0's
  *    packets per CPU-second over the rule set's, >= 1 means the rule costs
  *    CPU), which is what the rule costs xtr whatever the scheduler did;
@@ -118,8 +119,10 @@ async function main(): Promise<void> {
 
     const samples: Record<string, Measure[]> = { x0: [], xaccount: [], xquota2: [] };
     const perCpu: Record<string, number[]> = { x0: [], xaccount: [], xquota2: [] };
+    const names = Object.keys(samples);
     for (let round = 0; round < a.rounds; round++) {
-      for (const name of Object.keys(samples)) {
+      // The order rotates each round, so no path always runs first (after the restore of another) or last.
+      for (const name of names.map((_, k) => names[(k + round) % names.length])) {
         await xtr(['iptables-restore'], RULES[name]);
         await run([UDPGEN, 'send', '--dst', SERVER, '--port', String(PORT), '--size', String(PAYLOAD), '--duration', '0.5'], { netns: l.ns.c, timeoutMs: 10_000 });
         // What the warm-up counted is not this run's.
