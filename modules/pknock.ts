@@ -103,8 +103,10 @@ export class Peer {
   login = 0;
   /** Wall-clock epoch minute of the last login (SPA rate limit); -1 = none. */
   loginMinute = -1;
-  /** Insertion/advance order, for eviction and the proc listing. */
+  /** Advance order, for eviction. */
   seq = 0;
+  /** Creation order: the proc listing shows the newest first, as upstream lists a bucket. */
+  born = 0;
 }
 
 /** The rule object of one --name (the kernel's struct xt_pknock_rule). */
@@ -172,7 +174,7 @@ export class PknockTable {
     p.timestamp = nowS;
     p.login = 0;
     p.loginMinute = -1;
-    p.seq = ++this.seq;
+    p.seq = p.born = ++this.seq;
     this.peers.set(key, p);
     this.fresh.add(p);
     return p;
@@ -214,10 +216,14 @@ export class PknockTable {
   }
 
   /** GC: non-ALLOWED peers past max_time, ALLOWED peers past autoclose; calls `closed` for those. */
-  gc(nowS: number, closed: (p: Peer) => void, nowMinute: number): void {
+  gc(nowS: number, closed: (p: Peer) => void, expired: (p: Peer) => void, nowMinute: number): void {
     for (const p of this.peers.values()) {
       if (p.status !== Status.ALLOWED) {
-        if (p.timestamp + this.maxTime < nowS) this.remove(p);
+        // A peer closed this minute is kept until the minute is over: its login minute is the SPA rate limit.
+        if (p.timestamp + this.maxTime < nowS && p.loginMinute < nowMinute) {
+          if (p.status === Status.MATCHING) expired(p);
+          this.remove(p);
+        }
       } else if (this.autoclose !== 0 && nowS > p.login + this.autoclose * 60) {
         closed(p);
         this.remove(p);
@@ -241,7 +247,7 @@ export class PknockTable {
 
   /** The procfs text: one line per peer, newest first, as upstream's format (every line ends in a space). */
   read(nowS: number): string {
-    const list = [...this.peers.values()].sort((a, b) => b.seq - a.seq);
+    const list = [...this.peers.values()].sort((a, b) => b.born - a.born);
     let s = '';
     for (const p of list) {
       s += `src=${addrText(p)} proto=${p.proto === TCP ? 'TCP' : 'UDP'} status=${STATUS_TEXT[p.status]} accepted_knock_count=${p.count} `;
@@ -336,7 +342,7 @@ function actionsSpec(services: RouterServices): StateSpec<ActionState> {
 }
 
 /** What a rule's check builds: the per-packet function and its context. */
-function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterServices, onClose: (t: PknockTable, peer: Peer, reason: string) => void): StateSpec<PknockTable> {
+function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterServices, onGc: (t: PknockTable, peer: Peer, what: 'close' | 'failed', reason: string) => void): StateSpec<PknockTable> {
   return {
     key: `pknock:${p.name}`,
     create: () => new PknockTable(p.name, cfg.maxPeers, cfg.eventRate),
@@ -352,7 +358,7 @@ function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterService
         maxTime: t.maxTime,
         autoclose: t.autoclose,
         peers: [...t.peers.values()]
-          .sort((a, b) => a.seq - b.seq)
+          .sort((a, b) => a.born - b.born)
           .map((x) => ({ a: addrText(x), f: x.family, p: x.proto, s: x.status, c: x.count, age: nowS - x.timestamp, loginAge: nowS - x.login, lm: x.loginMinute })),
         replay: [...t.replay],
       };
@@ -382,7 +388,13 @@ function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterService
     },
     tick: {
       everyMs: GC_EVERY_MS,
-      run: (t, now) => t.gc(Math.floor(now / 1000), (peer) => onClose(t, peer, 'autoclose'), Math.floor(services.wallNow() / 60000)),
+      run: (t, now) =>
+        t.gc(
+          Math.floor(now / 1000),
+          (peer) => onGc(t, peer, 'close', 'autoclose'),
+          (peer) => onGc(t, peer, 'failed', 'expired'),
+          Math.floor(services.wallNow() / 60000),
+        ),
     },
   };
 }
@@ -734,14 +746,15 @@ const pknock: MatchExtension<PknockParams> = {
     const actions = env.state.declare(actionsSpec(services));
     actions.runner ??= new ActionRunner('pknock', services, actions.pending);
     let rt: Runtime | null = null;
-    const onClose = (t: PknockTable, peer: Peer, reason: string) => {
-      t.stats.closed++;
+    // What the GC tick removes is reported as the packet path reports (a sequence that ran out of time is a failed knock).
+    const onGc = (t: PknockTable, peer: Peer, what: 'close' | 'failed', reason: string) => {
+      t.stats[what === 'close' ? 'closed' : 'failed']++;
       if (!t.mayReport(services.now())) return;
-      const fields: EventFields = { name: t.name, ip: addrText(peer), family: peer.family, proto: peer.proto === TCP ? 'tcp' : 'udp', reason };
-      services.event('pknock.close', fields);
-      actions.runner?.onEvent(cfg.actions, 'close', fields);
+      const fields: EventFields = { name: t.name, ip: addrText(peer), family: peer.family, proto: peer.proto === TCP ? 'tcp' : 'udp', knocks: peer.count, reason };
+      services.event(`pknock.${what}`, fields);
+      actions.runner?.onEvent(cfg.actions, what, fields);
     };
-    const spec = tableSpec(p, cfg, services, onClose);
+    const spec = tableSpec(p, cfg, services, onGc);
     let created = false;
     const t = env.state.declare({ ...spec, create: () => ((created = true), spec.create()) });
     if (created) t.adopt(p, true);
