@@ -12,7 +12,9 @@
  *    a non-first fragment (no transport header: only the addresses change);
  *  - UDP over IPv4 with checksum 0 means "no checksum" and stays 0; a UDP or
  *    UDP-Lite checksum that computes to 0 is written 0xffff (RFC 768); UDP
- *    over IPv6 is always updated (0 is not a valid IPv6 UDP checksum);
+ *    over IPv6 is always updated (0 is not a valid IPv6 UDP checksum) unless
+ *    the caller passes keepZeroUdp (conntrack NAT: the kernel's nf_nat
+ *    leaves a zero UDP checksum alone in both families);
  *  - ICMP errors: the packet embedded after the ICMP header is rewritten by
  *    the `Inner` functions (its IP header, IPv4 header checksum, ports or
  *    query id and, when its header is there in full, its transport checksum),
@@ -86,8 +88,13 @@ function headerNeeded(proto: number): number {
   }
 }
 
-function zeroRule(proto: number, family: 4 | 6): ZeroRule {
-  if (proto === 17) return family === 4 ? ZeroRule.UDP4 : ZeroRule.ALWAYS_FFFF;
+/**
+ * `keepZeroUdp`: NAT's rule (nf_nat_proto's udp_manip_pkt updates the
+ * checksum only `if (udph->check || CHECKSUM_PARTIAL)`, in both families):
+ * a zero UDP checksum stays zero also over IPv6. Raw rewrites keep RFC 8200's rule.
+ */
+function zeroRule(proto: number, family: 4 | 6, keepZeroUdp = false): ZeroRule {
+  if (proto === 17) return family === 4 || keepZeroUdp ? ZeroRule.UDP4 : ZeroRule.ALWAYS_FFFF;
   if (proto === 136) return ZeroRule.ALWAYS_FFFF;
   return ZeroRule.NONE;
 }
@@ -146,20 +153,20 @@ function addr4(b: Bytes, l3off: number, proto: number, l4off: number, avail: num
 
 const old6 = new Uint32Array(4);
 
-function addr6(b: Bytes, l3off: number, proto: number, l4off: number, avail: number, end: End, addr: Uint32Array, sink: number): void {
+function addr6(b: Bytes, l3off: number, proto: number, l4off: number, avail: number, end: End, addr: Uint32Array, sink: number, keepZeroUdp = false): void {
   const at = l3off + (end === End.SRC ? 8 : 24);
   getWords128(b, at, old6);
   if (old6[0] === addr[0] && old6[1] === addr[1] && old6[2] === addr[2] && old6[3] === addr[3]) return;
   const cs = pseudoChecksumOffset(proto);
   if (cs >= 0 && avail >= headerNeeded(proto)) {
     const off = l4off + cs;
-    putChecksum(b, off, csumReplace16(getU16(b, off), old6, addr), zeroRule(proto, 6), sink);
+    putChecksum(b, off, csumReplace16(getU16(b, off), old6, addr), zeroRule(proto, 6, keepZeroUdp), sink);
   }
   if (sink >= 0) setU16(b, sink, csumReplace16(getU16(b, sink), old6, addr));
   setWords128(b, at, addr);
 }
 
-function port(b: Bytes, family: 4 | 6, proto: number, l4off: number, avail: number, end: End, value: number, sink: number): boolean {
+function port(b: Bytes, family: 4 | 6, proto: number, l4off: number, avail: number, end: End, value: number, sink: number, keepZeroUdp = false): boolean {
   if (!hasPorts(proto) || avail < 4) return false;
   const at = l4off + (end === End.SRC ? 0 : 2);
   const old = getU16(b, at);
@@ -167,7 +174,7 @@ function port(b: Bytes, family: 4 | 6, proto: number, l4off: number, avail: numb
   const cs = pseudoChecksumOffset(proto);
   if (avail >= headerNeeded(proto)) {
     const off = l4off + cs;
-    putChecksum(b, off, csumReplace2(getU16(b, off), old, value), zeroRule(proto, family), sink);
+    putChecksum(b, off, csumReplace2(getU16(b, off), old, value), zeroRule(proto, family, keepZeroUdp), sink);
   }
   put16(b, at, value, sink);
   return true;
@@ -208,8 +215,8 @@ export function setAddress4(ctx: PacketContext, end: End, addr: number): void {
  * ICMPv6 including errors) when the header is there. ctx.src6/dst6 follow
  * (copied; `addr` may be any array, even ctx's other address).
  */
-export function setAddress6(ctx: PacketContext, end: End, addr: Uint32Array): void {
-  addr6(ctx.buf, ctx.l3off, ctx.proto, ctx.l4off, outerAvail(ctx), end, addr, -1);
+export function setAddress6(ctx: PacketContext, end: End, addr: Uint32Array, keepZeroUdp = false): void {
+  addr6(ctx.buf, ctx.l3off, ctx.proto, ctx.l4off, outerAvail(ctx), end, addr, -1, keepZeroUdp);
   (end === End.SRC ? ctx.src6 : ctx.dst6).set(addr);
 }
 
@@ -219,8 +226,8 @@ export function setAddress6(ctx: PacketContext, end: End, addr: Uint32Array): vo
  * ports xtr can rewrite (another protocol, SCTP, a non-first fragment, a
  * header cut short). ctx.sport/dport follow.
  */
-export function setPort(ctx: PacketContext, end: End, value: number): boolean {
-  if (!port(ctx.buf, ctx.family, ctx.proto, ctx.l4off, outerAvail(ctx), end, value & 0xffff, -1)) return false;
+export function setPort(ctx: PacketContext, end: End, value: number, keepZeroUdp = false): boolean {
+  if (!port(ctx.buf, ctx.family, ctx.proto, ctx.l4off, outerAvail(ctx), end, value & 0xffff, -1, keepZeroUdp)) return false;
   if (end === End.SRC) ctx.sport = value & 0xffff;
   else ctx.dport = value & 0xffff;
   return true;
@@ -304,13 +311,13 @@ export function setInnerAddress4(inner: IcmpInner, end: End, addr: number): void
 }
 
 /** As setInnerAddress4 for the IPv6 packet inside an ICMPv6 error. */
-export function setInnerAddress6(inner: IcmpInner, end: End, addr: Uint32Array): void {
-  addr6(inner.buf, inner.l3off, inner.proto, inner.l4off, inner.l4avail, end, addr, inner.outerChecksumOffset);
+export function setInnerAddress6(inner: IcmpInner, end: End, addr: Uint32Array, keepZeroUdp = false): void {
+  addr6(inner.buf, inner.l3off, inner.proto, inner.l4off, inner.l4avail, end, addr, inner.outerChecksumOffset, keepZeroUdp);
 }
 
 /** Rewrites a port of the packet inside an ICMP error (and the checksums covering it); false if it has none. */
-export function setInnerPort(inner: IcmpInner, end: End, value: number): boolean {
-  return port(inner.buf, inner.family, inner.proto, inner.l4off, inner.l4avail, end, value & 0xffff, inner.outerChecksumOffset);
+export function setInnerPort(inner: IcmpInner, end: End, value: number, keepZeroUdp = false): boolean {
+  return port(inner.buf, inner.family, inner.proto, inner.l4off, inner.l4avail, end, value & 0xffff, inner.outerChecksumOffset, keepZeroUdp);
 }
 
 /** Rewrites the query id of an ICMP echo (etc.) inside an ICMP error; false if it is not one. */

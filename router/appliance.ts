@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { extensionCommands, type CommandTable } from './commands.js';
 import type { XtrConfig } from './config.js';
 import { Conntrack, conntrackCommands, type ConntrackOptions } from './conntrack.js';
+import { NatCore } from './conntrack/nat-core.js';
 import type { Router } from './forward.js';
 import type { Logger } from './log.js';
 import { monotonicMs, Services } from './services.js';
@@ -50,6 +51,10 @@ export function stateFile(config: XtrConfig): string {
 export function buildAppliance(config: XtrConfig, router: Router, log: Logger, registry: ExtensionRegistry): Appliance {
   const ctSettings = (config.netfilter.conntrack ?? {}) as ConntrackOptions;
   const conntrack = new Conntrack(ctSettings);
+  // Conntrack NAT (issue 8): the targets bind through services.nat, conntrack rewrites through the hook.
+  const natCore = new NatCore(conntrack, () => router.services.random());
+  conntrack.setNatHook(natCore);
+  router.services.nat = natCore;
   // Synchronous so the engine is in place before the router forwards its first packet.
   const netfilter = new Netfilter({
     registry,

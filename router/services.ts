@@ -22,6 +22,7 @@ import {
   type RouteFacts,
 } from '../xt/services.js';
 import type { RouterServices } from '../xt/extension.js';
+import type { NatService } from '../xt/nat.js';
 import type { RouterInterface } from './interfaces.js';
 import { syslogToPino, type Logger } from './log.js';
 import { RouteKind, type RouteTable4, type RouteTable6 } from './routing.js';
@@ -213,6 +214,9 @@ export class Services implements RouterServices {
   applianceAction(action: ApplianceAction): boolean {
     return this.applianceHandler?.(action) ?? false;
   }
+
+  /** Conntrack NAT (xt/nat.ts), installed by the appliance with its conntrack; undefined until then. */
+  nat: NatService | undefined = undefined;
 
   /** The event stream `xtr events` subscribes to (router/control.ts). */
   readonly events = new EventHub();

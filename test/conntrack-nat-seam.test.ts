@@ -70,7 +70,8 @@ test('without bindings nothing changes: reply tuple is orig inverted, no NAT bit
       t.deepEqual(natAllHooks(ct, p), [1, 1, 1, 1, 1]);
       t.is(ct.confirm(p), Verdict.ACCEPT);
       states.push(p.ctState);
-      if (p.ct !== null) t.is(p.ct.status & (ConnStatus.SRC_NAT | ConnStatus.DST_NAT | ConnStatus.SRC_NAT_DONE | ConnStatus.DST_NAT_DONE), 0);
+      // nat() gives a first packet the null binding (issue 8, alloc_null_binding): *_NAT_DONE set, nothing translated.
+      if (p.ct !== null) t.is(p.ct.status & (ConnStatus.SRC_NAT | ConnStatus.DST_NAT), 0);
     }
     t.is(states[0], states[1]);
     now += 10;

@@ -9,6 +9,7 @@
  * icmp_send, get_random_u32); an extension never reaches into the router.
  */
 import type { Family, InterfaceRef, PacketContext } from './packet.js';
+import type { NatService } from './nat.js';
 
 /** How an emitted packet enters the router. */
 export interface EmitOptions {
@@ -173,4 +174,11 @@ export interface RouterServices {
    * not wait.
    */
   event(kind: string, fields: EventFields): void;
+  /**
+   * Conntrack NAT for the nat targets (SNAT, DNAT, MASQUERADE, REDIRECT,
+   * NETMAP; xt/nat.ts): set by whoever owns conntrack (router/appliance.ts
+   * installs router/conntrack's NatCore). Absent where there is no
+   * connection tracking (a target then drops what it cannot bind).
+   */
+  nat?: NatService;
 }

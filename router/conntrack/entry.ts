@@ -68,6 +68,8 @@ export class ConnEntry implements Conn {
   mark = 0;
   /** TCP window tracking (Tw layout, tcp.ts), allocated with a TCP entry; empty for other protocols. */
   tcp: Int32Array = NO_TCP;
+  /** MASQUERADE: the interface the source binding took its address from (nat->masq_index), else null. */
+  masqIface: string | null = null;
   /** Age list (oldest first) for expiry sweeps and early drop. */
   older: ConnEntry | null = null;
   newer: ConnEntry | null = null;

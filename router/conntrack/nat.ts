@@ -116,6 +116,13 @@ export const enum NatBind {
  */
 export interface NatHook {
   translate(pkt: PacketContext, entry: ConnEntry, manip: NatManip, reply: boolean): number;
+  /**
+   * The null binding of an unconfirmed entry whose first packet left the
+   * nat chains of a hook doing `manip` unbound (alloc_null_binding): keeps
+   * the tuple unless another flow's translation took it. Absent = just
+   * mark the manip done.
+   */
+  nullBinding?(pkt: PacketContext, entry: ConnEntry, manip: NatManip): void;
 }
 
 /** The hook installed until NAT exists: bindings cannot be set by any target yet, so it is never reached in service. */

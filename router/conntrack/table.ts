@@ -86,6 +86,8 @@ export class Conntrack {
   earlyDrops = 0;
   /** New entries refused at confirm because their translated reply tuple was taken meanwhile (the kernel's insert_failed). */
   insertFailed = 0;
+  /** Confirmed entries with a translated tuple: while 0, a null binding cannot clash and needs no lookup. */
+  natConfirmed = 0;
 
   private readonly tcp: TcpTracker;
   private readonly fragments = new FragmentMemory();
@@ -229,6 +231,7 @@ export class Conntrack {
       return Verdict.ACCEPT;
     }
     e.status |= ConnStatus.CONFIRMED;
+    if ((e.status & NAT_MASK) !== 0) this.natConfirmed++;
     this.insertTuple(e.orig);
     this.insertTuple(e.repl);
     e.older = this.newest;
@@ -247,7 +250,7 @@ export class Conntrack {
    * then unchanged). addr: IPv4 in word 0, IPv6 as four words; port < 0
    * keeps the port.
    */
-  setBinding(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number): NatBind {
+  setBinding(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number, force = false): NatBind {
     if ((entry.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return NatBind.CONFIRMED;
     const done = manip === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
     if ((entry.status & done) !== 0) return NatBind.ALREADY;
@@ -255,7 +258,8 @@ export class Conntrack {
     if (boundReply(entry, manip, addr, port, k)) {
       k.family = entry.family;
       k.proto = entry.proto;
-      if (this.lookup(now) !== null) return NatBind.CLASH;
+      // force: the kernel's nf_nat_setup_info binds whatever get_unique_tuple left when the range is exhausted; confirm then refuses it (insert_failed).
+      if (!force && this.lookup(now) !== null) return NatBind.CLASH;
       const r = entry.repl;
       r.src.set(k.src);
       r.dst.set(k.dst);
@@ -266,6 +270,40 @@ export class Conntrack {
     }
     entry.status |= done;
     return NatBind.OK;
+  }
+
+  /**
+   * Whether the reply tuple the entry would have with `manip` bound to
+   * addr/port belongs to a live entry (the kernel's nf_nat_used_tuple), also
+   * when that is the entry's current, untranslated reply tuple.
+   */
+  natTaken(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number): boolean {
+    const k = this.key;
+    const changed = boundReply(entry, manip, addr, port, k);
+    // Untranslated and no translated flow in the table: nothing can hold the inverse of a new original tuple.
+    if (!changed && (entry.status & NAT_MASK) === 0 && this.natConfirmed === 0) return false;
+    k.family = entry.family;
+    k.proto = entry.proto;
+    return this.lookup(now) !== null;
+  }
+
+  /**
+   * Forgets every MASQUERADE flow bound through interface `name` (the
+   * kernel's masq_device_event / masq_inet_event: the interface went down or
+   * its addresses changed, so the bindings name an address it no longer has).
+   * Returns how many were removed.
+   */
+  forgetMasquerade(name: string): number {
+    let n = 0;
+    for (let e = this.oldest; e !== null; ) {
+      const next = e.newer;
+      if (e.masqIface === name) {
+        this.kill(e);
+        n++;
+      }
+      e = next;
+    }
+    return n;
   }
 
   /** Installs the packet rewriter NAT uses (nat.ts, point 3). */
@@ -280,7 +318,16 @@ export class Conntrack {
    */
   nat(hook: Hook, pkt: PacketContext): number {
     const c = pkt.ct;
-    if (c === null || (c.status & NAT_MASK) === 0 || !(c instanceof ConnEntry)) return Verdict.ACCEPT;
+    if (c === null || !(c instanceof ConnEntry)) return Verdict.ACCEPT;
+    if ((c.status & ConnStatus.CONFIRMED) === 0 && !pkt.ctAttached) {
+      // The first packet left this hook's nat chains without a binding for its manip: the null binding (nf_nat_inet_fn's alloc_null_binding).
+      const m = hookManip(hook);
+      if (m >= 0 && (c.status & (m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE)) === 0) {
+        if (this.natHook.nullBinding !== undefined) this.natHook.nullBinding(pkt, c, m);
+        else c.status |= m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
+      }
+    }
+    if ((c.status & NAT_MASK) === 0) return Verdict.ACCEPT;
     const manip = hookManip(hook);
     if (manip < 0 || (c.status & natStatusBit(manip, pkt.ctReply)) === 0) return Verdict.ACCEPT;
     return this.natHook.translate(pkt, c, manip, pkt.ctReply);
@@ -292,6 +339,7 @@ export class Conntrack {
     for (let e = this.oldest; e !== null; e = e.newer) e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
     this.oldest = this.newest = this.sweepCursor = null;
     this.confirmedCount = 0;
+    this.natConfirmed = 0;
   }
 
   /** Live entries, oldest first (expired ones are removed first). */
@@ -437,6 +485,7 @@ export class Conntrack {
   private kill(e: ConnEntry): void {
     if (!e.confirmed) return;
     e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
+    if ((e.status & NAT_MASK) !== 0) this.natConfirmed--;
     this.removeTuple(e.orig);
     this.removeTuple(e.repl);
     if (e.older) e.older.newer = e.newer;

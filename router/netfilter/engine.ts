@@ -8,8 +8,10 @@
  *   FORWARD     mangle(-150), filter(0), security(50)
  *   OUTPUT      raw(-300), conntrack(-200), mangle(-150), nat(-100), filter(0), security(50)
  *   POSTROUTING mangle(-150), nat(100), rawpost(last, xtables-addons), confirm(last)
- * nat chains see only the first packet of a connection (ctState NEW), as
- * in the kernel where later packets follow the NAT binding.
+ * nat chains see only the first packet of a connection (ctState NEW, its
+ * manip not yet decided), as in the kernel where later packets follow the
+ * NAT binding; conntrack's nat() follows each nat slot (the binding applied
+ * to every packet, the null binding for a first packet no rule bound).
  *
  * Every change goes through a transaction: copy the affected tables, apply
  * the change, validate (chains exist, no loops reachable from a built-in
@@ -33,8 +35,14 @@ import { ProcFiles, SharedState } from './state.js';
 export interface ConntrackHooks {
   /** Sets pkt.ct / pkt.ctState; returns Verdict.DROP when the packet must be dropped (table full). */
   in(pkt: PacketContext): number;
-  /** Commits a new flow of an accepted packet. */
-  confirm(pkt: PacketContext): void;
+  /** Commits a new flow of an accepted packet; Verdict.DROP when a translated flow's reply tuple was taken meanwhile (insert_failed). */
+  confirm(pkt: PacketContext): number | void;
+  /**
+   * NAT after the nat table's slot (router/conntrack/nat.ts point 3): the
+   * null binding of a first packet no nat rule bound, and the rewrite of
+   * every packet of a translated flow. Verdict.DROP when it cannot be rewritten.
+   */
+  nat?(hook: Hook, pkt: PacketContext): number;
 }
 
 export interface NetfilterOptions {
@@ -67,6 +75,19 @@ class CompiledFamily {
 }
 
 const CT_NEW = 2; // CtState.NEW
+/** IPS_SRC_NAT_DONE / IPS_DST_NAT_DONE (xt/conn.ts ConnStatus) by hook: the manip a hook's nat chains decide. */
+const NAT_DONE_BY_HOOK = [1 << 8, 1 << 7, 0, 1 << 8, 1 << 7];
+
+/**
+ * The nat chains see a flow's first packet once per manip (nf_nat_inet_fn:
+ * `!nf_nat_initialized(ct, maniptype)`), not every NEW packet: a second
+ * unanswered UDP datagram follows the binding its first one got.
+ */
+function natChainsWanted(pkt: PacketContext, hook: Hook): boolean {
+  if (pkt.ctState !== CT_NEW) return false;
+  const c = pkt.ct;
+  return c === null || (c.status & NAT_DONE_BY_HOOK[hook]) === 0;
+}
 
 /** Deepest jump nesting times re-entrancy (a target emitting a packet that traverses a hook again). */
 const STACK_SIZE = 8192;
@@ -147,14 +168,18 @@ export class Netfilter {
         if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (f.ctInUse && this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (natChainsWanted(pkt, hook) && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.nat !== undefined && this.conntrack.nat(hook, pkt) === Verdict.DROP) return Verdict.DROP;
         return Verdict.ACCEPT;
       case Hook.INPUT:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
         if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
         if ((v = this.runTable(f.security, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (f.ctInUse && this.conntrack !== null) this.conntrack.confirm(pkt);
+        if (natChainsWanted(pkt, hook) && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (f.ctInUse && this.conntrack !== null) {
+          if (this.conntrack.nat !== undefined && this.conntrack.nat(hook, pkt) === Verdict.DROP) return Verdict.DROP;
+          if (this.conntrack.confirm(pkt) === Verdict.DROP) return Verdict.DROP;
+        }
         return Verdict.ACCEPT;
       case Hook.FORWARD:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
@@ -164,14 +189,16 @@ export class Netfilter {
         if ((v = this.runTable(f.raw, hook, pkt)) !== Verdict.ACCEPT) return v;
         if (f.ctInUse && this.conntrack !== null && this.conntrack.in(pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (natChainsWanted(pkt, hook) && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.nat !== undefined && this.conntrack.nat(hook, pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.filter, hook, pkt)) !== Verdict.ACCEPT) return v;
         return this.runTable(f.security, hook, pkt) as Verdict;
       case Hook.POSTROUTING:
         if ((v = this.runTable(f.mangle, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (pkt.ctState === CT_NEW && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (natChainsWanted(pkt, hook) && (v = this.runTable(f.nat, hook, pkt)) !== Verdict.ACCEPT) return v;
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.nat !== undefined && this.conntrack.nat(hook, pkt) === Verdict.DROP) return Verdict.DROP;
         if ((v = this.runTable(f.rawpost, hook, pkt)) !== Verdict.ACCEPT) return v;
-        if (f.ctInUse && this.conntrack !== null) this.conntrack.confirm(pkt);
+        if (f.ctInUse && this.conntrack !== null && this.conntrack.confirm(pkt) === Verdict.DROP) return Verdict.DROP;
         return Verdict.ACCEPT;
       default:
         return Verdict.ACCEPT;
@@ -453,7 +480,6 @@ export class Netfilter {
 
   /** Destroys every instance (process shutdown / tests). */
   close(): void {
-    this.state.stopTimer();
     this.state.stopTimer();
     for (const fr of [this.rules4, this.rules6])
       for (const t of fr.tables.values())
