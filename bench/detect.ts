@@ -20,7 +20,11 @@
  * default, settings.psd.hosts) are printed. The legitimate source must never
  * be flagged (checked: it would also show as lost traffic).
  *
- *   npm run bench:detect [-- --rounds N --duration S --sources N --scan-pps N]
+ *   npm run bench:detect [-- --rounds N --duration S --sources N --scan-pps N --rules both|psd|lscan --hosts N]
+ *
+ * More scanning sources than the psd table holds (--sources 2000 with the
+ * default 256) evict each other before any reaches the threshold: the
+ * detection rate shows it; --hosts 4096 (settings.psd.hosts) sizes the table.
  *
  * The last line is one `key=value` line for scripts.
  */
@@ -40,23 +44,27 @@ interface Args {
   scanPps: number;
   /** Which detection rules the "with" side loads (both by default; psd or lscan alone to see each one's share). */
   rules: 'both' | 'psd' | 'lscan';
+  /** settings.psd.hosts (the source table's size); null = upstream's 256. */
+  hosts: number | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: 3, duration: 3, sources: 200, scanPps: 20000, rules: 'both' };
+  const a: Args = { rounds: 3, duration: 3, sources: 200, scanPps: 20000, rules: 'both', hosts: null };
   for (let i = 0; i < argv.length; i++) {
     const v = Number(argv[i + 1]);
     if (argv[i] === '--rounds') a.rounds = v;
     else if (argv[i] === '--duration') a.duration = v;
     else if (argv[i] === '--sources') a.sources = v;
     else if (argv[i] === '--scan-pps') a.scanPps = v;
+    else if (argv[i] === '--hosts') a.hosts = v;
     else if (argv[i] === '--rules' && ['both', 'psd', 'lscan'].includes(argv[i + 1])) a.rules = argv[i + 1] as Args['rules'];
-    else throw new Error(`bench:detect: unknown argument ${argv[i]} (--rounds N, --duration S, --sources N, --scan-pps N, --rules both|psd|lscan)`);
+    else throw new Error(`bench:detect: unknown argument ${argv[i]} (--rounds N, --duration S, --sources N, --scan-pps N, --rules both|psd|lscan, --hosts N)`);
     i++;
   }
   if (!(Number.isInteger(a.rounds) && a.rounds >= 1 && a.rounds <= 20)) throw new Error('--rounds must be an integer from 1 to 20');
   if (!(a.duration > 0 && a.duration <= 60)) throw new Error('--duration must be between 0 and 60 seconds');
   if (!(Number.isInteger(a.sources) && a.sources >= 1 && a.sources <= 100_000)) throw new Error('--sources must be an integer from 1 to 100000');
+  if (a.hosts !== null && !(Number.isInteger(a.hosts) && a.hosts >= 1 && a.hosts <= 1 << 20)) throw new Error('--hosts must be an integer from 1 to 1048576');
   if (!(a.scanPps > 0 && a.scanPps <= 1_000_000)) throw new Error('--scan-pps must be between 0 and 1000000');
   return a;
 }
@@ -117,8 +125,15 @@ async function round(lab: Lab, a: Args, seed: number): Promise<{ legit: Measure;
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  console.log(`bench:detect  rules=${a.rules} rounds=${a.rounds} duration=${a.duration}s sources=${a.sources} scan_pps=${a.scanPps}  cpus=${await cpuCount()} load=${await loadAverage()}`);
-  const lab = await startLab({ prefix: uniquePrefix('xw3a'), mode: 'tun' });
+  console.log(`bench:detect  rules=${a.rules} psd_hosts=${a.hosts ?? 'default'} rounds=${a.rounds} duration=${a.duration}s sources=${a.sources} scan_pps=${a.scanPps}  cpus=${await cpuCount()} load=${await loadAverage()}`);
+  const hosts = a.hosts;
+  const lab = await startLab({
+    prefix: uniquePrefix('xw3a'),
+    mode: 'tun',
+    patch: (doc) => {
+      if (hosts !== null) doc.extensions = { ...(doc.extensions as object), psd: { hosts } };
+    },
+  });
   try {
     const pid = await routerPid(lab);
     const base = memory(pid);
