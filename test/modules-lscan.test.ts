@@ -189,3 +189,34 @@ test('lscan: options, -p tcp required, save and list text as libxt_lscan', async
   );
   t.regex((await e.run('iptables -L INPUT -n')).stdout, /DROP +6 +-- +0\.0\.0\.0\/0 +0\.0\.0\.0\/0 +-m lscan --stealth  --synscan  --cnscan  --grscan  --mirai \n/);
 });
+
+test('lscan allocates nothing per packet (coarse heap check: connections stepped through every state)', (t) => {
+  const h = new XtHarness();
+  const m = h.match(lscan, '--stealth --synscan --cnscan --grscan', { proto: 'tcp' });
+  const c = conn();
+  const pkt = packetFor(h, S, 0, false);
+  const flagsAt = pkt.l4off + 13;
+  const FLOW = [S, A, A, F | A, S, R, S, A, P | A, F];
+  const round = (n: number) => {
+    let hits = 0;
+    for (let i = 0; i < n; i++) {
+      const k = i % FLOW.length;
+      if (k === 0 || k === 4 || k === 6) c.mark = 0;
+      pkt.buf[flagsAt] = FLOW[k];
+      pkt.ctState = FLOW[k] === S ? CtState.NEW : CtState.ESTABLISHED;
+      pkt.ct = i % 7 === 0 ? null : c;
+      pkt.mark = 0;
+      if (m.match(pkt)) hits++;
+    }
+    return hits;
+  };
+  t.true(round(50_000) > 0);
+  const grown: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const before = process.memoryUsage().heapUsed;
+    round(100_000);
+    grown.push(process.memoryUsage().heapUsed - before);
+  }
+  grown.sort((a, b) => a - b);
+  t.true(grown[2] < 1_000_000, `heap growth per round: ${grown.join(', ')} bytes`);
+});

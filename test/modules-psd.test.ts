@@ -311,3 +311,36 @@ test('psd: option errors in libxt_psd\'s words; kernel refusals; nothing loaded 
   const list = (await e.run('iptables -L INPUT -n')).stdout;
   t.regex(list, /DROP +6 +-- +0\.0\.0\.0\/0 +0\.0\.0\.0\/0 +-m psd --psd-weight-threshold 21 --psd-delay-threshold 300 --psd-lo-ports-weight 3 --psd-hi-ports-weight 1 \n/);
 });
+
+test('psd allocates nothing per packet (coarse heap check: new sources, evictions, lookups, IPv4 and IPv6)', (t) => {
+  const h = new XtHarness({ settings: { psd: { hosts: 64 } } });
+  const m4 = h.match(psd, '--psd-weight-threshold 50');
+  const m6 = h.match(psd, '--psd-weight-threshold 50', { family: 6 });
+  const p4 = h.packet(bytesOf(A, 'tcp', 1, SYN));
+  const p6 = h.packet(bytesOf('2001:db8:c::2', 'udp', 1, 0));
+  let hits = 0;
+  const round = (n: number, base: number) => {
+    for (let i = 0; i < n; i++) {
+      // 200 sources over a 64-slot table, each to a run of ports: creation, lookup, eviction, matches.
+      p4.src4 = (0x0a000000 + (i % 200)) >>> 0;
+      p4.dport = (i >> 3) & 0xffff;
+      p4.now = base + i;
+      p6.src6[3] = i % 200;
+      p6.dport = (i >> 3) & 0xffff;
+      p6.now = base + i;
+      if (m4.match(p4)) hits++;
+      if (m6.match(p6)) hits++;
+    }
+  };
+  round(50_000, 0);
+  const grown: number[] = [];
+  for (let r = 1; r <= 5; r++) {
+    const before = process.memoryUsage().heapUsed;
+    round(100_000, r * 1_000_000);
+    grown.push(process.memoryUsage().heapUsed - before);
+  }
+  grown.sort((a, b) => a - b);
+  t.true(hits >= 0);
+  // One 16-byte heap number per packet would be 3.2 MB a round.
+  t.true(grown[2] < 1_000_000, `heap growth per round: ${grown.join(', ')} bytes`);
+});
