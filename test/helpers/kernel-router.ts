@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext, TestFn } from 'ava';
-import { startLab, type Lab } from './netns.js';
+import { startLab, type Lab, type LabOptions } from './netns.js';
 
 export type Family = 4 | 6;
 
@@ -387,12 +387,12 @@ export class XtrRouter implements Topology {
   }
 
   /** Starts an xtr lab (test/helpers/netns.ts) under an `xk` prefix, TUN unless `mode` or $XTR_LAB_MODE says tap; fails with the reason when it cannot. */
-  static async create(opts: { mode?: 'tun' | 'tap'; prefix?: string } = {}): Promise<XtrRouter> {
+  static async create(opts: { mode?: 'tun' | 'tap'; prefix?: string; patch?: LabOptions['patch'] } = {}): Promise<XtrRouter> {
     const problem = xtrPrerequisiteProblem();
     if (problem) throw new Error(`xtr side cannot run: ${problem}`);
     const envMode = process.env.XTR_LAB_MODE;
     const mode = opts.mode ?? (envMode === 'tap' || envMode === 'tun' ? envMode : 'tun');
-    const lab = await startLab({ prefix: opts.prefix ?? uniquePrefix(), mode });
+    const lab = await startLab({ prefix: opts.prefix ?? uniquePrefix(), mode, patch: opts.patch });
     try {
       return new XtrRouter(lab);
     } catch (err) {
