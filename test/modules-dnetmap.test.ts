@@ -416,3 +416,65 @@ test('restart: bindings, static entries, the persistent flag and the LRU order c
   b.from('10.0.0.4');
   t.is(rec2.calls.at(-1)!.to, '20.0.0.0');
 });
+
+// ------------------------------------------------------------------ bad input through the commands
+
+const TRY = "Try `iptables -h' or 'iptables --help' for more information.\n";
+const EINVAL = "iptables: Invalid argument. Run `dmesg' for more information.\n";
+
+/**
+ * [line, status, whole stderr]. libxtables-style words end in "\n" (iptables then
+ * prints a blank line before its hint), xtables_param_act's do not. No reference
+ * parser runs here: Debian's libxt_DNETMAP.so is an empty stub and libxt_RAWNAT
+ * left xtables-addons in 2.4, so the words are those of libxt_DNETMAP.c /
+ * libxt_RAWNAT.c (targets-facts §6, §11) in iptables 1.8.9's framing.
+ */
+const BAD: [string, number, string][] = [
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --prefix 20.0.0.0/8', 2, `iptables v1.8.9 (xtr): Max netmask size is /16\n\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --prefix 20.0.0.0/0', 2, `iptables v1.8.9 (xtr): Netmask needed\n\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --prefix 20.0.0.1/24', 2, `iptables v1.8.9 (xtr): Bad network address "20.0.0.1/24"\n\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --prefix 20.0.0/24', 2, `iptables v1.8.9 (xtr): Bad IP address "20.0.0"\n\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --prefix 20.0.0.0/33', 2, `iptables v1.8.9 (xtr): Bad netmask "33"\n\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP --reuse --reuse', 2, `iptables v1.8.9 (xtr): DNETMAP: "--reuse" option may only be specified once\n${TRY}`],
+  ['iptables -t nat -A POSTROUTING -j DNETMAP ! --prefix 20.0.0.0/24', 2, `iptables v1.8.9 (xtr): DNETMAP: "--prefix" option cannot be inverted\n${TRY}`],
+  ['iptables -t nat -A INPUT -j DNETMAP --prefix 20.0.0.0/30', 1, `${EINVAL}x_tables: ip_tables: DNETMAP target: used from hooks INPUT, but only usable from PREROUTING/POSTROUTING/OUTPUT\n`],
+  ['iptables -t rawpost -A POSTROUTING -j RAWSNAT', 2, `iptables v1.8.9 (xtr): RAWSNAT: "--to-source" is required.\n${TRY}`],
+  ['iptables -t raw -A PREROUTING -j RAWDNAT --to-destination 10.0.0.0/40', 2, `iptables v1.8.9 (xtr): RAWDNAT: Bad value for "--to-destination" option: "10.0.0.0"\n${TRY}`],
+  ['iptables -t filter -A FORWARD -j RAWSNAT --to-source 10.0.0.1', 1, `${EINVAL}xt_RAWNAT may only be used in the "raw" or "rawpost" table.\n`],
+  ['iptables -t nat -A POSTROUTING -j RAWDNAT --to-destination 10.0.0.1', 1, `${EINVAL}xt_RAWNAT may only be used in the "raw" or "rawpost" table.\n`],
+];
+
+test('bad input: each refusal in iptables\' words, and nothing already loaded is lost (rules, bindings, proc files)', async (t) => {
+  const { testEngine } = await import('../router/netfilter/testkit.js');
+  const e = await testEngine();
+  const rec = natRecorder();
+  Object.assign(e.services, { nat: rec.nat });
+  for (const line of [
+    'iptables -t nat -A POSTROUTING -s 10.0.0.0/24 -j DNETMAP --prefix 20.0.0.0/30',
+    'iptables -t raw -A PREROUTING -d 10.55.0.0/24 -j RAWDNAT --to-destination 203.0.113.0/24',
+    'iptables -t rawpost -A POSTROUTING -s 203.0.113.0/24 -j RAWSNAT --to-source 10.55.0.0/24',
+  ]) t.is((await e.run(line)).status, 0);
+  await e.run('proc write net/xt_DNETMAP/20.0.0.0_30 +192.168.1.1:20.0.0.2');
+  // Per table: a refused filter line brings the filter table into being, as referencing it loads iptable_filter.
+  const save = async () => {
+    let text = '';
+    for (const table of ['nat', 'raw', 'rawpost']) text += (await e.run(`iptables-save -t ${table}`)).stdout.replace(/^#.*\n/gm, '');
+    return text;
+  };
+  const proc = async () => (await e.run('proc cat net/xt_DNETMAP/20.0.0.0_30')).stdout;
+  const rules = await save();
+  const bindings = await proc();
+  t.regex(bindings, /192\.168\.1\.1 -> 20\.0\.0\.2 --- ttl: S/);
+  for (const [line, status, stderr] of BAD) {
+    const r = await e.run(line);
+    t.is(r.status, status, line);
+    t.is(r.stderr, stderr, line);
+  }
+  // iptables-restore: one bad line refuses the whole table, the running set stays.
+  const restore = await e.run('iptables-restore', '*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j DNETMAP --prefix 20.0.1.0/30\n-A POSTROUTING -j DNETMAP --prefix 20.0.0.0/8\nCOMMIT\n');
+  t.is(restore.status, 2);
+  t.regex(restore.stderr, /Max netmask size is \/16/);
+  t.is(await save(), rules, 'the rule set is as it was');
+  t.is(await proc(), bindings, 'the prefix and its bindings are as they were');
+  t.is((await e.run('proc cat net/xt_DNETMAP/20.0.1.0_30')).status === 0, false, 'the refused restore left no prefix behind');
+});
