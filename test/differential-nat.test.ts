@@ -37,14 +37,15 @@ interface Seen {
   ping: string;
   forward: string;
   clash: string[];
+  stats: string;
   conntrack: string[];
   counters: string[];
 }
 
 const A = (family: Family) =>
   family === 4
-    ? { c: ADDR.client, c2: ADDR.client2, r: ADDR.routerServerSide, rIn: ADDR.routerClientSide, s: ADDR.server, any: '0.0.0.0', br: (a: string) => a }
-    : { c: ADDR.client6, c2: ADDR.client6, r: ADDR.router6ServerSide, rIn: ADDR.router6ClientSide, s: ADDR.server6, any: '::', br: (a: string) => `[${a}]` };
+    ? { c: ADDR.client as string, c2: ADDR.client2 as string, r: ADDR.routerServerSide, rIn: ADDR.routerClientSide, s: ADDR.server, any: '0.0.0.0', br: (a: string) => a }
+    : { c: ADDR.client6 as string, c2: ADDR.client6 as string, r: ADDR.router6ServerSide, rIn: ADDR.router6ClientSide, s: ADDR.server6, any: '::', br: (a: string) => `[${a}]` };
 
 function rules(family: Family): string {
   const a = A(family);
@@ -76,7 +77,7 @@ export function tuples(text: string): string[] {
 async function scenario(topo: Topology, family: Family): Promise<Seen> {
   const a = A(family);
   const ip = family === 4 ? [] : ['-6'];
-  const seen: Seen = { restore: '', udp: '', tcp: '', tcpSha: '', ping: '', forward: '', clash: [], conntrack: [], counters: [] };
+  const seen: Seen = { restore: '', udp: '', tcp: '', tcpSha: '', ping: '', forward: '', clash: [], stats: '', conntrack: [], counters: [] };
   const r = await topo.restore(family, rules(family));
   seen.restore = `${r.status} ${r.stderr.trim()}`;
   if (family === 6) {
@@ -116,6 +117,9 @@ async function scenario(topo: Topology, family: Family): Promise<Seen> {
       `distinct ${port(c1) !== port(c2)}`,
       `third: ${c3}`,
     ];
+    const stats = (await topo.runScript(topo.kind === 'kernel' ? 'conntrack -S' : 'xtr conntrack -S')).stdout;
+    const sum = (k: string) => [...stats.matchAll(new RegExp(`\\b${k}=(\\d+)`, 'g'))].reduce((n, m) => n + Number(m[1]), 0);
+    seen.stats = `insert_failed=${sum('insert_failed')} drop=${sum('drop')} clash_resolve=${sum('clash_resolve')}`;
     const list = topo.kind === 'kernel' ? 'conntrack -L 2>/dev/null' : 'xtr conntrack -L 2>/dev/null';
     // the range flows' ports are random: compared by the properties above
     seen.conntrack = tuples((await topo.runScript(list)).stdout).filter((l) => !/sport=4100[01] /.test(l));

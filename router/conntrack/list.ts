@@ -43,7 +43,7 @@ export function formatEntry(e: ConnEntry, now: number): string {
 const CONNTRACK_VERSION = 'conntrack v1.4.7 (conntrack-tools)';
 
 /**
- * `xtr conntrack -L [-f ipv4|ipv6] [-p PROTO]`, `-F`, `-C`: the subset of
+ * `xtr conntrack -L [-f ipv4|ipv6] [-p PROTO]`, `-F`, `-C`, `-S`: the subset of
  * conntrack-tools users reach for, with its output and exit codes.
  */
 export function conntrackCommands(ct: Conntrack, now: () => number): CommandTable {
@@ -53,9 +53,9 @@ export function conntrackCommands(ct: Conntrack, now: () => number): CommandTabl
     let proto = -1;
     for (let i = 0; i < args.length; i++) {
       const a = args[i];
-      if (a === '-L' || a === '--dump' || a === '-F' || a === '--flush' || a === '-C' || a === '--count') {
+      if (a === '-L' || a === '--dump' || a === '-F' || a === '--flush' || a === '-C' || a === '--count' || a === '-S' || a === '--stats') {
         if (cmd) return { status: 2, stdout: '', stderr: `${CONNTRACK_VERSION}: Invalid parameters\n` };
-        cmd = a.length === 2 ? a[1] : a === '--dump' ? 'L' : a === '--flush' ? 'F' : 'C';
+        cmd = a.length === 2 ? a[1] : a === '--dump' ? 'L' : a === '--flush' ? 'F' : a === '--stats' ? 'S' : 'C';
       } else if (a === '-f' || a === '--family') {
         const v = args[++i];
         if (v === 'ipv4') family = 4;
@@ -76,6 +76,12 @@ export function conntrackCommands(ct: Conntrack, now: () => number): CommandTabl
       return { status: 0, stdout: '', stderr: `${CONNTRACK_VERSION}: connection tracking table has been emptied.\n` };
     }
     if (cmd === 'C') return { status: 0, stdout: `${ct.count(t)}\n`, stderr: '' };
+    if (cmd === 'S') {
+      // conntrack -S's line, with only the counters xtr keeps (one table, no per-CPU split): a refused
+      // insert (NAT reply tuple taken) also counts as a drop, as nf_conntrack_confirm counts it.
+      const drop = ct.insertFailed + ct.tableFullDrops;
+      return { status: 0, stdout: `cpu=0   \tinsert_failed=${ct.insertFailed} drop=${drop} early_drop=${ct.earlyDrops} \n`, stderr: '' };
+    }
     if (cmd === 'L') {
       const rows = ct.entries(t).filter((e) => (family === undefined || e.family === family) && (proto < 0 || e.proto === proto));
       const out = rows.map((e) => formatEntry(e, t) + '\n').join('');
