@@ -15,6 +15,7 @@
  *    the proc views show the bindings; a static binding written through proc
  *    is used; the bindings come back after a restart of xtr (SIGTERM, a new
  *    process on the same state directory).
+ *  - DNETMAP on an IPv6 pool (xtr only): the server sees the pool address.
  *
  * Namespaces are `xw5b…-`, removed by lab.stop(); every tool has a time limit.
  */
@@ -130,6 +131,19 @@ test.serial('RAWDNAT + RAWSNAT with NOTRACK: a subnet mapped onto another both w
       await xtr(l, `${cmd} -t raw -F`);
       await xtr(l, `${cmd} -t rawpost -F`);
     }
+  }
+});
+
+test.serial('DNETMAP IPv6 pool (beyond upstream): the server sees the pool address, replies come back', async (t) => {
+  const l = need(t);
+  if (!l) return;
+  await xtr(l, 'ip6tables -t nat -A POSTROUTING -o eth1 -s 2001:db8:c::/64 -j DNETMAP --prefix fd77::/126 --ttl 30');
+  try {
+    t.is(await exchange(l, 6, '2001:db8:5::2', 7301, 'dnetmap-v6'), 'peer=[fd77:0000:0000:0000:0000:0000:0000:0000]\ndnetmap-v6\n');
+    t.regex(await xtr(l, 'proc cat net/xt_DNETMAP/fd77::_126'), /^2001:db8:c::2 -> fd77:: --- ttl: (30|29) lasthit: -?\d+\n/);
+    t.regex(await xtr(l, 'proc cat net/xt_DNETMAP/fd77::_126_stat'), /^1 0 4 (30|29) \n$/);
+  } finally {
+    await xtr(l, 'ip6tables -t nat -F');
   }
 });
 
