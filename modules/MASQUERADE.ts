@@ -13,6 +13,7 @@
  */
 import { Hook, Verdict, type PacketContext } from '../xt/packet.js';
 import type { TargetExtension } from '../xt/extension.js';
+import type { StateSpec } from '../xt/state.js';
 import type { IfaceFacts, RouterServices } from '../xt/services.js';
 import { NatRangeFlag, NatSide } from '../xt/nat.js';
 import { x6Check } from './lib/options.js';
@@ -63,6 +64,39 @@ export function masqueradeSource(pkt: PacketContext, oif: IfaceFacts, services: 
   return true;
 }
 
+/** What MASQUERADE's bindings depend on: the interface being up, and its addresses. */
+function ifaceSignature(f: IfaceFacts | null): string {
+  if (f === null || !f.flags.up || !f.flags.running) return 'down';
+  return `${f.addrs4.join(',')}|${f.addrs6.map((a) => a.join(':')).join(',')}`;
+}
+
+const WATCH_KEY = 'MASQUERADE:interfaces';
+
+/**
+ * The kernel's masq_device_event / masq_inet_event: interfaces MASQUERADE
+ * has bound flows through, checked once a second; when one went down or its
+ * addresses changed, conntrack forgets the flows bound through it (their
+ * replies would go to an address the interface no longer has).
+ */
+function watchSpec(services: RouterServices): StateSpec<Map<string, string>> {
+  return {
+    key: WATCH_KEY,
+    create: () => new Map<string, string>(),
+    tick: {
+      everyMs: 1000,
+      run(watch) {
+        for (const [name, was] of watch) {
+          const now = ifaceSignature(services.iface(name));
+          if (now === was) continue;
+          watch.set(name, now);
+          const n = services.nat?.forgetInterface?.(name) ?? 0;
+          if (n > 0) services.log(6, `MASQUERADE: ${name} ${now === 'down' ? 'went down' : 'changed its addresses'}: forgot ${n} flow${n === 1 ? '' : 's'}`);
+        }
+      },
+    },
+  };
+}
+
 const MASQUERADE: TargetExtension<MasqueradeParams> = {
   kind: 'target',
   name: 'MASQUERADE',
@@ -91,7 +125,11 @@ const MASQUERADE: TargetExtension<MasqueradeParams> = {
     const services = env.services;
     const range = toNatRange(p);
     range.flags |= NatRangeFlag.MAP_IPS;
+    const watch = env.state.declare(watchSpec(services));
     return {
+      destroy() {
+        env.state.release(WATCH_KEY);
+      },
       target(pkt) {
         const nat = services.nat;
         const out = pkt.outIf;
@@ -99,6 +137,7 @@ const MASQUERADE: TargetExtension<MasqueradeParams> = {
         const facts = services.iface(out.name);
         if (facts === null || !masqueradeSource(pkt, facts, services, range.minAddr)) return Verdict.DROP;
         range.maxAddr.set(range.minAddr);
+        if (!watch.has(out.name)) watch.set(out.name, ifaceSignature(facts));
         return nat.setup(pkt, NatSide.SRC, range, { masqIface: out.name });
       },
     };

@@ -60,4 +60,10 @@ export interface NatService {
    * is then refused at confirm and counted as insert_failed.
    */
   setup(pkt: PacketContext, side: NatSide, range: NatRange, opts?: NatSetupOptions): number;
+  /**
+   * Forgets every flow a MASQUERADE binding tied to interface `name`
+   * (NatSetupOptions.masqIface): its address changed or it went down.
+   * Returns how many flows were removed.
+   */
+  forgetInterface?(name: string): number;
 }

@@ -97,6 +97,10 @@ export class NatCore implements NatService, NatHook {
     return Verdict.ACCEPT;
   }
 
+  forgetInterface(name: string): number {
+    return this.ct.forgetMasquerade(name);
+  }
+
   nullBinding(pkt: PacketContext, e: ConnEntry, manip: NatManip): void {
     // alloc_null_binding: the range is the address the tuple has now (no port range).
     const t = manip === NatManip.SRC ? e.repl.dst : e.repl.src;
