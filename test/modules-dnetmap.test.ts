@@ -478,3 +478,116 @@ test('bad input: each refusal in iptables\' words, and nothing already loaded is
   t.is(await proc(), bindings, 'the prefix and its bindings are as they were');
   t.is((await e.run('proc cat net/xt_DNETMAP/20.0.1.0_30')).status === 0, false, 'the refused restore left no prefix behind');
 });
+
+// ------------------------------------------------------------------ the rewrites, through conntrack NAT
+
+/**
+ * DNETMAP's bindings applied by the real conntrack NAT (router/conntrack's
+ * NatCore behind services.nat), as a packet walks conntrack -> nat PREROUTING
+ * -> nat POSTROUTING -> confirm. Each row's expected packet is built from
+ * scratch by the fixture builders (every checksum computed in full) with the
+ * translated addresses; the bytes must equal it, and the checksums are
+ * recomputed over the result as well.
+ */
+import { Conntrack } from '../router/conntrack.js';
+import { NatCore } from '../router/conntrack/nat-core.js';
+import { ctxOf, icmpMsg, tcpSeg } from './modules-fixtures.js';
+import { checksum, pseudoSum4, pseudoSum6, verifies } from '../dataplane/checksum.js';
+
+function natWorld(family: 4 | 6, rules: [string, Place][]) {
+  const h = new XtHarness();
+  const ct = new Conntrack();
+  let x = 7;
+  const core = new NatCore(ct, () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0));
+  ct.setNatHook(core);
+  Object.assign(h.services, { nat: core });
+  const insts = rules.map(([words, place]) => ({ inst: h.target(DNETMAP, words, { family, ...place }), hook: place.chain === 'PREROUTING' ? Hook.PREROUTING : Hook.POSTROUTING }));
+  /** One forwarded packet's walk; returns the bytes that leave and the verdict. */
+  const walk = (bytes: Buffer): { out: Buffer; v: number } => {
+    const p = ctxOf(bytes, h.services.clock);
+    if (ct.in(p) !== Verdict.ACCEPT) return { out: bytes, v: Verdict.DROP };
+    for (const hook of [Hook.PREROUTING, Hook.POSTROUTING]) {
+      p.hook = hook;
+      // The nat chains see a flow's first packet only (the engine's natChainsWanted).
+      // POSTROUTING's rule stands for `-s <private net> -j DNETMAP` (the harness has no -s match).
+      if (p.ctState === CtState.NEW) for (const r of insts) if (r.hook === hook && (hook === Hook.PREROUTING || isPrivate(p)) && r.inst.target(p) !== XT_CONTINUE) break;
+      if (ct.nat(hook, p) !== Verdict.ACCEPT) return { out: bytes, v: Verdict.DROP };
+    }
+    const v = ct.confirm(p);
+    return { out: Buffer.from(p.buf.subarray(p.l3off, p.l3off + p.l3len)), v };
+  };
+  return { h, walk };
+}
+
+/** The rule's `-s 10.0.0.0/8` / `-s fd00::/16`. */
+function isPrivate(p: PacketContext): boolean {
+  return p.family === 4 ? p.src4 >>> 24 === 10 : p.src6[0] >>> 16 === 0xfd00;
+}
+
+function checksumsVerify(b: Buffer): boolean {
+  if (b[0] >> 4 === 4) {
+    const ihl = (b[0] & 15) * 4;
+    const ps = b[9] === 1 ? 0 : pseudoSum4(b.readUInt32BE(12), b.readUInt32BE(16), b[9], b.length - ihl);
+    return checksum(b, 0, ihl) === 0 && verifies(b, ihl, b.length - ihl, ps);
+  }
+  return verifies(b, 40, b.length - 40, pseudoSum6(b, 8, b[6], b.length - 40));
+}
+
+const SNAT4: [string, Place][] = [['--prefix 20.0.0.0/30', POST], ['--prefix 20.0.0.0/30', PRE]];
+const SNAT6: [string, Place][] = [['--prefix fd20::/126', POST], ['--prefix fd20::/126', PRE]];
+const synA = tcpSeg(40000, 80, 0x02, { seq: 7 });
+const synAck = tcpSeg(80, 40000, 0x12, { seq: 99, ack: 8 });
+const q = udpDgram(5353, 53, [1, 2, 3]);
+const a = udpDgram(53, 5353, [4, 5, 6, 7]);
+const ping4 = icmpMsg(8, 0, [0x12, 0x34, 0, 1], [0x61]);
+const pong4 = icmpMsg(0, 0, [0x12, 0x34, 0, 1], [0x61]);
+const ping6 = icmpMsg(128, 0, [0x12, 0x34, 0, 1], [0x61], true);
+const pong6 = icmpMsg(129, 0, [0x12, 0x34, 0, 1], [0x61], true);
+
+/** [name, family, [before, after] packets of one flow in order]. */
+const FLOWS: [string, 4 | 6, [Buffer, Buffer][]][] = [
+  ['v4 TCP: SYN SNATed to the pool address, SYN/ACK DNATed back', 4, [
+    [ip4('10.0.0.1', '198.51.100.7', synA), ip4('20.0.0.0', '198.51.100.7', synA)],
+    [ip4('198.51.100.7', '20.0.0.0', synAck), ip4('198.51.100.7', '10.0.0.1', synAck)],
+  ]],
+  ['v4 UDP request and answer', 4, [
+    [ip4('10.0.0.1', '198.51.100.7', q), ip4('20.0.0.0', '198.51.100.7', q)],
+    [ip4('198.51.100.7', '20.0.0.0', a), ip4('198.51.100.7', '10.0.0.1', a)],
+  ]],
+  ['v4 ICMP echo and reply', 4, [
+    [ip4('10.0.0.1', '198.51.100.7', ping4), ip4('20.0.0.0', '198.51.100.7', ping4)],
+    [ip4('198.51.100.7', '20.0.0.0', pong4), ip4('198.51.100.7', '10.0.0.1', pong4)],
+  ]],
+  ['v4 a second host gets the next address', 4, [
+    [ip4('10.0.0.1', '198.51.100.7', q), ip4('20.0.0.0', '198.51.100.7', q)],
+    [ip4('10.0.0.2', '198.51.100.7', q), ip4('20.0.0.1', '198.51.100.7', q)],
+  ]],
+  ['v4 inbound to a bound address: PREROUTING DNATs it to the host, the answer leaves from the pool address', 4, [
+    [ip4('10.0.0.1', '198.51.100.7', q), ip4('20.0.0.0', '198.51.100.7', q)],
+    [ip4('198.51.100.9', '20.0.0.0', tcpSeg(5555, 22, 0x02)), ip4('198.51.100.9', '10.0.0.1', tcpSeg(5555, 22, 0x02))],
+    [ip4('10.0.0.1', '198.51.100.9', tcpSeg(22, 5555, 0x12, { ack: 1001 })), ip4('20.0.0.0', '198.51.100.9', tcpSeg(22, 5555, 0x12, { ack: 1001 }))],
+  ]],
+  ['v6 TCP: SYN SNATed to the pool address, SYN/ACK DNATed back', 6, [
+    [ip6('fd00::1', '2001:db8::7', synA), ip6('fd20::', '2001:db8::7', synA)],
+    [ip6('2001:db8::7', 'fd20::', synAck), ip6('2001:db8::7', 'fd00::1', synAck)],
+  ]],
+  ['v6 UDP and ICMPv6 echo (pseudo-header checksums)', 6, [
+    [ip6('fd00::1', '2001:db8::7', q), ip6('fd20::', '2001:db8::7', q)],
+    [ip6('2001:db8::7', 'fd20::', a), ip6('2001:db8::7', 'fd00::1', a)],
+    [ip6('fd00::1', '2001:db8::7', ping6), ip6('fd20::', '2001:db8::7', ping6)],
+    [ip6('2001:db8::7', 'fd20::', pong6), ip6('2001:db8::7', 'fd00::1', pong6)],
+  ]],
+];
+
+for (const [name, family, steps] of FLOWS) {
+  test(`DNETMAP rewrite through conntrack NAT: ${name}`, (t) => {
+    const { h, walk } = natWorld(family, family === 4 ? SNAT4 : SNAT6);
+    for (const [before, after] of steps) {
+      const { out, v } = walk(before);
+      t.is(v, Verdict.ACCEPT);
+      t.is(out.toString('hex'), after.toString('hex'));
+      t.true(checksumsVerify(out), 'checksums verify when recomputed in full');
+      h.advance(1000);
+    }
+  });
+}
