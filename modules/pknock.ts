@@ -555,14 +555,37 @@ function quote(s: string): string {
 // ---------------------------------------------------------------------------
 // The packet path.
 
-/** HMAC-SHA256(secret, source address || minute as u32 little-endian), lower-case hex, as ASCII bytes. */
-export function spaDigest(secret: string, family: Family, src: Uint32Array | number, minute: number, out: Buffer): void {
-  const msg = Buffer.allocUnsafe(family === 4 ? 8 : 20);
-  if (family === 4) msg.writeUInt32BE((src as number) >>> 0, 0);
-  else for (let i = 0; i < 4; i++) msg.writeUInt32BE((src as Uint32Array)[i] >>> 0, i * 4);
-  msg.writeUInt32LE(minute >>> 0, family === 4 ? 4 : 16);
-  out.write(createHmac('sha256', secret).update(msg).digest('hex'), 0, 'latin1');
+/** The SPA message: source address (network order, 4 or 16 bytes) || minute as u32 little-endian. */
+function spaMessage(family: Family, src: Uint32Array | number, minute: number, msg: Buffer): Buffer {
+  if (family === 4) {
+    msg.writeUInt32BE((src as number) >>> 0, 0);
+    msg.writeUInt32LE(minute >>> 0, 4);
+    return msg.subarray(0, 8);
+  }
+  for (let i = 0; i < 4; i++) msg.writeUInt32BE((src as Uint32Array)[i] >>> 0, i * 4);
+  msg.writeUInt32LE(minute >>> 0, 16);
+  return msg;
 }
+
+/** HMAC-SHA256(secret, source address || minute as u32 little-endian) as lower-case hex (tests, tools). */
+export function spaDigest(secret: string, family: Family, src: Uint32Array | number, minute: number): string {
+  return createHmac('sha256', secret).update(spaMessage(family, src, minute, Buffer.alloc(20))).digest('hex');
+}
+
+/** 64 lower-case hex digits at `off` into 32 bytes of `out`; false if any is not [0-9a-f] (upstream compares the lower-case text). */
+function unhexLower(buf: Buffer, off: number, out: Buffer): boolean {
+  for (let i = 0; i < 32; i++) {
+    const hi = HEX_VALUE[buf[off + 2 * i]];
+    const lo = HEX_VALUE[buf[off + 2 * i + 1]];
+    if ((hi | lo) < 0) return false;
+    out[i] = (hi << 4) | lo;
+  }
+  return true;
+}
+
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX_VALUE[48 + c] = c;
+for (let c = 0; c < 6; c++) HEX_VALUE[97 + c] = 10 + c;
 
 interface Runtime {
   readonly p: PknockParams;
@@ -570,7 +593,9 @@ interface Runtime {
   readonly cfg: PknockSettings;
   readonly services: RouterServices;
   readonly actions: ActionState;
-  readonly digest: Buffer;
+  /** Scratch: the payload's digest bytes and the message, so verifying allocates only the HMAC object. */
+  readonly claimed: Buffer;
+  readonly msg: Buffer;
 }
 
 function report(rt: Runtime, pkt: PacketContext, peer: Peer | null, what: string, extra: Record<string, string | number | boolean>): void {
@@ -601,14 +626,16 @@ function spaValid(rt: Runtime, pkt: PacketContext, secret: string, minuteOut: nu
   const payloadLen = pkt.l3len - (pkt.l4off - pkt.l3off) - 8;
   if (payloadLen !== SPA_PAYLOAD_LEN) return false;
   if (pkt.l4len < 8 + SPA_PAYLOAD_LEN) return false;
-  const payload = pkt.buf.subarray(pkt.l4off + 8, pkt.l4off + 8 + 64);
+  if (!unhexLower(pkt.buf, pkt.l4off + 8, rt.claimed)) return false;
   const now = Math.floor(rt.services.wallNow() / 60000);
   const w = rt.cfg.spaWindow;
+  const src = pkt.family === 4 ? pkt.src4 : pkt.src6;
   // The current minute first, then outwards: the common case costs one HMAC.
   for (let d = 0; d <= w; d++) {
-    for (const m of d === 0 ? [now] : [now - d, now + d]) {
-      spaDigest(secret, pkt.family, pkt.family === 4 ? pkt.src4 : pkt.src6, m, rt.digest);
-      if (timingSafeEqual(rt.digest, payload)) {
+    for (let side = 0; side < (d === 0 ? 1 : 2); side++) {
+      const m = side === 0 ? now - d : now + d;
+      const digest = createHmac('sha256', secret).update(spaMessage(pkt.family, src, m, rt.msg)).digest();
+      if (timingSafeEqual(digest, rt.claimed)) {
         minuteOut[0] = m;
         return true;
       }
@@ -758,7 +785,7 @@ const pknock: MatchExtension<PknockParams> = {
     let created = false;
     const t = env.state.declare({ ...spec, create: () => ((created = true), spec.create()) });
     if (created) t.adopt(p, true);
-    rt = { p, t, cfg, services, actions, digest: Buffer.alloc(64) };
+    rt = { p, t, cfg, services, actions, claimed: Buffer.alloc(32), msg: Buffer.alloc(20) };
     const runtime = rt;
     return {
       match: (pkt: PacketContext) => knock(runtime, pkt),
