@@ -85,6 +85,13 @@ interface Prefix {
   /** In a "no free addresses" episode (logged once). */
   full: boolean;
   persistent: boolean;
+  /**
+   * Rules deleted while the prefix was persistent: their state references
+   * were kept (the prefix outlives them). The next rule deleted while it is
+   * not persistent drops them too, so the prefix goes with the last rule as
+   * upstream's refcount does.
+   */
+  kept: number;
 }
 
 /** The lookups upstream shares between all prefixes of a namespace. */
@@ -117,7 +124,7 @@ class Dnetmap {
   newPrefix(family: Family, net: Uint32Array, len: number, persistent: boolean, now: number): Prefix {
     const bits = family === 4 ? 32 : 128;
     const size = 2 ** (bits - len);
-    const p: Prefix = { family, net, len, name: `${addrText(family, net)}/${len}`, entries: [], lru: new Set(), full: false, persistent };
+    const p: Prefix = { family, net, len, name: `${addrText(family, net)}/${len}`, entries: [], lru: new Set(), full: false, persistent, kept: 0 };
     const first = this.settings.wholePrefix ? 0 : 1;
     const last = this.settings.wholePrefix ? size - 1 : size - 2;
     for (let i = first; i <= last; i++) {
@@ -560,8 +567,13 @@ const DNETMAP: TargetExtension<DnetmapParams> = {
       },
       destroy() {
         // A persistent prefix outlives its last rule: its references stay taken.
-        if (prefix !== null && prefix.persistent) return;
-        for (let i = held.length - 1; i >= 0; i--) env.state.release(held[i]);
+        if (prefix !== null && prefix.persistent) {
+          prefix.kept++;
+          return;
+        }
+        const times = 1 + (prefix?.kept ?? 0);
+        if (prefix !== null) prefix.kept = 0;
+        for (let n = 0; n < times; n++) for (let i = held.length - 1; i >= 0; i--) env.state.release(held[i]);
       },
     };
   },

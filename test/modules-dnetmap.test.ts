@@ -230,6 +230,10 @@ test('proc writes: static bindings, remove, flush, persistence flag, refusals (E
   // A later rule for the prefix shares the kept object (its bindings).
   const again = h.target(DNETMAP, '--prefix 20.0.0.0/30', POST);
   t.is(out(h, again, '10.0.0.7'), Verdict.ACCEPT);
+  t.regex(h.readProc(DATA), /^10\.0\.0\.7 -> 20\.0\.0\.0 /);
+  // No longer persistent: deleting that rule, the last one, takes the prefix away.
+  h.destroyAll();
+  t.throws(() => h.readProc(DATA), { message: /no proc file/ });
 });
 
 test('--persistent on the creating rule only; the prefix survives its rules', (t) => {
