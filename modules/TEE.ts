@@ -9,11 +9,16 @@
  * that reaches the gateway (TUN); TTL / hop limit is decremented only for a
  * copy taken in PREROUTING or INPUT; it is untracked, passes no hook, is
  * never copied again, and is lost silently when the gateway is not on-link
- * (or the --oif link does not exist). This file is the iptables side: the
+ * (through --oif's link when it exists). This file is the iptables side: the
  * options in libxt_TEE's words and the kernel's one check.
  *
  * --oif: libxt_TEE copies at most 15 bytes (IFNAMSIZ - 1); an empty name
- * means none, as the kernel takes it.
+ * means none. A name no interface has is taken as no --oif at all, as
+ * xt_TEE does (its oif index stays -1 until such a device appears, and -1
+ * routes the clone without an interface), measured in
+ * test/differential-tee-checksum.test.ts. An --oif whose link does not reach
+ * the gateway loses the clone here; the kernel then sends it through that
+ * link to the packet's own destination (docs/compat.md, TEE).
  */
 import type { PacketContext } from '../xt/packet.js';
 import { XT_CONTINUE, XtError, type TargetExtension } from '../xt/extension.js';
@@ -66,11 +71,21 @@ const TEE: TargetExtension<TeeParams> = {
     if ((g[0] | g[1] | g[2] | g[3]) === 0) {
       throw new XtError(`TEE: --gateway ${addrToString(g, p.family)} is not a usable next hop`, 1, 'EINVAL');
     }
-    const how: DupOptions = p.oif === '' ? { gateway: Uint32Array.from(g) } : { gateway: Uint32Array.from(g), oif: p.oif };
+    const viaRoute: DupOptions = { gateway: Uint32Array.from(g) };
     const services = env.services;
+    if (p.oif === '') {
+      return {
+        target(pkt: PacketContext): number {
+          services.dup(pkt, viaRoute);
+          return XT_CONTINUE;
+        },
+      };
+    }
+    const viaOif: DupOptions = { gateway: viaRoute.gateway, oif: p.oif };
+    const oif = p.oif;
     return {
       target(pkt: PacketContext): number {
-        services.dup(pkt, how);
+        services.dup(pkt, services.iface(oif) !== null ? viaOif : viaRoute);
         return XT_CONTINUE;
       },
     };

@@ -166,6 +166,7 @@ for (const [ext, words, place, save, print] of textRows) {
 
 test('TEE: one dup() per packet with the gateway and oif, the original unchanged and continuing', (t) => {
   const h = new XtHarness();
+  h.addIface('eth2', ['192.0.2.1/24']);
   const bytes = ip4('198.51.100.2', '203.0.113.2', tcpSeg(1000, 80, 0x02), { ttl: 64 });
   for (const [hook, chain] of [[Hook.PREROUTING, 'PREROUTING'], [Hook.FORWARD, 'FORWARD'], [Hook.OUTPUT, 'OUTPUT'], [Hook.POSTROUTING, 'POSTROUTING']] as const) {
     const tg = h.target(TEE, '--gateway 192.0.2.2 --oif eth2', { table: 'mangle', chain });
@@ -183,6 +184,9 @@ test('TEE: one dup() per packet with the gateway and oif, the original unchanged
   v6.target(h.packet(ip6('2001:db8:c::2', '2001:db8:5::2', udpDgram(1, 2)), { hook: Hook.PREROUTING }));
   t.deepEqual([...h.services.dups.at(-1)!.how.gateway], [0x20010db8, 0x00060000, 0, 2]);
   t.false('oif' in h.services.dups.at(-1)!.how, 'no --oif: the route to the gateway decides');
+  // an --oif no interface has: as none (xt_TEE's oif -1)
+  h.target(TEE, '--gateway 192.0.2.2 --oif nosuch0', { table: 'mangle', chain: 'FORWARD' }).target(h.packet(bytes, { hook: Hook.FORWARD }));
+  t.false('oif' in h.services.dups.at(-1)!.how);
 });
 
 test('TEE: an all-zero gateway is refused at insertion (EINVAL), IPv4 and IPv6', (t) => {
