@@ -101,6 +101,8 @@ const DELUDE: TargetExtension<null> = {
   hooks: [Hook.INPUT, Hook.FORWARD],
   proto: 6,
   options: [],
+  // libxt_DELUDE is an old-style parser with no options: iptables hands it every word it does not know.
+  swallowsUnknownOptions: true,
   parse() {
     return null;
   },

@@ -874,6 +874,9 @@ export class Router implements ServicesBackend {
     const from = how.ctFrom;
     if (how.untracked === true) flags |= PendingFlag.UNTRACKED;
     else if (from !== undefined && from.ct !== null) flags |= this.attach(slot, from);
+    // An answer to a packet NOTRACK/CT --notrack left untracked stays untracked, as nf_ct_attach
+    // passes the untracked mark on: a tarpit behind a raw NOTRACK must not start flows with its replies.
+    else if (from !== undefined && from.notrack) flags |= PendingFlag.UNTRACKED;
     if (how.duplicate === true) flags |= PendingFlag.DUPLICATE;
     if (how.mark !== undefined) {
       flags |= PendingFlag.MARK;
