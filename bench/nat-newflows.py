@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench:nat's new-flow generator: one UDP datagram per new flow.
 
-nat-newflows.py SRC1[,SRC2...] DST DPORT SECONDS
+nat-newflows.py SRC1[,SRC2...] DST DPORT SECONDS [COUNT]
 Sends from a raw socket (IP_HDRINCL) with the source port advancing by one per
 packet over 1024..65535 and the source address cycling through SRC list, so
 each packet is a flow conntrack has not seen (until the ports wrap). The UDP
@@ -18,6 +18,7 @@ def main():
     dst = socket.inet_aton(sys.argv[2])
     dport = int(sys.argv[3])
     seconds = float(sys.argv[4])
+    count = int(sys.argv[5]) if len(sys.argv) > 5 else 1 << 62
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
     payload = b"x" * 18
@@ -34,7 +35,7 @@ def main():
     si = 0
     deadline = time.monotonic() + seconds
     while True:
-        if (sent & 255) == 0 and time.monotonic() >= deadline:
+        if sent >= count or ((sent & 255) == 0 and time.monotonic() >= deadline):
             break
         buf[0:20] = pkts[si]
         struct.pack_into("!HHHH", buf, 20, port, dport, ulen, 0)
