@@ -16,14 +16,23 @@
  *       31 bytes count, as iptables keeps only those. SOURCE is the address
  *       the router sees (default: the address this host would send from to
  *       HOST); the packet is sent from it. --print writes the payload instead.
+ *
+ *   xtr-knock --code --span LO:HI [--span LO:HI]... --key-file FILE --open PORT[:tcp|:udp]
+ *             [--expiry SECONDS] [-u] [-d MS] [-s SOURCE] [--print] HOST
+ *       an encrypted knock for `-m knockcode` (docs/knocking.md): (port, protocol,
+ *       expiry) sealed with ChaCha20-Poly1305 under the key file's 32-byte key,
+ *       the source address as associated data, sent as knocks on the span's
+ *       ports (TCP SYNs, or UDP with -u), 2 ms apart unless -d says otherwise.
  */
-import { createHmac } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
+import { AAD_PREFIX, NONCE_BYTES, TAG_BYTES, encodeSymbols, portOf, readKeyFile, spanBits } from '../modules/knockcode.js';
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 const USAGE = `usage: xtr-knock [-4|-6] [-u] [-d MS] [-v] HOST PORT[:tcp|:udp] [PORT[:proto]]...
        xtr-knock --spa [-4|-6] [-s SOURCE] [--secret-file FILE] [--minute N] [--print] HOST PORT
+       xtr-knock --code --span LO:HI [--span ...] --key-file FILE --open PORT[:proto] [--expiry S] [-u] [-d MS] [-s SOURCE] [--print] HOST
   the SPA secret comes from --secret-file or $XTR_KNOCK_SECRET
 `;
 
@@ -39,11 +48,17 @@ interface Options {
   secretFile: string | null;
   minute: number | null;
   print: boolean;
+  code: boolean;
+  spans: [number, number][];
+  keyFile: string | null;
+  open: string | null;
+  expiry: number;
+  delaySet: boolean;
   rest: string[];
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { family: 0, udp: false, delay: 0, verbose: false, spa: false, source: null, secretFile: null, minute: null, print: false, rest: [] };
+  const o: Options = { family: 0, udp: false, delay: 0, verbose: false, spa: false, source: null, secretFile: null, minute: null, print: false, code: false, spans: [], keyFile: null, open: null, expiry: 60, delaySet: false, rest: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -57,7 +72,19 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '-d' || a === '--delay') {
       o.delay = Number(value());
       if (!Number.isInteger(o.delay) || o.delay < 0) throw new UsageError(`--delay ${argv[i]}: milliseconds, a non-negative integer`);
+      o.delaySet = true;
     } else if (a === '--spa') o.spa = true;
+    else if (a === '--code') o.code = true;
+    else if (a === '--span') {
+      const m = /^(\d+):(\d+)$/.exec(value());
+      if (!m || +m[1] > +m[2] || +m[2] > 65535) throw new UsageError(`--span ${argv[i]}: LO:HI`);
+      o.spans.push([+m[1], +m[2]]);
+    } else if (a === '--key-file') o.keyFile = value();
+    else if (a === '--open') o.open = value();
+    else if (a === '--expiry') {
+      o.expiry = Number(value());
+      if (!Number.isInteger(o.expiry) || o.expiry < 1) throw new UsageError(`--expiry ${argv[i]}: seconds, a positive integer`);
+    }
     else if (a === '-s' || a === '--source') o.source = value();
     else if (a === '--secret-file') o.secretFile = value();
     else if (a === '--minute') {
@@ -174,10 +201,56 @@ function tcpKnock(host: string, port: number): Promise<void> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The knockcode wire bytes: nonce8 || ChaCha20-Poly1305(port u16, flags u8, expiry u32) || tag16, source address in the AAD. */
+export function sealKnock(key: Buffer, source: string, port: number, flags: number, expiry: number, nonce = randomBytes(NONCE_BYTES)): Buffer {
+  const plain = Buffer.alloc(7);
+  plain.writeUInt16BE(port, 0);
+  plain[2] = flags;
+  plain.writeUInt32BE(expiry >>> 0, 3);
+  const c = createCipheriv('chacha20-poly1305', key, Buffer.concat([Buffer.alloc(4), nonce]), { authTagLength: TAG_BYTES });
+  c.setAAD(Buffer.concat([Buffer.from(AAD_PREFIX), addressBytes(source)]), { plaintextLength: 7 });
+  const ct = Buffer.concat([c.update(plain), c.final()]);
+  return Buffer.concat([nonce, ct, c.getAuthTag()]);
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   let o: Options;
   try {
     o = parseArgs(argv);
+    if (o.code) {
+      if (o.rest.length !== 1) throw new UsageError('--code takes one host');
+      if (!o.spans.length || o.keyFile === null || o.open === null) throw new UsageError('--code needs --span, --key-file and --open');
+      const bits = spanBits(o.spans);
+      if (!Number.isInteger(bits) || bits < 1 || bits > 16) throw new UsageError('the spans must hold a power of two number of ports');
+      const host = o.rest[0];
+      const family = familyOf(host, o.family);
+      const [openPort, openProto] = o.open.split(':');
+      const port = Number(openPort);
+      if (!/^\d+$/.test(openPort) || port > 65535) throw new UsageError(`--open ${o.open}: PORT[:tcp|:udp]`);
+      const flags = openProto === undefined ? 0 : openProto === 'tcp' ? 1 : openProto === 'udp' ? 2 : -1;
+      if (flags < 0) throw new UsageError(`--open ${o.open}: protocol must be tcp or udp`);
+      let key: Buffer;
+      try {
+        key = readKeyFile(o.keyFile);
+      } catch (e) {
+        throw new UsageError((e as Error).message.replace(/^xt_knockcode: /, ''));
+      }
+      const source = o.source ?? (await sourceFor(host, family));
+      const wire = sealKnock(key, source, port, flags, Math.floor(Date.now() / 1000) + o.expiry);
+      const ports = encodeSymbols(wire, bits).map((sym) => portOf(o.spans, sym));
+      if (o.print) {
+        process.stdout.write(ports.join(' ') + '\n');
+        return 0;
+      }
+      const delay = o.delaySet ? o.delay : 2;
+      for (let i = 0; i < ports.length; i++) {
+        if (o.udp) await sendUdp(host, ports[i], family, Buffer.alloc(0), o.source);
+        else await tcpKnock(host, ports[i]);
+        if (delay && i < ports.length - 1) await sleep(delay);
+      }
+      if (o.verbose) process.stdout.write(`${ports.length} knocks to ${host} as ${source}: open ${o.open} for ${o.expiry} s\n`);
+      return 0;
+    }
     if (o.rest.length < 2) throw new UsageError(o.rest.length === 0 ? '' : 'give a host and at least one port');
     const host = o.rest[0];
     const family = familyOf(host, o.family);
