@@ -16,7 +16,7 @@
  *  - an expiry in the past or further than --max-open ahead: refused;
  *  - a nonce seen before (until its expiry): refused as a replay;
  *  - else the source is granted exactly the encoded port (and protocol) until
- *    the expiry; `-m knockcode --name N --check` matches its packets to it.
+ *    the expiry; `-m knockcode --name N --granted` matches its packets to it.
  *
  * Message (before encryption, 7 bytes): port u16 BE, flags u8 (bit 0 TCP,
  * bit 1 UDP; 0 = both), expiry u32 BE (unix seconds). AEAD nonce = 4 zero
@@ -178,7 +178,7 @@ const knockcode: MatchExtension<KnockcodeParams> = {
     { name: 'key-file', arg: 'required' },
     { name: 'time', arg: 'required' },
     { name: 'max-open', arg: 'required' },
-    { name: 'check', arg: 'none' },
+    { name: 'granted', arg: 'none' },
   ],
   parse(opts, rule) {
     const p: KnockcodeParams = { name: '', spans: [], keyFile: null, time: DEFAULT_TIME, maxOpen: DEFAULT_MAX_OPEN, check: false };
@@ -190,7 +190,7 @@ const knockcode: MatchExtension<KnockcodeParams> = {
       if (o.name === 'name') p.name = v;
       else if (o.name === 'span') p.spans.push(parseSpan(v));
       else if (o.name === 'key-file') p.keyFile = v;
-      else if (o.name === 'check') p.check = true;
+      else if (o.name === 'granted') p.check = true;
       else {
         const n = parseUint(v, 0xffffffff);
         if (n <= 0) throw new XtError(`knockcode: Bad value for "--${o.name}" option: "${v}"\n`);
@@ -200,11 +200,11 @@ const knockcode: MatchExtension<KnockcodeParams> = {
     }
     if (!p.name || p.name.includes('/')) throw new XtError('knockcode: --name NAME is required (no "/")\n');
     if (p.check) {
-      if (p.spans.length || p.keyFile !== null) throw new XtError('knockcode: --check takes only --name\n');
+      if (p.spans.length || p.keyFile !== null) throw new XtError('knockcode: --granted takes only --name\n');
       return p;
     }
     if (rule.proto !== TCP && rule.proto !== UDP) throw new XtError("knockcode: needs `-p tcp' or `-p udp'\n");
-    if (!p.spans.length || p.keyFile === null) throw new XtError('knockcode: give --span and --key-file (or --check)\n');
+    if (!p.spans.length || p.keyFile === null) throw new XtError('knockcode: give --span and --key-file (or --granted)\n');
     const bits = spanBits(p.spans);
     if (!Number.isInteger(bits) || bits < 1 || bits > 16) throw new XtError('knockcode: the spans must hold a power of two number of ports (2..65536)\n');
     for (let i = 0; i < p.spans.length; i++) {
@@ -350,7 +350,7 @@ const knockcode: MatchExtension<KnockcodeParams> = {
     };
   },
   save(p) {
-    if (p.check) return ` --name ${p.name} --check`;
+    if (p.check) return ` --name ${p.name} --granted`;
     return ` --name ${p.name}${p.spans.map(([lo, hi]) => ` --span ${lo === hi ? lo : `${lo}:${hi}`}`).join('')} --key-file ${p.keyFile} --time ${p.time} --max-open ${p.maxOpen}`;
   },
 };

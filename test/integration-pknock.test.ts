@@ -74,7 +74,7 @@ test.before(async () => {
   if (r.status !== 0) throw new Error(`iptables-restore: ${r.stderr}`);
   const r6 = await lab.xtr(['ip6tables-restore'], RULES6);
   if (r6.status !== 0) throw new Error(`ip6tables-restore: ${r6.stderr}`);
-  for (const port of ['22', '23', '24']) {
+  for (const port of ['22', '23', '24', '25', '26']) {
     lab.background('s', ['socat', `TCP-LISTEN:${port},fork,reuseaddr`, 'SYSTEM:echo open']);
     lab.background('s', ['socat', `TCP6-LISTEN:${port},fork,reuseaddr,ipv6only=1`, 'SYSTEM:echo open']);
   }
@@ -97,13 +97,13 @@ const knock = (l: Lab, which: 'c' | 'm', args: string[]) => l.run(which, ['knock
 const proc = async (l: Lab, name: string) => (await l.xtr(['proc', 'cat', `net/xt_pknock/${name}`])).stdout;
 
 /** Subscribes to `xtr events` on the control socket; lines collected as they come. */
-function subscribe(socket: string): { events: Record<string, unknown>[]; close(): void; ready: Promise<void> } {
+function subscribe(socket: string, prefix = 'pknock.'): { events: Record<string, unknown>[]; close(): void; ready: Promise<void> } {
   const events: Record<string, unknown>[] = [];
   const sock = net.connect(socket);
   let buf = '';
   let readyResolve: () => void;
   const ready = new Promise<void>((r) => (readyResolve = r));
-  sock.on('connect', () => sock.write(JSON.stringify({ cmd: 'events', args: ['--kind', 'pknock.'] }) + '\n'));
+  sock.on('connect', () => sock.write(JSON.stringify({ cmd: 'events', args: ['--kind', prefix] }) + '\n'));
   sock.on('data', (c) => {
     buf += c.toString();
     for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
@@ -261,6 +261,56 @@ test.serial('a flood of 100,000 spoofed first knocks: the table stays at its cap
   t.true(rss() - rssBefore < 150_000, `RSS bounded: ${rssBefore} -> ${rss()} kB`);
   // ALLOWED peers survive the flood.
   t.regex(await proc(l, 'SSH'), /src=192\.0\.2\.2 proto=TCP status=ALLOWED/);
+});
+
+test.serial('encrypted knocks (knockcode): xtr-knock --code opens exactly the encoded port for exactly its address; replays and a wrong key do nothing', async (t) => {
+  const l = lab!;
+  const key = join(dir, 'kc.key');
+  const wrong = join(dir, 'kc-wrong.key');
+  await exec(['sh', '-c', `printf '%s\\n' ${'ab'.repeat(32)} > ${key}; printf '%s\\n' ${'cd'.repeat(32)} > ${wrong}`]);
+  for (const line of [
+    `-I FORWARD 2 -p udp -m knockcode --name KC --span 20000:20127 --span 30000:30127 --key-file ${key} -j DROP`,
+    '-I FORWARD 3 -p tcp -m knockcode --name KC --granted -j ACCEPT',
+  ]) {
+    const r = await l.xtr(['iptables', ...line.split(' ')]);
+    t.is(r.status, 0, r.stderr);
+  }
+  const sub = subscribe(l.router.socket, 'knockcode.');
+  await sub.ready;
+  try {
+    const tool = join(REPO_ROOT, 'scripts', 'xtr-knock');
+    const span = ['--span', '20000:20127', '--span', '30000:30127'];
+    // The knock ports for the client, sent by knockd's knock (UDP, 2 ms apart).
+    const printed = await exec([tool, '--code', ...span, '--key-file', key, '--open', '25:tcp', '-s', CLIENT, '--print', SERVER]);
+    const ports = printed.stdout.trim().split(' ');
+    t.is(ports.length, 31);
+    t.false(await reaches(l, 'c', 25));
+    await knock(l, 'c', ['-u', '-d', '2', SERVER, ...ports]);
+    t.true(await waitFor(() => reaches(l, 'c', 25), 3000, 200), 'the encoded port opens');
+    t.false(await reaches(l, 'c', 26), 'only the encoded port');
+    t.false(await reaches(l, 'm', 25), 'only for the encoded address');
+    t.regex((await l.xtr(['proc', 'cat', 'net/xt_knockcode/KC'])).stdout, /^src=198\.51\.100\.2 port=25 proto=tcp expires_in=\d+\n$/);
+    // The captured knocks replayed: from the client (replay), from the monitor (its address is not the sealed one).
+    await knock(l, 'c', ['-u', '-d', '2', SERVER, ...ports]);
+    await knock(l, 'm', ['-u', '-d', '2', SERVER, ...ports]);
+    t.false(await reaches(l, 'm', 25));
+    // A wrong key from the monitor, then the right one (xtr-knock sending the UDP knocks itself).
+    await l.run('m', [tool, '--code', '-u', ...span, '--key-file', wrong, '--open', '25:tcp', SERVER], { timeoutMs: 20_000 });
+    t.false(await reaches(l, 'm', 25), 'a wrong key does nothing');
+    await l.run('m', [tool, '--code', '-u', ...span, '--key-file', key, '--open', '26', SERVER], { timeoutMs: 20_000 });
+    t.true(await waitFor(() => reaches(l, 'm', 26), 3000, 200), 'the monitor opens its own port');
+    t.false(await reaches(l, 'm', 25));
+    const kinds = sub.events.filter((e) => String(e.kind).startsWith('knockcode.')).map((e) => `${e.kind}:${e.ip}:${e.reason ?? e.port}`);
+    t.deepEqual(kinds, [
+      'knockcode.open:198.51.100.2:25',
+      'knockcode.refused:198.51.100.2:replay',
+      'knockcode.failed:192.0.2.2:decrypt',
+      'knockcode.failed:192.0.2.2:decrypt',
+      'knockcode.open:192.0.2.2:26',
+    ]);
+  } finally {
+    sub.close();
+  }
 });
 
 test.serial('--autoclose 1 closes the AC rule after its minute', async (t) => {

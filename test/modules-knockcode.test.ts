@@ -39,7 +39,7 @@ const v4 = (a: string) => Buffer.from(a.split('.').map(Number));
 function setup() {
   const h = new XtHarness();
   const knock = h.match(knockcode, `--name KC --span 20000:20127 --span 30000:30127 --key-file ${KEYFILE}`, PLACE);
-  const check = h.match(knockcode, '--name KC --check', { ...PLACE, proto: 'tcp' });
+  const check = h.match(knockcode, '--name KC --granted', { ...PLACE, proto: 'tcp' });
   const send = (src: string, list: number[]) => {
     for (const p of list) knock.match(h.packet(ip4(src, SERVER, udpDgram(1000, p))));
   };
@@ -100,7 +100,7 @@ test('IPv6 sources; 12 bits per knock over one range', (t) => {
   const h = new XtHarness();
   const place = { ...PLACE, family: 6 } as const;
   const knock = h.match(knockcode, `--name K6 --span 40000:44095 --key-file ${KEYFILE}`, place);
-  const check = h.match(knockcode, '--name K6 --check', { ...place, proto: 'tcp' });
+  const check = h.match(knockcode, '--name K6 --granted', { ...place, proto: 'tcp' });
   const src = Buffer.from('20010db8000c00000000000000000002', 'hex');
   const wire = seal(KEY, src, 443, 1, Math.floor(h.services.wallClock / 1000) + 30, Buffer.alloc(8, 9));
   const bits = [...wire].map((b) => b.toString(2).padStart(8, '0')).join('').padEnd(252, '0');
@@ -119,7 +119,7 @@ test('option errors', (t) => {
     [`--name A --span 1:4 --span 3:6 --key-file ${KEYFILE}`, /spans overlap/],
     ['--name A --span 1:4', /give --span and --key-file/],
     [`--span 1:4 --key-file ${KEYFILE}`, /--name NAME is required/],
-    ['--name A --check --span 1:4', /--check takes only --name/],
+    ['--name A --granted --span 1:4', /--granted takes only --name/],
     [`--name A --span 4:1 --key-file ${KEYFILE}`, /--span "4:1"/],
     [`--name A --span 1:4 --key-file ${KEYFILE} --time 0`, /Bad value for "--time"/],
   ];
