@@ -83,6 +83,18 @@ async function counter(l: Lab, ruleRe: RegExp): Promise<number> {
   throw new Error(`no rule ${ruleRe} in\n${save}`);
 }
 
+/**
+ * Datagrams lost outside the rules, so the counts can be exact on a loaded machine: the
+ * client kernel's drops on c0 (its TUN queue full while xtr was not scheduled) and what
+ * the server's s0 received (a datagram xtr passed and wrote may still not arrive: see
+ * the test's log). Counters as they are now; tests take differences.
+ */
+async function linkCounters(l: Lab): Promise<{ clientDropped: number; serverRx: number }> {
+  const c = JSON.parse(await l.run('c', ['ip', '-s', '-j', 'link', 'show', 'c0'])) as { stats64: { tx: { dropped: number } } }[];
+  const s = JSON.parse(await l.run('s', ['ip', '-s', '-j', 'link', 'show', 's0'])) as { stats64: { rx: { packets: number } } }[];
+  return { clientDropped: c[0].stats64.tx.dropped, serverRx: s[0].stats64.rx.packets };
+}
+
 /** Maximal runs of consecutive numbers. */
 function runs(xs: number[]): [number, number][] {
   const out: [number, number][] = [];
@@ -98,11 +110,14 @@ test.serial('condition: opened, closed, opened through its proc file while datag
   const l = lab!;
   const port = 9101;
   await ok(l, `iptables -A FORWARD -p udp --dport ${port} -m condition ! --condition gate -j DROP`);
+  // Counts what the gate let through, so a loss after xtr's rules shows as such.
+  await ok(l, `iptables -A FORWARD -p udp --dport ${port}`);
   const path = 'net/nf_condition/gate';
   t.is(await ok(l, `proc cat ${path}`), '0\n', 'a new condition is 0');
   const pcap = join(dir, 'cond.pcap');
   const dump = await capture(l, pcap, port);
   const n = 600;
+  const links0 = await linkCounters(l);
   const send = l.background('c', sender(port, n, 60, 0.005));
   const dropRule = new RegExp(`--dport ${port} -m condition ! --condition "gate" +-j DROP`);
   // Open once some datagrams were dropped, close after some passed, open again.
@@ -122,10 +137,19 @@ test.serial('condition: opened, closed, opened through its proc file while datag
   await dump.kill('SIGINT');
   const got = seqs(pcap);
   const dropped = await counter(l, dropRule);
-  t.is(got.length + dropped, n, 'every datagram either reached the server or was counted by the DROP rule');
+  const passed = await counter(l, new RegExp(`^-A FORWARD -p udp -m udp --dport ${port}$`));
+  const links1 = await linkCounters(l);
+  const clientDropped = links1.clientDropped - links0.clientDropped;
+  const arrived = links1.serverRx - links0.serverRx;
+  t.log(`client kernel dropped ${clientDropped}; the gate dropped ${dropped}, passed ${passed}; s0 received ${arrived}, tcpdump ${got.length}; runs ${JSON.stringify(runs(got))}`);
+  t.is(dropped + passed + clientDropped, n, 'every datagram xtr read was dropped by the closed gate or passed the open one');
+  t.is(got.length, arrived, 'tcpdump saw every datagram that arrived');
+  t.true(arrived <= passed, 'nothing arrived that the gate did not pass');
+  // Two open periods; a datagram lost outside the rules can only split one.
+  const lost = clientDropped + passed - arrived;
   const r = runs(got);
-  t.is(r.length, 2, `two open periods: ${JSON.stringify(r)}`);
-  t.is(r[1][1], n - 1, 'open until the end');
+  t.true(r.length >= 2 && r.length <= 2 + lost, `two open periods: ${JSON.stringify(r)}`);
+  t.true(r[r.length - 1][1] >= n - 1 - lost, 'open until the end');
   t.true(r[0][0] >= 50);
 });
 
@@ -140,6 +164,7 @@ test.serial('quota2: spent, topped up with +3000 and set to 2000 through its pro
   const pcap = join(dir, 'quota.pcap');
   const dump = await capture(l, pcap, port);
   const n = 800;
+  const links0 = await linkCounters(l);
   const send = l.background('c', sender(port, n, 100, 0.005));
   const spent = () => waitFor(async () => (await ok(l, `proc cat ${q}`)) === '0\n', 15_000, 20);
   t.true(await spent(), 'the quota ran out');
@@ -152,11 +177,17 @@ test.serial('quota2: spent, topped up with +3000 and set to 2000 through its pro
   await sleep(300);
   await dump.kill('SIGINT');
   const got = seqs(pcap);
-  t.is(got.length, 100, '50 + 30 + 20 datagrams of 100 bytes');
-  t.is(runs(got)[0][0], 0, 'the first 50 went through at once');
-  t.deepEqual(runs(got).slice(0, 1), [[0, 49]]);
-  t.is(await ok(l, 'proc cat net/xt_quota/seen'), `${n * 100}\n`, 'the --grow counter counted every byte');
-  t.is(await counter(l, new RegExp(`--dport ${port} -j DROP`)), n - 100);
+  const links1 = await linkCounters(l);
+  const reached = n - (links1.clientDropped - links0.clientDropped);
+  const arrived = links1.serverRx - links0.serverRx;
+  t.log(`client kernel dropped ${n - reached}; s0 received ${arrived}, tcpdump ${got.length}`);
+  t.is(await ok(l, 'proc cat net/xt_quota/seen'), `${reached * 100}\n`, 'the --grow counter counted every byte xtr saw');
+  t.is(await counter(l, new RegExp(`^-A FORWARD -p udp -m udp --dport ${port} -j DROP$`)), reached - 100, 'all but 50 + 30 + 20 datagrams of 100 bytes dropped');
+  t.is(await counter(l, new RegExp(`--name q {2}--quota 0 {2}-j ACCEPT$`)), 100, 'the quota rule accepted 50 + 30 + 20');
+  t.is(got.length, arrived, 'tcpdump saw every datagram that arrived');
+  t.true(arrived <= 100, `nothing arrived that the quota did not accept (${arrived})`);
+  // The first datagrams xtr saw were within the quota: the server's first datagram is one of the first sent.
+  t.true(got.length > 0 && Math.min(...got) <= n - reached, `the first datagrams went through: ${JSON.stringify(runs(got))}`);
   // iptables-save shows what is left (0) and the grow counter's value, as upstream's save does.
   const save = await ok(l, 'iptables-save');
   t.regex(save, new RegExp(`-m quota2 --grow  --name seen  --quota ${n * 100} \\n`));
