@@ -89,6 +89,17 @@ test('pre-checks that need the link layer or interface facts: group-addressed fr
   t.is(h.services.emitted.length, 1, 'its unicast address is answered');
 });
 
+test('pre-check: a non-first fragment gets no reply from TARPIT or DELUDE (and is dropped)', (t) => {
+  for (const ext of [TARPIT, DELUDE]) {
+    const h = new XtHarness();
+    const inst = h.target(ext as TargetExtension<unknown>, '', { proto: 'tcp' });
+    // Offset 3 (24 bytes in): its first bytes are data, not a TCP header.
+    const frag = ip4('198.51.100.2', '203.0.113.2', { proto: 6, bytes: tcpSeg(1, 2, 0x02).bytes, csumAt: -1 }, { frag: 3 });
+    t.is(inst.target(h.packet(frag)), Verdict.DROP);
+    t.is(h.services.emitted.length, 0, ext.name);
+  }
+});
+
 test('TARPIT is stateless: the same segment gets the same reply whatever came before, and nothing is declared', (t) => {
   const h = new XtHarness();
   const inst = h.target(TARPIT, '', { proto: 'tcp' });
