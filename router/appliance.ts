@@ -8,9 +8,10 @@
  * Kept apart from main.ts so that startXtr() stays usable without the rule
  * engine (tests of the forwarding core) and the engine without processes.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { extensionCommands, type CommandTable } from './commands.js';
+import { extensionCommands, type CommandHandler, type CommandTable } from './commands.js';
+import { writeFileDurable, writeFileDurableSync } from './durable.js';
 import type { XtrConfig } from './config.js';
 import { Conntrack, conntrackCommands, type ConntrackOptions } from './conntrack.js';
 import { NatCore } from './conntrack/nat-core.js';
@@ -26,7 +27,10 @@ export interface Appliance {
   readonly netfilter: Netfilter;
   readonly conntrack: Conntrack;
   readonly commands: CommandTable;
-  /** Writes rules and extension state now (SIGTERM, explicit save). */
+  /**
+   * Writes rules and extension state now, synchronously and durably, as the
+   * last save (SIGTERM, restart): periodic and asynchronous saves stop.
+   */
   persist(): void;
   /** Runs every extension's reload (SIGHUP, `xtr reload-databases`): geoip/asn re-read their databases. */
   reloadDatabases(): string;
@@ -83,23 +87,84 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   // GC, expiry and the like of every extension's declared state, on one unref'd timer.
   netfilter.state.startTimer();
 
-  let saveQueued = false;
-  const persist = () => {
-    saveQueued = false;
+  // Durability (issue 12). A control command that may change rules or extension
+  // state answers only once the change is on disk (router/durable.ts: temp file,
+  // fsync, rename, fsync of the directory). State that traffic changes (recent
+  // lists, knock states, quota counters, rule counters ...) is saved every
+  // `netfilter.stateSaveIntervalMs` (default 1000) and at SIGTERM, so a crash
+  // loses at most that interval of it. While packets flow, saves are
+  // asynchronous: the picture (saveState) is taken synchronously between two
+  // packets, the write and both fsyncs run on libuv's thread pool, so a slow
+  // disk never stalls forwarding.
+  const intervalMs = stateSaveInterval(config.netfilter);
+  let final = false;
+  let lastWritten: string | null = null;
+  const writeSync = (text: string) => {
+    writeFileDurableSync(path, text, 0o600);
+    lastWritten = text;
+  };
+  /** Synchronous durable save (the `save` command, SYSRQ, shutdown). */
+  const saveNowSync = () => {
     try {
-      mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-      const tmp = `${path}.tmp-${process.pid}`;
-      writeFileSync(tmp, saveState(netfilter), { mode: 0o600 });
-      renameSync(tmp, path);
+      writeSync(saveState(netfilter));
     } catch (e) {
       log.error({ path, err: (e as Error).message }, 'saving rules and extension state failed');
     }
   };
-  // One write per burst of changes (a script of 50 iptables commands).
+  // Asynchronous saves, one at a time, in order. A request while none is queued
+  // queues one; a request while one is queued but has not yet taken its
+  // picture shares it (its picture will include the request's change).
+  let chain: Promise<unknown> = Promise.resolve();
+  let queued: Promise<boolean> | null = null;
+  const saveOnce = async (): Promise<boolean> => {
+    if (final) return false;
+    const text = saveState(netfilter);
+    if (text === lastWritten) return true;
+    try {
+      // No asynchronous rename may land after the final synchronous save.
+      const renamed = await writeFileDurable(path, text, 0o600, () => !final);
+      if (renamed) lastWritten = text;
+      return renamed;
+    } catch (e) {
+      log.error({ path, err: (e as Error).message }, 'saving rules and extension state failed');
+      return false;
+    }
+  };
+  const requestSave = (): Promise<boolean> => {
+    if (queued) return queued;
+    const p = chain.then(() => {
+      queued = null;
+      return saveOnce();
+    });
+    queued = p;
+    chain = p.catch(() => undefined);
+    return p;
+  };
+  let ruleChange = false;
   netfilter.onChange = () => {
-    if (saveQueued) return;
-    saveQueued = true;
-    setTimeout(persist, 200).unref();
+    ruleChange = true;
+  };
+  const periodic = setInterval(() => void requestSave(), intervalMs);
+  periodic.unref();
+  const persist = () => {
+    // Shutdown or restart: the last picture, synchronously, and nothing asynchronous after it.
+    final = true;
+    clearInterval(periodic);
+    saveNowSync();
+  };
+  /**
+   * Wraps a command that may change rules or extension state so that it
+   * answers only after a durable save that includes its change. `changes`
+   * says from the arguments whether it may have changed anything besides the
+   * rule set (which the engine's onChange reports itself).
+   */
+  const durable = (run: CommandHandler, changes: (args: string[]) => boolean): CommandHandler => async (args, input) => {
+    ruleChange = false;
+    const r = await run(args, input);
+    if (!ruleChange && !changes(args)) return r;
+    ruleChange = false;
+    if (await requestSave()) return r;
+    return { status: r.status === 0 ? 1 : r.status, stdout: r.stdout, stderr: `${r.stderr}xtr: the change is live but could not be saved to ${path} (see the log); it is lost at the next restart\n` };
   };
 
   // One reload per record (a file may register one record under several names or revisions).
@@ -119,14 +184,23 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     return reports.join('\n');
   };
 
+  const nfCommands = netfilterCommands(netfilter);
+  const zeroes = (args: string[]) => args.some((a) => a === '--zero' || /^-[A-Za-z]*Z/.test(a));
+  for (const name of ['iptables', 'ip6tables', 'iptables-restore', 'ip6tables-restore']) {
+    if (nfCommands[name]) nfCommands[name] = durable(nfCommands[name], name.endsWith('restore') ? () => false : zeroes);
+  }
+  if (nfCommands.proc) nfCommands.proc = durable(nfCommands.proc, (args) => args[0] === 'write');
+  const extCommands = extensionCommands(registry.all(), netfilter.state);
+  // An extension command may change its state (recent's flush, pknock's reset...): always saved before the answer.
+  if (extCommands.ext) extCommands.ext = durable(extCommands.ext, () => true);
   const commands: CommandTable = {
-    ...netfilterCommands(netfilter),
+    ...nfCommands,
     ...conntrackCommands(conntrack, monotonicMs),
-    ...extensionCommands(registry.all(), netfilter.state),
+    ...extCommands,
     'reload-databases': () => ({ status: 0, stdout: `${reloadDatabases()}\n`, stderr: '' }),
-    save: () => {
-      persist();
-      return { status: 0, stdout: `saved ${path}\n`, stderr: '' };
+    save: async () => {
+      if (await requestSave()) return { status: 0, stdout: `saved ${path}\n`, stderr: '' };
+      return { status: 1, stdout: '', stderr: `xtr save: could not write ${path} (see the log)\n` };
     },
   };
   const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, processActions: {} };
@@ -136,7 +210,7 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   if (router.services instanceof Services) {
     router.services.applianceHandler = (action: ApplianceAction): boolean => {
       let run: (() => void) | undefined;
-      if (action === 'save') run = persist;
+      if (action === 'save') run = () => void requestSave();
       else if (action === 'flush-conntrack') run = () => conntrack.flush();
       else run = app.processActions[action];
       if (!run) return false;
@@ -152,4 +226,15 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     };
   }
   return app;
+}
+
+/** `netfilter.stateSaveIntervalMs`: how often traffic-learned state is saved (the bound on what a crash loses). */
+export const DEFAULT_STATE_SAVE_INTERVAL_MS = 1000;
+function stateSaveInterval(settings: Readonly<Record<string, unknown>>): number {
+  const v = settings.stateSaveIntervalMs;
+  if (v === undefined) return DEFAULT_STATE_SAVE_INTERVAL_MS;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 50 || v > 3_600_000) {
+    throw new Error(`netfilter.stateSaveIntervalMs: ${JSON.stringify(v)} must be an integer number of milliseconds from 50 to 3600000`);
+  }
+  return v;
 }
