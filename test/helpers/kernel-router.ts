@@ -218,6 +218,14 @@ const QUIET_V6 = {
   'net.ipv6.conf.default.router_solicitations': '0',
   'net.ipv6.conf.all.accept_ra': '0',
   'net.ipv6.conf.default.accept_ra': '0',
+  // Unsolicited MLD reports (joining solicited-node groups at link-up, all-routers when
+  // forwarding is turned on) are repeated after a random delay up to this interval (default
+  // 1 s): a late one was counted in a case's OUTPUT/POSTROUTING policy counters (flaky
+  // differential-v6). 10 ms makes every repeat happen during setup, before any case runs.
+  'net.ipv6.conf.all.mldv2_unsolicited_report_interval': '10',
+  'net.ipv6.conf.default.mldv2_unsolicited_report_interval': '10',
+  'net.ipv6.conf.all.mldv1_unsolicited_report_interval': '10',
+  'net.ipv6.conf.default.mldv1_unsolicited_report_interval': '10',
 };
 
 export class KernelRouter implements Topology {
