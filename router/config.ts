@@ -66,6 +66,15 @@ export interface XtrConfig {
   readonly routes: readonly RouteConfig[];
   readonly netfilter: Readonly<Record<string, unknown>>;
   readonly extensions: Readonly<Record<string, unknown>>;
+  /** Gateway mode NAT (docs/gateway.md "NAT"): ports diverted into xtr before the kernel's `local` rule. */
+  readonly gateway: GatewayConfig;
+}
+
+export interface GatewayConfig {
+  /** MASQUERADE/SNAT to the gateway's own address takes ports and ICMP ids from [lo, hi]. */
+  readonly natPorts: readonly [number, number];
+  /** DNAT port forwards on the gateway's own addresses: `tcp/2222`, `udp/5000-5010`. */
+  readonly forwardPorts: readonly { readonly proto: 'tcp' | 'udp' | 'sctp'; readonly lo: number; readonly hi: number }[];
 }
 
 /** A configuration error: `path` is where in the document, `message` includes it. */
@@ -232,7 +241,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -385,7 +394,39 @@ export function validateConfig(doc: unknown): XtrConfig {
     routes,
     netfilter,
     extensions,
+    gateway: validateGateway(root.gateway),
   };
+}
+
+/** A port or `lo-hi` range, for the gateway keys: 1-65534 (the kernel's fib rules refuse port 65535 in a dport range). */
+function portRange(v: unknown, path: string): [number, number] {
+  const s = typeof v === 'number' ? String(v) : str(v, path);
+  const m = /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/.exec(s);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!m || lo < 1 || hi > 65534 || lo > hi) throw new ConfigError(path, `${describe(v)} is not a port or port range (1-65534, low-high)`);
+  return [lo, hi];
+}
+
+function validateGateway(raw: unknown): GatewayConfig {
+  let natPorts: [number, number] = [61000, 65534];
+  const forwardPorts: { proto: 'tcp' | 'udp' | 'sctp'; lo: number; hi: number }[] = [];
+  if (raw === undefined || raw === null) return { natPorts, forwardPorts };
+  const g = obj(raw, 'gateway');
+  onlyKeys(g, ['natPorts', 'forwardPorts'], 'gateway');
+  if (g.natPorts !== undefined) natPorts = portRange(g.natPorts, 'gateway.natPorts');
+  if (g.forwardPorts !== undefined) {
+    list(g.forwardPorts, 'gateway.forwardPorts').forEach((v, i) => {
+      const path = `gateway.forwardPorts[${i}]`;
+      const s = str(v, path);
+      const slash = s.indexOf('/');
+      const proto = s.slice(0, slash);
+      if (slash < 0 || (proto !== 'tcp' && proto !== 'udp' && proto !== 'sctp')) throw new ConfigError(path, `${describe(v)} is not PROTO/PORT[-PORT] (tcp, udp or sctp)`);
+      const [lo, hi] = portRange(s.slice(slash + 1), path);
+      forwardPorts.push({ proto, lo, hi });
+    });
+  }
+  return { natPorts, forwardPorts };
 }
 
 function validatePeer(

@@ -31,6 +31,8 @@ import { createLogger, type Logger } from './log.js';
 import { Placement } from './placement.js';
 import { Router, type Netfilter } from './forward.js';
 import { Services } from './services.js';
+import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
+import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
 import { buildAppliance, type Appliance } from './appliance.js';
 import { extensions } from '../modules/registry.js';
@@ -161,6 +163,13 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     if (opts.netfilter) {
       const nf = typeof opts.netfilter === 'function' ? (opts.netfilter as (router: Router) => NetfilterArg)(r) : opts.netfilter;
       r.setNetfilter(nf);
+    }
+    if (gateway) {
+      // Gateway-mode NAT (docs/gateway.md "NAT"): SNAT to the gateway's own addresses takes
+      // ports from gateway.natPorts, whose replies policy routing diverts into xtr.
+      const own = config.interfaces.filter((i) => i.attach).flatMap((i) => i.addresses);
+      if (r.services.nat instanceof NatCore) r.services.nat.hostPorts = hostNatPorts(own, config.gateway.natPorts);
+      await placement.placeGatewayNat(own, config.gateway.natPorts, config.gateway.forwardPorts);
     }
     r.start();
 
@@ -400,3 +409,20 @@ function isEntryPoint(): boolean {
 }
 const isEntry = isEntryPoint();
 if (isEntry) await cliEntry();
+
+/** The gateway's own addresses (attached interfaces' configured ones) as NatCore's HostNatPorts. */
+function hostNatPorts(addrs: readonly string[], ports: readonly [number, number]): HostNatPorts {
+  const v4 = new Set<number>();
+  const v6 = new Set<string>();
+  for (const a of addrs) {
+    const p = parsePrefix(a, true);
+    if (p === null) continue;
+    if (p.family === 4) v4.add(p.addr >>> 0);
+    else v6.add(Array.from(p.addr).join(','));
+  }
+  return {
+    lo: ports[0],
+    hi: ports[1],
+    owns: (family, addr) => (family === 4 ? v4.has(addr[0] >>> 0) : v6.has(Array.from(addr).join(','))),
+  };
+}

@@ -118,6 +118,10 @@ export function addrOf(cidr: string): string {
 export const GATEWAY_TABLE_BASE = 7800;
 export const GATEWAY_PREF_BASE = 7800;
 
+/** Gateway NAT (placeGatewayNat): where the kernel's `local` rule moves, and the diversion rules before it. */
+export const GATEWAY_LOCAL_PREF = 100;
+export const GATEWAY_NAT_PREF = 90;
+
 interface GatewayState {
   tun: string;
   attach: string;
@@ -130,6 +134,9 @@ export class Placement {
   private readonly createdNamespaces: string[] = [];
   private readonly gateways: GatewayState[] = [];
   private gatewayIndex = 0;
+  /** placeGatewayNat ran (teardown moves the local rule back). */
+  private natPlaced = false;
+  private reservedPortsWas: string | null = null;
 
   constructor(private readonly log: PlacementLogger) {}
 
@@ -307,8 +314,88 @@ export class Placement {
     }
   }
 
+  /**
+   * Gateway-mode NAT (docs/gateway.md "NAT"), after every placeGateway: the
+   * kernel's `local` rule moves from pref 0 to GATEWAY_LOCAL_PREF, and rules
+   * at GATEWAY_NAT_PREF (before it) divert into xtr what arrives on a real
+   * interface for one of the gateway's own addresses (`addrs`) and belongs to
+   * xtr: TCP/UDP/SCTP to the NAT port range (replies of MASQUERADE/SNAT
+   * flows), to the forwarded ports (DNAT port forwards), and IPv4 ICMP (echo
+   * replies and errors of NATed flows; xtr hands back into the kernel what
+   * is not its own, through the TUN it came from). The gateway's own sockets
+   * are kept out of the NAT range with ip_local_reserved_ports.
+   */
+  async placeGatewayNat(addrs: readonly string[], natPorts: readonly [number, number], forwardPorts: readonly { proto: string; lo: number; hi: number }[]): Promise<void> {
+    if (this.gateways.length === 0) return;
+    await this.removeGatewayNat(true);
+    this.natPlaced = true;
+    for (const fam of [4, 6] as const) {
+      const own = addrs.filter((a) => familyOf(a) === fam).map(addrOf);
+      if (own.length === 0) continue;
+      // Never without a local rule: add the later one before deleting pref 0.
+      await ip([`-${fam}`, 'rule', 'add', 'pref', String(GATEWAY_LOCAL_PREF), 'lookup', 'local']);
+      await ip([`-${fam}`, 'rule', 'del', 'pref', '0', 'lookup', 'local']).catch(() => undefined);
+      const matches: string[][] = [];
+      for (const proto of ['tcp', 'udp', 'sctp']) matches.push(['ipproto', proto, 'dport', `${natPorts[0]}-${natPorts[1]}`]);
+      for (const f of forwardPorts) matches.push(['ipproto', f.proto, 'dport', f.lo === f.hi ? String(f.lo) : `${f.lo}-${f.hi}`]);
+      // ICMPv6 is not diverted: neighbour discovery to the gateway's addresses must stay on the real interface.
+      if (fam === 4) matches.push(['ipproto', 'icmp']);
+      for (const g of this.gateways) {
+        for (const a of own) {
+          for (const m of matches) {
+            await ip([`-${fam}`, 'rule', 'add', 'pref', String(GATEWAY_NAT_PREF), 'iif', g.attach, 'to', a, ...m, 'lookup', String(g.table)]);
+          }
+        }
+      }
+    }
+    // Keep the gateway's own connections off the NAT range (they would share its reply tuples).
+    try {
+      const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+      if (lo <= natPorts[1] && hi >= natPorts[0]) {
+        const path = '/proc/sys/net/ipv4/ip_local_reserved_ports';
+        const was = readFileSync(path, 'utf8').trim();
+        const range = `${natPorts[0]}-${natPorts[1]}`;
+        writeFileSync(path, was ? `${was},${range}\n` : `${range}\n`);
+        this.reservedPortsWas = was;
+        this.log.info({ range }, 'gateway NAT ports reserved (ip_local_reserved_ports)');
+      }
+    } catch (e) {
+      this.log.warn({ err: String(e), natPorts }, 'gateway NAT port range overlaps ip_local_port_range and cannot be reserved: the gateway\'s own connections may take NAT ports; set net.ipv4.ip_local_reserved_ports outside');
+    }
+    this.log.info({ natPorts, forwardPorts, localPref: GATEWAY_LOCAL_PREF }, 'gateway NAT diversion placed');
+  }
+
+  private async removeGatewayNat(quiet: boolean): Promise<void> {
+    for (const fam of [4, 6] as const) {
+      // The local rule back at pref 0 first (a no-op error if it is there), then the moved one and ours.
+      const hasZero = (await ip([`-${fam}`, 'rule', 'show', 'pref', '0']).catch(() => '')).includes('lookup local');
+      if (!hasZero) await ip([`-${fam}`, 'rule', 'add', 'pref', '0', 'lookup', 'local']).catch((e) => quiet || this.log.warn({ err: String(e) }, 'cannot restore the local rule at pref 0'));
+      for (const pref of [GATEWAY_LOCAL_PREF, GATEWAY_NAT_PREF]) {
+        for (let i = 0; i < 4096; i++) {
+          try {
+            await ip([`-${fam}`, 'rule', 'del', 'pref', String(pref)]);
+          } catch {
+            break;
+          }
+        }
+      }
+    }
+    if (this.reservedPortsWas !== null) {
+      try {
+        writeFileSync('/proc/sys/net/ipv4/ip_local_reserved_ports', `${this.reservedPortsWas}\n`);
+      } catch (e) {
+        if (!quiet) this.log.warn({ err: String(e) }, 'cannot restore ip_local_reserved_ports');
+      }
+      this.reservedPortsWas = null;
+    }
+  }
+
   /** Undoes policy routing and deletes namespaces this process created. Never throws. */
   async teardown(): Promise<void> {
+    if (this.natPlaced) {
+      this.natPlaced = false;
+      await this.removeGatewayNat(false);
+    }
     for (const st of this.gateways.splice(0)) await this.removeGateway(st, false);
     for (const ns of this.createdNamespaces.splice(0)) {
       await run(['ip', 'netns', 'del', ns]).catch((e) => this.log.warn({ netns: ns, err: String(e) }, 'namespace delete failed'));

@@ -4,57 +4,138 @@
  * a server namespace with no route back to the LAN, so only the translation
  * can make replies come back.
  *
- * KNOWN DEFECT, kept as a failing test so it is noticed when fixed: the
- * server's replies are addressed to the gateway's own address, which the
- * kernel's `local` table (rule pref 0, before xtr's `iif REAL` rules)
- * delivers to the gateway's own stack; they never reach xtr, whose flow
- * stays UNREPLIED. Moving the local rule after xtr's would divert the
- * gateway's own traffic, IPv4 broadcasts and IPv6 multicast/link-local
- * (neighbour discovery) into xtr too, so it needs more than a rule move.
+ * The replies are addressed to the gateway's own address. xtr binds such a
+ * translation to a port (ICMP echo id) from `gateway.natPorts`, and policy
+ * rules placed before the kernel's `local` rule (moved from pref 0 to 100)
+ * divert TCP/UDP to those ports and IPv4 ICMP for the gateway's addresses
+ * into xtr; what is not a NATed flow's xtr hands back into the kernel
+ * through the TUN it came from, so the gateway's own traffic keeps working.
+ * A DNAT port forward diverts the ports listed in `gateway.forwardPorts`.
  *
  *   a (10.1.0.2) --veth-- [ga  g  gb] --veth-- b (10.2.0.2, no route to 10.1.0.0/24)
  */
 import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Namespaces, REPO_ROOT, run, sleep, startRouter, vethPair, background, exec, type RouterProcess } from './helpers/netns.js';
 
 const PEER = join(REPO_ROOT, 'test', 'fixtures', 'xw5a', 'natpeer.py');
 
-test.failing('gateway mode (known defect, see above): MASQUERADE out of wan - the server sees the gateway address and the client gets the answer', async (t) => {
-  const nss = new Namespaces('xw5a-g');
-  let router: RouterProcess | null = null;
-  const bgs: ReturnType<typeof background>[] = [];
-  t.teardown(async () => {
-    for (const b of bgs) await b.kill('SIGKILL');
-    if (router) await router.stop();
-    await nss.cleanup();
-  });
+async function topology(nss: Namespaces) {
   const a = await nss.add('a');
   const g = await nss.add('g');
   const b = await nss.add('b');
   await vethPair({ ns: a, ifname: 'a0', addresses: ['10.1.0.2/24'] }, { ns: g, ifname: 'ga', addresses: ['10.1.0.1/24'] });
   await vethPair({ ns: g, ifname: 'gb', addresses: ['10.2.0.1/24'] }, { ns: b, ifname: 'b0', addresses: ['10.2.0.2/24'] });
   await run(['ip', 'route', 'add', 'default', 'via', '10.1.0.1'], { netns: a });
-  router = await startRouter({
-    netns: g,
-    socket: `/run/xtr/${nss.prefix}gw.sock`,
-    config: {
-      logLevel: 'info',
-      interfaces: [
-        { name: 'lan', mode: 'tun', mtu: 1500, addresses: ['10.1.0.1/24'], attach: 'ga' },
-        { name: 'wan', mode: 'tun', mtu: 1500, addresses: ['10.2.0.1/24'], attach: 'gb' },
-      ],
-      routes: [],
-    },
+  return { a, g, b };
+}
+
+function gatewayConfig(gateway?: object) {
+  return {
+    logLevel: 'info',
+    interfaces: [
+      { name: 'lan', mode: 'tun', mtu: 1500, addresses: ['10.1.0.1/24'], attach: 'ga' },
+      { name: 'wan', mode: 'tun', mtu: 1500, addresses: ['10.2.0.1/24'], attach: 'gb' },
+    ],
+    routes: [],
+    ...(gateway ? { gateway } : {}),
+  };
+}
+
+test.serial('gateway mode: MASQUERADE out of wan - the server sees the gateway address, the client gets the answer (UDP, TCP with content, ping); the gateway\'s own traffic still works; rules undone on exit', async (t) => {
+  const nss = new Namespaces('xx2-gn');
+  let router: RouterProcess | null = null;
+  const bgs: ReturnType<typeof background>[] = [];
+  t.teardown(async () => {
+    for (const x of bgs) await x.kill('SIGKILL');
+    if (router) await router.stop();
+    await nss.cleanup();
   });
+  const { a, g, b } = await topology(nss);
+  const rulesBefore = await run(['ip', 'rule', 'show'], { netns: g });
+  router = await startRouter({ netns: g, socket: `/run/xtr/${nss.prefix}gw.sock`, config: gatewayConfig() });
+  const rules = await run(['ip', 'rule', 'show'], { netns: g });
+  t.log(rules);
+  t.notRegex(rules, /^0:\s+from all lookup local/m, 'the local rule moved after the diversion rules');
+  t.regex(rules, /^100:\s+from all lookup local/m);
+  t.regex(rules, /^90:\s+from all to 10\.2\.0\.1 iif gb ipproto (tcp|6) dport 61000-65534 lookup/m);
+
   const r = await router.xtr(['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE']);
   t.is(r.status, 0, r.stderr);
-  const srv = background(['/usr/bin/python3', PEER, 'serve', '0.0.0.0', '7001', '7002', '20'], { netns: b });
+  const srv = background(['/usr/bin/python3', PEER, 'serve', '0.0.0.0', '7001', '7002', '30'], { netns: b });
   bgs.push(srv);
   await sleep(800);
+
+  // UDP: the server sees the gateway's address and a port of the NAT range; the answer reaches the client.
   const seen = (await exec(['/usr/bin/python3', PEER, 'udp', '10.1.0.2', '40000', '10.2.0.2', '7001'], { netns: a })).stdout.trim();
   t.log((await router.xtr(['conntrack', '-L'])).stdout);
-  t.is(seen, '10.2.0.1 40000');
-  const ping = await exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.2.0.2'], { netns: a, timeoutMs: 10_000 });
-  t.regex(ping.stdout, /2 received/);
+  const m = /^10\.2\.0\.1 (\d+)$/.exec(seen);
+  t.truthy(m, `server saw: ${seen}`);
+  if (m) t.true(Number(m[1]) >= 61000 && Number(m[1]) <= 65534, `NAT port ${m[1]} in 61000-65534`);
+
+  // TCP transfer with a content check, through the NAT.
+  const data = randomBytes(256 * 1024);
+  const sha = createHash('sha256').update(data).digest('hex');
+  const tcp = await exec(['socat', '-t', '5', '-', 'TCP:10.2.0.2:7002'], { netns: a, input: data, timeoutMs: 20_000 });
+  const tm = /^10\.2\.0\.1 (\d+) ([0-9a-f]{64})$/.exec(tcp.stdout.trim());
+  t.truthy(tm, `tcp answer: ${tcp.stdout} ${tcp.stderr}`);
+  if (tm) {
+    t.true(Number(tm[1]) >= 61000 && Number(tm[1]) <= 65534, `TCP NAT port ${tm[1]}`);
+    t.is(tm[2], sha);
+  }
+
+  // Ping through the NAT (echo id translated into the range, replies diverted by the ICMP rule).
+  const ping = await exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.2.0.2'], { netns: a, timeoutMs: 15_000 });
+  t.regex(ping.stdout, /3 received/, ping.stdout + ping.stderr);
+
+  // The gateway's own traffic: ping (ICMP is diverted and handed back), UDP and TCP (ports outside the range).
+  const gping = await exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.2.0.2'], { netns: g, timeoutMs: 15_000 });
+  t.regex(gping.stdout, /3 received/, gping.stdout + gping.stderr);
+  const gudp = (await exec(['/usr/bin/python3', PEER, 'udp', '10.2.0.1', '0', '10.2.0.2', '7001'], { netns: g })).stdout.trim();
+  t.regex(gudp, /^10\.2\.0\.1 \d+$/);
+  const small = randomBytes(4096);
+  const gtcp = await exec(['socat', '-t', '5', '-', 'TCP:10.2.0.2:7002'], { netns: g, input: small, timeoutMs: 20_000 });
+  t.regex(gtcp.stdout.trim(), new RegExp(`^10\\.2\\.0\\.1 \\d+ ${createHash('sha256').update(small).digest('hex')}$`));
+  // The server pings the gateway: echo request diverted into xtr, handed back, answered by the kernel.
+  const bping = await exec(['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.2.0.1'], { netns: b, timeoutMs: 15_000 });
+  t.regex(bping.stdout, /2 received/, bping.stdout + bping.stderr);
+
+  // Stopped: the local rule is back at pref 0 and ours are gone.
+  await router.stop();
+  router = null;
+  const after = await run(['ip', 'rule', 'show'], { netns: g });
+  t.is(after, rulesBefore);
+});
+
+test.serial('gateway mode: DNAT port forward on the gateway address (gateway.forwardPorts) reaches a LAN host and answers', async (t) => {
+  const nss = new Namespaces('xx2-gd');
+  let router: RouterProcess | null = null;
+  const bgs: ReturnType<typeof background>[] = [];
+  t.teardown(async () => {
+    for (const x of bgs) await x.kill('SIGKILL');
+    if (router) await router.stop();
+    await nss.cleanup();
+  });
+  const { a, g, b } = await topology(nss);
+  router = await startRouter({ netns: g, socket: `/run/xtr/${nss.prefix}gw.sock`, config: gatewayConfig({ forwardPorts: ['tcp/2222', 'udp/2223'] }) });
+  for (const rule of [
+    ['-A', 'PREROUTING', '-i', 'wan', '-p', 'tcp', '--dport', '2222', '-j', 'DNAT', '--to-destination', '10.1.0.2:7002'],
+    ['-A', 'PREROUTING', '-i', 'wan', '-p', 'udp', '--dport', '2223', '-j', 'DNAT', '--to-destination', '10.1.0.2:7001'],
+  ]) {
+    const r = await router.xtr(['iptables', '-t', 'nat', ...rule]);
+    t.is(r.status, 0, r.stderr);
+  }
+  const srv = background(['/usr/bin/python3', PEER, 'serve', '0.0.0.0', '7001', '7002', '30'], { netns: a });
+  bgs.push(srv);
+  await sleep(800);
+  const data = randomBytes(64 * 1024);
+  const tcp = await exec(['socat', '-t', '5', '-', 'TCP:10.2.0.1:2222'], { netns: b, input: data, timeoutMs: 20_000 });
+  t.is(tcp.stdout.trim().replace(/ \d+ /, ' P '), `10.2.0.2 P ${createHash('sha256').update(data).digest('hex')}`, tcp.stderr);
+  const udp = (await exec(['/usr/bin/python3', PEER, 'udp', '10.2.0.2', '45000', '10.2.0.1', '2223'], { netns: b })).stdout.trim();
+  t.is(udp, '10.2.0.2 45000');
+  t.log((await router.xtr(['conntrack', '-L'])).stdout);
+  // A port not forwarded still belongs to the gateway's kernel: nothing listens, so a refusal from it.
+  const closed = await exec(['socat', '-T', '2', '-', 'TCP:10.2.0.1:2224,connect-timeout=2'], { netns: b, input: 'x', timeoutMs: 10_000 });
+  t.regex(closed.stderr, /Connection refused/);
 });

@@ -81,7 +81,10 @@ const tun = (name: string, addresses: string[] = []) => ({ name, addresses });
 
 const bad: [string, unknown, string][] = [
   ['root not an object', [1], ': expected an object, got a list'],
-  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions)'],
+  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions, gateway)'],
+  ['gateway natPorts 65535', { gateway: { natPorts: '61000-65535' } }, 'gateway.natPorts: "61000-65535" is not a port or port range (1-65534, low-high)'],
+  ['gateway forwardPorts proto', { gateway: { forwardPorts: ['icmp/1'] } }, 'gateway.forwardPorts[0]: "icmp/1" is not PROTO/PORT[-PORT] (tcp, udp or sctp)'],
+  ['gateway unknown key', { gateway: { ports: 1 } }, 'gateway.ports: unknown key (allowed: natPorts, forwardPorts)'],
   ['log level', { logLevel: 'loud' }, 'logLevel: "loud" is not a log level (one of fatal, error, warn, info, debug, trace, silent)'],
   ['socket relative', { control: { socket: 'xtr.sock' } }, 'control.socket: "xtr.sock" must be an absolute path'],
   ['host interface name', { hostInterface: { name: 'a very long interface name' } }, 'hostInterface.name: "a very long interface name" is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)'],

@@ -77,7 +77,24 @@ function isQuery(e: ConnEntry): boolean {
   return (e.proto === P_ICMP && e.family === 4) || (e.proto === P_ICMPV6 && e.family === 6);
 }
 
+/**
+ * Gateway mode (docs/gateway.md "NAT"): the kernel of the gateway's
+ * namespace owns some addresses, and only replies whose destination port is
+ * in `lo..hi` (and ICMP) are diverted into xtr before the kernel's `local`
+ * rule; a source translation to such an address takes its port (ICMP query
+ * id) from that range.
+ */
+export interface HostNatPorts {
+  lo: number;
+  hi: number;
+  owns(family: number, addr: Uint32Array): boolean;
+}
+
 export class NatCore implements NatService, NatHook {
+  /** Set in gateway mode only. */
+  hostPorts: HostNatPorts | null = null;
+  private readonly hostRange: NatRange = { flags: 0, minAddr: new Uint32Array(4), maxAddr: new Uint32Array(4), minPort: 0, maxPort: 0, basePort: 0 };
+
   constructor(
     private readonly ct: Conntrack,
     private readonly random: () => number,
@@ -116,6 +133,7 @@ export class NatCore implements NatService, NatHook {
 
   /** get_unique_tuple + nf_nat_setup_info's binding. */
   private bind(e: ConnEntry, manip: NatManip, r: NatRange, now: number): void {
+    if (this.hostPorts !== null && manip === NatManip.SRC) r = this.hostRangeFor(e, r);
     const ct = this.ct;
     const family = e.family;
     const flags = r.flags;
@@ -148,6 +166,40 @@ export class NatCore implements NatService, NatHook {
       }
     }
     ct.setBinding(e, manip, cand, this.uniquePort(e, manip, r, cand, origPort, now), now, true);
+  }
+
+  /**
+   * Gateway mode: a SRC binding whose address the gateway's kernel owns gets
+   * its ports from the reserved range (intersected with the rule's
+   * --to-ports, the reserved range alone when they do not meet), so the
+   * replies match the policy rules that divert them into xtr.
+   */
+  private hostRangeFor(e: ConnEntry, r: NatRange): NatRange {
+    const hp = this.hostPorts!;
+    if (!hasPorts(e.proto) && !isQuery(e)) return r;
+    cand.set(e.orig.src);
+    if ((r.flags & NatRangeFlag.MAP_IPS) !== 0) this.pickAddress(e, NatManip.SRC, r, cand);
+    if (!hp.owns(e.family, cand)) return r;
+    const h = this.hostRange;
+    h.flags = r.flags | NatRangeFlag.PROTO_SPECIFIED;
+    h.minAddr.set(r.minAddr);
+    h.maxAddr.set(r.maxAddr);
+    h.basePort = r.basePort;
+    let lo = hp.lo;
+    let hi = hp.hi;
+    if ((r.flags & NatRangeFlag.PROTO_SPECIFIED) !== 0) {
+      const a = Math.max(lo, Math.min(r.minPort, r.maxPort));
+      const b = Math.min(hi, Math.max(r.minPort, r.maxPort));
+      if (a <= b) {
+        lo = a;
+        hi = b;
+      }
+      // Offsets (NETMAP-like port maps) make no sense in a narrowed range.
+    }
+    h.flags &= ~NatRangeFlag.PROTO_OFFSET;
+    h.minPort = lo;
+    h.maxPort = hi;
+    return h;
   }
 
   /** find_best_ips_proto: one address of the range, chosen by a hash of the source (and destination) address. */
