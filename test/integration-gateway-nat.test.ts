@@ -53,6 +53,8 @@ test.serial('gateway mode: MASQUERADE out of wan - the server sees the gateway a
     await nss.cleanup();
   });
   const { a, g, b } = await topology(nss);
+  // An ephemeral range overlapping the NAT range: xtr reserves its range (ip_local_reserved_ports) and restores it at stop.
+  await run(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=32768 64000'], { netns: g });
   const rulesBefore = await run(['ip', 'rule', 'show'], { netns: g });
   router = await startRouter({ netns: g, socket: `/run/xtr/${nss.prefix}gw.sock`, config: gatewayConfig() });
   const rules = await run(['ip', 'rule', 'show'], { netns: g });
@@ -61,6 +63,7 @@ test.serial('gateway mode: MASQUERADE out of wan - the server sees the gateway a
   t.regex(rules, /^100:\s+from all lookup local/m);
   t.regex(rules, /^90:\s+from all to 10\.2\.0\.1 iif gb ipproto (tcp|6) dport 61000-65534 lookup/m);
 
+  t.is((await run(['cat', '/proc/sys/net/ipv4/ip_local_reserved_ports'], { netns: g })).trim(), '61000-65534');
   const r = await router.xtr(['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE']);
   t.is(r.status, 0, r.stderr);
   const srv = background(['/usr/bin/python3', PEER, 'serve', '0.0.0.0', '7001', '7002', '30'], { netns: b });
@@ -89,6 +92,16 @@ test.serial('gateway mode: MASQUERADE out of wan - the server sees the gateway a
   const ping = await exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.2.0.2'], { netns: a, timeoutMs: 15_000 });
   t.regex(ping.stdout, /3 received/, ping.stdout + ping.stderr);
 
+  // An ICMP error about a NATed flow (port unreachable from the server's kernel, sent to the
+  // gateway address) is diverted, translated and reaches the client's socket.
+  const refused = await exec(['/usr/bin/python3', '-c', [
+    'import socket',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    "s.bind(('10.1.0.2', 40001)); s.connect(('10.2.0.2', 7999)); s.settimeout(3); s.send(b'x')",
+    'try:\n    s.recv(100); print("answer")\nexcept ConnectionRefusedError:\n    print("refused")\nexcept socket.timeout:\n    print("timeout")',
+  ].join('\n')], { netns: a, timeoutMs: 10_000 });
+  t.is(refused.stdout.trim(), 'refused', refused.stderr);
+
   // The gateway's own traffic: ping (ICMP is diverted and handed back), UDP and TCP (ports outside the range).
   const gping = await exec(['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.2.0.2'], { netns: g, timeoutMs: 15_000 });
   t.regex(gping.stdout, /3 received/, gping.stdout + gping.stderr);
@@ -106,6 +119,7 @@ test.serial('gateway mode: MASQUERADE out of wan - the server sees the gateway a
   router = null;
   const after = await run(['ip', 'rule', 'show'], { netns: g });
   t.is(after, rulesBefore);
+  t.is((await run(['cat', '/proc/sys/net/ipv4/ip_local_reserved_ports'], { netns: g })).trim(), '');
 });
 
 test.serial('gateway mode: DNAT port forward on the gateway address (gateway.forwardPorts) reaches a LAN host and answers', async (t) => {
