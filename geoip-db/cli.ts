@@ -25,6 +25,57 @@ import {
 } from './build.js';
 import { isMmdb } from './mmdb.js';
 import { queryRanges, QueryError } from './query.js';
+import { quietEpipe, versionLine } from '../xt/version.js';
+
+/** `TOOL --help` texts (also the source of the man pages' synopsis). */
+export const HELP: Readonly<Record<string, string>> = {
+  xt_geoip_build: `usage: xt_geoip_build [-D dir] [-i file]... [-s] [-q] [file...]
+Builds xt_geoip's per-country range files (XX.iv4, XX.iv6) in dir from DB-IP
+country CSV (dbip-country-lite.csv by default), "-" for stdin, or .mmdb files.
+  -D dir   target directory (default: .)
+  -i file  an input file (repeatable; operands are inputs too)
+  -s       target /usr/share/xt_geoip
+  -q       quiet: no per-country report, no progress
+  --help, --version
+exit status: 0 ok, 1 failure (unreadable input, missing directory), 2 usage error
+`,
+  xt_geoip_build_maxmind: `usage: xt_geoip_build_maxmind [-D dir] [-S dir] [-s] [-q]
+Builds xt_geoip's range files from MaxMind GeoLite2 Country CSV
+(GeoLite2-Country-Locations-en.csv, -Blocks-IPv4.csv, -Blocks-IPv6.csv in the source dir).
+  -D dir   target directory (default: .)
+  -S dir   source directory (default: .)
+  -s       target /usr/share/xt_geoip
+  -q       quiet: no per-country report, no progress
+  --help, --version
+exit status: 0 ok, 1 failure, 2 usage error
+`,
+  xt_asn_build: `usage: xt_asn_build [-D dir] [-S dir] [-O zonefile] [-i file]... [-s] [-q] [file...]
+Builds xt_asn's per-AS range files (N.iv4, N.iv6) from GeoLite2 ASN CSV in the
+source dir, or from the given CSV (ip-location-db asn format) or .mmdb files.
+  -D dir       target directory (default: .)
+  -S dir       source directory of GeoLite2-ASN-Blocks-IPv{4,6}.csv (default: .)
+  -O zonefile  also write the AS names as a zone file (GeoLite2 input only)
+  -i file      an input file (repeatable; operands are inputs too)
+  -s           target /usr/share/xt_asn
+  -q           quiet: no per-AS report, no progress
+  --help, --version
+exit status: 0 ok, 1 failure, 2 usage error
+`,
+  xt_geoip_query: `usage: xt_geoip_query [-D dir] [-4] [-6] cc...
+Prints the address ranges of each country code from the database in dir.
+  -D dir  database directory (default: .)
+  -4, -6  only IPv4 / only IPv6 (default: both)
+  --help, --version
+exit status: 0 ok, 1 failure (no such directory or country file)
+`,
+  xt_asn_query: `usage: xt_asn_query [-D dir] [-4] [-6] asn...
+Prints the address ranges of each AS number from the database in dir.
+  -D dir  database directory (default: .)
+  -4, -6  only IPv4 / only IPv6 (default: both)
+  --help, --version
+exit status: 0 ok, 1 failure (no such directory or AS file)
+`,
+};
 
 export const SYSTEM_GEOIP_DIR = '/usr/share/xt_geoip';
 export const SYSTEM_ASN_DIR = '/usr/share/xt_asn';
@@ -50,6 +101,7 @@ function getopt(args: readonly string[], withArg: string, noArg: string): Getopt
       out.rest.push(a);
       continue;
     }
+    if (a.startsWith('--')) throw new UsageError(`Unknown option: ${a.slice(2)}`);
     for (let k = 1; k < a.length; k++) {
       const c = a[k]!;
       if (noArg.includes(c)) {
@@ -137,12 +189,12 @@ function requireDir(dir: string, what: 'Source' | 'Target'): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new BuildError(`${what} directory "${dir}" does not exist.`);
 }
 
-function finish(result: BuildResult, targetDir: string, quiet: boolean, reportAlways: boolean, out: NodeJS.WritableStream): void {
+function finish(result: BuildResult, targetDir: string, quiet: boolean, out: NodeJS.WritableStream): void {
   const shown = result.warnings.slice(0, 20);
   for (const w of shown) process.stderr.write(`${w}\n`);
   if (result.warnings.length > shown.length) process.stderr.write(`... and ${result.warnings.length - shown.length} more warnings\n`);
   writeDatabase(targetDir, result.files);
-  if (!quiet || reportAlways) out.write(result.files.map((f) => `${f.report}\n`).join(''));
+  if (!quiet) out.write(result.files.map((f) => `${f.report}\n`).join(''));
 }
 
 function splitInputs(paths: readonly string[]): { csv: CsvInput[]; mmdb: string[] } {
@@ -168,7 +220,7 @@ function geoipBuild(args: readonly string[]): number {
   const bar = progressBar(csv.reduce((n, c) => n + countLines(c.text), 0), quiet);
   const result = buildCountryDb(csv, mmdb, bar.tick);
   bar.done(result.entries);
-  finish(result, target, quiet, false, process.stdout);
+  finish(result, target, quiet, process.stdout);
   return 0;
 }
 
@@ -189,7 +241,7 @@ function geoipBuildMaxmind(args: readonly string[]): number {
   const bar = progressBar(countLines(b4.text) + countLines(b6.text), quiet);
   const result = buildMaxmindCountryDb(loc, b4, b6, bar.tick);
   bar.done(result.entries);
-  finish(result, target, quiet, false, process.stdout);
+  finish(result, target, quiet, process.stdout);
   return 0;
 }
 
@@ -223,8 +275,9 @@ function asnBuild(args: readonly string[]): number {
     bar.done(result.entries);
     if (zonePath) writeFileSync(zonePath, result.zone!.map((l) => `${l}\n`).join(''));
   }
-  // upstream prints the per-file lines even with -q
-  finish(result, target, quiet, true, process.stdout);
+  // Upstream prints the per-file lines even with -q; xtr's -q means quiet for
+  // every builder (docs/compat.md).
+  finish(result, target, quiet, process.stdout);
   return 0;
 }
 
@@ -251,6 +304,18 @@ function query(kind: 'geoip' | 'asn', args: readonly string[]): number {
 }
 
 export function main(tool: string, args: readonly string[]): number {
+  const help = HELP[tool];
+  if (help !== undefined) {
+    // Long options before getopt, which knows only the upstream short ones.
+    if (args.includes('--help') || args.includes('-h')) {
+      process.stdout.write(help);
+      return 0;
+    }
+    if (args.includes('--version') || args.includes('-V')) {
+      process.stdout.write(versionLine(tool));
+      return 0;
+    }
+  }
   try {
     switch (tool) {
       case 'xt_geoip_build':
@@ -268,7 +333,11 @@ export function main(tool: string, args: readonly string[]): number {
         return 2;
     }
   } catch (e) {
-    if (e instanceof BuildError || e instanceof UsageError) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${tool}: ${e.message}\nTry '${tool} --help'.\n`);
+      return 2;
+    }
+    if (e instanceof BuildError) {
       process.stderr.write(`${tool}: ${e.message}\n`);
       return 1;
     }
@@ -277,6 +346,8 @@ export function main(tool: string, args: readonly string[]): number {
 }
 
 if (process.argv[1] && /cli\.[jt]s$/.test(process.argv[1])) {
+  // `xt_geoip_query DE | head -1`: a reader that went away ends the tool quietly.
+  quietEpipe();
   const [tool, ...args] = process.argv.slice(2);
   process.exitCode = main(tool ?? '', args);
 }

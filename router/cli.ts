@@ -7,6 +7,7 @@
 import net from 'node:net';
 import { DEFAULT_SOCKET, type ControlRequest } from './control.js';
 import type { CommandResult } from './commands.js';
+import { quietEpipe, versionLine } from '../xt/version.js';
 
 /** Commands whose standard input is forwarded as the request's `input`. */
 export const STDIN_COMMANDS: readonly string[] = ['iptables-restore', 'ip6tables-restore'];
@@ -114,14 +115,45 @@ export function streamEvents(socketPath: string, args: readonly string[], out: (
   });
 }
 
-const USAGE = `usage: xtr [--socket PATH] COMMAND [ARGS...]
-  xtr status [--json]     interfaces, counters, drops, uptime
-  xtr ping                health check
-  xtr events [--kind PREFIX]... [--count N]
-                          structured events (pknock knocks, ...) as JSON lines
-  (the router lists every command it knows when given an unknown one)
+/**
+ * Every command the router answers, for `xtr --help`. test/cli-conventions.test.ts
+ * checks this list against the names a running router reports, so a command
+ * added to the router without a line here fails that test.
+ */
+export const USAGE = `usage: xtr [--socket PATH] COMMAND [ARGS...]
+       xtr --help | --version
+commands (sent to the running router over its control socket):
+  status [--json]         interfaces, counters, drops by reason, uptime, extension state;
+                          --json also names the metrics URL when metrics are enabled
+  ping                    liveness: prints "pong"
+  health [--json]         whether the router can forward as configured (devices up, rules
+                          loaded, forwarding sysctls, no event-loop stall): exit 0 healthy, 1 not
+  events [--kind PREFIX]... [--count N]
+                          the events the router and its extensions emit (knocks, ...) as JSON lines
+  iptables ARGS...        the iptables command line (-A/-I/-D/-R/-L/-S/-F/-Z/-N/-X/-P/-E ...)
+  ip6tables ARGS...       the same for IPv6
+  iptables-save [-c] [-t TABLE]      the rule set in iptables-save format
+  ip6tables-save [-c] [-t TABLE]
+  iptables-restore [-n] [-c] [-t] [-T TABLE] < FILE
+                          replaces (with -n adds to; -t only tests) the rule set from stdin
+  ip6tables-restore [-n] [-c] [-t] [-T TABLE] < FILE
+  conntrack -L|-F|-C|-S [-f ipv4|ipv6] [-p PROTO]
+                          list, flush, count or show statistics of the connection table
+  proc ls | proc cat PATH | proc write PATH [DATA]
+                          the extensions' /proc-like files (DATA from stdin when omitted)
+  ext COMMAND [ARGS...]   an extension's own command (e.g. ext account ..., ext pknock ...);
+                          "xtr ext" alone lists them
+  reload-databases        extensions re-read their external data (geoip, asn, ...), as SIGHUP
+  save                    writes the rules and extension state to the state directory now
+exit status: 0 ok, 1 runtime failure (router not running, command failed), 2 usage error
 environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 `;
+
+/** The commands USAGE documents (kept in step with the router by a test). */
+export const DOCUMENTED_COMMANDS: readonly string[] = [
+  'status', 'ping', 'health', 'events', 'iptables', 'ip6tables', 'iptables-save', 'ip6tables-save',
+  'iptables-restore', 'ip6tables-restore', 'conntrack', 'proc', 'ext', 'reload-databases', 'save',
+];
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -135,12 +167,7 @@ function writeOut(stream: NodeJS.WriteStream, text: string): Promise<void> {
 
 export async function cliMain(argv: string[]): Promise<number> {
   // `xtr status | head`: a reader that went away is not an error worth a stack trace.
-  for (const s of [process.stdout, process.stderr]) {
-    s.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(0);
-      throw e;
-    });
-  }
+  quietEpipe();
   let socketPath = process.env.XTR_SOCKET || DEFAULT_SOCKET;
   let i = 0;
   for (; i < argv.length; i++) {
@@ -155,6 +182,12 @@ export async function cliMain(argv: string[]): Promise<number> {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(USAGE);
       return 0;
+    } else if (a === '--version' || a === '-V') {
+      process.stdout.write(versionLine('xtr'));
+      return 0;
+    } else if (a.startsWith('-')) {
+      process.stderr.write(`xtr: unknown option ${a}\n${USAGE}`);
+      return 2;
     } else break;
   }
   const cmd = argv[i];

@@ -68,6 +68,8 @@ export interface XtrConfig {
   readonly extensions: Readonly<Record<string, unknown>>;
   /** Gateway mode NAT (docs/gateway.md "NAT"): ports diverted into xtr before the kernel's `local` rule. */
   readonly gateway: GatewayConfig;
+  /** Issue 12: true removes gateway policy routing at stop (forwarding unfiltered while xtr is down); default false, fail closed. */
+  readonly failOpen: boolean;
 }
 
 export interface GatewayConfig {
@@ -241,7 +243,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -395,6 +397,7 @@ export function validateConfig(doc: unknown): XtrConfig {
     netfilter,
     extensions,
     gateway: validateGateway(root.gateway),
+    failOpen: validateFailOpen(root.failOpen),
   };
 }
 
@@ -427,6 +430,13 @@ function validateGateway(raw: unknown): GatewayConfig {
     });
   }
   return { natPorts, forwardPorts };
+}
+
+/** Issue 12 (docs/gateway.md "Fail closed"): only an explicit `failOpen: true` lets a stopped xtr leave forwarding open. */
+function validateFailOpen(v: unknown): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw new ConfigError('failOpen', `${describe(v)} must be true or false`);
+  return v;
 }
 
 function validatePeer(

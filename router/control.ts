@@ -300,6 +300,8 @@ export interface StatusSnapshot {
   router?: unknown;
   /** Extensions' declared state: each key with its references, entries against the bound, eviction and proc file. */
   state?: StateReport[];
+  /** Issue 13: where the Prometheus endpoint listens, when the config enables it. */
+  metrics?: { url: string; healthz: string };
 }
 
 export function statusCommands(snapshot: () => StatusSnapshot): CommandTable {

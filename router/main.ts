@@ -35,6 +35,8 @@ import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
 import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
 import { buildAppliance, type Appliance } from './appliance.js';
+import { HealthMonitor, healthCommands } from './health.js';
+import { startMetrics, type ConntrackCounters, type MetricsServer } from './metrics.js';
 import { extensions } from '../modules/registry.js';
 import type { PacketDevice } from '../dataplane/device.js';
 
@@ -51,6 +53,8 @@ export interface StartOptions {
   commands?: readonly (CommandTable | ((router: Router) => CommandTable))[];
   /** Extensions' declared state for `xtr status` (the appliance's engine). */
   stateReport?: () => StatusSnapshot['state'];
+  /** Issue 13: the conntrack table whose counters the metrics report (the appliance's). */
+  conntrack?: () => ConntrackCounters | null;
 }
 
 export interface XtrEvents {
@@ -99,6 +103,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
   let host: TunDevice | null = null;
   let router: Router | null = null;
   let control: ControlServer | null = null;
+  let metricsServer: MetricsServer | null = null;
+  let rulesInstalled = false;
   const startedAt = process.hrtime.bigint();
 
   const undo = async () => {
@@ -163,6 +169,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     if (opts.netfilter) {
       const nf = typeof opts.netfilter === 'function' ? (opts.netfilter as (router: Router) => NetfilterArg)(r) : opts.netfilter;
       r.setNetfilter(nf);
+      rulesInstalled = true;
     }
     if (gateway) {
       // Gateway-mode NAT (docs/gateway.md "NAT"): SNAT to the gateway's own addresses takes
@@ -194,6 +201,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors!])),
         router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited },
         state: opts.stateReport?.(),
+        metrics: metricsServer ? { url: metricsServer.url, healthz: metricsServer.healthUrl } : undefined,
       };
     };
 
@@ -203,7 +211,22 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     // `xtr events`: the router's general event stream (services.event).
     if (r.services instanceof Services) c.setEventSource(r.services.events);
     for (const t of opts.commands ?? []) c.register(typeof t === 'function' ? t(r) : t);
+    // Issue 13: `xtr health`, and /metrics + /healthz when the config asks (router/health.ts, metrics.ts).
+    const health = new HealthMonitor(
+      { config, gateway, running: () => r.status().running, rulesLoaded: () => rulesInstalled },
+      config.metrics?.maxEventLoopLagMs ?? 1000,
+    );
+    health.start();
+    c.register(healthCommands(health));
     await c.listen();
+    if (config.metrics) {
+      metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health }, log);
+    }
+    const stopHealth = async () => {
+      health.stop();
+      await metricsServer?.close();
+      metricsServer = null;
+    };
 
     const events = new EventEmitter<XtrEvents>();
     let stopped: Promise<void> | null = null;
@@ -224,7 +247,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         }
       },
       stop() {
-        stopped ??= undo().then(() => log.info('xtr stopped'));
+        stopped ??= stopHealth().then(undo).then(() => log.info('xtr stopped'));
         return stopped;
       },
     };
@@ -334,6 +357,7 @@ async function cliEntry(): Promise<void> {
       netfilter: (router) => (app = buildAppliance(config, router, log, registry)).netfilter,
       commands: [() => app!.commands],
       stateReport: () => app?.netfilter.state.report(),
+      conntrack: () => app?.conntrack ?? null,
     });
   } catch (e) {
     log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');

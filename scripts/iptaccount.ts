@@ -16,6 +16,7 @@
  */
 import { DEFAULT_SOCKET } from '../router/control.js';
 import { RouterNotRunning, sendCommand } from '../router/cli.js';
+import { quietEpipe, versionLine } from '../xt/version.js';
 
 const BANNER = '\nlibxt_ACCOUNT_cl userspace accounting tool v1.3\n\n';
 const USAGE =
@@ -27,6 +28,13 @@ const USAGE =
   '[-f] flush data after showing\n' +
   '[-c] loop every second (abort with Ctrl+C)\n' +
   '[-s] CSV output (for spreadsheet import)\n\n';
+
+const HELP =
+  'usage: iptaccount [-u] [-h] [-a] [-f] [-c] [-s] [-l name]\n' +
+  'Reads the ACCOUNT target\'s tables from the running xtr router (XTR_SOCKET: its control socket).\n' +
+  USAGE.slice(USAGE.indexOf('\n') + 1) +
+  '--help, --version\n' +
+  'exit status: 0 ok, 1 failure (router not running, table missing), 2 usage error\n';
 
 const INIT_FAILED = "Can't open socket to kernel. Permission denied or ipt_ACCOUNT module not loaded";
 const NO_TABLE = "Can't get table information from kernel. Does it exist?";
@@ -99,15 +107,25 @@ function getopt(argv: readonly string[], err: (s: string) => void): Opts | null 
 
 /** The tool: writes what upstream writes and returns its exit status. */
 export async function iptaccount(argv: readonly string[], io: IptaccountIo): Promise<number> {
+  // Long options only: -h is upstream's "free all handles".
+  if (argv.includes('--help')) {
+    io.out(HELP);
+    return 0;
+  }
+  if (argv.includes('--version')) {
+    io.out(versionLine('iptaccount'));
+    return 0;
+  }
   io.out(BANNER);
+  // Upstream exits 0 after its usage text; xtr's tools exit 2 on a usage error (docs/compat.md).
   if (argv.length === 0) {
     io.out(USAGE);
-    return 0;
+    return 2;
   }
   const o = getopt(argv, io.err);
   if (o === null) {
     io.out(USAGE);
-    return 0;
+    return 2;
   }
   // Upstream opens its kernel socket before any action: no router, nothing done.
   try {
@@ -116,7 +134,8 @@ export async function iptaccount(argv: readonly string[], io: IptaccountIo): Pro
   } catch (e) {
     if (!(e instanceof RouterNotRunning)) throw e;
     io.out(`Init failed: ${INIT_FAILED}\n`);
-    return 255;
+    // Upstream's exit(-1) is 255; a runtime failure is 1 for every xtr tool (docs/compat.md).
+    return 1;
   }
   if (o.usage) {
     const r = await io.ask(['handles']);
@@ -177,9 +196,7 @@ async function main(): Promise<void> {
         };
       }),
   };
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-  });
+  quietEpipe();
   let status: number;
   try {
     status = await iptaccount(process.argv.slice(2), io);

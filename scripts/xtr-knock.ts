@@ -29,11 +29,15 @@ import { AAD_PREFIX, NONCE_BYTES, TAG_BYTES, encodeSymbols, portOf, readKeyFile,
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { quietEpipe, versionLine } from '../xt/version.js';
 
 const USAGE = `usage: xtr-knock [-4|-6] [-u] [-d MS] [-v] HOST PORT[:tcp|:udp] [PORT[:proto]]...
        xtr-knock --spa [-4|-6] [-s SOURCE] [--secret-file FILE] [--minute N] [--print] HOST PORT
        xtr-knock --code --span LO:HI [--span ...] --key-file FILE --open PORT[:proto] [--expiry S] [-u] [-d MS] [-s SOURCE] [--print] HOST
+       xtr-knock --help | --version
+  -v prints each knock, -q prints nothing (the default: only --print output)
   the SPA secret comes from --secret-file or $XTR_KNOCK_SECRET
+exit status: 0 ok, 1 failure (unreachable host, unreadable key), 2 usage error
 `;
 
 class UsageError extends Error {}
@@ -69,6 +73,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if (a === '-6' || a === '--ipv6') o.family = 6;
     else if (a === '-u' || a === '--udp') o.udp = true;
     else if (a === '-v' || a === '--verbose') o.verbose = true;
+    else if (a === '-q' || a === '--quiet') o.verbose = false;
     else if (a === '-d' || a === '--delay') {
       o.delay = Number(value());
       if (!Number.isInteger(o.delay) || o.delay < 0) throw new UsageError(`--delay ${argv[i]}: milliseconds, a non-negative integer`);
@@ -91,7 +96,6 @@ function parseArgs(argv: readonly string[]): Options {
       o.minute = Number(value());
       if (!Number.isInteger(o.minute) || o.minute < 0 || o.minute > 0xffffffff) throw new UsageError(`--minute ${argv[i]}: an epoch minute`);
     } else if (a === '--print') o.print = true;
-    else if (a === '-h' || a === '--help') throw new UsageError('');
     else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`);
     else o.rest.push(a);
   }
@@ -214,6 +218,14 @@ export function sealKnock(key: Buffer, source: string, port: number, flags: numb
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (argv.includes('-V') || argv.includes('--version')) {
+    process.stdout.write(versionLine('xtr-knock'));
+    return 0;
+  }
   let o: Options;
   try {
     o = parseArgs(argv);
@@ -291,5 +303,6 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 const invoked = process.argv[1] ?? '';
 if (/xtr-knock(\.ts|\.js)?$/.test(invoked)) {
+  quietEpipe();
   main(process.argv.slice(2)).then((code) => process.exit(code));
 }

@@ -16,6 +16,7 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { quietEpipe, versionLine } from '../xt/version.js';
 
 const USAGE = `usage: xtr-sysrq [-4|-6] [-p PORT] [-H HASH] [-s SEQNO] [--salt SALT] [-a ADDRESS]
                  [--password-file FILE] [-n] [-v] HOST KEYS
@@ -32,6 +33,9 @@ const USAGE = `usage: xtr-sysrq [-4|-6] [-p PORT] [-H HASH] [-s SEQNO] [--salt S
       --password-file FILE   the password (first line); else $XTR_SYSRQ_PASSWORD
   -n, --dry-run        print the request, send nothing
   -v, --verbose        print the request and where it went
+  -q, --quiet          print nothing (the default unless -n or -v)
+  -h, --help / -V, --version
+exit status: 0 sent, 1 failure (unresolvable host, send error), 2 usage error
 `;
 
 class UsageError extends Error {}
@@ -97,6 +101,10 @@ export function parseArgs(argv: readonly string[]): Args {
         break;
       case '--password':
         throw new UsageError('--password: not taken on the command line (ps shows it); use --password-file or XTR_SYSRQ_PASSWORD');
+      case '-q':
+      case '--quiet':
+        a.verbose = false;
+        break;
       case '-n':
       case '--dry-run':
         a.dryRun = true;
@@ -150,7 +158,7 @@ function readPassword(a: Args): string {
     try {
       pw = readFileSync(a.passwordFile, 'utf8');
     } catch (e) {
-      throw new UsageError(`--password-file ${a.passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new Error(`--password-file ${a.passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   } else {
     pw = process.env.XTR_SYSRQ_PASSWORD;
@@ -166,6 +174,10 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  if (argv.includes('-V') || argv.includes('--version')) {
+    process.stdout.write(versionLine('xtr-sysrq'));
+    return 0;
+  }
   const a = parseArgs(argv);
   const password = readPassword(a);
   let dest = a.host;
@@ -173,7 +185,7 @@ async function main(argv: readonly string[]): Promise<number> {
     try {
       dest = (await lookup(a.host, a.family === 0 ? {} : { family: a.family })).address;
     } catch (e) {
-      throw new UsageError(`${a.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new Error(`${a.host}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   } else if (a.family !== 0 && isIP(dest) !== a.family) {
     throw new UsageError(`${a.host}: not an IPv${a.family} address`);
@@ -195,6 +207,7 @@ async function main(argv: readonly string[]): Promise<number> {
 
 const isMain = process.argv[1] !== undefined && /xtr-sysrq(\.[jt]s)?$/.test(process.argv[1]);
 if (isMain) {
+  quietEpipe();
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {

@@ -1,0 +1,154 @@
+/**
+ * The Prometheus endpoint (docs/config.md "metrics"): `GET /metrics` in the
+ * text exposition format (prom-client), `GET /healthz` (200 healthy / 503
+ * unhealthy, the checks as JSON). Off unless the config has `metrics.listen`.
+ *
+ * Everything is read at scrape time from what the router already keeps (the
+ * status snapshot: device counters and drops by reason; the conntrack table's
+ * counters; the engine's state report), so forwarding pays nothing for it.
+ * prom-client is imported only when metrics are enabled.
+ */
+import http from 'node:http';
+import type { StatusSnapshot } from './control.js';
+import type { HealthMonitor } from './health.js';
+import { metricsUrl, type MetricsConfig } from './metrics-config.js';
+
+/** The conntrack counters the endpoint reports (router/conntrack/table.ts). */
+export interface ConntrackCounters {
+  count(): number;
+  readonly max: number;
+  readonly earlyDrops: number;
+  readonly insertFailed: number;
+  readonly tableFullDrops: number;
+}
+
+export interface MetricsSources {
+  status(): StatusSnapshot;
+  conntrack(): ConntrackCounters | null;
+  health: HealthMonitor;
+}
+
+export interface MetricsServer {
+  readonly url: string;
+  readonly healthUrl: string;
+  close(): Promise<void>;
+}
+
+/** Builds the registry; exported for tests that read the exposition without a socket. */
+export async function createRegistry(src: MetricsSources): Promise<import('prom-client').Registry> {
+  const prom = await import('prom-client');
+  const register = new prom.Registry();
+  prom.collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 10 });
+  // prom-client's gauges named *_total break `promtool check metrics` (a _total
+  // suffix is for counters); the same numbers remain without the suffix.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) register.removeSingleMetric(name);
+
+  // Counters kept elsewhere: each scrape sets them to the source's value
+  // (reset + inc), which keeps Prometheus' counter semantics (rate(), resets at restart).
+  const fromSource = <L extends string>(name: string, help: string, labelNames: L[], read: (set: (labels: Record<L, string>, v: number) => void, snap: StatusSnapshot) => void, type: 'counter' | 'gauge' = 'counter') => {
+    const collect = function (this: import('prom-client').Counter<L> | import('prom-client').Gauge<L>) {
+      this.reset();
+      const snap = src.status();
+      read((labels, v) => {
+        if (this instanceof prom.Gauge) this.set(labels as never, v);
+        else (this as import('prom-client').Counter<L>).inc(labels as never, v);
+      }, snap);
+    };
+    if (type === 'counter') new prom.Counter({ name, help, labelNames, registers: [register], collect });
+    else new prom.Gauge({ name, help, labelNames, registers: [register], collect });
+  };
+
+  const ifaceCounter = (name: string, help: string, pick: (s: StatusSnapshot['interfaces'][number]['stats']) => number) =>
+    fromSource(name, help, ['interface'], (set, snap) => {
+      for (const i of snap.interfaces) set({ interface: i.name }, pick(i.stats));
+    });
+  ifaceCounter('xtr_interface_receive_packets_total', 'Packets received on the interface.', (s) => s.rxPackets);
+  ifaceCounter('xtr_interface_receive_bytes_total', 'Bytes received on the interface.', (s) => s.rxBytes);
+  ifaceCounter('xtr_interface_transmit_packets_total', 'Packets sent on the interface.', (s) => s.txPackets);
+  ifaceCounter('xtr_interface_transmit_bytes_total', 'Bytes sent on the interface.', (s) => s.txBytes);
+  ifaceCounter('xtr_interface_transmit_dropped_total', 'Packets the device could not take (queue full).', (s) => s.txDropped);
+  fromSource('xtr_interface_drops_total', 'Packets the router dropped that arrived on (or were bound for) the interface, by reason.', ['interface', 'reason'], (set, snap) => {
+    for (const i of snap.interfaces) for (const [reason, n] of Object.entries(i.drops ?? {})) set({ interface: i.name, reason }, n);
+  });
+  fromSource('xtr_drops_total', 'Packets the router dropped, by reason (all interfaces).', ['reason'], (set, snap) => {
+    for (const [reason, n] of Object.entries(snap.drops)) set({ reason }, n);
+  });
+  fromSource('xtr_extension_state_entries', "Entries in an extension's declared state (the engine's state report).", ['key'], (set, snap) => {
+    for (const s of snap.state ?? []) if (s.entries !== null) set({ key: s.key }, s.entries);
+  }, 'gauge');
+  fromSource('xtr_extension_state_max', "The bound of an extension's declared state.", ['key'], (set, snap) => {
+    for (const s of snap.state ?? []) if (s.max !== null) set({ key: s.key }, s.max);
+  }, 'gauge');
+  fromSource('xtr_uptime_seconds', 'Seconds since the router started.', [], (set, snap) => set({}, snap.uptimeSeconds), 'gauge');
+
+  const ct = (name: string, help: string, pick: (c: ConntrackCounters) => number, type: 'counter' | 'gauge') => {
+    const collect = function (this: import('prom-client').Counter | import('prom-client').Gauge) {
+      this.reset();
+      const c = src.conntrack();
+      if (!c) return;
+      if (this instanceof prom.Gauge) this.set(pick(c));
+      else (this as import('prom-client').Counter).inc(pick(c));
+    };
+    if (type === 'counter') new prom.Counter({ name, help, registers: [register], collect });
+    else new prom.Gauge({ name, help, registers: [register], collect });
+  };
+  ct('xtr_conntrack_entries', 'Connections in the conntrack table.', (c) => c.count(), 'gauge');
+  ct('xtr_conntrack_max', 'The conntrack table bound (nf_conntrack_max).', (c) => c.max, 'gauge');
+  ct('xtr_conntrack_early_drops_total', 'Entries evicted to make room for a new connection (early_drop).', (c) => c.earlyDrops, 'counter');
+  ct('xtr_conntrack_insert_failed_total', 'Connections whose insert failed (NAT reply tuple taken).', (c) => c.insertFailed, 'counter');
+  ct('xtr_conntrack_table_full_drops_total', 'Packets dropped because the table was full and nothing could be evicted.', (c) => c.tableFullDrops, 'counter');
+
+  new prom.Gauge({
+    name: 'xtr_event_loop_max_lag_seconds',
+    help: "The longest event-loop lag seen by the health monitor's 100 ms tick since start.",
+    registers: [register],
+    collect() {
+      this.set(src.health.maxLagMs / 1000);
+    },
+  });
+  return register;
+}
+
+export async function startMetrics(cfg: MetricsConfig, src: MetricsSources, log: { info(o: object, m: string): void; error(o: object, m: string): void }): Promise<MetricsServer> {
+  const register = await createRegistry(src);
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      register.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': register.contentType }).end(req.method === 'HEAD' ? undefined : text),
+        (e: Error) => {
+          log.error({ err: e.message }, 'metrics: collecting failed');
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`);
+        },
+      );
+    } else if (path === '/healthz') {
+      src.health.check().then((r) => res.writeHead(r.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(r) + '\n'));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('xtr: /metrics and /healthz\n');
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (e) => log.error({ err: String(e) }, 'metrics server error'));
+  const url = metricsUrl(cfg);
+  log.info({ url, healthz: metricsUrl(cfg, '/healthz') }, 'metrics endpoint listening');
+  return {
+    url,
+    healthUrl: metricsUrl(cfg, '/healthz'),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
