@@ -96,7 +96,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
   const config = opts.config;
   const log = opts.logger ?? createLogger({ level: config.logLevel });
   const socketPath = opts.socketPath ?? config.control.socket;
-  const placement = new Placement(log);
+  const placement = new Placement(log, { failOpen: config.failOpen });
   const devices = new Map<string, PacketDevice>();
   const deviceLabel = new Map<string, string>();
   const opened: TunDevice[] = [];

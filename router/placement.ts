@@ -138,7 +138,16 @@ export class Placement {
   private natPlaced = false;
   private reservedPortsWas: string | null = null;
 
-  constructor(private readonly log: PlacementLogger) {}
+  /**
+   * `failOpen` (config `failOpen: true`, docs/gateway.md "Fail closed"):
+   * remove the gateway's policy routing at stop, as before issue 12, so the
+   * kernel forwards unfiltered while xtr is not running. Default false: the
+   * policy rules stay and lead to a blackhole route until xtr is back.
+   */
+  constructor(
+    private readonly log: PlacementLogger,
+    private readonly opts: { failOpen?: boolean } = {},
+  ) {}
 
   /** Name xtr opens the device under for an interface, before any move. */
   static deviceName(iface: PlacedInterface): string {
@@ -247,8 +256,16 @@ export class Placement {
       prefIn: GATEWAY_PREF_BASE + 2 * n + 1,
       prefOut: GATEWAY_PREF_BASE + 2 * n,
     };
-    // Remove leftovers of a previous run that did not exit cleanly.
-    await this.removeGateway(st, true);
+    if (this.opts.failOpen) {
+      // Remove leftovers of a previous run that did not exit cleanly.
+      await this.removeGateway(st, true);
+    } else {
+      // Fail closed (issue 12): the blackhole goes in before the diversion
+      // rule, and a diversion left by a previous run is kept, never removed
+      // and re-added: at no moment does what arrives on `real` reach the
+      // kernel's main table while xtr is not forwarding it.
+      await this.failClosedRouting(st);
+    }
     this.gateways.push(st);
 
     // In an unprivileged container /proc/sys is read-only: the operator passes
@@ -275,10 +292,10 @@ export class Placement {
       await ip([`-${fam}`, 'route', 'replace', 'default', 'dev', tun, 'table', String(st.table)]);
       // What xtr writes into the TUN leaves by the ordinary routes; explicit so
       // that another iif rule (ours for a different interface) cannot catch it.
-      await ip([`-${fam}`, 'rule', 'add', 'pref', String(st.prefOut), 'iif', tun, 'lookup', 'main']);
+      await addRuleOnce([`-${fam}`, 'rule', 'add', 'pref', String(st.prefOut), 'iif', tun, 'lookup', 'main']);
       // Local destinations are matched earlier by the `local` table rule
       // (pref 0), so only traffic the kernel would forward is diverted.
-      await ip([`-${fam}`, 'rule', 'add', 'pref', String(st.prefIn), 'iif', real, 'lookup', String(st.table)]);
+      await addRuleOnce([`-${fam}`, 'rule', 'add', 'pref', String(st.prefIn), 'iif', real, 'lookup', String(st.table)]);
     }
     this.log.info({ iface: iface.name, attach: real, tun, table: st.table }, 'gateway-mode interface placed');
   }
@@ -288,6 +305,21 @@ export class Placement {
     const args = ['link', 'set', 'dev', dev];
     if (mtu) args.push('mtu', String(mtu));
     await ip([...args, 'up']);
+  }
+
+  /**
+   * The fail-closed floor of one gateway interface: in its table, a blackhole
+   * default route of the largest metric, under the TUN's default route while
+   * xtr runs and alone once the TUN is gone (the kernel deletes the TUN and
+   * its routes when xtr's descriptor closes: stop, crash, kill -9); then the
+   * diversion rules. Both survive the process, so packets arriving on the
+   * real interface are dropped until xtr places the interface again.
+   */
+  private async failClosedRouting(st: GatewayState): Promise<void> {
+    for (const fam of [4, 6] as const) {
+      await ip([`-${fam}`, 'route', 'replace', 'blackhole', 'default', 'metric', String(FAIL_CLOSED_METRIC), 'table', String(st.table)]);
+      await addRuleOnce([`-${fam}`, 'rule', 'add', 'pref', String(st.prefIn), 'iif', st.attach, 'lookup', String(st.table)]);
+    }
   }
 
   private async removeGateway(st: GatewayState, quiet: boolean): Promise<void> {
@@ -396,10 +428,29 @@ export class Placement {
       this.natPlaced = false;
       await this.removeGatewayNat(false);
     }
-    for (const st of this.gateways.splice(0)) await this.removeGateway(st, false);
+    for (const st of this.gateways.splice(0)) {
+      if (this.opts.failOpen) await this.removeGateway(st, false);
+      else {
+        // Fail closed: the diversion and its blackhole stay; only the route into the TUN goes (with the device).
+        for (const fam of [4, 6] as const) await ip([`-${fam}`, 'route', 'del', 'default', 'dev', st.tun, 'table', String(st.table)]).catch(() => undefined);
+        this.log.info({ attach: st.attach, table: st.table }, 'gateway policy routing left leading to a blackhole until xtr is back (fail closed; failOpen: true removes it)');
+      }
+    }
     for (const ns of this.createdNamespaces.splice(0)) {
       await run(['ip', 'netns', 'del', ns]).catch((e) => this.log.warn({ netns: ns, err: String(e) }, 'namespace delete failed'));
     }
+  }
+}
+
+/** Metric of the fail-closed blackhole route: the largest, so the TUN's route always wins while it exists. */
+export const FAIL_CLOSED_METRIC = 4294967295;
+
+/** `ip rule add` that is content when the identical rule is already there (a previous run's, kept to fail closed). */
+async function addRuleOnce(args: readonly string[]): Promise<void> {
+  try {
+    await ip(args);
+  } catch (e) {
+    if (!String(e).includes('File exists')) throw e;
   }
 }
 

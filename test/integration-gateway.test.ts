@@ -2,7 +2,8 @@
  * Gateway mode: xtr runs in a namespace that owns two real (veth)
  * interfaces and, through policy routing, forwards between two other
  * namespaces - the container-as-gateway placement. Checks that traffic really
- * passes xtr (its counters) and that the policy rules go away with it.
+ * passes xtr (its counters) and that after a stop only the fail-closed floor
+ * of its policy routing stays (issue 12; test/integration-failclosed.test.ts).
  *
  *   a (10.1.0.2, fd00:1::2) --veth-- [ga  g  gb] --veth-- b (10.2.0.2, fd00:2::2)
  *                                     xtr: lan=xtr-lan<-ga, wan=xtr-wan<-gb
@@ -87,7 +88,12 @@ test.serial('gateway mode forwards between two namespaces through xtr, and clean
 
   t.is(await router.stop(), 0, router.log());
   router = null;
+  // Fail closed: the diversions stay and lead to the blackhole; nothing leads into the gone TUNs.
   const left = (await run(['ip', 'rule', 'show'], { netns: g })) + (await run(['ip', '-6', 'rule', 'show'], { netns: g }));
-  t.notRegex(left, /xtr-|iif ga|iif gb/, left);
+  t.regex(left, /iif ga lookup \d+/, left);
+  t.regex(left, /iif gb lookup \d+/, left);
+  const routes = (await run(['ip', 'route', 'show', 'table', 'all'], { netns: g })) + (await run(['ip', '-6', 'route', 'show', 'table', 'all'], { netns: g }));
+  t.notRegex(routes, /dev xtr-/, routes);
+  t.regex(routes, /blackhole default table \d+/, routes);
   t.notRegex(await run(['ip', 'link', 'show'], { netns: g }), /xtr-lan|xtr-wan/);
 });
