@@ -7,6 +7,7 @@
  * every key.
  */
 import { readFileSync } from 'node:fs';
+import { validateMetricsConfig, MetricsConfigError, type MetricsConfig } from './metrics-config.js';
 import { parse as parseYaml } from 'yaml';
 import { parseMac } from '../dataplane/bytes.js';
 import {
@@ -66,10 +67,12 @@ export interface XtrConfig {
   readonly routes: readonly RouteConfig[];
   readonly netfilter: Readonly<Record<string, unknown>>;
   readonly extensions: Readonly<Record<string, unknown>>;
-  /** Gateway mode NAT (docs/gateway.md "NAT"): ports diverted into xtr before the kernel's `local` rule. */
-  readonly gateway: GatewayConfig;
   /** Issue 12: true removes gateway policy routing at stop (forwarding unfiltered while xtr is down); default false, fail closed. */
   readonly failOpen: boolean;
+  /** Gateway mode NAT (docs/gateway.md "NAT"): ports diverted into xtr before the kernel's `local` rule. */
+  readonly gateway: GatewayConfig;
+  /** Issue 13: the Prometheus /metrics and /healthz endpoint (router/metrics-config.ts); null = off (the default). */
+  readonly metrics: MetricsConfig | null;
 }
 
 export interface GatewayConfig {
@@ -243,7 +246,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -398,7 +401,18 @@ export function validateConfig(doc: unknown): XtrConfig {
     extensions,
     gateway: validateGateway(root.gateway),
     failOpen: validateFailOpen(root.failOpen),
+    metrics: validateMetrics(root.metrics, interfaces),
   };
+}
+
+/** Issue 13: `metrics` (router/metrics-config.ts), refused on a guarded interface's address unless allowed. */
+function validateMetrics(raw: unknown, interfaces: readonly InterfaceConfig[]): MetricsConfig | null {
+  try {
+    return validateMetricsConfig(raw, interfaces.flatMap((i) => i.addresses));
+  } catch (e) {
+    if (e instanceof MetricsConfigError) throw new ConfigError(e.path, e.message.slice(e.path.length + 2));
+    throw e;
+  }
 }
 
 /** A port or `lo-hi` range, for the gateway keys: 1-65534 (the kernel's fib rules refuse port 65535 in a dport range). */
