@@ -154,3 +154,55 @@ test.serial('gateway mode: DNAT port forward on the gateway address (gateway.for
   const closed = await exec(['socat', '-T', '2', '-', 'TCP:10.2.0.1:2224,connect-timeout=2'], { netns: b, input: 'x', timeoutMs: 10_000 });
   t.regex(closed.stderr, /Connection refused/);
 });
+
+test.serial('gateway mode: NAT66 MASQUERADE out of wan (TCP and UDP; the IPv6 local rule moved and put back)', async (t) => {
+  const nss = new Namespaces('xx2-g6');
+  let router: RouterProcess | null = null;
+  const bgs: ReturnType<typeof background>[] = [];
+  t.teardown(async () => {
+    for (const x of bgs) await x.kill('SIGKILL');
+    if (router) await router.stop();
+    await nss.cleanup();
+  });
+  const a = await nss.add('a');
+  const g = await nss.add('g');
+  const b = await nss.add('b');
+  await vethPair({ ns: a, ifname: 'a0', addresses: ['fd00:1::2/64'] }, { ns: g, ifname: 'ga', addresses: ['fd00:1::1/64'] });
+  await vethPair({ ns: g, ifname: 'gb', addresses: ['fd00:2::1/64'] }, { ns: b, ifname: 'b0', addresses: ['fd00:2::2/64'] });
+  await run(['ip', '-6', 'route', 'add', 'default', 'via', 'fd00:1::1'], { netns: a });
+  const before = await run(['ip', '-6', 'rule', 'show'], { netns: g });
+  router = await startRouter({
+    netns: g,
+    socket: `/run/xtr/${nss.prefix}gw.sock`,
+    config: {
+      logLevel: 'info',
+      interfaces: [
+        { name: 'lan', mode: 'tun', mtu: 1500, addresses: ['fd00:1::1/64'], attach: 'ga' },
+        { name: 'wan', mode: 'tun', mtu: 1500, addresses: ['fd00:2::1/64'], attach: 'gb' },
+      ],
+      routes: [],
+    },
+  });
+  const rules = await run(['ip', '-6', 'rule', 'show'], { netns: g });
+  t.regex(rules, /^100:\s+from all lookup local/m, rules);
+  t.notRegex(rules, /^0:\s+from all lookup local/m);
+  t.notRegex(rules, /ipv6-icmp|ipproto 58/, 'ICMPv6 (neighbour discovery) is not diverted');
+  const r = await router.xtr(['ip6tables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan', '-j', 'MASQUERADE']);
+  t.is(r.status, 0, r.stderr);
+  bgs.push(background(['/usr/bin/python3', PEER, 'serve', '::', '7001', '7002', '30'], { netns: b }));
+  await sleep(800);
+  const seen = (await exec(['/usr/bin/python3', PEER, 'udp', 'fd00:1::2', '40000', 'fd00:2::2', '7001'], { netns: a })).stdout.trim();
+  const m = /^fd00:2::1 (\d+)$/.exec(seen);
+  t.truthy(m, `server saw: ${seen}`);
+  if (m) t.true(Number(m[1]) >= 61000 && Number(m[1]) <= 65534, `NAT port ${m[1]}`);
+  const data = randomBytes(64 * 1024);
+  const tcp = await exec(['socat', '-t', '5', '-', 'TCP6:[fd00:2::2]:7002'], { netns: a, input: data, timeoutMs: 20_000 });
+  t.regex(tcp.stdout.trim(), new RegExp(`^fd00:2::1 6[0-9]{4} ${createHash('sha256').update(data).digest('hex')}$`), tcp.stderr);
+  // The gateway's own IPv6 traffic: ping (ICMPv6 not diverted) and TCP.
+  const gping = await exec(['ping', '-6', '-c', '2', '-i', '0.2', '-W', '2', 'fd00:2::2'], { netns: g, timeoutMs: 15_000 });
+  t.regex(gping.stdout, /2 received/, gping.stdout + gping.stderr);
+  await router.stop();
+  router = null;
+  const notIface = (txt: string) => txt.split('\n').filter((l) => !/^78\d\d:/.test(l)).join('\n');
+  t.is(notIface(await run(['ip', '-6', 'rule', 'show'], { netns: g })), notIface(before));
+});
