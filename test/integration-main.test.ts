@@ -5,7 +5,7 @@
  * `scripts/lab up|status|down` is idempotent.
  */
 import test from 'ava';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNamespace, deleteNamespace, exec, REPO_ROOT, routerMain, run, sleep, startRouter, uniquePrefix, waitFor } from './helpers/netns.js';
@@ -102,6 +102,16 @@ test('scripts/lab up, up again, status, down, down again', async (t) => {
   t.regex(up.stdout, new RegExp(`log: +/var/log/xtr/${p}lab\\.log`));
   t.regex(up.stdout, /^eth0\s+tap\s+c0@/m);
   t.regex(up.stdout, new RegExp(`state ${stateDir.replaceAll('/', '\\/')}`));
+  // Issue 12: what xtr and the script create is root-only (the log holds addresses and ports).
+  const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
+  t.is(mode(`/var/log/xtr/${p}lab.log`), '600');
+  t.is(mode('/var/log/xtr'), '700');
+  t.is(mode('/run/xtr'), '700');
+  t.is(mode(env.XTR_SOCKET), '600');
+  const cli = (...args: string[]) => exec(['node', join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', env.XTR_SOCKET, ...args], { timeoutMs: 30_000 });
+  t.is((await cli('iptables', '-A', 'FORWARD', '-p', 'udp', '--dport', '9', '-j', 'DROP')).code, 0);
+  t.is(mode(stateDir), '700');
+  t.is(mode(join(stateDir, 'netfilter.json')), '600');
   for (const s of ['c', 'r', 's', 'm']) t.true(nsExists(`${p}${s}`));
   const again = await lab('up');
   t.is(again.code, 0);
