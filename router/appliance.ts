@@ -144,7 +144,12 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   netfilter.onChange = () => {
     ruleChange = true;
   };
-  const periodic = setInterval(() => void requestSave(), intervalMs);
+  // Only while some extension keeps saved state: a large rule set is not
+  // serialised every interval just for its counters (those are saved with
+  // every command and at SIGTERM).
+  const periodic = setInterval(() => {
+    if (netfilter.state.hasSavedState()) void requestSave();
+  }, intervalMs);
   periodic.unref();
   const persist = () => {
     // Shutdown or restart: the last picture, synchronously, and nothing asynchronous after it.

@@ -164,6 +164,12 @@ export class SharedState implements StateRegistry, StateLookup {
 
   // ---- persistence
 
+  /** Whether any live key's spec saves (the appliance's periodic save has nothing to do otherwise). */
+  hasSavedState(): boolean {
+    for (const e of this.live.values()) if (e.spec?.save) return true;
+    return false;
+  }
+
   /** The saved picture of every live key whose spec saves; a key whose save throws is logged and left out. */
   exportAll(): SavedExtensionState {
     const now = this.clock.now();
