@@ -23,6 +23,7 @@ WORKDIR /src
 # against the headers the Node image ships (no header download).
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json binding.gyp tsconfig.json ./
+COPY xt ./xt
 COPY dataplane ./dataplane
 # NPM_CI_FLAGS: e.g. --offline with a populated cache mounted at /root/.npm
 # (how the image is built on a machine whose registry access is intercepted).
