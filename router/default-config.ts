@@ -50,6 +50,9 @@ export function defaultConfigDocument(prefixOrOptions: string | DefaultConfigOpt
     routes: [],
     netfilter: {},
     extensions: {},
+    // Issue 13: `npm start` shows the Prometheus endpoint working, on the router namespace's loopback
+    // (`ip netns exec xtr-r curl http://127.0.0.1:9108/metrics`); one per lab namespace, no clash.
+    metrics: { listen: '127.0.0.1:9108' },
   };
 }
 
