@@ -172,7 +172,10 @@ test('metrics and /healthz in the lab, scraped by a real Prometheus', async (t) 
 test('metrics config: off by default, refused on a guarded address or a wildcard unless allowed', async (t) => {
   const { validateConfig } = await import('../router/config.js');
   const { defaultConfigDocument } = await import('../router/default-config.js');
-  const doc = (metrics: unknown) => ({ ...defaultConfigDocument({ prefix: 'xx3-q-' }), ...(metrics === undefined ? {} : { metrics }) });
+  // The lab's embedded document enables metrics on loopback; without the key they are off.
+  const { metrics: labMetrics, ...base } = defaultConfigDocument({ prefix: 'xx3-q-' });
+  t.deepEqual(labMetrics, { listen: '127.0.0.1:9108' });
+  const doc = (metrics: unknown) => ({ ...base, ...(metrics === undefined ? {} : { metrics }) });
   t.is(validateConfig(doc(undefined)).metrics, null);
   t.deepEqual(validateConfig(doc({ listen: '127.0.0.1:9108' })).metrics, { host: '127.0.0.1', port: 9108, maxEventLoopLagMs: 1000, allowGuarded: false });
   t.is(validateConfig(doc({ listen: '[::1]:9108' })).metrics?.host, '::1');
