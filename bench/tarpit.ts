@@ -6,7 +6,7 @@
  *    namespace cannot open them: the count reached is printed) to the server
  *    behind xtr, every one caught by
  *      -A FORWARD -p tcp -d 203.0.113.2 --dport 7000:7999 -j TARPIT
- *    and held open (each handshake completed against TARPIT's SYN/ACK, then
+ *    (ports 7100-7999; 7000 is the flood's) and held open (each handshake completed against TARPIT's SYN/ACK, then
  *    a zero window). xtr keeps nothing per connection, so its RSS should not
  *    grow with N: `rss_growth_kb_N` is VmRSS while the N connections are
  *    held minus VmRSS before (goal < 10 MB at the largest N). The router's
@@ -109,7 +109,7 @@ async function holdRound(lab: Lab, count: number): Promise<Hold> {
   const procs = Math.ceil(count / PER_PROCESS);
   const timeout = 30 + Math.ceil(count / 1000);
   const tools = Array.from({ length: procs }, (_, i) =>
-    background(['/usr/bin/python3', HOLD, '--dst', SERVER, '--ports', '7000-7999', '--count', String(Math.ceil(count / procs)), '--src', '198.51.100.2,198.51.100.3', '--port-offset', String(i * 167), '--outstanding', String(Math.ceil(1000 / procs)), '--timeout', String(timeout)], { netns: lab.ns.c }),
+    background(['/usr/bin/python3', HOLD, '--dst', SERVER, '--ports', '7100-7999', '--count', String(Math.ceil(count / procs)), '--src', '198.51.100.2,198.51.100.3', '--port-offset', String(i * 167), '--outstanding', String(Math.ceil(1000 / procs)), '--timeout', String(timeout)], { netns: lab.ns.c }),
   );
   try {
     const end = Date.now() + (timeout + 60) * 1000;
