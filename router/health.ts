@@ -18,6 +18,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { XtrConfig } from './config.js';
 import type { CommandTable } from './commands.js';
+import { Placement } from './placement.js';
 
 /** How long a past stall keeps the router unhealthy. */
 export const STALL_MEMORY_MS = 10_000;
@@ -108,7 +109,7 @@ export class HealthMonitor {
     const devs: { label: string; dev: string; netns: string | null }[] = [];
     for (const i of cfg.interfaces) {
       if (i.peer) devs.push({ label: i.name, dev: i.peer.ifname, netns: i.peer.netns });
-      else devs.push({ label: i.name, dev: i.device, netns: null });
+      else devs.push({ label: i.name, dev: Placement.deviceName(i), netns: null });
       if (i.attach) devs.push({ label: `${i.name} (attached ${i.attach})`, dev: i.attach, netns: null });
     }
     if (!this.src.gateway) devs.push({ label: 'host interface', dev: cfg.hostInterface.name, netns: null });
