@@ -368,10 +368,13 @@ export class Placement {
       await ip([`-${fam}`, 'rule', 'add', 'pref', String(GATEWAY_LOCAL_PREF), 'lookup', 'local']);
       await ip([`-${fam}`, 'rule', 'del', 'pref', '0', 'lookup', 'local']).catch(() => undefined);
       const matches: string[][] = [];
-      for (const proto of ['tcp', 'udp', 'sctp']) matches.push(['ipproto', proto, 'dport', `${natPorts[0]}-${natPorts[1]}`]);
-      for (const f of forwardPorts) matches.push(['ipproto', f.proto, 'dport', f.lo === f.hi ? String(f.lo) : `${f.lo}-${f.hi}`]);
+      // Protocol numbers, not names: iproute2 resolves names through /etc/protocols, which a
+      // minimal image (debootstrap minbase, the container's base) does not have.
+      const num: Record<string, string> = { tcp: '6', udp: '17', sctp: '132' };
+      for (const proto of ['tcp', 'udp', 'sctp']) matches.push(['ipproto', num[proto], 'dport', `${natPorts[0]}-${natPorts[1]}`]);
+      for (const f of forwardPorts) matches.push(['ipproto', num[f.proto] ?? f.proto, 'dport', f.lo === f.hi ? String(f.lo) : `${f.lo}-${f.hi}`]);
       // ICMPv6 is not diverted: neighbour discovery to the gateway's addresses must stay on the real interface.
-      if (fam === 4) matches.push(['ipproto', 'icmp']);
+      if (fam === 4) matches.push(['ipproto', '1']);
       for (const g of this.gateways) {
         for (const a of own) {
           for (const m of matches) {
