@@ -155,3 +155,17 @@ test('xtr --help names every command a running router answers', async (t) => {
     await lab.stop();
   }
 });
+
+test('man pages in docs/man are generated from --help and current; man renders them without warnings', async (t) => {
+  const { generate, MAN_TOOLS } = await import('../scripts/gen-man.js');
+  const pages = generate(VERSION);
+  t.deepEqual(Object.keys(pages).sort(), Object.keys(MAN_TOOLS).map((n) => `${n}.1`).sort());
+  for (const [name, text] of Object.entries(pages)) {
+    const path = join(REPO_ROOT, 'docs', 'man', name);
+    t.is(readFileSync(path, 'utf8'), text, `${name} is stale: run node --import tsx scripts/gen-man.ts`);
+    const r = spawnSync('man', ['--warnings', '-l', path], { encoding: 'utf8', env: { ...process.env, MANWIDTH: '100', MANPAGER: 'cat', PAGER: 'cat' }, timeout: 30_000 });
+    t.is(r.status, 0, r.stderr);
+    t.is(r.stderr, '', `${name}: groff warnings`);
+    t.regex(r.stdout, /usage: /);
+  }
+});
