@@ -14,13 +14,19 @@ const run = promisify(execFile);
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
 const depcruise = join(root, 'node_modules', '.bin', 'depcruise');
 
+function plain(text: string): string {
+  return text.replace(/\u001b\[[0-9;]*m/g, '');
+}
+
 async function cruise(cwd: string, dirs: string[]): Promise<{ code: number; out: string }> {
   try {
-    const r = await run(depcruise, ['--config', '.dependency-cruiser.cjs', '--output-type', 'err', ...dirs], { cwd, timeout: 110_000 });
-    return { code: 0, out: r.stdout + r.stderr };
+    // Under CI=true dependency-cruiser colours its report even into a pipe: ask for none, and strip any left.
+    const env = { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' };
+    const r = await run(depcruise, ['--config', '.dependency-cruiser.cjs', '--output-type', 'err', ...dirs], { cwd, env, timeout: 110_000 });
+    return { code: 0, out: plain(r.stdout + r.stderr) };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+    return { code: typeof err.code === 'number' ? err.code : -1, out: plain(`${err.stdout ?? ''}${err.stderr ?? ''}`) };
   }
 }
 
