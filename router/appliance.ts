@@ -20,6 +20,7 @@ import type { Logger } from './log.js';
 import { monotonicMs, Services } from './services.js';
 import type { ApplianceAction } from '../xt/services.js';
 import { Netfilter, netfilterCommands, restoreState, saveState } from './netfilter/index.js';
+import { restore, RestoreError } from './netfilter/commands.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
 import type { Extension } from '../xt/extension.js';
 
@@ -83,6 +84,10 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
       log.error({ path, kept: aside, err: (e as Error).message }, 'saved state could not be restored; starting with an empty rule set');
     }
   }
+
+  // Rule files (issue 8 §5, docs/config.md `netfilter.rulesFiles`): applied over the saved state, as
+  // `iptables-restore FILE` would be, before the router forwards its first packet. Throws (xtr refuses to start).
+  loadRulesFiles(netfilter, config, log);
 
   // GC, expiry and the like of every extension's declared state, on one unref'd timer.
   netfilter.state.startTimer();
@@ -242,4 +247,50 @@ function stateSaveInterval(settings: Readonly<Record<string, unknown>>): number 
     throw new Error(`netfilter.stateSaveIntervalMs: ${JSON.stringify(v)} must be an integer number of milliseconds from 50 to 3600000`);
   }
   return v;
+}
+
+/** Error of a rules file: names the config key, the file and (in iptables-restore's words) the line. */
+export class RulesFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RulesFileError';
+  }
+}
+
+/**
+ * `netfilter.rulesFiles` ({v4, v6}, both optional): each file is an iptables-save/-restore text applied as
+ * `iptables-restore FILE` (without --noflush): the tables it names are replaced by its content, tables it does
+ * not name keep their saved rules, extension state is kept. Both files are checked (test mode) before either is
+ * committed, so a bad file leaves nothing half-loaded; the error names the key, the file and the line.
+ */
+export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Logger): void {
+  const files = config.netfilter.rulesFiles as { v4?: string; v6?: string } | undefined;
+  if (!files) return;
+  const loads: { key: string; family: 4 | 6; path: string; text: string }[] = [];
+  for (const [key, family] of [['v4', 4], ['v6', 6]] as const) {
+    const path = files[key];
+    if (path === undefined) continue;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new RulesFileError(`netfilter.rulesFiles.${key}: cannot read ${path}: ${(e as Error).message}`);
+    }
+    loads.push({ key, family, path, text });
+  }
+  const attempt = (test: boolean) => {
+    for (const l of loads) {
+      try {
+        const notices = restore(netfilter, l.family, l.text, { noflush: false, test, counters: false, table: null });
+        if (!test && notices) log.warn({ path: l.path }, notices.trim());
+      } catch (e) {
+        // iptables-restore's own words ("... Error occurred at line: N" / "line N failed"), without its --help hint.
+        const what = (e instanceof RestoreError ? e.text : (e as Error).message).split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Try `')).join('\n');
+        throw new RulesFileError(`netfilter.rulesFiles.${l.key}: ${l.path}: ${what.replace(/\n+/g, '; ')}`);
+      }
+    }
+  };
+  attempt(true);
+  attempt(false);
+  for (const l of loads) log.info({ path: l.path, family: l.family }, 'loaded rules file');
 }

@@ -388,6 +388,7 @@ export function validateConfig(doc: unknown): XtrConfig {
   if (hostMtu === 0) hostMtu = interfaces.reduce((m, i) => Math.max(m, i.mtu), 0) || CONFIG_DEFAULTS.mtu;
 
   const netfilter = root.netfilter === undefined || root.netfilter === null ? {} : obj(root.netfilter, 'netfilter');
+  validateRulesFiles(netfilter.rulesFiles);
   const extensions = root.extensions === undefined || root.extensions === null ? {} : obj(root.extensions, 'extensions');
 
   return {
@@ -447,6 +448,18 @@ function validateGateway(raw: unknown): GatewayConfig {
 }
 
 /** Issue 12 (docs/gateway.md "Fail closed"): only an explicit `failOpen: true` lets a stopped xtr leave forwarding open. */
+/** `netfilter.rulesFiles` (issue 8 §5): {v4?, v6?}, absolute paths of iptables-restore files loaded at start. */
+function validateRulesFiles(v: unknown): void {
+  if (v === undefined || v === null) return;
+  const o = obj(v, 'netfilter.rulesFiles');
+  onlyKeys(o, ['v4', 'v6'], 'netfilter.rulesFiles');
+  for (const k of ['v4', 'v6']) {
+    if (o[k] === undefined) continue;
+    const p = str(o[k], `netfilter.rulesFiles.${k}`);
+    if (!p.startsWith('/')) throw new ConfigError(`netfilter.rulesFiles.${k}`, `${describe(p)} must be an absolute path`);
+  }
+}
+
 function validateFailOpen(v: unknown): boolean {
   if (v === undefined || v === null) return false;
   if (typeof v !== 'boolean') throw new ConfigError('failOpen', `${describe(v)} must be true or false`);

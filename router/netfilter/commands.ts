@@ -241,7 +241,7 @@ export function splitLine(line: string, lineNo: number): string[] {
   return words;
 }
 
-class RestoreError extends Error {
+export class RestoreError extends Error {
   constructor(
     readonly text: string,
     readonly status: number,
