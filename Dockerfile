@@ -51,8 +51,12 @@ COPY --from=build /src/build/Release/xtr_tun.node ./build/Release/xtr_tun.node
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/bin ./bin
 RUN ln -s /opt/xtr/bin/xtr.js /usr/local/bin/xtr && mkdir -p /etc/xtr /run/xtr /var/lib/xtr
+# A NAT gateway in one run: --config /etc/xtr/examples/nat-gateway.yaml (docs/gateway.md "NAT").
+COPY examples/gateway /etc/xtr/examples
 ENV NODE_ENV=production
 STOPSIGNAL SIGTERM
+# `xtr health` asks the running router over its control socket (exit 0 when healthy).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["xtr", "health"]
 # The router prints JSON log lines on stdout (docker logs).
 ENTRYPOINT ["node", "/opt/xtr/dist/router/main.js"]
 CMD ["--config", "/etc/xtr/xtr.yaml"]
