@@ -263,7 +263,7 @@ export class RulesFileError extends Error {
  * not name keep their saved rules, extension state is kept. Both files are checked (test mode) before either is
  * committed, so a bad file leaves nothing half-loaded; the error names the key, the file and the line.
  */
-export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Logger): void {
+export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Logger, commit = true): void {
   const files = config.netfilter.rulesFiles as { v4?: string; v6?: string } | undefined;
   if (!files) return;
   const loads: { key: string; family: 4 | 6; path: string; text: string }[] = [];
@@ -291,6 +291,19 @@ export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Log
     }
   };
   attempt(true);
+  if (!commit) return;
   attempt(false);
   for (const l of loads) log.info({ path: l.path, family: l.family }, 'loaded rules file');
+}
+
+/**
+ * The rule files checked on a throwaway engine (nothing committed anywhere). main.ts calls it before any device
+ * opens, so a bad file refuses the start before traffic is steered (no TUN, no policy rule placed); buildAppliance
+ * loads them for real later, before the first packet is forwarded.
+ */
+export function checkRulesFiles(config: XtrConfig, registry: ExtensionRegistry, log: Logger): void {
+  if (!config.netfilter.rulesFiles) return;
+  const services = new Services({ injectLocal() {} } as unknown as ConstructorParameters<typeof Services>[0], log);
+  const settings = { ...(config.extensions as Record<string, unknown>), ...(config.netfilter as Record<string, unknown>) };
+  loadRulesFiles(new Netfilter({ registry, services, settings }), config, log, false);
 }

@@ -34,7 +34,7 @@ import { Services } from './services.js';
 import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
 import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
-import { buildAppliance, type Appliance } from './appliance.js';
+import { buildAppliance, checkRulesFiles, type Appliance } from './appliance.js';
 import { HealthMonitor, healthCommands } from './health.js';
 import { startMetrics, type ConntrackCounters, type MetricsServer } from './metrics.js';
 import { extensions } from '../modules/registry.js';
@@ -350,6 +350,8 @@ async function cliEntry(): Promise<void> {
     // Extensions load before any device opens: the rule engine is in place
     // (with the saved rules restored) before the first packet is forwarded.
     const registry = await extensions();
+    // netfilter.rulesFiles: a bad file refuses the start before any device opens or traffic is steered.
+    checkRulesFiles(config, registry, log);
     xtr = await startXtr({
       config,
       socketPath: args.socket,

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, validateConfig, type XtrConfig } from '../router/config.js';
-import { buildAppliance, loadRulesFiles, RulesFileError } from '../router/appliance.js';
+import { buildAppliance, checkRulesFiles, loadRulesFiles, RulesFileError } from '../router/appliance.js';
 import { Netfilter, netfilterCommands } from '../router/netfilter/index.js';
 import { RecordingServices } from '../router/netfilter/testkit.js';
 import { loadExtensions } from '../modules/registry.js';
@@ -152,6 +152,9 @@ test.serial('lab: gateway mode with a rules file MASQUERADEs from boot (no xtr i
     t.regex(refused!.message, /exit 1/);
     t.true(refused!.message.includes(`netfilter.rulesFiles.v4: ${bad}`), refused!.message);
     t.regex(refused!.message, /Error occurred at line: 2/);
+    // Refused before any device opened: no policy rule placed, no TUN left (checkRulesFiles in main.ts).
+    t.false(/iif (ga|gb)|xtr-/.test(await run(['ip', 'rule', 'show'], { netns: g })));
+    t.false(/xtr-/.test(await run(['ip', 'link', 'show'], { netns: g })));
 
     const good = join(dir, 'rules.v4');
     writeFileSync(good, '*nat\n-A POSTROUTING -o wan -j MASQUERADE\nCOMMIT\n');
@@ -166,4 +169,15 @@ test.serial('lab: gateway mode with a rules file MASQUERADEs from boot (no xtr i
     if (router) await router.stop();
     await nss.cleanup();
   }
+});
+
+test('checkRulesFiles (main.ts, before any device opens): refuses a bad file, accepts a good one', async (t) => {
+  const await0 = await registryP;
+  const dir = tmp(t);
+  writeFileSync(join(dir, 'good.v4'), NAT_RULES);
+  writeFileSync(join(dir, 'bad.v4'), '*nat\n-A POSTROUTING -o wan -j MASQUERADE --nosuchopt\nCOMMIT\n');
+  const cfg = (v4: string) => ({ netfilter: { rulesFiles: { v4 } }, extensions: {} }) as unknown as XtrConfig;
+  t.notThrows(() => checkRulesFiles(cfg(join(dir, 'good.v4')), await0, quietLog));
+  const e = t.throws(() => checkRulesFiles(cfg(join(dir, 'bad.v4')), await0, quietLog), { instanceOf: RulesFileError });
+  t.regex(e!.message, /^netfilter\.rulesFiles\.v4: .*bad\.v4: .*Error occurred at line: 2$/);
 });
