@@ -71,6 +71,9 @@ async function kernelSide(prefix: string): Promise<Side> {
     for (const n of Object.values(ns)) {
       await run(['ip', 'netns', 'add', n]);
       await run(['ip', 'netns', 'exec', n, 'sysctl', '-qw', ...QUIET_V6]);
+      // A new namespace takes IPv4 settings from the host's (net.core.devconf_inherit_init_net=0): a
+      // host with ip_forward=1 (podman sets it) would make every end host a router. Start from off.
+      await run(['ip', 'netns', 'exec', n, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
       await run(['ip', '-n', n, 'link', 'set', 'lo', 'up']);
     }
     const links: [string, string, string, string, string, string][] = [

@@ -257,7 +257,9 @@ export class KernelRouter implements Topology {
     const { client: c, router: r, server: s } = this.ns;
     for (const ns of [c, r, s]) {
       await runOk(['ip', 'netns', 'add', ns]);
-      await nsSysctl(ns, QUIET_V6);
+      // A new namespace takes IPv4 settings from the host's (net.core.devconf_inherit_init_net=0): a
+      // host with ip_forward=1 (podman sets it) would make every end host a router. Start from off.
+      await nsSysctl(ns, { ...QUIET_V6, 'net.ipv4.ip_forward': '0' });
       await runOk(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     }
     await runOk(['ip', '-n', r, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', c]);

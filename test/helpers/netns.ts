@@ -125,6 +125,9 @@ export async function createNamespace(name: string): Promise<void> {
   if (name.length > 64) throw new Error(`namespace name ${name} too long`);
   await run(['ip', 'netns', 'add', name]);
   liveNamespaces.add(name);
+  // A new namespace takes IPv4 settings from the host's (net.core.devconf_inherit_init_net=0): a
+  // host with ip_forward=1 (podman sets it) would make every end host a router. Start from off.
+  await run(['ip', 'netns', 'exec', name, 'sysctl', '-qw', 'net.ipv4.ip_forward=0']);
   await run(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
 }
 
