@@ -233,10 +233,14 @@ test.serial('-f under continuous traffic: the reads add up to what was sent and 
   t.log(`${reads} reads while sending, ${nonEmpty} of them with traffic`, tcpdump.stderr());
   t.true(nonEmpty >= 4, 'the reads happened while traffic flowed');
   const dumped = countPcap(pcap, [...V4, ...V6]);
+  // tcpdump is the witness only when it says it missed nothing: on a loaded machine its own
+  // buffer can drop ("N packets dropped by kernel"), which says nothing about xtr's counts.
+  const tcpdumpDropped = Number(/(\d+) packets? dropped by kernel/.exec(tcpdump.stderr())?.[1] ?? '0');
   for (const [src, n, size] of plan) {
     t.deepEqual(sums.get(src), [n, n * size, 0, 0], `${src}: sum of the reads = what was sent`);
-    t.deepEqual(dumped.get(src), [n, n * size, 0, 0], `${src}: tcpdump saw the same`);
+    if (tcpdumpDropped === 0) t.deepEqual(dumped.get(src), [n, n * size, 0, 0], `${src}: tcpdump saw the same`);
   }
+  if (tcpdumpDropped > 0) t.log(`tcpdump dropped ${tcpdumpDropped} packet(s) itself: its per-address counts were not compared`);
   t.deepEqual([...sums.keys()].sort(), plan.map((p) => p[0]).sort());
 });
 
