@@ -29,8 +29,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Hook, type PacketContext } from '../xt/packet.js';
 import { packet, testEngine, type TestEngine } from '../router/netfilter/testkit.js';
-import { run, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, fmt, loadAverage, measure, median, PORT, UDPGEN, type Measure } from './lib.js';
+import { run, uniquePrefix } from '../test/helpers/netns.js';
+import { cpuCount, fmt, loadAverage, measure, median, PORT, UDPGEN, withLab, type Measure } from './lib.js';
 
 const PAYLOAD = 64;
 const SERVER = '203.0.113.2';
@@ -96,16 +96,7 @@ async function main(): Promise<void> {
   console.log(`bench:account: ${a.rounds} rounds x ${a.duration} s per path, ${await cpuCount()} CPUs, load ${await loadAverage()}`);
   const engine = await engineFigures(a.engineSeconds, a.rounds);
 
-  let lab: Lab | null = await startLab({ prefix: uniquePrefix('xw2b'), logLevel: 'warn' });
-  const stop = async () => {
-    const l = lab;
-    lab = null;
-    await l?.stop();
-  };
-  process.once('SIGINT', () => void stop().then(() => process.exit(130)));
-  process.once('SIGTERM', () => void stop().then(() => process.exit(143)));
-  try {
-    const l = lab;
+  await withLab({ prefix: uniquePrefix('xw2b'), logLevel: 'warn' }, async (l) => {
     const xtr = async (argv: string[], input: string | null = null) => {
       const r = await l.xtr(argv, input);
       if (r.status !== 0) throw new Error(`xtr ${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
@@ -168,9 +159,7 @@ async function main(): Promise<void> {
         `ratio_quota2=${ratio('xquota2').toFixed(3)}`,
       ].join(' '),
     );
-  } finally {
-    await stop();
-  }
+  });
 }
 
 await main();

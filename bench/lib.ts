@@ -5,7 +5,7 @@
  * keep a shared 2-CPU machine's load swings off the figures.
  */
 import { join } from 'node:path';
-import { background, exec, REPO_ROOT, run, sleep, vethPair, type Namespaces } from '../test/helpers/netns.js';
+import { background, exec, REPO_ROOT, run, sleep, startLab, vethPair, type Lab, type LabOptions, type Namespaces } from '../test/helpers/netns.js';
 
 export const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
 export const PORT = 9000;
@@ -92,4 +92,30 @@ export async function loadAverage(): Promise<string> {
 
 export async function cpuCount(): Promise<string> {
   return (await exec(['nproc'])).stdout.trim();
+}
+
+/**
+ * Runs `body` with a lab router (test/helpers/netns.ts startLab) that is
+ * stopped however the bench ends: normally, on an exception, or on
+ * SIGINT/SIGTERM (the namespaces and the router process are always removed).
+ */
+export async function withLab<T>(opts: LabOptions, body: (lab: Lab) => Promise<T>): Promise<T> {
+  let lab: Lab | null = await startLab(opts);
+  const stop = async () => {
+    const l = lab;
+    lab = null;
+    await l?.stop();
+  };
+  const onSignal = (code: number) => () => void stop().then(() => process.exit(code));
+  const onInt = onSignal(130);
+  const onTerm = onSignal(143);
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
+  try {
+    return await body(lab);
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    await stop();
+  }
 }

@@ -27,8 +27,8 @@
  * The last line is one `key=value` line for scripts.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { background, run, sleep, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, fmt, loadAverage, measure, median, PORT, UDPGEN, type Measure } from './lib.js';
+import { background, run, sleep, uniquePrefix } from '../test/helpers/netns.js';
+import { cpuCount, fmt, loadAverage, measure, median, PORT, UDPGEN, withLab, type Measure } from './lib.js';
 
 const PAYLOAD = 64;
 const SERVER = '203.0.113.2';
@@ -72,16 +72,7 @@ async function main(): Promise<void> {
   const a = args();
   if (!existsSync(UDPGEN)) throw new Error(`${UDPGEN} missing: run bash scripts/ensure-setup`);
   console.log(`bench:tee: ${a.rounds} rounds x ${a.duration} s per path, ${await cpuCount()} CPUs, load ${await loadAverage()}`);
-  let lab: Lab | null = await startLab({ prefix: uniquePrefix('xw2a'), logLevel: 'warn' });
-  const stop = async () => {
-    const l = lab;
-    lab = null;
-    await l?.stop();
-  };
-  process.once('SIGINT', () => void stop().then(() => process.exit(130)));
-  process.once('SIGTERM', () => void stop().then(() => process.exit(143)));
-  try {
-    const l = lab;
+  await withLab({ prefix: uniquePrefix('xw2a'), logLevel: 'warn' }, async (l) => {
     const xtr = async (argv: string[], input: string | null = null) => {
       const r = await l.xtr(argv, input);
       if (r.status !== 0) throw new Error(`xtr ${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
@@ -136,9 +127,7 @@ async function main(): Promise<void> {
         `ratio_tee=${ratio.toFixed(3)}`,
       ].join(' '),
     );
-  } finally {
-    await stop();
-  }
+  });
 }
 
 await main();
