@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { validateMetricsConfig, MetricsConfigError, type MetricsConfig } from './metrics-config.js';
+import { applyEnvOverrides, withEnvBlame, type Env } from './config-env.js';
 import { parse as parseYaml } from 'yaml';
 import { parseMac } from '../dataplane/bytes.js';
 import {
@@ -102,26 +103,31 @@ export const CONFIG_DEFAULTS = {
   mtu: 1500,
 } as const;
 
-/** Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML (a superset). */
-export function loadConfig(path: string): XtrConfig {
+/**
+ * Reads and validates a config file; `.json` is parsed as JSON, anything else as YAML (a superset).
+ * The XTR_* environment overrides (router/config-env.ts) apply on top of the file, on every load.
+ */
+export function loadConfig(path: string, env: Env = process.env): XtrConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     throw new ConfigError('', `cannot read config file ${path}: ${(e as Error).message}`);
   }
-  return parseConfigText(text, path);
+  return parseConfigText(text, path, env);
 }
 
-/** Parses JSON or YAML text and validates it. `source` names the file in errors. */
-export function parseConfigText(text: string, source = '<config>'): XtrConfig {
+/** Parses JSON or YAML text and validates it. `source` names the file in errors; `env` holds XTR_* overrides. */
+export function parseConfigText(text: string, source = '<config>', env: Env = {}): XtrConfig {
   let doc: unknown;
   try {
     doc = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
   } catch (e) {
     throw new ConfigError('', `${source}: not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
   }
-  return validateConfig(doc);
+  // Issue 13 §6: environment overrides before validation, errors naming the variable.
+  const { doc: merged, used } = applyEnvOverrides(doc, env);
+  return withEnvBlame(used, () => validateConfig(merged));
 }
 
 type Obj = Record<string, unknown>;

@@ -24,6 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CommandTable } from './commands.js';
 import { loadConfig, ConfigError, type XtrConfig } from './config.js';
+import { configPathFromEnv } from './config-env.js';
 import { defaultConfig } from './default-config.js';
 import { ControlServer, ensureSocketFree, statusCommands, type InterfaceStatus, type StatusSnapshot } from './control.js';
 import { configureHostInterface } from './hostif.js';
@@ -269,6 +270,10 @@ const USAGE = `usage: node dist/router/main.js [--config FILE] [--lab-prefix P] 
   --state-dir DIR    overrides the config's stateDir (saved rule sets, extension state)
   --socket PATH      control socket (default: config control.socket, /run/xtr/xtr.sock)
   --log-level L      overrides the config's logLevel
+environment (docs/config.md "Environment overrides"; a flag wins over its variable):
+  XTR_CONFIG         the configuration file when no --config (and no --lab-*) is given
+  XTR_LOG_LEVEL, XTR_STATE_DIR, XTR_SOCKET, XTR_RULES_V4, XTR_RULES_V6, XTR_METRICS_LISTEN,
+  XTR_FAIL_OPEN, XTR_NAT_PORTS, XTR_FORWARD_PORTS   override the file's settings
 `;
 
 export interface MainArgs {
@@ -333,7 +338,9 @@ async function cliEntry(): Promise<void> {
   }
   let config: XtrConfig;
   try {
-    config = args.config ? loadConfig(args.config) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-', mode: (args.labMode as 'tun' | 'tap' | undefined) ?? 'tun' });
+    // XTR_CONFIG (issue 13 §6): the image sets it, so `docker run -e XTR_CONFIG=...` picks another file.
+    const configPath = args.config ?? (args.labPrefix || args.labMode ? undefined : configPathFromEnv(process.env));
+    config = configPath ? loadConfig(configPath) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-', mode: (args.labMode as 'tun' | 'tap' | undefined) ?? 'tun' });
     if (args.stateDir) config = { ...config, stateDir: args.stateDir };
   } catch (e) {
     const what = e instanceof ConfigError ? 'configuration error' : 'cannot load configuration';
