@@ -136,24 +136,41 @@ export class Services implements RouterServices {
     const b = this.router('route');
     if (family === 4) {
       const d = dst[0] >>> 0;
-      if (d >>> 28 === 0xe || d === 0xffffffff) return facts(d === 0xffffffff ? FactKind.BROADCAST : FactKind.MULTICAST, null, null);
+      if (d >>> 28 === 0xe || d === 0xffffffff) return this.facts(d === 0xffffffff ? FactKind.BROADCAST : FactKind.MULTICAST, null, null);
       const id = b.routes4.lookup(d);
       if (id < 0) return null;
       const kind = b.routes4.kind[id];
       const ri = b.interfaces[b.routes4.ifIndex[id]];
-      if (kind === RouteKind.LOCAL) return facts(FactKind.LOCAL, null, null, ri.mtu);
+      if (kind === RouteKind.LOCAL) return this.facts(FactKind.LOCAL, null, null, ri.mtu);
       const oif = this.factsOf(ri);
-      if (kind === RouteKind.CONNECTED && d === b.routes4.broadcast[id]) return facts(FactKind.BROADCAST, oif, null);
-      return facts(FactKind.UNICAST, oif, Uint32Array.of(b.routes4.nextHop(id, d)));
+      if (kind === RouteKind.CONNECTED && d === b.routes4.broadcast[id]) return this.facts(FactKind.BROADCAST, oif, null);
+      const gw = this.routeGateway4;
+      gw[0] = b.routes4.nextHop(id, d);
+      return this.facts(FactKind.UNICAST, oif, gw);
     }
-    if (dst[0] >>> 24 === 0xff) return facts(FactKind.MULTICAST, null, null);
+    if (dst[0] >>> 24 === 0xff) return this.facts(FactKind.MULTICAST, null, null);
     const id = b.routes6.lookup(dst);
     if (id < 0) return null;
     const ri = b.interfaces[b.routes6.ifIndex[id]];
-    if (b.routes6.kind[id] === RouteKind.LOCAL) return facts(FactKind.LOCAL, null, null, ri.mtu);
-    const gw = new Uint32Array(4);
+    if (b.routes6.kind[id] === RouteKind.LOCAL) return this.facts(FactKind.LOCAL, null, null, ri.mtu);
+    const gw = this.routeGateway;
     b.routes6.nextHop(id, dst, gw);
-    return facts(FactKind.UNICAST, this.factsOf(ri), gw);
+    return this.facts(FactKind.UNICAST, this.factsOf(ri), gw);
+  }
+
+  /** route()'s answer and next hop, reused by every call (the contract: valid until the next call). */
+  private readonly routeGateway = new Uint32Array(4);
+  private readonly routeGateway4 = new Uint32Array(1);
+  private readonly routeAnswer: { -readonly [K in keyof RouteFacts]: RouteFacts[K] } = { kind: FactKind.UNICAST, oif: null, gateway: null, mtu: 0, hopLimit: LOCAL_HOP_LIMIT };
+
+  private facts(kind: FactKind, oif: IfaceFacts | null, gateway: Uint32Array | null, mtu = oif?.mtu ?? 0): RouteFacts {
+    const r = this.routeAnswer;
+    r.kind = kind;
+    r.oif = oif;
+    r.gateway = gateway;
+    r.mtu = mtu;
+    r.hopLimit = LOCAL_HOP_LIMIT;
+    return r;
   }
 
   iface(name: string): IfaceFacts | null {
@@ -226,10 +243,6 @@ export class Services implements RouterServices {
     this.logger.info({ ...fields, event: kind }, kind);
     this.events.publish({ kind, time: Date.now(), fields });
   }
-}
-
-function facts(kind: FactKind, oif: IfaceFacts | null, gateway: Uint32Array | null, mtu = oif?.mtu ?? 0): RouteFacts {
-  return { kind, oif, gateway, mtu, hopLimit: LOCAL_HOP_LIMIT };
 }
 
 /**

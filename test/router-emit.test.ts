@@ -375,6 +375,10 @@ test('route(): kind, out-interface, next hop, MTU and hop limit as ip_route_outp
   t.deepEqual(row(6, ip6('2001:db8:6::9')), [RouteKind.UNICAST, 'eth2', [...ip6('2001:db8:6::9')], 1280, 64]);
   t.deepEqual(row(6, ip6('2001:db8:ff::1')), [RouteKind.UNICAST, 'eth1', [...ip6('2001:db8:5::2')], 1500, 64]);
   t.deepEqual(row(6, ip6('2001:db8:5::1')), [RouteKind.LOCAL, null, null, 1500, 64]);
+  // One scratch answer, as a codec view: the next call overwrites it (no allocation per packet).
+  const first = s.route(4, words4('192.0.2.7'));
+  t.is(s.route(6, ip6('2001:db8:ff::1')), first);
+  t.is(first?.oif?.name, 'eth1');
   const bare = makeLab({ noDefault: true });
   t.is(bare.router.services.route(4, words4('8.8.8.8')), null);
   t.is(bare.router.services.route(6, ip6('2001:db8:ff::1')), null);

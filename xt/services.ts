@@ -139,7 +139,12 @@ export interface RouterServices {
    * Returns whether the clone was sent.
    */
   dup(pkt: PacketContext, how: DupOptions): boolean;
-  /** The route a locally generated packet to `dst` would take (IPv4 as word 0), or null if none. */
+  /**
+   * The route a locally generated packet to `dst` would take (IPv4 as word 0),
+   * or null if none. Asked per packet (ECHO, TCPMSS, MASQUERADE), so the
+   * answer is the services' one scratch record, like a codec view: valid
+   * until the next route() call; copy what must outlive it.
+   */
   route(family: Family, dst: Uint32Array): RouteFacts | null;
   /** The interface with this config name, or null. */
   iface(name: string): IfaceFacts | null;
