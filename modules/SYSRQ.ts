@@ -304,6 +304,10 @@ const SYSRQ: TargetExtension<null> = {
         }
         st.seqno = seqno;
         st.accepted++;
+        // The new counter reaches the disk before any key acts (appliance
+        // actions run in order), not at the next periodic save: a restart or
+        // stop the request causes cannot make it replayable.
+        services.applianceAction('save');
         for (let k = 0; k < len && b[start + k] !== COMMA; k++) trigger(String.fromCharCode(b[start + k]));
         return Verdict.ACCEPT;
       },

@@ -218,20 +218,26 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   // What an extension may ask of the appliance (SYSRQ's keys). Each action runs
   // after the packet that asked for it, in the order asked (setImmediate is FIFO).
   if (router.services instanceof Services) {
+    // One queue: an action starts when the one asked before it has finished,
+    // so a `save` is on disk before a following `restart`/`stop` (SYSRQ saves
+    // its new sequence number first: a request cannot be replayed after the
+    // restart it caused).
+    let actions: Promise<void> = Promise.resolve();
     router.services.applianceHandler = (action: ApplianceAction): boolean => {
-      let run: (() => void) | undefined;
-      if (action === 'save') run = () => void requestSave();
+      let run: (() => unknown) | undefined;
+      if (action === 'save') run = () => requestSave();
       else if (action === 'flush-conntrack') run = () => conntrack.flush();
       else run = app.processActions[action];
       if (!run) return false;
       log.warn({ action }, 'appliance action requested by an extension');
-      setImmediate(() => {
-        try {
-          run();
-        } catch (e) {
-          log.error({ action, err: (e as Error).message }, 'appliance action failed');
-        }
-      });
+      const step = run;
+      actions = actions
+        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        .then(() => step())
+        .then(
+          () => undefined,
+          (e: unknown) => log.error({ action, err: (e as Error).message }, 'appliance action failed'),
+        );
       return true;
     };
   }

@@ -308,13 +308,14 @@ for (const v of VECTORS) {
     h.writeProc('net/xt_SYSRQ/seqno', String(VECTOR_SEQNO - 1));
     t.is(send(request(v.family, v.dst, `s,${VECTOR_SEQNO},abc,${v.digest}\n`)), Verdict.ACCEPT);
     t.deepEqual(h.services.logged.map((l) => l.line), ['xt_SYSRQ: SysRq s']);
-    t.deepEqual(h.services.applianceActions, ['save']);
+    // The new seqno is saved first, then the key's own action (here `s`: save).
+    t.deepEqual(h.services.applianceActions, ['save', 'save']);
     t.is(h.readProc('net/xt_SYSRQ/seqno'), `${VECTOR_SEQNO}\n`);
     t.is(stats(h).accepted, 1);
     // The same request again is a replay: its seqno is no longer greater.
     t.is(send(request(v.family, v.dst, `s,${VECTOR_SEQNO},abc,${v.digest}\n`)), Verdict.DROP);
     t.is(stats(h)['refused-old-seqno'], 1);
-    t.deepEqual(h.services.applianceActions, ['save']);
+    t.deepEqual(h.services.applianceActions, ['save', 'save'], 'a refused request asks for nothing');
   });
 }
 
@@ -351,7 +352,7 @@ test('SYSRQ refusals are counted and never move the sequence number', (t) => {
   // Only the digits of the seqno field count; the fourth field may carry anything after the digest.
   t.is(send(request(4, '10.10.25.7', `${sign(`sbx,1x${base + 5}y,salt,`)}trailing junk`)), Verdict.ACCEPT);
   t.is(h.readProc('net/xt_SYSRQ/seqno'), `1${base + 5}\n`);
-  t.deepEqual(h.services.applianceActions, ['save', 'restart']);
+  t.deepEqual(h.services.applianceActions, ['save', 'save', 'restart'], 'the seqno save, then s and b in order');
   t.true(h.services.logged.some((l) => l.line === 'xt_SYSRQ: SysRq x: no appliance action for this key'));
 });
 
@@ -411,7 +412,8 @@ test('SYSRQ hostTrigger: the keys are written to the trigger file instead of act
   h.writeProc('net/xt_SYSRQ/seqno', String(VECTOR_SEQNO - 1));
   t.is(send(request(4, '10.10.25.7', `s,${VECTOR_SEQNO},abc,8cbdb5e8a24c9151ebf0e3e658b7b70aeff72c83`)), Verdict.ACCEPT);
   t.is(readFileSync(trigger, 'utf8'), 's');
-  t.deepEqual(h.services.applianceActions, []);
+  // Only the seqno save: the key itself went to the host.
+  t.deepEqual(h.services.applianceActions, ['save']);
 });
 
 test('SYSRQ over UDP-Lite (the coverage field is the length, 0 refused) and IPv6 behind a Hop-by-Hop header', (t) => {

@@ -106,7 +106,9 @@ export interface RouteFacts {
  * Something an extension may ask the appliance to do to itself (SYSRQ's keys:
  * in an appliance the "machine" a remote SysRq acts on is xtr). The router
  * answers whether the action is offered where it runs; the action happens
- * after the packet that asked for it has been handled, never inside it.
+ * after the packet that asked for it has been handled, never inside it, and
+ * actions run one after another in the order asked (a `save` has reached the
+ * disk before the action asked after it starts).
  *
  *  - `save`: write the rule set and extension state now;
  *  - `restart`: save, stop and start xtr again;
@@ -179,6 +181,16 @@ export interface RouterServices {
    * not wait.
    */
   event(kind: string, fields: EventFields): void;
+  /**
+   * Hands `pkt` to the packet log's listeners of `group` (NFLOG; the
+   * kernel's nfnetlink_log): the first `caplen` bytes of the IP packet
+   * (l3off onward) with its original length, `prefix`, hook, in/out
+   * interfaces, mark and the time (`xtr nflog -g N` writes them as pcap,
+   * `xtr events` shows one `nflog.packet` line each). Without a listener it
+   * costs one check and copies nothing, as the kernel drops a message no one
+   * listens for. Never blocks the packet path.
+   */
+  nflog(pkt: PacketContext, group: number, prefix: string, caplen: number): void;
   /**
    * Conntrack NAT for the nat targets (SNAT, DNAT, MASQUERADE, REDIRECT,
    * NETMAP; xt/nat.ts): set by whoever owns conntrack (router/appliance.ts
