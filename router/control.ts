@@ -72,6 +72,11 @@ export class ControlServer {
   private readonly sockets = new Set<net.Socket>();
   private readonly commands: CommandTable = Object.create(null);
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Issue 13 audit (router/audit.ts): called with each request before it runs (it may look up the
+   * peer first); the function it returns, if any, gets the result.
+   */
+  audit: ((sock: net.Socket, req: ControlRequest) => Promise<((res: CommandResult) => void) | null>) | null = null;
 
   constructor(
     readonly socketPath: string,
@@ -177,7 +182,9 @@ export class ControlServer {
   private async answer(sock: net.Socket, line: string): Promise<void> {
     const req = parseRequest(line);
     if (typeof req !== 'string' && req.cmd === 'events' && this.eventSource) return this.streamEvents(sock, req.args);
+    const audited = typeof req !== 'string' && this.audit ? await this.audit(sock, req).catch(() => null) : null;
     const res: CommandResult = typeof req === 'string' ? { status: 2, stdout: '', stderr: `xtr: ${req}\n` } : await this.execute(req);
+    audited?.(res);
     if (!sock.destroyed) sock.write(JSON.stringify(res) + '\n');
   }
 
