@@ -25,6 +25,7 @@ import type { RouterServices } from '../xt/extension.js';
 import type { NatService } from '../xt/nat.js';
 import type { RouterInterface } from './interfaces.js';
 import { syslogToPino, type Logger } from './log.js';
+import { PacketLogHub, eventFields, recordOf } from './packet-log.js';
 import { RouteKind, type RouteTable4, type RouteTable6 } from './routing.js';
 
 /** What the services need from the router: a way to inject a locally generated packet. */
@@ -242,6 +243,22 @@ export class Services implements RouterServices {
   event(kind: string, fields: EventFields): void {
     this.logger.info({ ...fields, event: kind }, kind);
     this.events.publish({ kind, time: Date.now(), fields });
+  }
+
+  /** NFLOG's listeners (`xtr nflog`, router/packet-log.ts). */
+  readonly packetLog = new PacketLogHub();
+
+  /**
+   * NFLOG: one record to the group's listeners and one `nflog.packet` event
+   * to `xtr events` subscribers, built only when either exists. No pino line:
+   * NFLOG delivers to listeners, it is not a syslog target (LOG is).
+   */
+  nflog(pkt: PacketContext, group: number, prefix: string, caplen: number): void {
+    const wanted = this.packetLog.wanted(group);
+    if (!wanted && this.events.subscribers === 0) return;
+    const record = recordOf(pkt, group, prefix, caplen);
+    if (wanted) this.packetLog.publish(record);
+    if (this.events.subscribers !== 0) this.events.publish({ kind: 'nflog.packet', time: Date.now(), fields: eventFields(record) });
   }
 }
 

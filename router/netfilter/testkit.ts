@@ -287,6 +287,24 @@ export class RecordingServices implements RouterServices {
   event(kind: string, fields: EventFields): void {
     this.events.push({ kind, time: this.wallClock, fields });
   }
+
+  /** Packets handed to the packet log (NFLOG), in order: the bytes copied as the router would. */
+  readonly nflogged: NflogCall[] = [];
+
+  nflog(pkt: PacketContext, group: number, prefix: string, caplen: number): void {
+    const end = pkt.l3off + Math.max(0, Math.min(caplen, pkt.l3len));
+    this.nflogged.push({ group, prefix, hook: pkt.hook, length: pkt.l3len, bytes: Buffer.from(pkt.buf.subarray(pkt.l3off, end)) });
+  }
+}
+
+/** One services.nflog() call as RecordingServices keeps it. */
+export interface NflogCall {
+  group: number;
+  prefix: string;
+  hook: Hook;
+  /** The packet's length; `bytes` holds the first caplen of them. */
+  length: number;
+  bytes: Buffer;
 }
 
 /** IfaceFacts for tests: a running TUN with MTU 1500 and the given addresses ("10.0.0.1/24", "2001:db8::1/64"). */
