@@ -37,7 +37,7 @@ import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
 import { buildAppliance, checkRulesFiles, type Appliance } from './appliance.js';
 import { HealthMonitor, healthCommands } from './health.js';
-import { startMetrics, type ConntrackCounters, type MetricsServer } from './metrics.js';
+import { ruleCounterRows, startMetrics, type ConntrackCounters, type MetricsServer, type RuleCounterRow } from './metrics.js';
 import { extensions } from '../modules/registry.js';
 import type { PacketDevice } from '../dataplane/device.js';
 
@@ -56,6 +56,8 @@ export interface StartOptions {
   stateReport?: () => StatusSnapshot['state'];
   /** Issue 13: the conntrack table whose counters the metrics report (the appliance's). */
   conntrack?: () => ConntrackCounters | null;
+  /** Every rule's counters, for `metrics.ruleCounters` (absent: no rule engine). */
+  ruleCounters?: () => readonly RuleCounterRow[];
 }
 
 export interface XtrEvents {
@@ -221,7 +223,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     c.register(healthCommands(health));
     await c.listen();
     if (config.metrics) {
-      metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health }, log);
+      const rules = config.metrics.ruleCounters ? opts.ruleCounters : undefined;
+      metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules }, log);
     }
     const stopHealth = async () => {
       health.stop();
@@ -367,6 +370,7 @@ async function cliEntry(): Promise<void> {
       commands: [() => app!.commands],
       stateReport: () => app?.netfilter.state.report(),
       conntrack: () => app?.conntrack ?? null,
+      ruleCounters: () => (app ? ruleCounterRows(app.netfilter) : []),
     });
   } catch (e) {
     log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');

@@ -5,6 +5,7 @@
  *     listen: "127.0.0.1:9108"     # host:port or [v6]:port; off when the key is absent
  *     maxEventLoopLagMs: 1000      # /healthz fails after a stall longer than this (default 1000)
  *     allowGuarded: false          # true: may listen on a routed interface's address or a wildcard
+ *     ruleCounters: false          # true: every rule's packet/byte counters (one series per rule)
  *
  * Off by default. The endpoint is never bound on an address of an interface
  * xtr guards (the router's own addresses on its links), nor on a wildcard
@@ -19,6 +20,8 @@ export interface MetricsConfig {
   readonly port: number;
   readonly maxEventLoopLagMs: number;
   readonly allowGuarded: boolean;
+  /** Per-rule counters (opt-in: one series per rule and chain policy, which a large rule set multiplies). */
+  readonly ruleCounters: boolean;
 }
 
 export class MetricsConfigError extends Error {
@@ -46,13 +49,15 @@ export function validateMetricsConfig(raw: unknown, guardedAddresses: readonly s
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new MetricsConfigError('metrics', 'must be a mapping (listen, maxEventLoopLagMs, allowGuarded)');
   const o = raw as Record<string, unknown>;
   for (const k of Object.keys(o)) {
-    if (!['listen', 'maxEventLoopLagMs', 'allowGuarded'].includes(k)) throw new MetricsConfigError(`metrics.${k}`, 'unknown key (known: listen, maxEventLoopLagMs, allowGuarded)');
+    if (!['listen', 'maxEventLoopLagMs', 'allowGuarded', 'ruleCounters'].includes(k)) throw new MetricsConfigError(`metrics.${k}`, 'unknown key (known: listen, maxEventLoopLagMs, allowGuarded, ruleCounters)');
   }
   if (typeof o.listen !== 'string') throw new MetricsConfigError('metrics.listen', 'required: "ADDRESS:PORT" (e.g. "127.0.0.1:9108")');
   const l = parseListen(o.listen);
   if (!l) throw new MetricsConfigError('metrics.listen', `"${o.listen}" is not ADDRESS:PORT or [IPV6]:PORT with a literal address`);
   const allowGuarded = o.allowGuarded === undefined ? false : o.allowGuarded;
   if (typeof allowGuarded !== 'boolean') throw new MetricsConfigError('metrics.allowGuarded', 'must be true or false');
+  const ruleCounters = o.ruleCounters === undefined ? false : o.ruleCounters;
+  if (typeof ruleCounters !== 'boolean') throw new MetricsConfigError('metrics.ruleCounters', 'must be true or false');
   const lag = o.maxEventLoopLagMs === undefined ? 1000 : o.maxEventLoopLagMs;
   if (typeof lag !== 'number' || !Number.isInteger(lag) || lag < 10 || lag > 600_000) throw new MetricsConfigError('metrics.maxEventLoopLagMs', 'must be an integer from 10 to 600000');
   if (!allowGuarded) {
@@ -64,7 +69,7 @@ export function validateMetricsConfig(raw: unknown, guardedAddresses: readonly s
       throw new MetricsConfigError('metrics.listen', `${l.host} is an address of an interface xtr guards; set metrics.allowGuarded: true to listen there`);
     }
   }
-  return { host: l.host, port: l.port, maxEventLoopLagMs: lag, allowGuarded };
+  return { host: l.host, port: l.port, maxEventLoopLagMs: lag, allowGuarded, ruleCounters };
 }
 
 /** The URL a client scrapes. */

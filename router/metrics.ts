@@ -22,10 +22,51 @@ export interface ConntrackCounters {
   readonly tableFullDrops: number;
 }
 
+/** One rule's (or a built-in chain policy's: rule "policy") counters, as `iptables -L -v -x` shows them. */
+export interface RuleCounterRow {
+  readonly family: 4 | 6;
+  readonly table: string;
+  readonly chain: string;
+  /** 1-based position in the chain, or "policy". */
+  readonly rule: string;
+  /** The rule's `-m comment --comment` text, '' without one. */
+  readonly comment: string;
+  readonly pkts: number;
+  readonly bytes: number;
+}
+
 export interface MetricsSources {
   status(): StatusSnapshot;
   conntrack(): ConntrackCounters | null;
   health: HealthMonitor;
+  /** Present when `metrics.ruleCounters` is on: every rule's counters at scrape time. */
+  rules?: () => readonly RuleCounterRow[];
+}
+
+/** The rows of ruleCounterRows(): what the engine's rule model offers (router/netfilter/model.ts). */
+interface RuleModel {
+  rules(family: 4 | 6): { tables: ReadonlyMap<string, { ordered(): readonly { name: string; builtin: boolean; pkts: number; bytes: number; rules: readonly { pkts: number; bytes: number; text: string }[] }[] }> };
+}
+
+/** The comment of a rule's save text (` -m comment --comment "text"` or a bare word), '' without one. */
+export function ruleComment(text: string): string {
+  const m = /(?:^| )--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(text);
+  if (!m) return '';
+  return m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]!;
+}
+
+/** Every rule's and built-in chain policy's counters, both families, tables with rules or counts only. */
+export function ruleCounterRows(nf: RuleModel): RuleCounterRow[] {
+  const rows: RuleCounterRow[] = [];
+  for (const family of [4, 6] as const) {
+    for (const [table, t] of nf.rules(family).tables) {
+      for (const chain of t.ordered()) {
+        if (chain.builtin) rows.push({ family, table, chain: chain.name, rule: 'policy', comment: '', pkts: chain.pkts, bytes: chain.bytes });
+        chain.rules.forEach((r, i) => rows.push({ family, table, chain: chain.name, rule: String(i + 1), comment: ruleComment(r.text), pkts: r.pkts, bytes: r.bytes }));
+      }
+    }
+  }
+  return rows;
 }
 
 export interface MetricsServer {
@@ -97,6 +138,23 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
   ct('xtr_conntrack_early_drops_total', 'Entries evicted to make room for a new connection (early_drop).', (c) => c.earlyDrops, 'counter');
   ct('xtr_conntrack_insert_failed_total', 'Connections whose insert failed (NAT reply tuple taken).', (c) => c.insertFailed, 'counter');
   ct('xtr_conntrack_table_full_drops_total', 'Packets dropped because the table was full and nothing could be evicted.', (c) => c.tableFullDrops, 'counter');
+
+  const rules = src.rules;
+  if (rules) {
+    const ruleCounter = (name: string, help: string, pick: (r: RuleCounterRow) => number) =>
+      new prom.Counter({
+        name,
+        help,
+        labelNames: ['family', 'table', 'chain', 'rule', 'comment'],
+        registers: [register],
+        collect() {
+          this.reset();
+          for (const r of rules()) this.inc({ family: `ipv${r.family}`, table: r.table, chain: r.chain, rule: r.rule, comment: r.comment }, pick(r));
+        },
+      });
+    ruleCounter('xtr_rule_packets_total', 'Packets a rule matched (rule="policy": the built-in chain\'s policy), as iptables -L -v -x counts them.', (r) => r.pkts);
+    ruleCounter('xtr_rule_bytes_total', 'Bytes of the packets a rule matched (rule="policy": the chain policy).', (r) => r.bytes);
+  }
 
   new prom.Gauge({
     name: 'xtr_event_loop_max_lag_seconds',

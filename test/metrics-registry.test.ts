@@ -46,3 +46,31 @@ test('values come from the sources at each scrape; the dashboard queries only ex
     t.true(names.has(family), `dashboard metric ${u} is exported`);
   }
 });
+
+test('metrics.ruleCounters: every rule and chain policy of a real rule set, with its comment; off by default', async (t) => {
+  const { testEngine } = await import('../router/netfilter/testkit.js');
+  const { ruleCounterRows, ruleComment } = await import('../router/metrics.js');
+  const { validateMetricsConfig } = await import('../router/metrics-config.js');
+  const e = await testEngine();
+  const rules = '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [7:700]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -p tcp -m tcp --dport 22 -m comment --comment "ssh \\"in\\"" -c 3 180 -j ACCEPT\n-A FORWARD -c 2 100 -j ACCEPT\nCOMMIT\n';
+  const r = await e.run('iptables-restore -c', rules);
+  t.is(r.status, 0, r.stderr);
+  const rows = ruleCounterRows(e.nf);
+  const fwd = rows.filter((x) => x.family === 4 && x.table === 'filter' && x.chain === 'FORWARD');
+  t.deepEqual(fwd.map((x) => [x.rule, x.comment, x.pkts, x.bytes]), [
+    ['policy', '', 7, 700],
+    ['1', 'ssh "in"', 3, 180],
+    ['2', '', 2, 100],
+  ]);
+  const health = new HealthMonitor({ config: defaultConfig('xx3-r-'), gateway: false, running: () => true, rulesLoaded: () => true }, 1000);
+  const reg = await createRegistry({ status: () => snap(1), conntrack: () => null, health, rules: () => ruleCounterRows(e.nf) });
+  const text = await reg.metrics();
+  t.regex(text, /^xtr_rule_packets_total\{family="ipv4",table="filter",chain="FORWARD",rule="1",comment="ssh \\"in\\""\} 3$/m);
+  t.regex(text, /^xtr_rule_bytes_total\{family="ipv4",table="filter",chain="FORWARD",rule="policy",comment=""\} 700$/m);
+  const off = await (await createRegistry({ status: () => snap(1), conntrack: () => null, health })).metrics();
+  t.notRegex(off, /xtr_rule_packets_total/);
+  t.is(ruleComment(' -m comment --comment plain -j ACCEPT'), 'plain');
+  t.is(validateMetricsConfig({ listen: '127.0.0.1:9108' }, [])?.ruleCounters, false);
+  t.is(validateMetricsConfig({ listen: '127.0.0.1:9108', ruleCounters: true }, [])?.ruleCounters, true);
+  t.throws(() => validateMetricsConfig({ listen: '127.0.0.1:9108', ruleCounters: 'yes' }, []), { message: 'metrics.ruleCounters: must be true or false' });
+});
