@@ -24,6 +24,12 @@ export interface PacketBatch {
   readonly slotSize: number;
   /** Packets currently held (set by read). */
   count: number;
+  /**
+   * Per slot, set by a read from a device with TSO/USO in force: the
+   * gso_size of a super-packet (its segments' payload), 0 for an ordinary
+   * packet. Absent: the device drops super-packets (none arrive without offloads).
+   */
+  readonly gso?: Uint32Array;
 }
 
 /** Allocates a batch once; the hot path reuses it forever. */
@@ -35,6 +41,7 @@ export function createBatch(capacity: number, maxFrame: number): PacketBatch {
     data: Buffer.alloc(capacity * slotSize),
     offsets,
     lengths: new Uint32Array(capacity),
+    gso: new Uint32Array(capacity),
     capacity,
     slotSize,
     count: 0,
@@ -77,7 +84,14 @@ export interface PacketDevice {
    * Returns how many were accepted by the device; the rest are counted in
    * stats.txDropped. Never blocks.
    */
-  write(data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  write(data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, gso?: Uint32Array): number;
+  /**
+   * Whether write() takes super-packets (gso[i] != 0) whole; a device
+   * without it gets them segmented first (dataplane/gso.ts). Absent = no.
+   */
+  readonly gsoWrites?: boolean;
+  /** Largest packet read() may return when above the MTU (TSO/USO super-packets); absent or 0 = the MTU. */
+  readonly maxPacket?: number;
   /**
    * Registers the wake-up: `cb` runs when the device becomes readable. The
    * callee drains with read() until it returns less than capacity.

@@ -36,7 +36,7 @@ export interface MemDeviceOptions {
 
 export class MemDevice implements PacketDevice {
   readonly kind: DeviceKind;
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, rxErrors: 0, txGsoWrites: 0, txGsoPackets: 0 };
+  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, rxErrors: 0, txGsoWrites: 0, txGsoPackets: 0, rxSuperPackets: 0, txSuperWrites: 0 };
   /** Copies of every packet this device accepted for transmission (not kept for a paired device). */
   readonly sent: Buffer[] = [];
   /** Packets inject() refused because the receive queue was full. */

@@ -36,7 +36,19 @@
  *   `gso: false` (or XTR_GSO=0 in the environment) writes one packet per
  *   syscall; `vnetHdr: false` opens the device without the header.
  *
- * Non-goals: receive offloads (TUNSETOFFLOAD) and persistent devices.
+ * - Offloads (`offloads`, TUN only, all off unless asked for): TUNSETOFFLOAD
+ *   with TUN_F_CSUM, TSO4/TSO6 and USO4/USO6, each probed at open and kept
+ *   only if this kernel takes it (`device.offloads` says what is in force).
+ *   With TSO/USO a read may yield a super-packet of up to 64 KiB: its
+ *   gso_size lands in batch.gso[i] (0 for an ordinary packet) and its L4
+ *   checksum is complete, so the router handles it as one packet, as the
+ *   kernel handles a GRO skb. write() takes the same per-packet gso sizes
+ *   and sends each super-packet as one GSO write the kernel segments
+ *   (device.gsoWrites: any TUN with the virtio header can). `gro` also
+ *   merges runs of consecutive TCP segments of one flow into one
+ *   VIRTIO_NET_HDR_GSO_TCPV4/6 write (rules in dataplane/native/tun.c).
+ *
+ * Non-goals: persistent devices.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -48,7 +60,7 @@ import { HEADROOM } from './device.js';
 
 /** The addon's surface (see dataplane/native/tun.c for the exact semantics). */
 export interface TunAddon {
-  open(name: string, tap: boolean, multiQueue: boolean, vnetHdr?: boolean): { fd: number; name: string; handle: object };
+  open(name: string, tap: boolean, multiQueue: boolean, vnetHdr?: boolean, offloads?: number): { fd: number; name: string; handle: object; offloads: number };
   readBatch(
     fd: number,
     data: Uint8Array,
@@ -59,6 +71,8 @@ export interface TunAddon {
     headroom: number,
     out?: Float64Array,
     vnetHdr?: boolean,
+    /** per slot: gso_size of the packet read (0 = not a super-packet); without it GSO packets are dropped */
+    gso?: Uint32Array,
   ): number;
   writeBatch(
     fd: number,
@@ -67,13 +81,15 @@ export interface TunAddon {
     lengths: Uint32Array,
     count: number,
     out?: Float64Array,
-    /** 0: plain fd; 1: IFF_VNET_HDR, one packet per write; 2: IFF_VNET_HDR with UDP GSO coalescing */
+    /** 0: plain fd; 1: IFF_VNET_HDR, one packet per write; 2: IFF_VNET_HDR with UDP GSO coalescing; 3: 2 + TCP coalescing */
     mode?: number,
+    /** per packet: gso_size of a super-packet to write as one GSO write (modes 1..3), 0 = an ordinary packet */
+    gso?: Uint32Array,
   ): number;
   /** Coalescer test hook: write sizes (packets per write) for a batch; returns the number of writes. */
-  gsoRuns(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, runs: Uint32Array): number;
+  gsoRuns(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, runs: Uint32Array, tcp?: boolean): number;
   /** Coalescer test hook: vnet header + super-packet IP/UDP header for packets start..start+n-1. */
-  gsoHeader(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, start: number, n: number, out: Uint8Array): number;
+  gsoHeader(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, start: number, n: number, out: Uint8Array, tcp?: boolean): number;
   pollStart(handle: object, cb: () => void): void;
   pollStop(handle: object): void;
   pollRef(handle: object, ref: boolean): void;
@@ -121,7 +137,42 @@ export interface OpenTunOptions {
   vnetHdr?: boolean;
   /** UDP GSO coalescing of writes on a TUN with vnetHdr (default true unless XTR_GSO=0). */
   gso?: boolean;
+  /** Offloads to ask for (TUN with vnetHdr only; each is probed, see device.offloads). Default: none. */
+  offloads?: OffloadRequest;
 }
+
+/** The offload switches (router config `offloads`). */
+export interface OffloadRequest {
+  /** TUN_F_CSUM: the kernel may hand over partial checksums (xtr completes them on read). */
+  csum?: boolean;
+  /** TUN_F_TSO4|TSO6: reads may be TCP super-packets (needs csum). */
+  tso?: boolean;
+  /** TUN_F_USO4|USO6: reads may be UDP super-packets (needs csum). */
+  uso?: boolean;
+  /** Coalesce consecutive TCP segments of one flow into one GSO write. */
+  gro?: boolean;
+}
+
+/** What is in force on an open device. */
+export interface TunOffloads {
+  csum: boolean;
+  tso4: boolean;
+  tso6: boolean;
+  uso: boolean;
+  /** Super-packets can be written whole (a TUN with the virtio header). */
+  gsoWrites: boolean;
+  /** TCP segment runs are coalesced on write. */
+  gro: boolean;
+}
+
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
+
+/** Largest packet a read can yield with TSO/USO in force (an IP datagram). */
+export const SUPER_PACKET_MAX = 65535;
 
 /** A PacketDevice over a kernel TUN/TAP fd, plus the few extras the router uses. */
 export interface TunDevice extends PacketDevice {
@@ -130,6 +181,8 @@ export interface TunDevice extends PacketDevice {
   /** The last hard error from read/write (e.g. EBADFD after the link was deleted); null if none. */
   readonly lastError: NodeJS.ErrnoException | null;
   readonly closed: boolean;
+  /** The offloads in force (all false without `offloads`). */
+  readonly offloads: TunOffloads;
   /** Stops wake-ups without closing; onReadable(cb) starts them again. */
   pause(): void;
   ref(): void;
@@ -142,6 +195,9 @@ export interface TunStats extends DeviceStats {
   /** UDP GSO writes made, and the packets they carried (included in txPackets). */
   txGsoWrites: number;
   txGsoPackets: number;
+  /** Super-packets read (TSO/USO in force) and written whole as GSO writes. */
+  rxSuperPackets: number;
+  txSuperWrites: number;
 }
 
 const IFNAME_MAX = 15;
@@ -161,10 +217,26 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
   }
   const native = loadTunAddon();
   const vnet = opts.vnetHdr !== false;
-  const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true, vnet);
-  const gso = vnet && opts.kind === 'tun' && (opts.gso ?? process.env.XTR_GSO !== '0');
-  const writeMode = !vnet ? 0 : gso ? 2 : 1;
-  return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode);
+  const req = opts.offloads ?? {};
+  const tun = vnet && opts.kind === 'tun';
+  const want = !tun || !req.csum ? 0 : TUN_F_CSUM | (req.tso ? TUN_F_TSO4 | TUN_F_TSO6 : 0) | (req.uso ? TUN_F_USO4 | TUN_F_USO6 : 0);
+  const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true, vnet, want);
+  const got = opened.offloads ?? 0;
+  const gso = tun && (opts.gso ?? process.env.XTR_GSO !== '0');
+  const gro = tun && req.gro === true;
+  const writeMode = !vnet ? 0 : gro ? 3 : gso ? 2 : 1;
+  const offloads: TunOffloads = {
+    csum: (got & TUN_F_CSUM) !== 0,
+    tso4: (got & TUN_F_TSO4) !== 0,
+    tso6: (got & TUN_F_TSO6) !== 0,
+    uso: (got & TUN_F_USO4) !== 0,
+    // The kernel takes a GSO write on any TUN with the virtio header, whatever
+    // TUNSETOFFLOAD says; the tso/uso switch still governs it, so a device with
+    // offloads off gets super-packets segmented by xtr (the fallback path).
+    gsoWrites: tun && (req.tso === true || req.uso === true),
+    gro,
+  };
+  return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode, offloads);
 }
 
 /** Sets the MTU of an interface in the caller's network namespace. */
@@ -193,11 +265,27 @@ function errnoError(syscall: string, negErrno: number, device: string): NodeJS.E
 }
 
 class NativeTunDevice implements TunDevice {
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, rxErrors: 0, txGsoWrites: 0, txGsoPackets: 0 };
+  readonly stats: TunStats = {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    txDropped: 0,
+    rxErrors: 0,
+    txGsoWrites: 0,
+    txGsoPackets: 0,
+    rxSuperPackets: 0,
+    txSuperWrites: 0,
+  };
+  /** Largest packet read() may return (0: the MTU bounds it, as the batch's slots do). */
+  readonly maxPacket: number;
+  get gsoWrites(): boolean {
+    return this.offloads.gsoWrites;
+  }
   lastError: NodeJS.ErrnoException | null = null;
   closed = false;
-  /** [bytes, failed, errno, gso writes, gso packets] from the last native call; reused, never reallocated. */
-  private readonly io = new Float64Array(5);
+  /** [bytes, failed, errno, gso writes | super-packets read, gso packets, super-packets written] from the last native call; reused, never reallocated. */
+  private readonly io = new Float64Array(6);
   private readable: (() => void) | null = null;
   private polling = false;
   private refed: boolean;
@@ -214,8 +302,10 @@ class NativeTunDevice implements TunDevice {
     ref: boolean,
     private readonly vnetHdr: boolean,
     private readonly writeMode: number,
+    readonly offloads: TunOffloads,
   ) {
     this.refed = ref;
+    this.maxPacket = offloads.tso4 || offloads.tso6 || offloads.uso ? SUPER_PACKET_MAX : 0;
   }
 
   read(batch: PacketBatch): number {
@@ -234,6 +324,7 @@ class NativeTunDevice implements TunDevice {
       HEADROOM,
       io,
       this.vnetHdr,
+      batch.gso,
     );
     this.stats.rxErrors += io[1];
     if (n < 0) {
@@ -247,23 +338,26 @@ class NativeTunDevice implements TunDevice {
     }
     this.stats.rxPackets += n;
     this.stats.rxBytes += io[0];
+    this.stats.rxSuperPackets += io[3];
     batch.count = n;
     return n;
   }
 
-  write(data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
+  write(data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, gso?: Uint32Array): number {
     if (this.closed) {
       this.stats.txDropped += count;
       return 0;
     }
     if (count === 0) return 0;
     const io = this.io;
-    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode);
+    io[3] = io[4] = io[5] = 0;
+    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode, gso);
     this.stats.txPackets += n;
     this.stats.txBytes += io[0];
     this.stats.txDropped += count - n;
     this.stats.txGsoWrites += io[3];
     this.stats.txGsoPackets += io[4];
+    this.stats.txSuperWrites += io[5];
     const err = io[2];
     if (err !== 0 && err !== EAGAIN /* queue full: not an error of the device */) {
       this.lastError = errnoError('write', -err, this.name);

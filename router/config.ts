@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { validateMetricsConfig, MetricsConfigError, type MetricsConfig } from './metrics-config.js';
+import { validateOffloads, OffloadsConfigError, type OffloadsConfig } from './offloads-config.js';
 import { applyEnvOverrides, withEnvBlame, type Env } from './config-env.js';
 import { parse as parseYaml } from 'yaml';
 import { parseMac } from '../dataplane/bytes.js';
@@ -74,6 +75,8 @@ export interface XtrConfig {
   readonly gateway: GatewayConfig;
   /** Issue 13: the Prometheus /metrics and /healthz endpoint (router/metrics-config.ts); null = off (the default). */
   readonly metrics: MetricsConfig | null;
+  /** Issue 14: TUN offload switches (router/offloads-config.ts). */
+  readonly offloads: OffloadsConfig;
 }
 
 export interface GatewayConfig {
@@ -252,7 +255,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'offloads'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -409,7 +412,18 @@ export function validateConfig(doc: unknown): XtrConfig {
     gateway: validateGateway(root.gateway),
     failOpen: validateFailOpen(root.failOpen),
     metrics: validateMetrics(root.metrics, interfaces),
+    offloads: validateOffloadsConfig(root.offloads),
   };
+}
+
+/** Issue 14: `offloads` (router/offloads-config.ts), its errors as ConfigErrors. */
+function validateOffloadsConfig(v: unknown): OffloadsConfig {
+  try {
+    return validateOffloads(v);
+  } catch (e) {
+    if (e instanceof OffloadsConfigError) throw new ConfigError(e.path, e.message);
+    throw e;
+  }
 }
 
 /** Issue 13: `metrics` (router/metrics-config.ts), refused on a guarded interface's address unless allowed. */

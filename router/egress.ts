@@ -9,8 +9,17 @@
  * Forwarded packets are transmitted from where they were read (the Ethernet
  * header goes into the headroom in front of them); fragments are cut into a
  * side buffer and copied into the scratch arena.
+ *
+ * Super-packets (a TCP/UDP packet read with TSO/USO in force, gsoSize != 0;
+ * docs/design.md "Offloads"): their segments, not the super-packet, must
+ * fit the MTU (ip_exceeds_mtu's skb_gso_validate_network_len). A TUN that
+ * takes GSO writes gets the super-packet whole with its gso_size; any other
+ * link (TAP, a TUN with offloads off) gets the segments xtr cuts
+ * (dataplane/gso.ts), written straight from a side buffer; IPv4 without DF
+ * whose segments exceed the MTU is segmented, then each segment fragmented.
  */
 import { fragmentIpv4, fragmentIpv6, refragmentIpv4, refragmentIpv6 } from '../dataplane/build.js';
+import { gsoHeaderLength, segmentSuperPacket } from '../dataplane/gso.js';
 import { ETH_HLEN, writeEthernet } from '../dataplane/ethernet.js';
 import { IPV6_MIN_MTU } from '../dataplane/ipv6.js';
 import type { Reassembler } from '../dataplane/reassembly.js';
@@ -21,6 +30,8 @@ import type { RouteTable4, RouteTable6 } from './routing.js';
 import type { ScratchArena, TxFlusher } from './scratch.js';
 
 export const MAX_FRAGMENTS = 160;
+/** Most segments a super-packet is cut into in software (64 KiB at the smallest MSS Linux sends, 48). */
+const MAX_SEGMENTS = 1400;
 
 /** The router's packet clock as egress reads it (neighbour entries age by it). */
 export interface PacketClock {
@@ -51,6 +62,17 @@ export class Egress implements TxFlusher {
   viaGateway = false;
   gateway4 = 0;
   readonly gateway6 = new Uint32Array(4);
+
+  /** gso_size of the packet in ctx when it is a super-packet (its segments' payload), else 0. */
+  gsoSize = 0;
+  /** gso_size from the read batch for the packet about to enter the pipeline; the router's resetContext moves it to gsoSize. */
+  rxGso = 0;
+  /** Per interface index: gso_size of each queued packet, made on the first super-packet queued there. */
+  private readonly txGso: (Uint32Array | undefined)[] = [];
+  /** Side buffer for software segmentation (grown once on first use). */
+  private segBuf: Buffer = Buffer.alloc(0);
+  private readonly segOffs = new Uint32Array(MAX_SEGMENTS);
+  private readonly segLens = new Uint32Array(MAX_SEGMENTS);
 
   constructor(
     private readonly buf: Buffer,
@@ -90,6 +112,10 @@ export class Egress implements TxFlusher {
   /** Transmits the IPv4 packet in ctx out of `out`; `id` is its route (for the next hop), -1 when viaGateway. */
   transmit4(out: RouterInterface, id: number, drops: Float64Array): void {
     const ctx = this.ctx;
+    if (this.gsoSize !== 0) {
+      this.transmitSuper(out, id, drops);
+      return;
+    }
     const o = ctx.l3off;
     const len = ctx.l3len;
     // ip_finish_output: a reassembled datagram always goes through ip_fragment
@@ -114,6 +140,10 @@ export class Egress implements TxFlusher {
 
   transmit6(out: RouterInterface, id: number, drops: Float64Array): void {
     const ctx = this.ctx;
+    if (this.gsoSize !== 0) {
+      this.transmitSuper(out, id, drops);
+      return;
+    }
     const o = ctx.l3off;
     const len = ctx.l3len;
     // __ip6_finish_output: fragments again what came in larger than its fragments
@@ -145,6 +175,8 @@ export class Egress implements TxFlusher {
    * frag_max_size no larger than the MTU, ip_exceeds_mtu / ip6_pkt_too_big).
    */
   fragmentsTooBig(out: RouterInterface): boolean {
+    // a super-packet: its segments are what must fit (skb_gso_validate_network_len)
+    if (this.gsoSize !== 0) return gsoHeaderLength(this.buf, this.ctx.l3off, this.ctx.l3len) + this.gsoSize > out.mtu;
     const fms = this.ctx.fragMaxSize;
     return fms === 0 || fms > out.mtu;
   }
@@ -244,18 +276,121 @@ export class Egress implements TxFlusher {
     this.queueTx(ri, p - ETH_HLEN, len + ETH_HLEN);
   }
 
-  queueTx(ri: RouterInterface, off: number, len: number): void {
+  /** Queues a packet of the router's buffer on `ri`; `gso` != 0 marks a super-packet the device writes whole. */
+  queueTx(ri: RouterInterface, off: number, len: number, gso = 0): void {
     if (ri.txCount === ri.txOffsets.length) this.flush(ri);
     const i = ri.txCount++;
     ri.txOffsets[i] = off;
     ri.txLengths[i] = len;
+    let g = this.txGso[ri.index];
+    if (g === undefined && gso !== 0) g = this.txGso[ri.index] = new Uint32Array(ri.txOffsets.length);
+    if (g !== undefined) g[i] = gso;
+  }
+
+  /** The packet in ctx delivered to the host interface (or, in gateway mode, back into its TUN): no MTU, no fragmentation. */
+  queueLocal(ri: RouterInterface, drops: Float64Array): void {
+    const ctx = this.ctx;
+    if (this.gsoSize !== 0 && ri.device.gsoWrites !== true) this.writeSegments(ri, -1, drops, false);
+    else this.queueTx(ri, ctx.l3off, ctx.l3len, this.gsoSize);
+  }
+
+  /**
+   * A super-packet out of `out`: whole when the device takes GSO writes and
+   * its segments fit, else cut here (the forward path has already answered
+   * DF/IPv6 super-packets whose segments do not fit with frag-needed/too-big).
+   */
+  private transmitSuper(out: RouterInterface, id: number, drops: Float64Array): void {
+    const ctx = this.ctx;
+    const hl = gsoHeaderLength(this.buf, ctx.l3off, ctx.l3len);
+    const fits = hl !== 0 && hl + this.gsoSize <= out.mtu;
+    if (fits && out.kind !== 'tap' && out.device.gsoWrites === true) {
+      this.queueTx(out, ctx.l3off, ctx.l3len, this.gsoSize);
+      return;
+    }
+    this.writeSegments(out, id, drops, !fits);
+  }
+
+  /**
+   * Cuts the super-packet in ctx into its segments and sends them on `out`
+   * in order after what is queued there: written straight from the side
+   * buffer (TAP: framed, or queued behind an unresolved neighbour), or, when
+   * `fragment`, each copied into scratch and sent through transmit4/6 so it
+   * is fragmented to the MTU.
+   */
+  private writeSegments(out: RouterInterface, id: number, drops: Float64Array, fragment: boolean): void {
+    const ctx = this.ctx;
+    const g = this.gsoSize;
+    const v4 = ctx.family === 4;
+    const tap = out.kind === 'tap';
+    const room = tap ? ETH_HLEN : 0;
+    if (this.segBuf.length === 0) this.segBuf = Buffer.alloc(65536 + MAX_SEGMENTS * (room + 128) + 4096);
+    const seg = this.segBuf;
+    const offs = this.segOffs;
+    const lens = this.segLens;
+    const count = segmentSuperPacket(this.buf, ctx.l3off, ctx.l3len, g, seg, 0, ETH_HLEN, offs, lens);
+    if (count < 0) {
+      drops[RouterDrop.FRAGMENTATION_FAILED]++;
+      return;
+    }
+    if (fragment) {
+      const o = ctx.l3off;
+      const len = ctx.l3len;
+      this.gsoSize = 0;
+      for (let k = 0; k < count; k++) {
+        const p = this.scratch.copyIn(seg, offs[k], lens[k]);
+        if (p < 0) {
+          drops[RouterDrop.SCRATCH_FULL]++;
+          break;
+        }
+        ctx.l3off = p;
+        ctx.l3len = lens[k];
+        if (v4) this.transmit4(out, id, drops);
+        else this.transmit6(out, id, drops);
+      }
+      ctx.l3off = o;
+      ctx.l3len = len;
+      this.gsoSize = g;
+      return;
+    }
+    if (tap) {
+      const nbr = out.neighbors!;
+      const now = this.clock.now;
+      let mac: number;
+      let nh4 = 0;
+      const nh6 = this.nextHop6;
+      if (v4) {
+        nh4 = this.viaGateway ? this.gateway4 : this.routes4.nextHop(id, ctx.dst4);
+        mac = nbr.lookup4(nh4, now);
+      } else {
+        if (this.viaGateway) nh6.set(this.gateway6);
+        else this.routes6.nextHop(id, ctx.dst6, nh6);
+        mac = nbr.lookup6(nh6, now);
+      }
+      if (mac < 0) {
+        for (let k = 0; k < count; k++) {
+          const ok = v4 ? nbr.enqueue4(nh4, seg, offs[k], lens[k], now) : nbr.enqueue6(nh6, seg, offs[k], lens[k], now);
+          if (!ok) drops[RouterDrop.NEIGHBOR_FAILED]++;
+        }
+        return;
+      }
+      const ethertype = v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6;
+      for (let k = 0; k < count; k++) {
+        offs[k] -= ETH_HLEN;
+        lens[k] += ETH_HLEN;
+        writeEthernet(seg, offs[k], mac, out.macValue, ethertype);
+      }
+    }
+    this.flush(out);
+    const n = out.device.write(seg, offs, lens, count);
+    out.txPackets += n;
+    for (let k = 0; k < n; k++) out.txBytes += lens[k];
   }
 
   private flush(ri: RouterInterface): void {
     const count = ri.txCount;
     if (count === 0) return;
     ri.txCount = 0;
-    const n = ri.device.write(this.buf, ri.txOffsets, ri.txLengths, count);
+    const n = ri.device.write(this.buf, ri.txOffsets, ri.txLengths, count, this.txGso[ri.index]);
     ri.txPackets += n;
     if (n === count) {
       let bytes = 0;

@@ -171,12 +171,14 @@ export class Router implements ServicesBackend {
     // One buffer: read slots, then scratch. Slots fit the largest frame of any device.
     let maxFrame = opts.config.hostInterface.mtu;
     for (const ic of opts.config.interfaces) maxFrame = Math.max(maxFrame, ic.mtu + (ic.mode === 'tap' ? ETH_HLEN : 0));
+    // offloads: a device with TSO/USO in force reads super-packets of up to 64 KiB (docs/design.md "Offloads")
+    for (const dev of opts.devices.values()) maxFrame = Math.max(maxFrame, dev.maxPacket ?? 0);
     const slotSize = Math.ceil((HEADROOM + maxFrame) / 64) * 64;
     const slots = batchSize * slotSize;
     const data = Buffer.alloc(slots + SCRATCH_SIZE);
     const offsets = new Uint32Array(batchSize);
     for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize + HEADROOM;
-    this.batch = { data, offsets, lengths: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
+    this.batch = { data, offsets, lengths: new Uint32Array(batchSize), gso: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
     this.buf = data;
     this.scratch = new ScratchArena(data, slots, this.ctx);
     this.egress = new Egress(data, this.ctx, this.interfaces, this.routes4, this.routes6, this.scratch, this);
@@ -283,9 +285,11 @@ export class Router implements ServicesBackend {
     const offsets = this.batch.offsets;
     const lengths = this.batch.lengths;
     const kind = ri.kind;
+    const gso = this.batch.gso!;
     for (let i = 0; i < n; i++) {
       const off = offsets[i];
       const len = lengths[i];
+      this.egress.rxGso = gso[i]; // offloads: a super-packet's gso_size, taken by resetContext
       try {
         if (kind === 'tun') this.receiveIp(ri, off, len, -1);
         else if (kind === 'tap') this.receiveFrame(ri, off, len);
@@ -367,6 +371,8 @@ export class Router implements ServicesBackend {
     ctx.fragMaxSize = 0;
     this.egress.reasmPieces = 0;
     this.egress.viaGateway = false;
+    this.egress.gsoSize = this.egress.rxGso; // offloads: 0 unless this is a super-packet just read
+    this.egress.rxGso = 0;
     this.emitFlags = 0;
     // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.
     const slot = this.batch.slotSize;
@@ -515,8 +521,8 @@ export class Router implements ServicesBackend {
       if (v === Verdict.DROP) ri.drops[RouterDrop.NETFILTER]++;
       return;
     }
-    if (this.host !== null) this.egress.queueTx(this.host, ctx.l3off, ctx.l3len);
-    else if (ri.kind === 'tun') this.egress.queueTx(ri, ctx.l3off, ctx.l3len); // gateway mode: the namespace's kernel owns the address
+    if (this.host !== null) this.egress.queueLocal(this.host, ri.drops);
+    else if (ri.kind === 'tun') this.egress.queueLocal(ri, ri.drops); // gateway mode: the namespace's kernel owns the address
     else ri.drops[RouterDrop.NO_LOCAL_DELIVERY]++;
   }
 

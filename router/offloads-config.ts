@@ -1,0 +1,93 @@
+/**
+ * The `offloads` section of the router config (issue 14): one switch per
+ * TUN offload, applied to every TUN interface (docs/design.md "Offloads").
+ *
+ *   offloads: { csum: true, tso: true, uso: false, gro: true }
+ *
+ * csum/tso/uso are asked of the kernel with TUNSETOFFLOAD at open and each
+ * is kept only if this kernel takes it (`xtr status` shows what is in
+ * force); gro is xtr's own TCP coalescing of writes. `false` for all four is
+ * the plain one-packet path of earlier versions.
+ */
+import type { OffloadRequest } from '../dataplane/tun.js';
+
+export interface OffloadsConfig extends Required<OffloadRequest> {}
+
+/** Defaults: what passed test/offload-tcp.test.ts on this platform (see docs/design.md). */
+export const DEFAULT_OFFLOADS: OffloadsConfig = { csum: false, tso: false, uso: false, gro: false };
+
+export class OffloadsConfigError extends Error {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function validateOffloads(v: unknown): OffloadsConfig {
+  if (v === undefined) return { ...DEFAULT_OFFLOADS };
+  if (v === false) return { csum: false, tso: false, uso: false, gro: false };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new OffloadsConfigError('offloads', `${JSON.stringify(v)} must be a mapping of csum/tso/uso/gro to true or false (or false for none)`);
+  }
+  const out: OffloadsConfig = { ...DEFAULT_OFFLOADS };
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    if (k !== 'csum' && k !== 'tso' && k !== 'uso' && k !== 'gro') {
+      throw new OffloadsConfigError(`offloads.${k}`, `unknown key (expected csum, tso, uso, gro)`);
+    }
+    if (typeof val !== 'boolean') throw new OffloadsConfigError(`offloads.${k}`, `${JSON.stringify(val)} must be true or false`);
+    out[k] = val;
+  }
+  if ((out.tso || out.uso) && !out.csum) {
+    throw new OffloadsConfigError('offloads', 'tso and uso need csum: the kernel takes segmentation offloads only with checksum offload');
+  }
+  return out;
+}
+
+/** What `xtr status` and /metrics show per interface: the offloads in force and their counters. */
+export interface OffloadStatus {
+  csum: boolean;
+  tso4: boolean;
+  tso6: boolean;
+  uso: boolean;
+  /** Super-packets are written whole (else segmented by xtr). */
+  gsoWrites: boolean;
+  gro: boolean;
+  rxSuperPackets: number;
+  txSuperWrites: number;
+  /** GSO writes from coalesced runs (UDP and TCP) and the packets they carried. */
+  txGsoWrites: number;
+  txGsoPackets: number;
+}
+
+interface OffloadingDevice {
+  offloads: Omit<OffloadStatus, 'rxSuperPackets' | 'txSuperWrites' | 'txGsoWrites' | 'txGsoPackets'>;
+  stats: { rxSuperPackets: number; txSuperWrites: number; txGsoWrites: number; txGsoPackets: number };
+}
+
+export function offloadStatus(dev: object | null | undefined): OffloadStatus | undefined {
+  if (!dev || !('offloads' in dev) || !('stats' in dev)) return undefined;
+  const d = dev as OffloadingDevice;
+  const o = d.offloads;
+  const s = d.stats;
+  return {
+    csum: o.csum,
+    tso4: o.tso4,
+    tso6: o.tso6,
+    uso: o.uso,
+    gsoWrites: o.gsoWrites,
+    gro: o.gro,
+    rxSuperPackets: s.rxSuperPackets ?? 0,
+    txSuperWrites: s.txSuperWrites ?? 0,
+    txGsoWrites: s.txGsoWrites ?? 0,
+    txGsoPackets: s.txGsoPackets ?? 0,
+  };
+}
+
+/** One word list for the status table: the offloads in force, or "none". */
+export function formatOffloads(o: OffloadStatus | undefined): string {
+  if (!o) return '-';
+  const on = (['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro'] as const).filter((k) => o[k]).map((k) => (k === 'gsoWrites' ? 'gso-tx' : k));
+  return on.length ? on.join(',') : 'none';
+}
