@@ -130,6 +130,9 @@ commands (sent to the running router over its control socket):
                           loaded, forwarding sysctls, no event-loop stall): exit 0 healthy, 1 not
   events [--kind PREFIX]... [--count N]
                           the events the router and its extensions emit (knocks, ...) as JSON lines
+  nflog [-g GROUP]... [-w FILE|-] [--pcapng] [-y NFLOG|RAW] [-c COUNT] [-q]
+                          packets NFLOG rules log to GROUP, as text or a pcap/pcapng file
+                          tcpdump and Wireshark read ("xtr nflog --help" for the formats)
   iptables ARGS...        the iptables command line (-A/-I/-D/-R/-L/-S/-F/-Z/-N/-X/-P/-E ...)
   ip6tables ARGS...       the same for IPv6
   iptables-save [-c] [-t TABLE]      the rule set in iptables-save format
@@ -151,7 +154,7 @@ environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 
 /** The commands USAGE documents (kept in step with the router by a test). */
 export const DOCUMENTED_COMMANDS: readonly string[] = [
-  'status', 'ping', 'health', 'events', 'iptables', 'ip6tables', 'iptables-save', 'ip6tables-save',
+  'status', 'ping', 'health', 'events', 'nflog', 'iptables', 'ip6tables', 'iptables-save', 'ip6tables-save',
   'iptables-restore', 'ip6tables-restore', 'conntrack', 'proc', 'ext', 'reload-databases', 'save',
 ];
 
@@ -196,6 +199,8 @@ export async function cliMain(argv: string[]): Promise<number> {
     return 2;
   }
   const args = argv.slice(i + 1);
+  // A stream the CLI writes as a capture file (router/nflog-cli.ts), loaded only when asked for.
+  if (cmd === 'nflog') return (await import('./nflog-cli.js')).nflogMain(socketPath, args);
   if (cmd === 'events') {
     try {
       return await streamEvents(socketPath, args, (line) => process.stdout.write(line + '\n'));

@@ -12,7 +12,6 @@
  * responses.
  */
 import { mkdirSync, chmodSync, existsSync, unlinkSync } from 'node:fs';
-import { formatOffloads, type OffloadStatus } from './offloads-config.js';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { CommandResult, CommandTable } from './commands.js';
@@ -97,8 +96,21 @@ export class ControlServer {
     this.eventSource = source;
   }
 
+  /**
+   * Other stream requests (`nflog`, router/packet-log.ts): like `events`, the
+   * connection becomes the handler's until the client closes it, outside the
+   * command queue. A handler refuses bad arguments by writing one response
+   * line ({status, stdout, stderr}) and ending the socket.
+   */
+  private readonly streams = new Map<string, (sock: net.Socket, args: readonly string[]) => Promise<void>>();
+
+  registerStream(name: string, handler: (sock: net.Socket, args: readonly string[]) => Promise<void>): void {
+    if (this.streams.has(name) || name in this.commands) throw new Error(`control stream ${name} registered twice`);
+    this.streams.set(name, handler);
+  }
+
   commandNames(): string[] {
-    return Object.keys(this.commands).sort();
+    return [...Object.keys(this.commands), ...this.streams.keys()].sort();
   }
 
   /** Runs one request (also used in-process by tests); never rejects. */
@@ -183,6 +195,8 @@ export class ControlServer {
   private async answer(sock: net.Socket, line: string): Promise<void> {
     const req = parseRequest(line);
     if (typeof req !== 'string' && req.cmd === 'events' && this.eventSource) return this.streamEvents(sock, req.args);
+    const stream = typeof req !== 'string' ? this.streams.get(req.cmd) : undefined;
+    if (stream && typeof req !== 'string') return stream(sock, req.args);
     const audited = typeof req !== 'string' && this.audit ? await this.audit(sock, req).catch(() => null) : null;
     const res: CommandResult = typeof req === 'string' ? { status: 2, stdout: '', stderr: `xtr: ${req}\n` } : await this.execute(req);
     audited?.(res);
@@ -291,8 +305,6 @@ export interface InterfaceStatus {
   stats: DeviceStats;
   /** Packets the router dropped that arrived on (or were bound for) this interface, by reason. */
   drops?: Record<string, number>;
-  /** Issue 14: the TUN offloads in force and their counters (router/offloads-config.ts). */
-  offloads?: OffloadStatus;
 }
 
 export interface StatusSnapshot {
@@ -353,22 +365,6 @@ export function formatStatus(s: StatusSnapshot): string {
     i.addresses.join(' '),
   ]);
   lines.push(...table([header, ...rows]));
-  // issue 14: offloads in force per interface, with super-packets read and written whole
-  const offl = s.interfaces.filter((i) => i.offloads);
-  if (offl.length) {
-    lines.push('', 'offloads:');
-    lines.push(
-      ...table(
-        offl.map((i) => [
-          `  ${i.name}`,
-          formatOffloads(i.offloads),
-          `super-rx ${i.offloads!.rxSuperPackets}`,
-          `super-tx ${i.offloads!.txSuperWrites}`,
-          `gso-writes ${i.offloads!.txGsoWrites} (${i.offloads!.txGsoPackets} pkts)`,
-        ]),
-      ),
-    );
-  }
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
   lines.push('');
   if (drops.length === 0) lines.push('drops: none');

@@ -32,6 +32,7 @@ import { createLogger, type Logger } from './log.js';
 import { Placement } from './placement.js';
 import { Router, type Netfilter } from './forward.js';
 import { Services } from './services.js';
+import { nflogStream } from './packet-log.js';
 import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
 import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
@@ -213,6 +214,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     c.register(statusCommands(status));
     // `xtr events`: the router's general event stream (services.event).
     if (r.services instanceof Services) c.setEventSource(r.services.events);
+    // `xtr nflog -g N`: NFLOG's packet log (router/packet-log.ts), a stream like events.
+    if (r.services instanceof Services) c.registerStream('nflog', nflogStream(r.services.packetLog));
     for (const t of opts.commands ?? []) c.register(typeof t === 'function' ? t(r) : t);
     // Issue 13: `xtr health`, and /metrics + /healthz when the config asks (router/health.ts, metrics.ts).
     const health = new HealthMonitor(
