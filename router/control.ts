@@ -12,6 +12,7 @@
  * responses.
  */
 import { mkdirSync, chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { formatOffloads, type OffloadStatus } from './offloads-config.js';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { CommandResult, CommandTable } from './commands.js';
@@ -305,6 +306,8 @@ export interface InterfaceStatus {
   stats: DeviceStats;
   /** Packets the router dropped that arrived on (or were bound for) this interface, by reason. */
   drops?: Record<string, number>;
+  /** Issue 14: the TUN offloads in force and their counters (router/offloads-config.ts). */
+  offloads?: OffloadStatus;
 }
 
 export interface StatusSnapshot {
@@ -365,6 +368,22 @@ export function formatStatus(s: StatusSnapshot): string {
     i.addresses.join(' '),
   ]);
   lines.push(...table([header, ...rows]));
+  // issue 14: offloads in force per interface, with super-packets read and written whole
+  const offl = s.interfaces.filter((i) => i.offloads);
+  if (offl.length) {
+    lines.push('', 'offloads:');
+    lines.push(
+      ...table(
+        offl.map((i) => [
+          `  ${i.name}`,
+          formatOffloads(i.offloads),
+          `super-rx ${i.offloads!.rxSuperPackets}`,
+          `super-tx ${i.offloads!.txSuperWrites}`,
+          `gso-writes ${i.offloads!.txGsoWrites} (${i.offloads!.txGsoPackets} pkts)`,
+        ]),
+      ),
+    );
+  }
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
   lines.push('');
   if (drops.length === 0) lines.push('drops: none');
