@@ -27,12 +27,13 @@
  *
  *   ct.list(now, family?) -> `conntrack -L` text; ct.entries(now); ct.flush();
  *   ct.count(now?); conntrackCommands(ct, () => services.now()) -> a
- *   CommandTable with `conntrack` (-L [-f ipv4|ipv6] [-p proto], -F, -C).
+ *   CommandTable with `conntrack` (-L [-f ipv4|ipv6] [-p proto], -F, -C, -S).
  *   entry.isReply(pkt) tells a packet's direction (conntrack --ctdir): the
  *   lookup's, pkt.ctReply; isReplyDir(entry, pkt) reads it from the wire.
  *
  * Where things live (the kernel's seams), in router/conntrack/:
- *   entry.ts      ConnEntry (implements xt/conn.ts's Conn), its tuples, the lookup key
+ *   store.ts      the entries' slabs (struct of arrays by slot, free list, growth)
+ *   entry.ts      ConnEntry (implements xt/conn.ts's Conn: a slot's handle), its tuple views, the lookup key
  *   table.ts      Conntrack: hash, in/confirm, expiry, early drop
  *   tcp.ts        the TCP state machine and window tracking
  *   icmp.ts       ICMP/ICMPv6 queries, errors RELATED by their quoted header
@@ -41,8 +42,26 @@
  *   nat.ts        the NAT seam: where a binding lives, how it is set, where packets meet it
  * This file is the public face: import conntrack from here.
  */
-export { Conntrack, DEFAULT_TIMEOUTS, type ConntrackOptions, type Timeouts } from './conntrack/table.js';
+export {
+  Conntrack,
+  DEFAULT_TIMEOUTS,
+  DEFAULT_CONNTRACK_MAX,
+  CONNTRACK_MAX_LIMIT,
+  CONNTRACK_BUCKETS_LIMIT,
+  conntrackOptionsError,
+  type ConntrackOptions,
+  type Timeouts,
+} from './conntrack/table.js';
 export { ConnEntry, CtTuple, CtStatus, isReplyDir } from './conntrack/entry.js';
 export { TcpCt, TCP_STATE_NAMES } from './conntrack/tcp.js';
-export { formatEntry, conntrackCommands } from './conntrack/list.js';
+export {
+  formatEntry,
+  conntrackCommands,
+  statsLine,
+  conntrackReport,
+  conntrackStatusLines,
+  type ConntrackStats,
+  type ConntrackReport,
+} from './conntrack/list.js';
+export { EntryStore } from './conntrack/store.js';
 export { NatManip, NatBind, NO_NAT, NAT_MASK, hookManip, natStatusBit, natTargetTuple, type NatHook } from './conntrack/nat.js';

@@ -1,17 +1,23 @@
 /**
- * What the table stores: a connection entry (the kernel's struct nf_conn)
- * with its two tuples (struct nf_conntrack_tuple_hash), and the lookup key
- * a packet is turned into before the table is searched.
+ * What the table stores, as extensions and tools see it: ConnEntry, the
+ * handle of one slot of the entry store (store.ts; the kernel's struct
+ * nf_conn), with its two tuples; and the lookup key a packet is turned into
+ * before the table is searched.
  *
- * Invariants: a tuple's `hash` is the hash of its own fields and is only
- * meaningful while the entry is confirmed (in the table); an unconfirmed
- * entry's tuples are in no bucket, so they may still be rewritten (the NAT
- * seam, nat.ts, rewrites `repl` there and nowhere else).
+ * A handle is made once per slot and reused by every flow that slot holds,
+ * so it is no per-flow allocation; its fields are getters over the slabs.
+ * The packet path (table.ts, tcp.ts, nat-core.ts) works on slot numbers and
+ * the slabs directly; the handle is what pkt.ct carries.
+ *
+ * Invariants: an unconfirmed entry's tuples are in no bucket, so they may
+ * still be rewritten (the NAT seam, nat.ts, rewrites `repl` there and
+ * nowhere else).
  */
 import type { Family, PacketContext } from '../../xt/packet.js';
-import { ConnStatus, type Conn } from '../../xt/conn.js';
-import { TcpCt } from './tcp.js';
+import { ConnStatus, type Conn, type ConnTuple } from '../../xt/conn.js';
+import type { TcpCt } from './tcp.js';
 import { getU16 } from '../../dataplane/bytes.js';
+import { ADDR_WORDS, EntryStore, PSTATE_WORDS } from './store.js';
 
 export const P_ICMP = 1;
 export const P_TCP = 6;
@@ -33,53 +39,127 @@ export function hasPorts(proto: number): boolean {
  */
 export { ConnStatus as CtStatus };
 
-/** Window tracking of entries that are not TCP. */
-const NO_TCP = new Int32Array(0);
-
 /**
- * One direction of a connection: addresses (IPv4 in word 0), and the
- * protocol "ports" — TCP/UDP ports, or for ICMP the id in `sport` and
- * (type << 8 | code) in `dport`.
+ * One direction of a connection as a ConnTuple: addresses (IPv4 in word 0),
+ * and the protocol "ports" (TCP/UDP ports, or for ICMP the id in `sport`
+ * and (type << 8 | code) in `dport`). A store has one view per direction,
+ * re-pointed (its words copied in) each time an entry's `orig` or `repl` is
+ * read: read what you need from it at once, copy what you keep.
  */
-export class CtTuple {
+export class CtTuple implements ConnTuple {
   readonly src = new Uint32Array(4);
   readonly dst = new Uint32Array(4);
   sport = 0;
   dport = 0;
-  hash = 0;
-  /** Next tuple in the same hash bucket. */
-  next: CtTuple | null = null;
-  constructor(readonly entry: ConnEntry, readonly reply: boolean) {}
+
+  /** Copies tuple t (2 * slot + dir) of the store in. */
+  load(store: EntryStore, t: number): this {
+    const a = store.addr;
+    const o = t * 8;
+    const s = this.src;
+    const d = this.dst;
+    s[0] = a[o];
+    s[1] = a[o + 1];
+    s[2] = a[o + 2];
+    s[3] = a[o + 3];
+    d[0] = a[o + 4];
+    d[1] = a[o + 5];
+    d[2] = a[o + 6];
+    d[3] = a[o + 7];
+    const p = store.ports[t];
+    this.sport = p >>> 16;
+    this.dport = p & 0xffff;
+    return this;
+  }
 }
 
-/** A tracked connection (the kernel's struct nf_conn). */
-export class ConnEntry implements Conn {
-  family: Family = 4;
-  proto = 0;
-  readonly orig = new CtTuple(this, false);
-  readonly repl = new CtTuple(this, true);
-  status = 0;
-  tcpState: TcpCt = TcpCt.NONE;
-  /** Absolute deadline (ms, same clock as pkt.now). */
-  expires = 0;
-  /** Creation time, for UDP's "still active after 2 s" stream rule. */
-  created = 0;
-  /** ctmark (CONNMARK). */
-  mark = 0;
-  /** TCP window tracking (Tw layout, tcp.ts), allocated with a TCP entry; empty for other protocols. */
-  tcp: Int32Array = NO_TCP;
-  /** MASQUERADE: the interface the source binding took its address from (nat->masq_index), else null. */
-  masqIface: string | null = null;
-  /** Age list (oldest first) for expiry sweeps and early drop. */
-  older: ConnEntry | null = null;
-  newer: ConnEntry | null = null;
+/** The views ConnEntry's orig/repl re-point (one pair per process is enough: they are copies). */
+const ORIG_VIEW = new CtTuple();
+const REPL_VIEW = new CtTuple();
 
+/**
+ * A tracked connection (the kernel's struct nf_conn): the handle of slot
+ * `slot` of `store`. Handles are made by their store (a subclass per store
+ * carries it on the prototype: one field per handle).
+ */
+export class ConnEntry implements Conn {
+  declare readonly store: EntryStore;
+  readonly slot: number;
+
+  /** Without a slot: an entry of its own one-slot store, outside any table (tests, tools). */
+  constructor(slot?: number) {
+    this.slot = slot ?? 0;
+    if (slot === undefined) {
+      const store = EntryStore.detached();
+      store.alloc();
+      return store.handles[0];
+    }
+  }
+
+  get family(): Family {
+    return this.store.family[this.slot] === 6 ? 6 : 4;
+  }
+  set family(v: Family) {
+    this.store.family[this.slot] = v;
+  }
+  get proto(): number {
+    return this.store.proto[this.slot];
+  }
+  set proto(v: number) {
+    this.store.proto[this.slot] = v;
+  }
+  get status(): number {
+    return this.store.status[this.slot];
+  }
+  set status(v: number) {
+    this.store.status[this.slot] = v;
+  }
+  get tcpState(): TcpCt {
+    return this.store.tcpState[this.slot] as TcpCt;
+  }
+  set tcpState(v: TcpCt) {
+    this.store.tcpState[this.slot] = v;
+  }
+  /** Absolute deadline (ms, same clock as pkt.now). */
+  get expires(): number {
+    return this.store.expires[this.slot];
+  }
+  set expires(v: number) {
+    this.store.expires[this.slot] = v;
+  }
+  /** ctmark (CONNMARK). */
+  get mark(): number {
+    return this.store.mark[this.slot];
+  }
+  set mark(v: number) {
+    this.store.mark[this.slot] = v >>> 0;
+  }
+  /** MASQUERADE: the interface the source binding took its address from (nat->masq_index), else null. */
+  get masqIface(): string | null {
+    return this.store.masqName(this.slot);
+  }
+  set masqIface(v: string | null) {
+    this.store.setMasqName(this.slot, v);
+  }
+  /** The original tuple (a re-pointed view: see CtTuple). */
+  get orig(): CtTuple {
+    return ORIG_VIEW.load(this.store, 2 * this.slot);
+  }
+  /** The reply tuple (a re-pointed view: see CtTuple). */
+  get repl(): CtTuple {
+    return REPL_VIEW.load(this.store, 2 * this.slot + 1);
+  }
+  /** TCP window tracking words (tcp.ts Tw layout), a copy: for tests and tools. */
+  get tcp(): Int32Array {
+    const b = this.slot * PSTATE_WORDS;
+    return this.store.pstate.slice(b, b + PSTATE_WORDS);
+  }
   get confirmed(): boolean {
-    return (this.status & ConnStatus.CONFIRMED) !== 0;
+    return (this.store.status[this.slot] & ConnStatus.CONFIRMED) !== 0;
   }
   /** Seconds until expiry at `now`, as conntrack -L prints it. */
   remaining(now: number): number {
-    return Math.max(0, Math.floor((this.expires - now) / 1000));
+    return Math.max(0, Math.floor((this.store.expires[this.slot] - now) / 1000));
   }
   /**
    * The direction conntrack gave the packet (pkt.ctReply, the kernel's
@@ -97,23 +177,28 @@ export class ConnEntry implements Conn {
  * direction: the direction of an untranslated packet, read from the wire.
  */
 export function isReplyDir(entry: ConnEntry, pkt: PacketContext): boolean {
-  const t = entry.orig;
-  if (hasPorts(entry.proto) && pkt.sport !== t.sport) return true;
-  if (pkt.family === 4) return pkt.src4 !== t.src[0] || pkt.dst4 !== t.dst[0];
-  for (let i = 0; i < 4; i++) if (pkt.src6[i] !== t.src[i] || pkt.dst6[i] !== t.dst[i]) return true;
+  const st = entry.store;
+  const s = entry.slot;
+  if (hasPorts(st.proto[s]) && pkt.sport !== st.ports[2 * s] >>> 16) return true;
+  const a = st.addr;
+  const o = s * ADDR_WORDS;
+  if (pkt.family === 4) return pkt.src4 !== a[o] || pkt.dst4 !== a[o + 4];
+  for (let i = 0; i < 4; i++) if (pkt.src6[i] !== a[o + i] || pkt.dst6[i] !== a[o + 4 + i]) return true;
   return false;
 }
 
 /**
  * The lookup key being built for the current packet: a tuple with its
  * family and protocol, not attached to an entry. The table owns one and
- * reuses it for every packet, so it never escapes.
+ * reuses it for every packet, so it never escapes. `words` holds src then
+ * dst, the layout of a tuple in the store's addr slab, so both hash alike.
  */
 export class CtKey {
   family: Family = 4;
   proto = 0;
-  readonly src = new Uint32Array(4);
-  readonly dst = new Uint32Array(4);
+  readonly words = new Uint32Array(8);
+  readonly src = this.words.subarray(0, 4);
+  readonly dst = this.words.subarray(4, 8);
   sport = 0;
   dport = 0;
 
@@ -122,15 +207,22 @@ export class CtKey {
     this.family = pkt.family;
     const proto = pkt.proto;
     this.proto = proto;
+    const w = this.words;
     if (pkt.family === 4) {
-      const s = this.src;
-      const d = this.dst;
-      s[0] = pkt.src4;
-      d[0] = pkt.dst4;
-      s[1] = s[2] = s[3] = d[1] = d[2] = d[3] = 0;
+      w[0] = pkt.src4;
+      w[4] = pkt.dst4;
+      w[1] = w[2] = w[3] = w[5] = w[6] = w[7] = 0;
     } else {
-      this.src.set(pkt.src6);
-      this.dst.set(pkt.dst6);
+      const s = pkt.src6;
+      const d = pkt.dst6;
+      w[0] = s[0];
+      w[1] = s[1];
+      w[2] = s[2];
+      w[3] = s[3];
+      w[4] = d[0];
+      w[5] = d[1];
+      w[6] = d[2];
+      w[7] = d[3];
     }
     if (hasPorts(proto)) {
       this.sport = pkt.sport;
@@ -144,13 +236,17 @@ export class CtKey {
     }
   }
 
-  /** An entry's tuple, to look it up again. */
-  fromTuple(family: Family, proto: number, t: CtTuple): void {
-    this.family = family;
-    this.proto = proto;
-    this.src.set(t.src);
-    this.dst.set(t.dst);
-    this.sport = t.sport;
-    this.dport = t.dport;
+  /** Tuple t (2 * slot + dir) of the store, to look it up again. */
+  fromTuple(store: EntryStore, t: number): void {
+    const s = t >> 1;
+    this.family = store.family[s] === 6 ? 6 : 4;
+    this.proto = store.proto[s];
+    const a = store.addr;
+    const o = t * 8;
+    const w = this.words;
+    for (let i = 0; i < 8; i++) w[i] = a[o + i];
+    const p = store.ports[t];
+    this.sport = p >>> 16;
+    this.dport = p & 0xffff;
   }
 }

@@ -10,7 +10,8 @@
 import type { CtState, PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
 import { getU16, getU32 } from '../../dataplane/bytes.js';
-import type { ConnEntry } from './entry.js';
+import { ConnEntry } from './entry.js';
+import type { EntryStore } from './store.js';
 
 /** First fragments remembered (direct-mapped) and for how long (the kernel's ipfrag_time, 30 s). */
 const FRAG_SLOTS = 256;
@@ -18,10 +19,13 @@ const FRAG_KEY_WORDS = 11;
 const FRAG_TIMEOUT_MS = 30_000;
 
 export class FragmentMemory {
-  // First fragments seen recently: key words, connection, state, direction, deadline.
+  constructor(private readonly store: EntryStore) {}
+
+  // First fragments seen recently: key words, connection (store slot and its generation, -1 = none), state, direction, deadline.
   private readonly fragKeys = new Uint32Array(FRAG_SLOTS * FRAG_KEY_WORDS);
   private readonly fragProbe = new Uint32Array(FRAG_KEY_WORDS);
-  private readonly fragCt: (ConnEntry | null)[] = new Array<ConnEntry | null>(FRAG_SLOTS).fill(null);
+  private readonly fragCt = new Int32Array(FRAG_SLOTS).fill(-1);
+  private readonly fragGen = new Uint32Array(FRAG_SLOTS);
   private readonly fragState = new Uint8Array(FRAG_SLOTS);
   private readonly fragReply = new Uint8Array(FRAG_SLOTS);
   private readonly fragExpires = new Float64Array(FRAG_SLOTS);
@@ -75,7 +79,10 @@ export class FragmentMemory {
     if (id < 0) return;
     const slot = this.fragSlot(pkt, id);
     this.fragKeys.set(this.fragProbe, slot * FRAG_KEY_WORDS);
-    this.fragCt[slot] = pkt.ct as ConnEntry | null;
+    const c = pkt.ct;
+    const s = c instanceof ConnEntry && c.store === this.store ? c.slot : -1;
+    this.fragCt[slot] = s;
+    if (s >= 0) this.fragGen[slot] = this.store.gen[s];
     this.fragState[slot] = pkt.ctState;
     this.fragReply[slot] = pkt.ctReply ? 1 : 0;
     this.fragExpires[slot] = pkt.now + FRAG_TIMEOUT_MS;
@@ -89,9 +96,10 @@ export class FragmentMemory {
     if (this.fragExpires[slot] <= pkt.now) return;
     const base = slot * FRAG_KEY_WORDS;
     for (let i = 0; i < FRAG_KEY_WORDS; i++) if (this.fragKeys[base + i] !== this.fragProbe[i]) return;
-    const e = this.fragCt[slot];
-    if (e !== null && (e.status & ConnStatus.DYING) !== 0) return;
-    pkt.ct = e;
+    const s = this.fragCt[slot];
+    // The flow ended (or its slot now holds another flow): the rest of the datagram is INVALID.
+    if (s >= 0 && (this.store.gen[s] !== this.fragGen[slot] || (this.store.status[s] & ConnStatus.DYING) !== 0)) return;
+    pkt.ct = s >= 0 ? this.store.handles[s] : null;
     pkt.ctState = this.fragState[slot] as CtState;
     pkt.ctReply = this.fragReply[slot] === 1;
   }

@@ -43,6 +43,28 @@ export function formatEntry(e: ConnEntry, now: number): string {
 const CONNTRACK_VERSION = 'conntrack v1.4.7 (conntrack-tools)';
 
 /**
+ * `conntrack -S`: conntrack-tools 1.4.7's line per CPU (`cpu=%-4u\t` then
+ * the kernel's counters in its order, each followed by a space); xtr has
+ * one table on one thread, so one line, cpu=0. What each counts here:
+ * found = packets that found their flow; invalid = packets left INVALID;
+ * insert = entries put into the table; insert_failed = translated flows
+ * refused at confirm (reply tuple taken); drop = those plus new flows
+ * refused because the table was full and nothing could be early-dropped;
+ * early_drop = unassured entries evicted for a new flow; error = packets
+ * too short or malformed to track; clash_resolve = a second unconfirmed
+ * packet of a new flow joining the entry its first one confirmed.
+ * search_restart and chaintoolong stay 0: the table is never resized
+ * under a lookup and its chains have no length limit.
+ */
+export function statsLine(ct: Conntrack): string {
+  const drop = ct.insertFailed + ct.tableFullDrops;
+  return (
+    `cpu=0   \tfound=${ct.found} invalid=${ct.invalid} insert=${ct.inserted} insert_failed=${ct.insertFailed} drop=${drop} ` +
+    `early_drop=${ct.earlyDrops} error=${ct.errors} search_restart=0 clash_resolve=${ct.clashResolved} chaintoolong=0 \n`
+  );
+}
+
+/**
  * `xtr conntrack -L [-f ipv4|ipv6] [-p PROTO]`, `-F`, `-C`, `-S`: the subset of
  * conntrack-tools users reach for, with its output and exit codes.
  */
@@ -76,12 +98,7 @@ export function conntrackCommands(ct: Conntrack, now: () => number): CommandTabl
       return { status: 0, stdout: '', stderr: `${CONNTRACK_VERSION}: connection tracking table has been emptied.\n` };
     }
     if (cmd === 'C') return { status: 0, stdout: `${ct.count(t)}\n`, stderr: '' };
-    if (cmd === 'S') {
-      // conntrack -S's line, with only the counters xtr keeps (one table, no per-CPU split): a refused
-      // insert (NAT reply tuple taken) also counts as a drop, as nf_conntrack_confirm counts it.
-      const drop = ct.insertFailed + ct.tableFullDrops;
-      return { status: 0, stdout: `cpu=0   \tinsert_failed=${ct.insertFailed} drop=${drop} early_drop=${ct.earlyDrops} \n`, stderr: '' };
-    }
+    if (cmd === 'S') return { status: 0, stdout: statsLine(ct), stderr: '' };
     if (cmd === 'L') {
       const rows = ct.entries(t).filter((e) => (family === undefined || e.family === family) && (proto < 0 || e.proto === proto));
       const out = rows.map((e) => formatEntry(e, t) + '\n').join('');
@@ -90,4 +107,60 @@ export function conntrackCommands(ct: Conntrack, now: () => number): CommandTabl
     return { status: 2, stdout: '', stderr: `${CONNTRACK_VERSION}: no command specified\n` };
   };
   return { conntrack: handler };
+}
+
+/** What `xtr status` and the metrics read of a table (Conntrack has all of it). */
+export interface ConntrackStats {
+  count(): number;
+  readonly max: number;
+  readonly buckets: number;
+  bytes(): number;
+  readonly found: number;
+  readonly invalid: number;
+  readonly inserted: number;
+  readonly insertFailed: number;
+  readonly tableFullDrops: number;
+  readonly earlyDrops: number;
+  readonly errors: number;
+}
+
+/** The table in `xtr status --json`: its size and bounds, and conntrack -S's counters. */
+export interface ConntrackReport {
+  count: number;
+  max: number;
+  buckets: number;
+  /** Bytes of the entries' slabs grown so far plus the buckets. */
+  memoryBytes: number;
+  found: number;
+  invalid: number;
+  insert: number;
+  insertFailed: number;
+  /** insert_failed plus new flows refused at a full table (conntrack -S drop). */
+  drop: number;
+  earlyDrop: number;
+  error: number;
+}
+
+export function conntrackReport(ct: ConntrackStats): ConntrackReport {
+  return {
+    count: ct.count(),
+    max: ct.max,
+    buckets: ct.buckets,
+    memoryBytes: ct.bytes(),
+    found: ct.found,
+    invalid: ct.invalid,
+    insert: ct.inserted,
+    insertFailed: ct.insertFailed,
+    drop: ct.insertFailed + ct.tableFullDrops,
+    earlyDrop: ct.earlyDrops,
+    error: ct.errors,
+  };
+}
+
+/** The human form of `xtr status`: two lines. */
+export function conntrackStatusLines(r: ConntrackReport): string[] {
+  return [
+    `conntrack: ${r.count}/${r.max} entries (nf_conntrack_max), ${r.buckets} buckets, ${(r.memoryBytes / 1048576).toFixed(1)} MiB`,
+    `  early_drop ${r.earlyDrop}  insert_failed ${r.insertFailed}  drop ${r.drop}  invalid ${r.invalid}  insert ${r.insert}  found ${r.found}`,
+  ];
 }

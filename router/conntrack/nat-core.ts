@@ -38,7 +38,7 @@ import {
   setInnerPort,
   setPort,
 } from '../../dataplane/mangle.js';
-import { ConnEntry, P_ICMP, P_ICMPV6, hasPorts, type CtTuple } from './entry.js';
+import { ConnEntry, CtTuple, P_ICMP, P_ICMPV6, hasPorts } from './entry.js';
 import { NatManip, type NatHook } from './nat.js';
 import { icmp4IsError, icmp6IsError } from './icmp.js';
 import type { Conntrack } from './table.js';
@@ -48,6 +48,11 @@ const RANDOM_ALL = NatRangeFlag.PROTO_RANDOM | NatRangeFlag.PROTO_RANDOM_FULLY;
 
 /** Scratch (no allocation per packet). */
 const cand = new Uint32Array(4);
+/** The manip's original address while a binding is chosen (entry tuples are re-pointed views: entry.ts CtTuple). */
+const origScratch = new Uint32Array(4);
+const nullAddr = new Uint32Array(4);
+/** The other direction's tuple of the packet being rewritten, copied out of the store. */
+const otherTuple = new CtTuple();
 const inner = new IcmpInner();
 
 function addrIn(family: number, a: Uint32Array, lo: Uint32Array, hi: Uint32Array): boolean {
@@ -120,7 +125,9 @@ export class NatCore implements NatService, NatHook {
 
   nullBinding(pkt: PacketContext, e: ConnEntry, manip: NatManip): void {
     // alloc_null_binding: the range is the address the tuple has now (no port range).
-    const t = manip === NatManip.SRC ? e.repl.dst : e.repl.src;
+    const r = e.repl;
+    const t = nullAddr;
+    t.set(manip === NatManip.SRC ? r.dst : r.src);
     if (!this.ct.natTaken(e, manip, t, -1, pkt.now)) {
       this.ct.setBinding(e, manip, t, -1, pkt.now, true);
       return;
@@ -137,7 +144,8 @@ export class NatCore implements NatService, NatHook {
     const ct = this.ct;
     const family = e.family;
     const flags = r.flags;
-    const origAddr = manip === NatManip.SRC ? e.orig.src : e.orig.dst;
+    const origAddr = origScratch;
+    origAddr.set(manip === NatManip.SRC ? e.orig.src : e.orig.dst);
     const origPort = manipPort(e, manip);
     const ported = hasPorts(e.proto) || isQuery(e);
     const protoSpec = (flags & NatRangeFlag.PROTO_SPECIFIED) !== 0 && ported;
@@ -287,7 +295,7 @@ export class NatCore implements NatService, NatHook {
   // ------------------------------------------------------------ rewriting
 
   translate(pkt: PacketContext, e: ConnEntry, manip: NatManip, reply: boolean): number {
-    const other: CtTuple = reply ? e.orig : e.repl;
+    const other = otherTuple.load(e.store, 2 * e.slot + (reply ? 0 : 1));
     const family = pkt.family;
     if (pkt.ctState === 8 /* RELATED */ && this.isError(pkt)) return this.translateError(pkt, e, manip, reply);
     if (manip === NatManip.SRC) {
@@ -314,7 +322,7 @@ export class NatCore implements NatService, NatHook {
    * sender saw), the outer header this hook's manip as a reply would.
    */
   private translateError(pkt: PacketContext, e: ConnEntry, manip: NatManip, reply: boolean): number {
-    const other: CtTuple = reply ? e.orig : e.repl;
+    const other = otherTuple.load(e.store, 2 * e.slot + (reply ? 0 : 1));
     if (!inner.locate(pkt)) return Verdict.DROP;
     const v4 = pkt.family === 4;
     if (manip === NatManip.DST) {

@@ -53,12 +53,13 @@
  *      and confirm's return value honoured (DROP on a reply-tuple clash).
  *
  * Non-goals here: choosing addresses and ports, the targets, rewriting
- * bytes, MASQUERADE's interface bookkeeping (a field added to ConnEntry
- * with issue 8, initialised in the class so entries keep one shape).
+ * bytes, MASQUERADE's interface bookkeeping (the store's masq slab, an
+ * interface name index per entry).
  */
 import { Hook, Verdict, type PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
 import { P_ICMP, P_ICMPV6, hasPorts, type ConnEntry, type CtTuple } from './entry.js';
+import type { EntryStore } from './store.js';
 
 /** Which side of a tuple a manip rewrites (the kernel's nf_nat_manip_type, same numbers). */
 export const enum NatManip {
@@ -138,32 +139,38 @@ export function natTargetTuple(entry: ConnEntry, reply: boolean): CtTuple {
 }
 
 /**
- * Writes into `out` (same shape as repl: src, dst, sport, dport) the reply
- * tuple the entry would have with `manip` bound to addr/port, starting
- * from its current repl (so a DST binding after an SRC one keeps both).
- * Returns whether that differs from the current repl. `port` < 0 keeps
- * the port; for ICMP the query id is the port of the SRC manip only (it
- * is in both tuples' sport), for protocols without ports it is ignored.
+ * Writes into `out` (a lookup key: words = src then dst, sport, dport) the
+ * reply tuple slot `s` of the store would have with `manip` bound to
+ * addr/port, starting from its current repl (so a DST binding after an SRC
+ * one keeps both). Returns whether that differs from the current repl.
+ * `port` < 0 keeps the port; for ICMP the query id is the port of the SRC
+ * manip only (it is in both tuples' sport), for protocols without ports it
+ * is ignored.
  */
-export function boundReply(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, out: { src: Uint32Array; dst: Uint32Array; sport: number; dport: number }): boolean {
-  const r = entry.repl;
-  out.src.set(r.src);
-  out.dst.set(r.dst);
-  out.sport = r.sport;
-  out.dport = r.dport;
-  const words = entry.family === 4 ? 1 : 4;
+export function boundReply(st: EntryStore, s: number, manip: NatManip, addr: Uint32Array, port: number, out: { words: Uint32Array; sport: number; dport: number }): boolean {
+  const a = st.addr;
+  const o = (2 * s + 1) * 8;
+  const w = out.words;
+  for (let i = 0; i < 8; i++) w[i] = a[o + i];
+  const p = st.ports[2 * s + 1];
+  const rsport = p >>> 16;
+  const rdport = p & 0xffff;
+  out.sport = rsport;
+  out.dport = rdport;
+  const words = st.family[s] === 4 ? 1 : 4;
+  const proto = st.proto[s];
   if (manip === NatManip.SRC) {
     // The new source of the original direction is where replies go.
-    for (let i = 0; i < words; i++) out.dst[i] = addr[i];
+    for (let i = 0; i < words; i++) w[4 + i] = addr[i];
     if (port >= 0) {
-      if (hasPorts(entry.proto)) out.dport = port;
-      else if (entry.proto === P_ICMP || entry.proto === P_ICMPV6) out.sport = port;
+      if (hasPorts(proto)) out.dport = port;
+      else if (proto === P_ICMP || proto === P_ICMPV6) out.sport = port;
     }
   } else {
     // The new destination of the original direction is where replies come from.
-    for (let i = 0; i < words; i++) out.src[i] = addr[i];
-    if (port >= 0 && hasPorts(entry.proto)) out.sport = port;
+    for (let i = 0; i < words; i++) w[i] = addr[i];
+    if (port >= 0 && hasPorts(proto)) out.sport = port;
   }
-  for (let i = 0; i < 4; i++) if (out.src[i] !== r.src[i] || out.dst[i] !== r.dst[i]) return true;
-  return out.sport !== r.sport || out.dport !== r.dport;
+  for (let i = 0; i < 8; i++) if (w[i] !== a[o + i]) return true;
+  return out.sport !== rsport || out.dport !== rdport;
 }

@@ -6,11 +6,17 @@
  * (fragments.ts) and the NAT seam (nat.ts: setBinding, nat) are called
  * from here and never reach into the hash themselves.
  *
+ * Entries live in the slabs of an EntryStore (store.ts): a slot number per
+ * entry, a tuple number t = 2 * slot + dir, and the hash chains as tuple
+ * numbers in typed arrays (`buckets` here, the store's `next`), so the
+ * table allocates nothing per flow once its slabs have grown, and its
+ * memory is bounded by max (bytes per entry: store.ts, docs/config.md).
+ *
  * Both tuples of a confirmed entry are in the hash, so a packet finds its
  * entry from either direction with one lookup, and the tuple found says the
  * direction. An unconfirmed entry is in no bucket: it belongs to the one
- * packet carrying it until confirm() inserts it (or the packet dies and it
- * is garbage).
+ * packet carrying it until confirm() inserts it (or the packet dies and the
+ * store's unconfirmed ring frees the slot).
  *
  * Expiry is lazy: an entry found past its deadline is treated as absent and
  * freed; each `in` also moves a cursor over two entries of the age list and
@@ -19,12 +25,13 @@
  */
 import { Verdict, CtState, type Family, type Hook, type PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
-import { ConnEntry, CtKey, type CtTuple, P_ICMP, P_ICMPV6, P_TCP, P_UDP, P_UDPLITE, P_SCTP, P_DCCP } from './entry.js';
+import { ConnEntry, CtKey, P_ICMP, P_ICMPV6, P_TCP, P_UDP, P_UDPLITE, P_SCTP, P_DCCP } from './entry.js';
 import { TcpResult, TcpTracker, tcpMalformed, tcpOpensFlow } from './tcp.js';
 import { icmp4IsError, icmp6IsError, icmp6Untracked, icmpReplyType, quotedKey } from './icmp.js';
 import { FragmentMemory } from './fragments.js';
 import { formatEntry } from './list.js';
 import { NAT_MASK, NO_NAT, NatBind, hookManip, natStatusBit, boundReply, type NatHook, NatManip } from './nat.js';
+import { ADDR_WORDS, EntryStore, FREE_SLACK, PSTATE_WORDS, UNCONFIRMED_MAX } from './store.js';
 
 /** The kernel's default timeouts, in seconds (nf_conntrack_*_timeout_* sysctls). */
 export const DEFAULT_TIMEOUTS = {
@@ -44,11 +51,16 @@ export type Timeouts = typeof DEFAULT_TIMEOUTS;
 export interface ConntrackOptions {
   /** Maximum confirmed entries (nf_conntrack_max); default 65536. */
   max?: number;
-  /** Hash buckets (rounded up to a power of two); default max / 4. */
+  /** Hash buckets (nf_conntrack_buckets / hashsize, rounded up to a power of two); default max / 4. */
   buckets?: number;
   /** Override timeouts (seconds), same shape as DEFAULT_TIMEOUTS. */
   timeouts?: Partial<Timeouts>;
 }
+
+export const DEFAULT_CONNTRACK_MAX = 65536;
+/** Bounds of max and buckets: a table of 4M entries is about 1 GB; more is a typo, not a configuration. */
+export const CONNTRACK_MAX_LIMIT = 4_194_304;
+export const CONNTRACK_BUCKETS_LIMIT = 4_194_304;
 
 /** How many entries one packet may examine from the oldest end (expiry sweep / early drop). */
 const SWEEP_PER_PACKET = 2;
@@ -56,30 +68,61 @@ const EARLY_DROP_SCAN = 64;
 const UDP_STREAM_AFTER_MS = 2000;
 
 /**
- * The tuple hash, kept to 30 bits so it is always a small integer (Smi):
- * a wider value returned from a call V8 does not inline is boxed, one heap
- * number per packet (conntrack-window's heap check caught it after the split).
+ * The hash of a tuple: family, protocol, 8 address words from w[o] (src
+ * then dst) and the ports word ((sport << 16) | dport), kept to 30 bits so
+ * it is always a small integer (Smi): a wider value returned from a call V8
+ * does not inline is boxed, one heap number per packet (conntrack-window's
+ * heap check caught it after the split).
  */
-function hashKey(family: number, proto: number, s: Uint32Array, d: Uint32Array, sport: number, dport: number): number {
+function hashWords(family: number, proto: number, w: Uint32Array, o: number, ports: number): number {
   let h = Math.imul(family ^ (proto << 8), 0x01000193);
   for (let i = 0; i < 4; i++) {
-    h = Math.imul(h ^ s[i], 0x9e3779b1);
-    h = Math.imul(h ^ d[i], 0x85ebca6b);
+    h = Math.imul(h ^ w[o + i], 0x9e3779b1);
+    h = Math.imul(h ^ w[o + 4 + i], 0x85ebca6b);
   }
-  h = Math.imul(h ^ ((sport << 16) | dport), 0xc2b2ae35);
+  h = Math.imul(h ^ ports, 0xc2b2ae35);
   return (h ^ (h >>> 15)) & 0x3fffffff;
+}
+
+/** Checks max / buckets as the config gives them; returns the error text, or null. */
+export function conntrackOptionsError(opts: ConntrackOptions): string | null {
+  if (opts.max !== undefined && (!Number.isInteger(opts.max) || opts.max < 1 || opts.max > CONNTRACK_MAX_LIMIT)) {
+    return `max must be an integer from 1 to ${CONNTRACK_MAX_LIMIT}, got ${String(opts.max)}`;
+  }
+  if (opts.buckets !== undefined && (!Number.isInteger(opts.buckets) || opts.buckets < 1 || opts.buckets > CONNTRACK_BUCKETS_LIMIT)) {
+    return `buckets must be an integer from 1 to ${CONNTRACK_BUCKETS_LIMIT}, got ${String(opts.buckets)}`;
+  }
+  return null;
 }
 
 export class Conntrack {
   readonly max: number;
+  /** Hash buckets in use (a power of two). */
+  readonly buckets: number;
+  /** The entries' slabs (store.ts). */
+  readonly store: EntryStore;
   private readonly timeouts: Timeouts;
-  private readonly buckets: (CtTuple | null)[];
+  /** First tuple of each bucket, -1 = empty; a tuple's successor is store.next[t]. */
+  private readonly heads: Int32Array;
   private readonly bucketMask: number;
   private confirmedCount = 0;
-  private oldest: ConnEntry | null = null;
-  private newest: ConnEntry | null = null;
-  /** Next entry the lazy expiry sweep looks at (null = start over at the oldest). */
-  private sweepCursor: ConnEntry | null = null;
+  /** Age list ends (slots), -1 = none. */
+  private oldest = -1;
+  private newest = -1;
+  /** Next entry the lazy expiry sweep looks at (-1 = start over at the oldest). */
+  private sweepCursor = -1;
+
+  // Statistics, as `conntrack -S` names them (list.ts prints them).
+  /** Packets that found their flow in the table (conntrack -S found). */
+  found = 0;
+  /** Packets conntrack left INVALID (invalid). */
+  invalid = 0;
+  /** Packets too short or malformed to be tracked, ICMP errors whose quote could not be read (error). */
+  errors = 0;
+  /** Entries put into the table (insert). */
+  inserted = 0;
+  /** Two packets of one new flow both unconfirmed, the second confirm joining the first's entry (clash_resolve). */
+  clashResolved = 0;
   /** Entries dropped because the table was full and nothing could be early-dropped. */
   tableFullDrops = 0;
   /** Entries removed by early drop. */
@@ -90,28 +133,38 @@ export class Conntrack {
   natConfirmed = 0;
 
   private readonly tcp: TcpTracker;
-  private readonly fragments = new FragmentMemory();
+  private readonly fragments: FragmentMemory;
   /** The lookup key being built for the current packet (reused; never escapes). */
   private readonly key = new CtKey();
   /** Applies bindings to packets (nat.ts); NO_NAT until a NAT implementation installs itself. */
   private natHook: NatHook = NO_NAT;
 
   constructor(opts: ConntrackOptions = {}) {
-    this.max = opts.max ?? 65536;
-    if (!Number.isInteger(this.max) || this.max < 1) throw new Error(`conntrack: max must be a positive integer, got ${opts.max}`);
+    const err = conntrackOptionsError(opts);
+    if (err !== null) throw new Error(`conntrack: ${err}`);
+    this.max = opts.max ?? DEFAULT_CONNTRACK_MAX;
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
-    this.tcp = new TcpTracker(this.timeouts);
+    // Room for max confirmed entries, the unconfirmed ones in flight, and the slack that delays reuse (store.ts).
+    this.store = new EntryStore(this.max + UNCONFIRMED_MAX + FREE_SLACK);
+    this.tcp = new TcpTracker(this.timeouts, this.store);
+    this.fragments = new FragmentMemory(this.store);
     let n = 16;
     const want = opts.buckets ?? Math.ceil(this.max / 4);
     while (n < want) n <<= 1;
-    this.buckets = new Array<CtTuple | null>(n).fill(null);
+    this.heads = new Int32Array(n).fill(-1);
     this.bucketMask = n - 1;
+    this.buckets = n;
   }
 
   /** Confirmed entries currently in the table (expired ones are dropped first). */
   count(now?: number): number {
     if (now !== undefined) this.reapAll(now);
     return this.confirmedCount;
+  }
+
+  /** Bytes the table holds: slabs (grown so far) and buckets. */
+  bytes(): number {
+    return this.store.bytes() + this.heads.byteLength;
   }
 
   /**
@@ -144,9 +197,11 @@ export class Conntrack {
     // state its datagram's first fragment got (see docs/compat.md).
     if (pkt.fragmentOffset !== 0) {
       this.fragments.recall(pkt);
+      if (pkt.ctState === CtState.INVALID) this.invalid++;
       return Verdict.ACCEPT;
     }
     const v = this.track(pkt);
+    if (pkt.ctState === CtState.INVALID) this.invalid++;
     if (pkt.isFragment) this.fragments.remember(pkt);
     return v;
   }
@@ -155,16 +210,16 @@ export class Conntrack {
     const now = pkt.now;
     const proto = pkt.proto;
     if (proto === P_TCP) {
-      if (tcpMalformed(pkt)) return Verdict.ACCEPT;
+      if (tcpMalformed(pkt)) return this.error();
     } else if (proto === P_UDP || proto === P_UDPLITE) {
-      if (pkt.l4len < 8) return Verdict.ACCEPT;
+      if (pkt.l4len < 8) return this.error();
     } else if (proto === P_SCTP || proto === P_DCCP) {
-      if (pkt.l4len < 4) return Verdict.ACCEPT;
+      if (pkt.l4len < 4) return this.error();
     } else if (proto === P_ICMP && pkt.family === 4) {
-      if (pkt.l4len < 8) return Verdict.ACCEPT;
+      if (pkt.l4len < 8) return this.error();
       if (icmp4IsError(pkt.icmpType)) return this.related(pkt);
     } else if (proto === P_ICMPV6 && pkt.family === 6) {
-      if (pkt.l4len < 8) return Verdict.ACCEPT;
+      if (pkt.l4len < 8) return this.error();
       const t = pkt.icmpType;
       if (icmp6IsError(t)) return this.related(pkt);
       if (icmp6Untracked(t)) {
@@ -174,26 +229,39 @@ export class Conntrack {
     }
     this.key.fromPacket(pkt, pkt.buf, pkt.l4off);
     const t = this.lookup(now);
-    if (t === null) return this.createNew(pkt, now);
-    const e = t.entry;
-    const reply = t.reply;
+    if (t < 0) return this.createNew(pkt, now);
+    this.found++;
+    const s = t >> 1;
+    const reply = (t & 1) === 1;
+    const st = this.store;
     if (proto === P_TCP) {
-      const r = this.tcp.packet(e, reply ? 1 : 0, pkt, now);
+      const r = this.tcp.packet(s, reply ? 1 : 0, pkt, now);
       if (r === TcpResult.INVALID) return Verdict.ACCEPT;
       if (r === TcpResult.REOPEN) {
-        this.kill(e);
+        this.kill(s);
         return this.createNew(pkt, now);
       }
-      if (r === TcpResult.CLOSED) this.kill(e);
-      if (reply) e.status |= ConnStatus.SEEN_REPLY;
+      if (r === TcpResult.CLOSED) this.kill(s);
+      if (reply) st.status[s] |= ConnStatus.SEEN_REPLY;
     } else {
-      if (reply) e.status |= ConnStatus.SEEN_REPLY;
-      e.expires = now + 1000 * this.timeoutFor(e, now);
+      if (reply) st.status[s] |= ConnStatus.SEEN_REPLY;
+      st.expires[s] = now + 1000 * this.timeoutFor(s, now);
     }
-    pkt.ct = e;
+    pkt.ct = st.handles[s];
     pkt.ctReply = reply;
-    pkt.ctState = reply || (e.status & ConnStatus.SEEN_REPLY) !== 0 ? CtState.ESTABLISHED : CtState.NEW;
+    pkt.ctState = reply || (st.status[s] & ConnStatus.SEEN_REPLY) !== 0 ? CtState.ESTABLISHED : CtState.NEW;
     return Verdict.ACCEPT;
+  }
+
+  /** A packet conntrack cannot read (the kernel's error counter); it stays INVALID. */
+  private error(): number {
+    this.errors++;
+    return Verdict.ACCEPT;
+  }
+
+  /** The slot of pkt.ct if it is an entry of this table, else -1. */
+  private slotOf(c: unknown): number {
+    return c instanceof ConnEntry && c.store === this.store ? c.slot : -1;
   }
 
   /**
@@ -206,20 +274,22 @@ export class Conntrack {
   confirm(pkt: PacketContext): number {
     // An attached answer travels against the packet it answers (IP_CT_RELATED_REPLY): it never confirms a flow.
     if (pkt.ctAttached) return Verdict.ACCEPT;
-    const e = pkt.ct as ConnEntry | null;
-    if (e === null || !(e instanceof ConnEntry) || (e.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return Verdict.ACCEPT;
+    const s = this.slotOf(pkt.ct);
+    const st = this.store;
+    if (s < 0 || (st.status[s] & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return Verdict.ACCEPT;
     // Another packet of the same new flow may have been confirmed first.
-    this.key.fromTuple(e.family, e.proto, e.orig);
+    this.key.fromTuple(st, 2 * s);
     const clash = this.lookup(pkt.now);
-    if (clash !== null) {
-      pkt.ct = clash.entry;
-      pkt.ctReply = clash.reply;
+    if (clash >= 0) {
+      this.clashResolved++;
+      pkt.ct = st.handles[clash >> 1];
+      pkt.ctReply = (clash & 1) === 1;
       return Verdict.ACCEPT;
     }
     // Untranslated, repl is orig inverted: free whenever orig is. Translated, it must be checked too.
-    if ((e.status & NAT_MASK) !== 0) {
-      this.key.fromTuple(e.family, e.proto, e.repl);
-      if (this.lookup(pkt.now) !== null) {
+    if ((st.status[s] & NAT_MASK) !== 0) {
+      this.key.fromTuple(st, 2 * s + 1);
+      if (this.lookup(pkt.now) >= 0) {
         this.insertFailed++;
         pkt.ct = null;
         return Verdict.DROP;
@@ -230,16 +300,17 @@ export class Conntrack {
       pkt.ct = null;
       return Verdict.ACCEPT;
     }
-    e.status |= ConnStatus.CONFIRMED;
-    if ((e.status & NAT_MASK) !== 0) this.natConfirmed++;
-    this.insertTuple(e.orig);
-    this.insertTuple(e.repl);
-    e.older = this.newest;
-    e.newer = null;
-    if (this.newest) this.newest.newer = e;
-    else this.oldest = e;
-    this.newest = e;
+    st.status[s] |= ConnStatus.CONFIRMED;
+    if ((st.status[s] & NAT_MASK) !== 0) this.natConfirmed++;
+    this.insertTuple(2 * s);
+    this.insertTuple(2 * s + 1);
+    st.older[s] = this.newest;
+    st.newer[s] = -1;
+    if (this.newest >= 0) st.newer[this.newest] = s;
+    else this.oldest = s;
+    this.newest = s;
     this.confirmedCount++;
+    this.inserted++;
     return Verdict.ACCEPT;
   }
 
@@ -251,24 +322,25 @@ export class Conntrack {
    * keeps the port.
    */
   setBinding(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number, force = false): NatBind {
-    if ((entry.status & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return NatBind.CONFIRMED;
+    const s = this.slotOf(entry);
+    const st = this.store;
+    if (s < 0 || (st.status[s] & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== 0) return NatBind.CONFIRMED;
     const done = manip === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
-    if ((entry.status & done) !== 0) return NatBind.ALREADY;
+    if ((st.status[s] & done) !== 0) return NatBind.ALREADY;
     const k = this.key;
-    if (boundReply(entry, manip, addr, port, k)) {
-      k.family = entry.family;
-      k.proto = entry.proto;
+    if (boundReply(st, s, manip, addr, port, k)) {
+      k.family = st.family[s] === 6 ? 6 : 4;
+      k.proto = st.proto[s];
       // force: the kernel's nf_nat_setup_info binds whatever get_unique_tuple left when the range is exhausted; confirm then refuses it (insert_failed).
-      if (!force && this.lookup(now) !== null) return NatBind.CLASH;
-      const r = entry.repl;
-      r.src.set(k.src);
-      r.dst.set(k.dst);
-      r.sport = k.sport;
-      r.dport = k.dport;
-      r.hash = hashKey(entry.family, entry.proto, r.src, r.dst, r.sport, r.dport);
-      entry.status |= manip === NatManip.SRC ? ConnStatus.SRC_NAT : ConnStatus.DST_NAT;
+      if (!force && this.lookup(now) >= 0) return NatBind.CLASH;
+      const o = (2 * s + 1) * 8;
+      const a = st.addr;
+      const w = k.words;
+      for (let i = 0; i < 8; i++) a[o + i] = w[i];
+      st.ports[2 * s + 1] = (k.sport << 16) | k.dport;
+      st.status[s] |= manip === NatManip.SRC ? ConnStatus.SRC_NAT : ConnStatus.DST_NAT;
     }
-    entry.status |= done;
+    st.status[s] |= done;
     return NatBind.OK;
   }
 
@@ -278,13 +350,16 @@ export class Conntrack {
    * when that is the entry's current, untranslated reply tuple.
    */
   natTaken(entry: ConnEntry, manip: NatManip, addr: Uint32Array, port: number, now: number): boolean {
+    const s = this.slotOf(entry);
+    if (s < 0) return false;
+    const st = this.store;
     const k = this.key;
-    const changed = boundReply(entry, manip, addr, port, k);
+    const changed = boundReply(st, s, manip, addr, port, k);
     // Untranslated and no translated flow in the table: nothing can hold the inverse of a new original tuple.
-    if (!changed && (entry.status & NAT_MASK) === 0 && this.natConfirmed === 0) return false;
-    k.family = entry.family;
-    k.proto = entry.proto;
-    return this.lookup(now) !== null;
+    if (!changed && (st.status[s] & NAT_MASK) === 0 && this.natConfirmed === 0) return false;
+    k.family = st.family[s] === 6 ? 6 : 4;
+    k.proto = st.proto[s];
+    return this.lookup(now) >= 0;
   }
 
   /**
@@ -294,14 +369,17 @@ export class Conntrack {
    * Returns how many were removed.
    */
   forgetMasquerade(name: string): number {
+    const st = this.store;
+    const idx = st.masqIndex(name);
+    if (idx === 0) return 0;
     let n = 0;
-    for (let e = this.oldest; e !== null; ) {
-      const next = e.newer;
-      if (e.masqIface === name) {
-        this.kill(e);
+    for (let s = this.oldest; s >= 0; ) {
+      const next = st.newer[s];
+      if (st.masq[s] === idx) {
+        this.kill(s);
         n++;
       }
-      e = next;
+      s = next;
     }
     return n;
   }
@@ -318,26 +396,37 @@ export class Conntrack {
    */
   nat(hook: Hook, pkt: PacketContext): number {
     const c = pkt.ct;
-    if (c === null || !(c instanceof ConnEntry)) return Verdict.ACCEPT;
-    if ((c.status & ConnStatus.CONFIRMED) === 0 && !pkt.ctAttached) {
+    const s = this.slotOf(c);
+    if (s < 0) return Verdict.ACCEPT;
+    const e = c as ConnEntry;
+    const st = this.store;
+    if ((st.status[s] & ConnStatus.CONFIRMED) === 0 && !pkt.ctAttached) {
       // The first packet left this hook's nat chains without a binding for its manip: the null binding (nf_nat_inet_fn's alloc_null_binding).
       const m = hookManip(hook);
-      if (m >= 0 && (c.status & (m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE)) === 0) {
-        if (this.natHook.nullBinding !== undefined) this.natHook.nullBinding(pkt, c, m);
-        else c.status |= m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
+      if (m >= 0 && (st.status[s] & (m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE)) === 0) {
+        if (this.natHook.nullBinding !== undefined) this.natHook.nullBinding(pkt, e, m);
+        else st.status[s] |= m === NatManip.SRC ? ConnStatus.SRC_NAT_DONE : ConnStatus.DST_NAT_DONE;
       }
     }
-    if ((c.status & NAT_MASK) === 0) return Verdict.ACCEPT;
+    const status = st.status[s];
+    if ((status & NAT_MASK) === 0) return Verdict.ACCEPT;
     const manip = hookManip(hook);
-    if (manip < 0 || (c.status & natStatusBit(manip, pkt.ctReply)) === 0) return Verdict.ACCEPT;
-    return this.natHook.translate(pkt, c, manip, pkt.ctReply);
+    if (manip < 0 || (status & natStatusBit(manip, pkt.ctReply)) === 0) return Verdict.ACCEPT;
+    return this.natHook.translate(pkt, e, manip, pkt.ctReply);
   }
 
   /** Removes every entry (conntrack -F). */
   flush(): void {
-    this.buckets.fill(null);
-    for (let e = this.oldest; e !== null; e = e.newer) e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
-    this.oldest = this.newest = this.sweepCursor = null;
+    const st = this.store;
+    this.heads.fill(-1);
+    for (let s = this.oldest; s >= 0; ) {
+      const next = st.newer[s];
+      st.status[s] = (st.status[s] & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
+      st.next[2 * s] = st.next[2 * s + 1] = -1;
+      st.free(s);
+      s = next;
+    }
+    this.oldest = this.newest = this.sweepCursor = -1;
     this.confirmedCount = 0;
     this.natConfirmed = 0;
   }
@@ -345,8 +434,9 @@ export class Conntrack {
   /** Live entries, oldest first (expired ones are removed first). */
   entries(now: number): ConnEntry[] {
     this.reapAll(now);
+    const st = this.store;
     const out: ConnEntry[] = [];
-    for (let e = this.oldest; e !== null; e = e.newer) out.push(e);
+    for (let s = this.oldest; s >= 0; s = st.newer[s]) out.push(st.handles[s]);
     return out;
   }
 
@@ -359,20 +449,25 @@ export class Conntrack {
 
   // ---- internals ----
 
-  private timeoutFor(e: ConnEntry, now: number): number {
+  private timeoutFor(s: number, now: number): number {
     const to = this.timeouts;
-    switch (e.proto) {
+    const st = this.store;
+    switch (st.proto[s]) {
       case P_UDP:
-      case P_UDPLITE:
-        if ((e.status & ConnStatus.SEEN_REPLY) !== 0 && now - e.created > UDP_STREAM_AFTER_MS) {
-          e.status |= ConnStatus.ASSURED;
+      case P_UDPLITE: {
+        const status = st.status[s];
+        // Still active 2 s after creation with a reply seen: a stream (the kernel's stream_ts). The
+        // creation time is the slot's first per-protocol word, in ms modulo 2^32.
+        if ((status & ConnStatus.SEEN_REPLY) !== 0 && ((status & ConnStatus.ASSURED) !== 0 || (((now | 0) - st.pstate[s * PSTATE_WORDS]) | 0) > UDP_STREAM_AFTER_MS)) {
+          st.status[s] = status | ConnStatus.ASSURED;
           return to.udpStream;
         }
         return to.udp;
+      }
       case P_ICMP:
-        return e.family === 4 ? to.icmp : to.generic;
+        return st.family[s] === 4 ? to.icmp : to.generic;
       case P_ICMPV6:
-        return e.family === 6 ? to.icmpv6 : to.generic;
+        return st.family[s] === 6 ? to.icmpv6 : to.generic;
       default:
         return to.generic;
     }
@@ -396,31 +491,41 @@ export class Conntrack {
       this.tableFullDrops++;
       return Verdict.DROP;
     }
-    const e = new ConnEntry();
-    e.family = k.family;
-    e.proto = proto;
-    e.orig.src.set(k.src);
-    e.orig.dst.set(k.dst);
-    e.orig.sport = k.sport;
-    e.orig.dport = k.dport;
-    e.repl.src.set(k.dst);
-    e.repl.dst.set(k.src);
-    if (proto === P_ICMP || proto === P_ICMPV6) {
-      e.repl.sport = k.sport;
-      e.repl.dport = replyDport;
-    } else {
-      e.repl.sport = k.dport;
-      e.repl.dport = k.sport;
+    const st = this.store;
+    const s = st.alloc();
+    if (s < 0) {
+      this.tableFullDrops++;
+      return Verdict.DROP;
     }
-    e.created = now;
+    st.trackUnconfirmed(s);
+    st.family[s] = k.family;
+    st.proto[s] = proto;
+    // orig = the key; repl = its inverse (src <-> dst).
+    const a = st.addr;
+    const w = k.words;
+    const o = s * ADDR_WORDS;
+    for (let i = 0; i < 4; i++) {
+      a[o + i] = w[i];
+      a[o + 4 + i] = w[4 + i];
+      a[o + 8 + i] = w[4 + i];
+      a[o + 12 + i] = w[i];
+    }
+    st.ports[2 * s] = (k.sport << 16) | k.dport;
+    st.ports[2 * s + 1] = proto === P_ICMP || proto === P_ICMPV6 ? (k.sport << 16) | replyDport : (k.dport << 16) | k.sport;
     if (proto === P_TCP) {
-      this.tcp.newFlow(e, pkt);
+      this.tcp.newFlow(s, pkt);
       // The first packet goes through the tracker like any other (it sets the state and timeout).
-      if (this.tcp.packet(e, 0, pkt, now) === TcpResult.INVALID) return Verdict.ACCEPT;
+      if (this.tcp.packet(s, 0, pkt, now) === TcpResult.INVALID) {
+        // Never shown to anyone: the slot goes back at once.
+        st.status[s] |= ConnStatus.DYING;
+        st.free(s);
+        return Verdict.ACCEPT;
+      }
     } else {
-      e.expires = now + 1000 * this.timeoutFor(e, now);
+      st.pstate[s * PSTATE_WORDS] = now | 0;
+      st.expires[s] = now + 1000 * this.timeoutFor(s, now);
     }
-    pkt.ct = e;
+    pkt.ct = st.handles[s];
     pkt.ctReply = false;
     pkt.ctState = CtState.NEW;
     return Verdict.ACCEPT;
@@ -428,73 +533,91 @@ export class Conntrack {
 
   /** ICMP/ICMPv6 error: RELATED to the flow its quoted header belongs to, else INVALID. */
   private related(pkt: PacketContext): number {
-    if (!quotedKey(pkt, this.key)) return Verdict.ACCEPT;
+    if (!quotedKey(pkt, this.key)) return this.error();
     const t = this.lookup(pkt.now);
-    if (t === null) return Verdict.ACCEPT;
-    pkt.ct = t.entry;
-    pkt.ctReply = t.reply;
+    if (t < 0) return Verdict.ACCEPT;
+    pkt.ct = this.store.handles[t >> 1];
+    pkt.ctReply = (t & 1) === 1;
     pkt.ctState = CtState.RELATED;
     return Verdict.ACCEPT;
   }
 
-  /** Finds the live tuple equal to the key; an expired entry met on the way is removed. */
-  private lookup(now: number): CtTuple | null {
+  /** Finds the live tuple equal to the key (its number, 2 * slot + dir, or -1); an expired entry met on the way is removed. */
+  private lookup(now: number): number {
     const k = this.key;
-    const h = hashKey(k.family, k.proto, k.src, k.dst, k.sport, k.dport);
-    const s = k.src;
-    const d = k.dst;
+    const w = k.words;
+    const kp = (k.sport << 16) | k.dport;
+    const h = hashWords(k.family, k.proto, w, 0, kp);
+    const st = this.store;
+    const a = st.addr;
+    const ports = st.ports;
+    const next = st.next;
+    const protos = st.proto;
+    const families = st.family;
     const proto = k.proto;
     const family = k.family;
-    const sport = k.sport;
-    const dport = k.dport;
-    for (let t = this.buckets[h & this.bucketMask]; t !== null; t = t.next) {
-      const e = t.entry;
-      if (t.hash !== h || e.proto !== proto || e.family !== family || t.sport !== sport || t.dport !== dport) continue;
-      const ts = t.src;
-      const td = t.dst;
-      if (ts[0] !== s[0] || td[0] !== d[0] || ts[1] !== s[1] || ts[2] !== s[2] || ts[3] !== s[3] || td[1] !== d[1] || td[2] !== d[2] || td[3] !== d[3]) continue;
-      if (e.expires <= now) {
-        this.kill(e);
-        return null;
+    const s0 = w[0];
+    const d0 = w[4];
+    for (let t = this.heads[h & this.bucketMask]; t >= 0; t = next[t]) {
+      if (ports[t] !== kp) continue;
+      const o = t << 3;
+      if (a[o] !== s0 || a[o + 4] !== d0) continue;
+      const s = t >> 1;
+      if (protos[s] !== proto || families[s] !== family) continue;
+      if (a[o + 1] !== w[1] || a[o + 2] !== w[2] || a[o + 3] !== w[3] || a[o + 5] !== w[5] || a[o + 6] !== w[6] || a[o + 7] !== w[7]) continue;
+      if (st.expires[s] <= now) {
+        this.kill(s);
+        return -1;
       }
       return t;
     }
-    return null;
+    return -1;
   }
 
-  private insertTuple(t: CtTuple): void {
-    t.hash = hashKey(t.entry.family, t.entry.proto, t.src, t.dst, t.sport, t.dport);
-    const i = t.hash & this.bucketMask;
-    t.next = this.buckets[i];
-    this.buckets[i] = t;
+  private bucketOf(t: number): number {
+    const st = this.store;
+    const s = t >> 1;
+    return hashWords(st.family[s], st.proto[s], st.addr, t << 3, st.ports[t]) & this.bucketMask;
   }
 
-  private removeTuple(t: CtTuple): void {
-    const i = t.hash & this.bucketMask;
-    let p = this.buckets[i];
+  private insertTuple(t: number): void {
+    const i = this.bucketOf(t);
+    this.store.next[t] = this.heads[i];
+    this.heads[i] = t;
+  }
+
+  private removeTuple(t: number): void {
+    const i = this.bucketOf(t);
+    const next = this.store.next;
+    let p = this.heads[i];
     if (p === t) {
-      this.buckets[i] = t.next;
+      this.heads[i] = next[t];
     } else {
-      while (p !== null && p.next !== t) p = p.next;
-      if (p !== null) p.next = t.next;
+      while (p >= 0 && next[p] !== t) p = next[p];
+      if (p >= 0) next[p] = next[t];
     }
-    t.next = null;
+    next[t] = -1;
   }
 
-  /** Removes a confirmed entry from the table (no-op for an unconfirmed one). */
-  private kill(e: ConnEntry): void {
-    if (!e.confirmed) return;
-    e.status = (e.status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
-    if ((e.status & NAT_MASK) !== 0) this.natConfirmed--;
-    this.removeTuple(e.orig);
-    this.removeTuple(e.repl);
-    if (e.older) e.older.newer = e.newer;
-    else this.oldest = e.newer;
-    if (e.newer) e.newer.older = e.older;
-    else this.newest = e.older;
-    if (this.sweepCursor === e) this.sweepCursor = e.newer;
-    e.older = e.newer = null;
+  /** Removes a confirmed entry from the table and frees its slot (no-op for an unconfirmed one). */
+  private kill(s: number): void {
+    const st = this.store;
+    const status = st.status[s];
+    if ((status & ConnStatus.CONFIRMED) === 0) return;
+    st.status[s] = (status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
+    if ((status & NAT_MASK) !== 0) this.natConfirmed--;
+    this.removeTuple(2 * s);
+    this.removeTuple(2 * s + 1);
+    const older = st.older[s];
+    const newer = st.newer[s];
+    if (older >= 0) st.newer[older] = newer;
+    else this.oldest = newer;
+    if (newer >= 0) st.older[newer] = older;
+    else this.newest = older;
+    if (this.sweepCursor === s) this.sweepCursor = newer;
+    st.older[s] = -1;
     this.confirmedCount--;
+    st.free(s);
   }
 
   /**
@@ -502,19 +625,21 @@ export class Conntrack {
    * SWEEP_PER_PACKET entries of the age list (wrapping), removing dead ones.
    */
   private sweep(now: number): void {
+    const st = this.store;
     for (let i = 0; i < SWEEP_PER_PACKET; i++) {
-      const e = this.sweepCursor ?? this.oldest;
-      if (e === null) return;
-      this.sweepCursor = e.newer;
-      if (e.expires <= now) this.kill(e);
+      const s = this.sweepCursor >= 0 ? this.sweepCursor : this.oldest;
+      if (s < 0) return;
+      this.sweepCursor = st.newer[s];
+      if (st.expires[s] <= now) this.kill(s);
     }
   }
 
   private reapAll(now: number): void {
-    for (let e = this.oldest; e !== null; ) {
-      const next = e.newer;
-      if (e.expires <= now) this.kill(e);
-      e = next;
+    const st = this.store;
+    for (let s = this.oldest; s >= 0; ) {
+      const next = st.newer[s];
+      if (st.expires[s] <= now) this.kill(s);
+      s = next;
     }
   }
 
@@ -524,10 +649,11 @@ export class Conntrack {
    * entries. False if none qualifies - the new flow is then refused.
    */
   private earlyDrop(now: number): boolean {
-    let e = this.oldest;
-    for (let i = 0; i < EARLY_DROP_SCAN && e !== null; i++, e = e.newer) {
-      if (e.expires <= now || (e.status & ConnStatus.ASSURED) === 0) {
-        this.kill(e);
+    const st = this.store;
+    let s = this.oldest;
+    for (let i = 0; i < EARLY_DROP_SCAN && s >= 0; i++, s = st.newer[s]) {
+      if (st.expires[s] <= now || (st.status[s] & ConnStatus.ASSURED) === 0) {
+        this.kill(s);
         this.earlyDrops++;
         return true;
       }

@@ -22,13 +22,13 @@
  *
  * The tracker owns no entries: the table (table.ts) hands it an entry and
  * a direction per packet and acts on the TcpResult it gets back (REOPEN and
- * CLOSED remove the entry there). Its per-entry state is ConnEntry.tcp, one
- * Int32Array in the Tw layout, so the hot path reads and writes words of a
- * typed array and allocates nothing after a flow's first packet.
+ * CLOSED remove the entry there). Its per-entry state is the slot's words of
+ * the store's per-protocol slab (store.ts pstate) in the Tw layout, so the
+ * hot path reads and writes words of one typed array and allocates nothing.
  */
 import type { PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
-import type { ConnEntry } from './entry.js';
+import { PSTATE_WORDS, type EntryStore } from './store.js';
 import type { Timeouts } from './table.js';
 
 /** TCP conntrack states, numbered as the kernel numbers them. */
@@ -93,7 +93,7 @@ function tcpEvent(flags: number): Ev {
 }
 
 /**
- * Layout of ConnEntry.tcp, the window tracking state of a TCP flow (int32
+ * Layout of a slot's pstate words (store.ts), the window tracking state of a TCP flow (int32
  * words; sequence numbers wrap as the wire's do). The first DIR words are
  * the original direction's, the next DIR the reply direction's; then what
  * the last packet looked like, for retransmission counting and for getting
@@ -128,6 +128,9 @@ const enum Tw {
   RETRANS = 20,
   WORDS = 21,
 }
+
+// The store sizes its per-protocol slab for this layout.
+if ((Tw.WORDS as number) !== PSTATE_WORDS) throw new Error('conntrack: Tw.WORDS and store PSTATE_WORDS differ');
 
 /** Bits of Tw.FLAGS (per side) and Tw.LAST_FLAGS, numbered as the kernel's IP_CT_TCP_FLAG_*. */
 const enum TcpFlag {
@@ -232,7 +235,10 @@ export class TcpTracker {
   /** The TCP segment being tracked (Seg layout); reused for every packet. */
   private readonly seg = new Int32Array(Seg.WORDS);
 
-  constructor(private readonly timeouts: Timeouts) {}
+  constructor(
+    private readonly timeouts: Timeouts,
+    private readonly store: EntryStore,
+  ) {}
 
   /**
    * Window state of a new TCP flow from its first packet: a SYN gives the
@@ -240,25 +246,25 @@ export class TcpTracker {
    * up mid-stream (tcp_loose), whose history is unknown, so both sides are
    * taken as allowing SACK and their window checks are skipped.
    */
-  newFlow(e: ConnEntry, pkt: PacketContext): void {
-    const w = new Int32Array(Tw.WORDS);
-    e.tcp = w;
+  newFlow(slot: number, pkt: PacketContext): void {
+    const w = this.store.pstate;
+    const wb = slot * Tw.WORDS;
     const b = pkt.buf;
     const l4 = pkt.l4off;
     const flags = pkt.tcpFlags;
     const doff = (b[l4 + 12] >> 4) << 2;
     const seq = (b[l4 + 4] << 24) | (b[l4 + 5] << 16) | (b[l4 + 6] << 8) | b[l4 + 7];
     const win = (b[l4 + 14] << 8) | b[l4 + 15];
-    w[Tw.END] = seq + (pkt.l4len - doff) + (flags & 0x02 ? 1 : 0) + (flags & 0x01);
-    w[Tw.MAXWIN] = win === 0 ? 1 : win;
+    w[wb + Tw.END] = seq + (pkt.l4len - doff) + (flags & 0x02 ? 1 : 0) + (flags & 0x01);
+    w[wb + Tw.MAXWIN] = win === 0 ? 1 : win;
     if (tcpEvent(flags) === Ev.SYN) {
-      w[Tw.MAXEND] = w[Tw.END];
-      this.takeSynOptions(w, 0, pkt, doff);
+      w[wb + Tw.MAXEND] = w[wb + Tw.END];
+      this.takeSynOptions(w, wb, 0, pkt, doff);
     } else {
-      w[Tw.MAXEND] = w[Tw.END] + w[Tw.MAXWIN];
-      w[Tw.FLAGS] = w[Tw.DIR + Tw.FLAGS] = TcpFlag.SACK_PERM | TcpFlag.BE_LIBERAL;
+      w[wb + Tw.MAXEND] = w[wb + Tw.END] + w[wb + Tw.MAXWIN];
+      w[wb + Tw.FLAGS] = w[wb + Tw.DIR + Tw.FLAGS] = TcpFlag.SACK_PERM | TcpFlag.BE_LIBERAL;
     }
-    w[Tw.LAST_INDEX] = Ev.NONE;
+    w[wb + Tw.LAST_INDEX] = Ev.NONE;
   }
 
   /**
@@ -268,8 +274,10 @@ export class TcpTracker {
    * is the caller's to set afterwards (the cases here read it as it was
    * before this packet).
    */
-  packet(e: ConnEntry, dir: number, pkt: PacketContext, now: number): TcpResult {
-    const w = e.tcp;
+  packet(slot: number, dir: number, pkt: PacketContext, now: number): TcpResult {
+    const st = this.store;
+    const w = st.pstate;
+    const wb = slot * Tw.WORDS;
     const b = pkt.buf;
     const l4 = pkt.l4off;
     const flags = pkt.tcpFlags;
@@ -283,7 +291,7 @@ export class TcpTracker {
     seg[Seg.WIN] = (b[l4 + 14] << 8) | b[l4 + 15];
     const snd = dir * Tw.DIR;
     const rcv = Tw.DIR - snd;
-    let old = e.tcpState;
+    let old = st.tcpState[slot];
     let next = (dir === 0 ? TCP_ORIG : TCP_REPLY)[index][old];
     let checkWindow = true;
     let ignore = false;
@@ -294,48 +302,48 @@ export class TcpTracker {
         if (old < TcpCt.TIME_WAIT) break;
         // A SYN in TIME_WAIT or CLOSE starts over if the flow was closed by a FIN or aborted
         // by this side's reset; otherwise the endpoints may still hold it, so it is ignored.
-        if (((w[snd + Tw.FLAGS] | w[rcv + Tw.FLAGS]) & TcpFlag.CLOSE_INIT) !== 0 || (w[Tw.LAST_DIR] === dir && w[Tw.LAST_INDEX] === Ev.RST)) {
+        if (((w[wb + snd + Tw.FLAGS] | w[wb + rcv + Tw.FLAGS]) & TcpFlag.CLOSE_INIT) !== 0 || (w[wb + Tw.LAST_DIR] === dir && w[wb + Tw.LAST_INDEX] === Ev.RST)) {
           return TcpResult.REOPEN;
         }
         ignore = true;
         break;
       case IG:
-        if (index === Ev.SYNACK && w[Tw.LAST_INDEX] === Ev.SYN && w[Tw.LAST_DIR] !== dir && seg[Seg.ACK] === w[Tw.LAST_END]) {
+        if (index === Ev.SYNACK && w[wb + Tw.LAST_INDEX] === Ev.SYN && w[wb + Tw.LAST_DIR] !== dir && seg[Seg.ACK] === w[wb + Tw.LAST_END]) {
           // This SYN/ACK answers a SYN the table ignored: the endpoints are in step, the table was
           // not. Take the flow up from that SYN's recorded values, as a fresh SYN_SENT.
           old = TcpCt.SYN_SENT;
           next = TcpCt.SYN_RECV;
-          const syn = w[Tw.LAST_DIR] * Tw.DIR;
-          w[syn + Tw.END] = w[syn + Tw.MAXEND] = w[Tw.LAST_END];
-          w[syn + Tw.MAXWIN] = w[Tw.LAST_WIN] === 0 ? 1 : w[Tw.LAST_WIN];
-          w[syn + Tw.SCALE] = w[Tw.LAST_WSCALE];
-          w[Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
-          w[syn + Tw.FLAGS] = w[Tw.LAST_FLAGS];
-          w[snd + Tw.END] = w[snd + Tw.MAXEND] = w[snd + Tw.MAXWIN] = w[snd + Tw.MAXACK] = w[snd + Tw.SCALE] = 0;
-          w[snd + Tw.FLAGS] &= TcpFlag.BE_LIBERAL;
+          const syn = w[wb + Tw.LAST_DIR] * Tw.DIR;
+          w[wb + syn + Tw.END] = w[wb + syn + Tw.MAXEND] = w[wb + Tw.LAST_END];
+          w[wb + syn + Tw.MAXWIN] = w[wb + Tw.LAST_WIN] === 0 ? 1 : w[wb + Tw.LAST_WIN];
+          w[wb + syn + Tw.SCALE] = w[wb + Tw.LAST_WSCALE];
+          w[wb + Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
+          w[wb + syn + Tw.FLAGS] = w[wb + Tw.LAST_FLAGS];
+          w[wb + snd + Tw.END] = w[wb + snd + Tw.MAXEND] = w[wb + snd + Tw.MAXWIN] = w[wb + snd + Tw.MAXACK] = w[wb + snd + Tw.SCALE] = 0;
+          w[wb + snd + Tw.FLAGS] &= TcpFlag.BE_LIBERAL;
           break;
         }
         ignore = true;
         break;
       case TcpCt.TIME_WAIT:
         // RFC 5961: a challenge ACK answering an ignored SYN in LAST_ACK is not the last ACK.
-        if (old === TcpCt.LAST_ACK && index === Ev.ACK && w[Tw.LAST_DIR] !== dir && w[Tw.LAST_INDEX] === Ev.SYN &&
-            (w[Tw.LAST_FLAGS] & TcpFlag.CHALLENGE_ACK) !== 0) {
-          w[Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
+        if (old === TcpCt.LAST_ACK && index === Ev.ACK && w[wb + Tw.LAST_DIR] !== dir && w[wb + Tw.LAST_INDEX] === Ev.SYN &&
+            (w[wb + Tw.LAST_FLAGS] & TcpFlag.CHALLENGE_ACK) !== 0) {
+          w[wb + Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
           return TcpResult.IGNORED;
         }
         break;
       case TcpCt.SYN_SENT2:
         // The table alone cannot follow a simultaneous open; remember it for the ACK that ends it.
-        w[Tw.LAST_FLAGS] |= TcpFlag.SIMULTANEOUS_OPEN;
+        w[wb + Tw.LAST_FLAGS] |= TcpFlag.SIMULTANEOUS_OPEN;
         break;
       case TcpCt.SYN_RECV:
-        if (dir === 1 && index === Ev.ACK && (w[Tw.LAST_FLAGS] & TcpFlag.SIMULTANEOUS_OPEN) !== 0) next = TcpCt.ESTABLISHED;
+        if (dir === 1 && index === Ev.ACK && (w[wb + Tw.LAST_FLAGS] & TcpFlag.SIMULTANEOUS_OPEN) !== 0) next = TcpCt.ESTABLISHED;
         break;
       case TcpCt.CLOSE:
         if (index !== Ev.RST) break;
         {
-          const r = this.resetCheck(e, dir, old, seq);
+          const r = this.resetCheck(slot, dir, old, seq);
           if (r === RST_INVALID) return TcpResult.INVALID;
           if ((r & RST_KEEP_STATE) !== 0) next = old;
           if ((r & RST_SKIP_WINDOW) !== 0) checkWindow = false;
@@ -343,32 +351,32 @@ export class TcpTracker {
         break;
     }
     if (ignore) {
-      this.recordIgnored(w, dir, index, old, pkt, doff);
+      this.recordIgnored(w, wb, dir, index, old, pkt, doff);
       return TcpResult.IGNORED;
     }
     if (checkWindow) {
-      const r = this.inWindow(e, dir, index, pkt, doff);
+      const r = this.inWindow(slot, dir, index, pkt, doff);
       if (r === Win.IGNORE) return TcpResult.IGNORED;
       if (r === Win.INVALID) {
-        this.shortenAfterInvalid(e, dir, index, now);
+        this.shortenAfterInvalid(slot, dir, index, now);
         return TcpResult.INVALID;
       }
     }
-    w[Tw.LAST_INDEX] = index;
-    w[Tw.LAST_DIR] = dir;
-    e.tcpState = next;
-    if (old !== next && next === TcpCt.FIN_WAIT) w[snd + Tw.FLAGS] |= TcpFlag.CLOSE_INIT;
+    w[wb + Tw.LAST_INDEX] = index;
+    w[wb + Tw.LAST_DIR] = dir;
+    st.tcpState[slot] = next;
+    if (old !== next && next === TcpCt.FIN_WAIT) w[wb + snd + Tw.FLAGS] |= TcpFlag.CLOSE_INIT;
 
     const to = this.timeouts;
     const stateTimeout = to.tcp[next];
     let timeout: number;
-    if (w[Tw.RETRANS] >= TCP_MAX_RETRANS && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
+    if (w[wb + Tw.RETRANS] >= TCP_MAX_RETRANS && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
     else if (index === Ev.RST) timeout = to.tcp[TcpCt.CLOSE];
-    else if (((w[Tw.FLAGS] | w[Tw.DIR + Tw.FLAGS]) & TcpFlag.DATA_UNACKNOWLEDGED) !== 0 && stateTimeout > to.tcpUnacknowledged) timeout = to.tcpUnacknowledged;
-    else if (w[Tw.LAST_WIN] === 0 && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
+    else if (((w[wb + Tw.FLAGS] | w[wb + Tw.DIR + Tw.FLAGS]) & TcpFlag.DATA_UNACKNOWLEDGED) !== 0 && stateTimeout > to.tcpUnacknowledged) timeout = to.tcpUnacknowledged;
+    else if (w[wb + Tw.LAST_WIN] === 0 && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
     else timeout = stateTimeout;
 
-    if ((e.status & ConnStatus.SEEN_REPLY) === 0) {
+    if ((st.status[slot] & ConnStatus.SEEN_REPLY) === 0) {
       if (index === Ev.RST) {
         // A reset before any reply: the flow never existed (the kernel kills it at once).
         return TcpResult.CLOSED;
@@ -377,10 +385,10 @@ export class TcpTracker {
       if (index === Ev.SYN && old === TcpCt.SYN_SENT) return TcpResult.TRACKED;
       // Picked up mid-stream and never answered: not the 5-day ESTABLISHED timeout.
       if (next === TcpCt.ESTABLISHED && timeout > to.tcpUnacknowledged) timeout = to.tcpUnacknowledged;
-    } else if ((e.status & ConnStatus.ASSURED) === 0 && (old === TcpCt.SYN_RECV || old === TcpCt.ESTABLISHED) && next === TcpCt.ESTABLISHED) {
-      e.status |= ConnStatus.ASSURED;
+    } else if ((st.status[slot] & ConnStatus.ASSURED) === 0 && (old === TcpCt.SYN_RECV || old === TcpCt.ESTABLISHED) && next === TcpCt.ESTABLISHED) {
+      st.status[slot] |= ConnStatus.ASSURED;
     }
-    e.expires = now + 1000 * timeout;
+    st.expires[slot] = now + 1000 * timeout;
     return TcpResult.TRACKED;
   }
 
@@ -392,32 +400,34 @@ export class TcpTracker {
    * 5961 challenge ACK can follow. Resets answering a SYN or ACK the table
    * let through without believing it skip the window check.
    */
-  private resetCheck(e: ConnEntry, dir: number, old: TcpCt, seq: number): number {
+  private resetCheck(slot: number, dir: number, old: TcpCt, seq: number): number {
+    const st = this.store;
     // Closing states: the ports may have been reused already, the recorded values mean nothing.
     if (old === TcpCt.FIN_WAIT || old === TcpCt.CLOSE_WAIT || old === TcpCt.LAST_ACK || old === TcpCt.TIME_WAIT || old === TcpCt.CLOSE) {
       return RST_SKIP_WINDOW;
     }
-    const w = e.tcp;
+    const w = st.pstate;
+    const wb = slot * Tw.WORDS;
     const other = Tw.DIR - dir * Tw.DIR;
     let r = 0;
-    if ((w[other + Tw.FLAGS] & TcpFlag.MAXACK_SET) !== 0 && w[Tw.LAST_INDEX] !== Ev.SYN) {
-      const established = old === TcpCt.ESTABLISHED && (e.status & ConnStatus.ASSURED) !== 0;
+    if ((w[wb + other + Tw.FLAGS] & TcpFlag.MAXACK_SET) !== 0 && w[wb + Tw.LAST_INDEX] !== Ev.SYN) {
+      const established = old === TcpCt.ESTABLISHED && (st.status[slot] & ConnStatus.ASSURED) !== 0;
       // seq 0 before the flow is established: most likely the answer to a SYN let through.
       if (seq === 0 && !established) return 0;
-      if (before(seq, w[other + Tw.MAXACK])) return RST_INVALID;
-      if (!established || seq === w[other + Tw.MAXACK]) return 0;
+      if (before(seq, w[wb + other + Tw.MAXACK])) return RST_INVALID;
+      if (!established || seq === w[wb + other + Tw.MAXACK]) return 0;
       // A reset right after this side's last data segment ends a train; anything else keeps the state.
-      if (w[Tw.LAST_INDEX] === Ev.ACK && w[Tw.LAST_DIR] === dir && seq === w[Tw.LAST_END]) return 0;
+      if (w[wb + Tw.LAST_INDEX] === Ev.ACK && w[wb + Tw.LAST_DIR] === dir && seq === w[wb + Tw.LAST_END]) return 0;
       r = RST_KEEP_STATE;
     }
     const ack = this.seg[Seg.ACK];
-    const seenReply = (e.status & ConnStatus.SEEN_REPLY) !== 0;
-    const assured = (e.status & ConnStatus.ASSURED) !== 0;
-    if (((seenReply && w[Tw.LAST_INDEX] === Ev.SYN) || (!assured && w[Tw.LAST_INDEX] === Ev.ACK)) && ack === w[Tw.LAST_END]) {
+    const seenReply = (st.status[slot] & ConnStatus.SEEN_REPLY) !== 0;
+    const assured = (st.status[slot] & ConnStatus.ASSURED) !== 0;
+    if (((seenReply && w[wb + Tw.LAST_INDEX] === Ev.SYN) || (!assured && w[wb + Tw.LAST_INDEX] === Ev.ACK)) && ack === w[wb + Tw.LAST_END]) {
       return r | RST_SKIP_WINDOW;
     }
     // The reset answering a challenge ACK let through in SYN_SENT.
-    if (old === TcpCt.SYN_SENT && w[Tw.LAST_INDEX] === Ev.ACK && w[Tw.LAST_DIR] === 1 && seq === w[Tw.LAST_ACK]) return r | RST_SKIP_WINDOW;
+    if (old === TcpCt.SYN_SENT && w[wb + Tw.LAST_INDEX] === Ev.ACK && w[wb + Tw.LAST_DIR] === 1 && seq === w[wb + Tw.LAST_ACK]) return r | RST_SKIP_WINDOW;
     return r;
   }
 
@@ -426,21 +436,21 @@ export class TcpTracker {
    * SYN/ACK answering an ignored SYN (or a reset answering an ignored
    * segment) can bring the table back in step.
    */
-  private recordIgnored(w: Int32Array, dir: number, index: Ev, old: TcpCt, pkt: PacketContext, doff: number): void {
+  private recordIgnored(w: Int32Array, wb: number, dir: number, index: Ev, old: TcpCt, pkt: PacketContext, doff: number): void {
     const seg = this.seg;
-    w[Tw.LAST_INDEX] = index;
-    w[Tw.LAST_DIR] = dir;
-    w[Tw.LAST_SEQ] = seg[Seg.SEQ];
-    w[Tw.LAST_END] = seg[Seg.END];
-    w[Tw.LAST_WIN] = seg[Seg.WIN];
+    w[wb + Tw.LAST_INDEX] = index;
+    w[wb + Tw.LAST_DIR] = dir;
+    w[wb + Tw.LAST_SEQ] = seg[Seg.SEQ];
+    w[wb + Tw.LAST_END] = seg[Seg.END];
+    w[wb + Tw.LAST_WIN] = seg[Seg.WIN];
     if (index === Ev.SYN && dir === 0) {
       const l4 = pkt.l4off;
       const opt = synOptions(pkt.buf, l4 + 20, l4 + doff);
-      w[Tw.LAST_FLAGS] = (opt & (TcpFlag.WINDOW_SCALE | TcpFlag.SACK_PERM)) | (old === TcpCt.LAST_ACK ? TcpFlag.CHALLENGE_ACK : 0);
-      w[Tw.LAST_WSCALE] = (opt & TcpFlag.WINDOW_SCALE) !== 0 ? opt >> 8 : 0;
+      w[wb + Tw.LAST_FLAGS] = (opt & (TcpFlag.WINDOW_SCALE | TcpFlag.SACK_PERM)) | (old === TcpCt.LAST_ACK ? TcpFlag.CHALLENGE_ACK : 0);
+      w[wb + Tw.LAST_WSCALE] = (opt & TcpFlag.WINDOW_SCALE) !== 0 ? opt >> 8 : 0;
     }
     // A reply ACK in SYN_SENT may be a challenge ACK; the client's reset to it carries this seq.
-    if (old === TcpCt.SYN_SENT && index === Ev.ACK && dir === 1) w[Tw.LAST_ACK] = seg[Seg.ACK];
+    if (old === TcpCt.SYN_SENT && index === Ev.ACK && dir === 1) w[wb + Tw.LAST_ACK] = seg[Seg.ACK];
   }
 
   /**
@@ -448,41 +458,43 @@ export class TcpTracker {
    * from the other side: the endpoints think the flow is over while the
    * table does not, so a long timeout is cut to the unacknowledged one.
    */
-  private shortenAfterInvalid(e: ConnEntry, dir: number, index: Ev, now: number): void {
-    if ((e.status & ConnStatus.ASSURED) === 0 || (index !== Ev.RST && index !== Ev.FIN)) return;
-    const w = e.tcp;
-    if (w[Tw.LAST_DIR] !== dir && (w[Tw.LAST_INDEX] === Ev.FIN || w[Tw.LAST_INDEX] === Ev.RST)) {
-      const left = e.expires - now;
+  private shortenAfterInvalid(slot: number, dir: number, index: Ev, now: number): void {
+    const st = this.store;
+    if ((st.status[slot] & ConnStatus.ASSURED) === 0 || (index !== Ev.RST && index !== Ev.FIN)) return;
+    const w = st.pstate;
+    const wb = slot * Tw.WORDS;
+    if (w[wb + Tw.LAST_DIR] !== dir && (w[wb + Tw.LAST_INDEX] === Ev.FIN || w[wb + Tw.LAST_INDEX] === Ev.RST)) {
+      const left = st.expires[slot] - now;
       const cap = 1000 * this.timeouts.tcpUnacknowledged;
-      if (left >= 120_000 && left > cap) e.expires = now + cap;
+      if (left >= 120_000 && left > cap) st.expires[slot] = now + cap;
     } else {
-      w[Tw.LAST_INDEX] = index;
-      w[Tw.LAST_DIR] = dir;
+      w[wb + Tw.LAST_INDEX] = index;
+      w[wb + Tw.LAST_DIR] = dir;
     }
   }
 
   /** A SYN or SYN/ACK (re)starts its sender's window state from its own values and options. */
-  private initSender(w: Int32Array, dir: number, pkt: PacketContext, doff: number): void {
+  private initSender(w: Int32Array, wb: number, dir: number, pkt: PacketContext, doff: number): void {
     const seg = this.seg;
     const snd = dir * Tw.DIR;
     const rcv = Tw.DIR - snd;
-    w[snd + Tw.END] = w[snd + Tw.MAXEND] = seg[Seg.END];
-    w[snd + Tw.MAXWIN] = seg[Seg.WIN] === 0 ? 1 : seg[Seg.WIN];
-    this.takeSynOptions(w, snd, pkt, doff);
+    w[wb + snd + Tw.END] = w[wb + snd + Tw.MAXEND] = seg[Seg.END];
+    w[wb + snd + Tw.MAXWIN] = seg[Seg.WIN] === 0 ? 1 : seg[Seg.WIN];
+    this.takeSynOptions(w, wb, snd, pkt, doff);
     // RFC 7323: scaling is on only if both SYNs offered it.
-    if (dir === 1 && ((w[snd + Tw.FLAGS] & w[rcv + Tw.FLAGS]) & TcpFlag.WINDOW_SCALE) === 0) {
-      w[snd + Tw.SCALE] = 0;
-      w[rcv + Tw.SCALE] = 0;
+    if (dir === 1 && ((w[wb + snd + Tw.FLAGS] & w[wb + rcv + Tw.FLAGS]) & TcpFlag.WINDOW_SCALE) === 0) {
+      w[wb + snd + Tw.SCALE] = 0;
+      w[wb + rcv + Tw.SCALE] = 0;
     }
   }
 
   /** The SYN's options become the side's scale and flags (a SYN without options changes neither). */
-  private takeSynOptions(w: Int32Array, side: number, pkt: PacketContext, doff: number): void {
+  private takeSynOptions(w: Int32Array, wb: number, side: number, pkt: PacketContext, doff: number): void {
     if (doff === 20) return;
     const l4 = pkt.l4off;
     const opt = synOptions(pkt.buf, l4 + 20, l4 + doff);
-    w[side + Tw.SCALE] = opt >> 8;
-    w[side + Tw.FLAGS] = (w[side + Tw.FLAGS] & TcpFlag.BE_LIBERAL) | (opt & 0xff);
+    w[wb + side + Tw.SCALE] = opt >> 8;
+    w[wb + side + Tw.FLAGS] = (w[wb + side + Tw.FLAGS] & TcpFlag.BE_LIBERAL) | (opt & 0xff);
   }
 
   /** Raises seg[SACK] to the highest right edge of the first SACK option's blocks. */
@@ -516,8 +528,10 @@ export class TcpTracker {
    * an in-window segment. A side picked up mid-stream (BE_LIBERAL) passes
    * every check, without its bounds moving when a check would have failed.
    */
-  private inWindow(e: ConnEntry, dir: number, index: Ev, pkt: PacketContext, doff: number): Win {
-    const w = e.tcp;
+  private inWindow(slot: number, dir: number, index: Ev, pkt: PacketContext, doff: number): Win {
+    const st = this.store;
+    const w = st.pstate;
+    const wb = slot * Tw.WORDS;
     const seg = this.seg;
     const flags = pkt.tcpFlags;
     const snd = dir * Tw.DIR;
@@ -527,98 +541,98 @@ export class TcpTracker {
     let end = seg[Seg.END];
     const rawWin = seg[Seg.WIN];
     seg[Seg.SACK] = ack;
-    if ((w[rcv + Tw.FLAGS] & TcpFlag.SACK_PERM) !== 0 && doff > 20) this.readSack(pkt.buf, pkt.l4off + 20, pkt.l4off + doff);
+    if ((w[wb + rcv + Tw.FLAGS] & TcpFlag.SACK_PERM) !== 0 && doff > 20) this.readSack(pkt.buf, pkt.l4off + 20, pkt.l4off + doff);
     let sack = seg[Seg.SACK];
 
-    if (w[snd + Tw.MAXWIN] === 0) {
+    if (w[wb + snd + Tw.MAXWIN] === 0) {
       if ((flags & 0x02) !== 0) {
         // The SYN/ACK (or the reply side's SYN of a simultaneous open) starts the sender's state.
-        this.initSender(w, dir, pkt, doff);
+        this.initSender(w, wb, dir, pkt, doff);
         if ((flags & 0x10) === 0) return Win.ACCEPT;
       } else {
         // Nothing seen from this side yet: take what this packet says.
-        w[snd + Tw.END] = end;
-        const swin = rawWin << w[snd + Tw.SCALE];
-        w[snd + Tw.MAXWIN] = swin === 0 ? 1 : swin;
-        w[snd + Tw.MAXEND] = end + w[snd + Tw.MAXWIN];
-        if (w[rcv + Tw.MAXWIN] === 0) {
+        w[wb + snd + Tw.END] = end;
+        const swin = rawWin << w[wb + snd + Tw.SCALE];
+        w[wb + snd + Tw.MAXWIN] = swin === 0 ? 1 : swin;
+        w[wb + snd + Tw.MAXEND] = end + w[wb + snd + Tw.MAXWIN];
+        if (w[wb + rcv + Tw.MAXWIN] === 0) {
           // Neither side seen: let III and IV pass until the other side speaks.
-          w[rcv + Tw.END] = w[rcv + Tw.MAXEND] = sack;
-        } else if (sack === ((w[rcv + Tw.END] + 1) | 0)) {
+          w[wb + rcv + Tw.END] = w[wb + rcv + Tw.MAXEND] = sack;
+        } else if (sack === ((w[wb + rcv + Tw.END] + 1) | 0)) {
           // Most likely the answer to a keepalive (one byte below the sent data).
-          w[rcv + Tw.END] = sack;
+          w[wb + rcv + Tw.END] = sack;
         }
       }
-    } else if ((flags & 0x02) !== 0 && after(end, w[snd + Tw.END]) && (e.tcpState === TcpCt.SYN_SENT || e.tcpState === TcpCt.SYN_RECV)) {
+    } else if ((flags & 0x02) !== 0 && after(end, w[wb + snd + Tw.END]) && (st.tcpState[slot] === TcpCt.SYN_SENT || st.tcpState[slot] === TcpCt.SYN_RECV)) {
       // RFC 793: a reinitialised TCP may reopen with higher sequence numbers; start this side over.
-      this.initSender(w, dir, pkt, doff);
+      this.initSender(w, wb, dir, pkt, doff);
       if (dir === 1 && (flags & 0x10) === 0) return Win.ACCEPT;
     }
 
     if ((flags & 0x10) === 0 || ((flags & 0x04) !== 0 && ack === 0)) {
       // No ACK (or a reset from a stack that sets ACK with a zero ack): pretend it acks everything seen.
-      ack = sack = w[rcv + Tw.END];
+      ack = sack = w[wb + rcv + Tw.END];
     }
-    if ((flags & 0x04) !== 0 && seq === 0 && e.tcpState === TcpCt.SYN_SENT) {
+    if ((flags & 0x04) !== 0 && seq === 0 && st.tcpState[slot] === TcpCt.SYN_SENT) {
       // The reset refusing a SYN.
-      seq = end = w[snd + Tw.END];
+      seq = end = w[wb + snd + Tw.END];
     }
-    const liberal = (w[snd + Tw.FLAGS] & TcpFlag.BE_LIBERAL) !== 0;
-    const maxAckWin = (w[snd + Tw.MAXWIN] >>> 0) > MAX_ACK_WINDOW_MIN ? w[snd + Tw.MAXWIN] >>> 0 : MAX_ACK_WINDOW_MIN;
+    const liberal = (w[wb + snd + Tw.FLAGS] & TcpFlag.BE_LIBERAL) !== 0;
+    const maxAckWin = (w[wb + snd + Tw.MAXWIN] >>> 0) > MAX_ACK_WINDOW_MIN ? w[wb + snd + Tw.MAXWIN] >>> 0 : MAX_ACK_WINDOW_MIN;
 
-    if (!before(seq, (w[snd + Tw.MAXEND] + 1) | 0)) {
+    if (!before(seq, (w[wb + snd + Tw.MAXEND] + 1) | 0)) {
       // I fails: beyond the receiver's window.
-      const overshot = (end - w[snd + Tw.MAXEND] + 1) >>> 0;
-      const ackOk = after(sack, (w[rcv + Tw.END] - maxAckWin - 1) | 0);
-      const inRecvWin = w[rcv + Tw.MAXWIN] !== 0 && after(end, (w[snd + Tw.END] - w[rcv + Tw.MAXWIN] - 1) | 0);
-      if (inRecvWin && ackOk && overshot <= w[rcv + Tw.MAXWIN] >>> 0 && before(sack, (w[rcv + Tw.END] + 1) | 0)) {
+      const overshot = (end - w[wb + snd + Tw.MAXEND] + 1) >>> 0;
+      const ackOk = after(sack, (w[wb + rcv + Tw.END] - maxAckWin - 1) | 0);
+      const inRecvWin = w[wb + rcv + Tw.MAXWIN] !== 0 && after(end, (w[wb + snd + Tw.END] - w[wb + rcv + Tw.MAXWIN] - 1) | 0);
+      if (inRecvWin && ackOk && overshot <= w[wb + rcv + Tw.MAXWIN] >>> 0 && before(sack, (w[wb + rcv + Tw.END] + 1) | 0)) {
         // A sender overrunning the window by less than a window: the data may still be acked, so its
         // end is believed, but the segment itself is not.
-        w[snd + Tw.END] = end;
-        w[snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
+        w[wb + snd + Tw.END] = end;
+        w[wb + snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
         return liberal ? Win.ACCEPT : Win.IGNORE;
       }
       return liberal ? Win.ACCEPT : Win.INVALID;
     }
     // III: acks data never sent.
-    if (!before(sack, (w[rcv + Tw.END] + 1) | 0)) return liberal ? Win.ACCEPT : Win.INVALID;
+    if (!before(sack, (w[wb + rcv + Tw.END] + 1) | 0)) return liberal ? Win.ACCEPT : Win.INVALID;
     // II: data the receiver acked long ago (a late retransmission).
-    if (w[rcv + Tw.MAXWIN] !== 0 && !after(end, (w[snd + Tw.END] - w[rcv + Tw.MAXWIN] - 1) | 0)) return liberal ? Win.ACCEPT : Win.IGNORE;
+    if (w[wb + rcv + Tw.MAXWIN] !== 0 && !after(end, (w[wb + snd + Tw.END] - w[wb + rcv + Tw.MAXWIN] - 1) | 0)) return liberal ? Win.ACCEPT : Win.IGNORE;
     // IV: an ack far behind (an overly delayed packet).
-    if (!after(sack, (w[rcv + Tw.END] - maxAckWin - 1) | 0)) return liberal ? Win.ACCEPT : Win.IGNORE;
+    if (!after(sack, (w[wb + rcv + Tw.END] - maxAckWin - 1) | 0)) return liberal ? Win.ACCEPT : Win.IGNORE;
 
-    const win = (flags & 0x02) === 0 ? rawWin << w[snd + Tw.SCALE] : rawWin;
+    const win = (flags & 0x02) === 0 ? rawWin << w[wb + snd + Tw.SCALE] : rawWin;
     const swin = (win + (sack - ack)) >>> 0;
-    if ((w[snd + Tw.MAXWIN] >>> 0) < swin) w[snd + Tw.MAXWIN] = swin;
-    if (after(end, w[snd + Tw.END])) {
-      w[snd + Tw.END] = end;
-      w[snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
+    if ((w[wb + snd + Tw.MAXWIN] >>> 0) < swin) w[wb + snd + Tw.MAXWIN] = swin;
+    if (after(end, w[wb + snd + Tw.END])) {
+      w[wb + snd + Tw.END] = end;
+      w[wb + snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
     }
     if ((flags & 0x10) !== 0) {
-      if ((w[snd + Tw.FLAGS] & TcpFlag.MAXACK_SET) === 0) {
-        w[snd + Tw.MAXACK] = ack;
-        w[snd + Tw.FLAGS] |= TcpFlag.MAXACK_SET;
-      } else if (after(ack, w[snd + Tw.MAXACK])) {
-        w[snd + Tw.MAXACK] = ack;
+      if ((w[wb + snd + Tw.FLAGS] & TcpFlag.MAXACK_SET) === 0) {
+        w[wb + snd + Tw.MAXACK] = ack;
+        w[wb + snd + Tw.FLAGS] |= TcpFlag.MAXACK_SET;
+      } else if (after(ack, w[wb + snd + Tw.MAXACK])) {
+        w[wb + snd + Tw.MAXACK] = ack;
       }
     }
     // The receiver may take more than its window was: data beyond the old edge widens it.
-    if (w[rcv + Tw.MAXWIN] !== 0 && after(end, w[snd + Tw.MAXEND])) w[rcv + Tw.MAXWIN] += end - w[snd + Tw.MAXEND];
-    if (after((sack + win) | 0, (w[rcv + Tw.MAXEND] - 1) | 0)) {
-      w[rcv + Tw.MAXEND] = sack + win + (win === 0 ? 1 : 0);
+    if (w[wb + rcv + Tw.MAXWIN] !== 0 && after(end, w[wb + snd + Tw.MAXEND])) w[wb + rcv + Tw.MAXWIN] += end - w[wb + snd + Tw.MAXEND];
+    if (after((sack + win) | 0, (w[wb + rcv + Tw.MAXEND] - 1) | 0)) {
+      w[wb + rcv + Tw.MAXEND] = sack + win + (win === 0 ? 1 : 0);
     }
-    if (ack === w[rcv + Tw.END]) w[rcv + Tw.FLAGS] &= ~TcpFlag.DATA_UNACKNOWLEDGED;
+    if (ack === w[wb + rcv + Tw.END]) w[wb + rcv + Tw.FLAGS] &= ~TcpFlag.DATA_UNACKNOWLEDGED;
 
     if (index === Ev.ACK) {
-      if (w[Tw.LAST_DIR] === dir && w[Tw.LAST_SEQ] === seq && w[Tw.LAST_ACK] === ack && w[Tw.LAST_END] === end && w[Tw.LAST_WIN] === rawWin) {
-        w[Tw.RETRANS] = (w[Tw.RETRANS] + 1) & 0xff;
+      if (w[wb + Tw.LAST_DIR] === dir && w[wb + Tw.LAST_SEQ] === seq && w[wb + Tw.LAST_ACK] === ack && w[wb + Tw.LAST_END] === end && w[wb + Tw.LAST_WIN] === rawWin) {
+        w[wb + Tw.RETRANS] = (w[wb + Tw.RETRANS] + 1) & 0xff;
       } else {
-        w[Tw.LAST_DIR] = dir;
-        w[Tw.LAST_SEQ] = seq;
-        w[Tw.LAST_ACK] = ack;
-        w[Tw.LAST_END] = end;
-        w[Tw.LAST_WIN] = rawWin;
-        w[Tw.RETRANS] = 0;
+        w[wb + Tw.LAST_DIR] = dir;
+        w[wb + Tw.LAST_SEQ] = seq;
+        w[wb + Tw.LAST_ACK] = ack;
+        w[wb + Tw.LAST_END] = end;
+        w[wb + Tw.LAST_WIN] = rawWin;
+        w[wb + Tw.RETRANS] = 0;
       }
     }
     return Win.ACCEPT;
