@@ -19,7 +19,7 @@ import type { Router } from './forward.js';
 import type { Logger } from './log.js';
 import { monotonicMs, Services } from './services.js';
 import type { ApplianceAction } from '../xt/services.js';
-import { Netfilter, netfilterCommands, restoreState, saveState } from './netfilter/index.js';
+import { Netfilter, netfilterCommands, restoreState, saveState, saveStateSliced } from './netfilter/index.js';
 import { restore, RestoreError } from './netfilter/commands.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
 import type { Extension } from '../xt/extension.js';
@@ -123,7 +123,9 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   let queued: Promise<boolean> | null = null;
   const saveOnce = async (): Promise<boolean> => {
     if (final) return false;
-    const text = saveState(netfilter);
+    // Printed in slices (issue 12 §5): a large rule set's picture must not stall forwarding.
+    const text = await saveStateSliced(netfilter);
+    if (final) return false;
     if (text === lastWritten) return true;
     try {
       // No asynchronous rename may land after the final synchronous save.

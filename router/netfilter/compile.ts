@@ -464,6 +464,17 @@ export function compileTest(spec: RuleSpec, matches: readonly MatchInstance[]): 
   };
 }
 
+/**
+ * Builds and caches the per-rule part of compiling (the test closure over the
+ * rule's checked instances, the fields its rule pins for the index), so a
+ * sliced transaction (engine.ts commitSteps) does it rule by rule before the
+ * swap and compileChain then mostly reuses it.
+ */
+export function prepareRule(rule: Rule, inst: RuleInstances): void {
+  rulePins(rule);
+  if (!testCache.has(inst)) testCache.set(inst, compileTest(rule.spec, inst.matches));
+}
+
 /** Compiles one chain's rules (jumps are linked by the caller once every chain exists). */
 export function compileChain(chain: Chain): CompiledChain {
   const policy = chain.policy === null ? -1 : chain.policy === 'ACCEPT' ? Verdict.ACCEPT : Verdict.DROP;

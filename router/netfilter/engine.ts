@@ -25,11 +25,12 @@ import { Hook, Verdict, type Family, type PacketContext } from '../../xt/packet.
 import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '../../xt/extension.js';
 import { XT_CONTINUE } from '../../xt/extension.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
-import { Action, compileChain, type CompiledChain } from './compile.js';
+import { Action, compileChain, prepareRule, type CompiledChain } from './compile.js';
 import { KERNEL, kernelError, toNfError } from './errors.js';
 import { checkPlacement, subTargetOf } from './placement.js';
 import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
 import { ProcFiles, SharedState } from './state.js';
+import { RuleSetChanged, runSteps, type Steps } from './slices.js';
 
 /** What the engine needs from connection tracking (router/conntrack.ts Conntrack satisfies it). */
 export interface ConntrackHooks {
@@ -43,6 +44,16 @@ export interface ConntrackHooks {
    * every packet of a translated flow. Verdict.DROP when it cannot be rewritten.
    */
   nat?(hook: Hook, pkt: PacketContext): number;
+}
+
+/**
+ * One family's part of a transaction: `change` edits copies of `tables`; a
+ * generator function may yield between pieces of its work (slices.ts).
+ */
+export interface TransactionPart {
+  family: Family;
+  tables: readonly XtrTable[];
+  change: (rules: FamilyRules) => void | Steps<void>;
 }
 
 export interface NetfilterOptions {
@@ -331,24 +342,34 @@ export class Netfilter {
   }
 
   /** Several families at once (restoreState): all commit or none. */
-  commitMany(
-    parts: readonly { family: Family; tables: readonly XtrTable[]; change: (rules: FamilyRules) => void }[],
-    opts: { dryRun?: boolean } = {},
-  ): void {
+  commitMany(parts: readonly TransactionPart[], opts: { dryRun?: boolean } = {}): void {
+    runSteps(this.commitSteps(parts, opts));
+  }
+
+  /**
+   * The transaction as steps that may pause (slices.ts): after each change
+   * step (a generator `change` yields, e.g. per restore line), each rule
+   * checked and each rule's compiled test built. The swap and what follows
+   * it is one step. Run sliced, a commit that finds the rule set of a family
+   * replaced since it started throws RuleSetChanged (nothing committed).
+   */
+  *commitSteps(parts: readonly TransactionPart[], opts: { dryRun?: boolean } = {}): Steps<void> {
     if (new Set(parts.map((p) => p.family)).size !== parts.length) throw new Error('commitMany: one part per family');
-    const prepared: { family: Family; next: FamilyRules; created: Map<Rule, RuleInstances> }[] = [];
+    const prepared: { family: Family; base: FamilyRules; tables: readonly XtrTable[]; next: FamilyRules; created: Map<Rule, RuleInstances> }[] = [];
     const undo = () => {
       for (const p of prepared) for (const inst of p.created.values()) destroyInstances(inst);
     };
     try {
       for (const part of parts) {
-        const next = this.rules(part.family).withCopies(part.tables);
-        part.change(next);
+        const base = this.rules(part.family);
+        const next = base.withCopies(part.tables);
         const created = new Map<Rule, RuleInstances>();
-        prepared.push({ family: part.family, next, created });
+        prepared.push({ family: part.family, base, tables: part.tables, next, created });
+        const stepped = part.change(next);
+        if (stepped) yield* stepped;
         for (const name of part.tables) {
           try {
-            this.checkTable(next.table(name), created);
+            yield* this.checkTableSteps(next.table(name), created);
           } catch (e) {
             const err = toNfError(e);
             err.table = name;
@@ -356,14 +377,24 @@ export class Netfilter {
           }
         }
       }
+      if (opts.dryRun) {
+        undo();
+        return;
+      }
+      // The per-rule part of compiling (the rule's test closure, its index keys), ahead of the swap.
+      for (const p of prepared)
+        for (const name of p.tables)
+          for (const c of p.next.table(name).chains.values())
+            for (const r of c.rules) {
+              prepareRule(r, p.created.get(r) ?? r.instances!);
+              yield;
+            }
+      for (const p of prepared) if (this.rules(p.family) !== p.base) throw new RuleSetChanged();
     } catch (e) {
       undo();
       throw e;
     }
-    if (opts.dryRun) {
-      undo();
-      return;
-    }
+    // From here on one step: nothing else runs until the new set is live.
     // Compile with the new instances visible only to the new rule objects' pending map.
     const compiled = new Map<Family, CompiledFamily>();
     const replaced: RuleInstances[] = [];
@@ -398,8 +429,8 @@ export class Netfilter {
     this.onChange?.();
   }
 
-  /** Validates a table and checks its rules' extensions; new instances go to `created`. */
-  private checkTable(table: Table, created: Map<Rule, RuleInstances>): void {
+  /** Validates a table and checks its rules' extensions (one step per rule checked); new instances go to `created`. */
+  private *checkTableSteps(table: Table, created: Map<Rule, RuleInstances>): Steps<void> {
     for (const chain of table.chains.values()) {
       for (const rule of chain.rules) {
         const t = rule.spec.target;
@@ -416,6 +447,7 @@ export class Netfilter {
         if (rule.instances && rule.instances.hookMask === mask && !created.has(rule)) continue;
         if (created.has(rule)) continue;
         created.set(rule, this.checkRule(table, chain.name, rule, mask));
+        yield;
       }
     }
   }

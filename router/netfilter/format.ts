@@ -6,6 +6,7 @@
 import { isAny, listAddr, saveAddr } from './addr.js';
 import type { Chain, RuleSpec, Table } from './model.js';
 import { builtinProtocolName, protocolName } from './protocols.js';
+import { runSteps, type Steps } from './slices.js';
 
 /**
  * The rule in save form after "-A CHAIN": " -s 10.0.0.1/32 -p tcp -m tcp --dport 22 -j ACCEPT".
@@ -71,11 +72,21 @@ function withCounters(text: string, pkts: number, bytes: number): string {
 
 /** One table in iptables-save form (between the header and footer comments). */
 export function saveTableText(table: Table, counters: boolean, persist = false): string {
+  return runSteps(saveTableSteps(table, counters, persist));
+}
+
+/** saveTableText as steps of 256 rules (slices.ts): a 10,000-rule table takes tens of ms to print. */
+export function* saveTableSteps(table: Table, counters: boolean, persist = false): Steps<string> {
   let out = `*${table.name}\n`;
   const chains = table.ordered();
   for (const c of chains) out += `:${c.name} ${c.builtin ? c.policy : '-'} [${c.pkts}:${c.bytes}]\n`;
   // ruleText now, not the parsed text: save() may print live state, as quota2's current counter.
-  for (const c of chains) for (const r of c.rules) out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${ruleText(r.spec, persist)}\n`;
+  let n = 0;
+  for (const c of chains)
+    for (const r of c.rules) {
+      out += `${counters ? `[${r.pkts}:${r.bytes}] ` : ''}-A ${c.name}${ruleText(r.spec, persist)}\n`;
+      if ((++n & 255) === 0) yield;
+    }
   out += 'COMMIT\n';
   return out;
 }

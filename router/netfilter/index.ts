@@ -12,7 +12,8 @@
 import type { RouterServices } from '../../xt/extension.js';
 import { extensions, type ExtensionRegistry } from '../../modules/registry.js';
 import type { Family } from '../../xt/packet.js';
-import { restore, saveText } from './commands.js';
+import { restore, saveText, saveTextSteps } from './commands.js';
+import { runStepsSliced } from './slices.js';
 import { isTableName } from './model.js';
 import { Netfilter, type ConntrackHooks } from './engine.js';
 import type { SavedExtensionState } from './state.js';
@@ -54,6 +55,25 @@ export function saveState(nf: Netfilter): string {
     ipv4: saveText(nf, 4, { counters: true, persist: true }),
     ipv6: saveText(nf, 6, { counters: true, persist: true }),
     state: nf.state.exportAll(),
+  };
+  return `${JSON.stringify(state, null, 1)}\n`;
+}
+
+/**
+ * saveState without stalling forwarding (issue 12 §5): the rule sets and the
+ * extension state are taken at the call, the rules are printed in slices
+ * (slices.ts; a rule set is replaced, never edited, so the picture stays one
+ * set). Printing 10,000 rules in one piece held the packet path for ~30-100 ms.
+ */
+export async function saveStateSliced(nf: Netfilter): Promise<string> {
+  const fr4 = nf.rules(4);
+  const fr6 = nf.rules(6);
+  const extState = nf.state.exportAll();
+  const state: SavedState = {
+    format: FORMAT,
+    ipv4: await runStepsSliced(saveTextSteps(fr4, { counters: true, persist: true })),
+    ipv6: await runStepsSliced(saveTextSteps(fr6, { counters: true, persist: true })),
+    state: extState,
   };
   return `${JSON.stringify(state, null, 1)}\n`;
 }
