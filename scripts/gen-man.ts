@@ -12,6 +12,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export const MAN_TOOLS: Readonly<Record<string, string>> = {
   xtr: 'control the xtr userspace router',
+  'xtr-nflog': 'write the packets NFLOG rules log as pcap or pcapng (xtr nflog)',
   xt_geoip_build: 'build xt_geoip range files from DB-IP CSV or .mmdb',
   xt_geoip_build_maxmind: 'build xt_geoip range files from MaxMind GeoLite2 CSV',
   xt_asn_build: 'build xt_asn range files',
@@ -23,7 +24,10 @@ export const MAN_TOOLS: Readonly<Record<string, string>> = {
 };
 
 function helpOf(tool: string): string {
-  const argv = tool === 'xtr' ? [process.execPath, join(ROOT, 'bin', 'xtr.js'), '--help'] : [join(ROOT, 'scripts', tool), '--help'];
+  const argv =
+    tool === 'xtr' ? [process.execPath, join(ROOT, 'bin', 'xtr.js'), '--help']
+    : tool === 'xtr-nflog' ? [process.execPath, join(ROOT, 'bin', 'xtr.js'), 'nflog', '--help']
+    : [join(ROOT, 'scripts', tool), '--help'];
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`${tool} --help: exit ${r.status} ${r.stderr}`);
   return r.stdout;

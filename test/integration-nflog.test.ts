@@ -1,0 +1,178 @@
+/**
+ * NFLOG end to end, xtr next to the kernel: the same rules log some forwarded
+ * packets to group 5 (ICMP echo requests, TCP SYNs to port 8080), one rule
+ * logs to group 6, the rest pass unlogged. While a known set of packets
+ * crosses each router:
+ *  - xtr: `xtr nflog -g 5 -w FILE.pcap` (and a pcapng, and `xtr events`);
+ *  - kernel: `tcpdump -i nflog:5 -w FILE.pcap` in its router namespace.
+ * tcpdump reads both files and sees exactly the logged packets; tshark
+ * decodes the same prefix, group and hook from both (and the prefix as the
+ * pcapng packet comment); the rule counters (`iptables -L -v -x`) are the
+ * kernel's, packets and bytes.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { background, exec, REPO_ROOT, sleep, startLab, uniquePrefix, waitFor, type Background, type Lab } from './helpers/netns.js';
+import { ADDR, KernelRouter } from './helpers/kernel-router.js';
+
+const RULES = [
+  '*filter',
+  ':INPUT ACCEPT [0:0]',
+  ':FORWARD ACCEPT [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  '-A FORWARD -p icmp -m icmp --icmp-type 8 -j NFLOG --nflog-prefix "ping " --nflog-group 5',
+  '-A FORWARD -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -j NFLOG --nflog-prefix "syn 8080" --nflog-group 5',
+  '-A FORWARD -p udp -m udp --dport 9999 -j NFLOG --nflog-prefix "other group" --nflog-group 6',
+  '-A FORWARD -p tcp -m tcp --dport 8080',
+  'COMMIT',
+  '',
+].join('\n');
+
+/** What group 5 must hold, in order: [prefix, protocol, detail]. */
+const EXPECTED = [
+  ['ping ', 'icmp', 'echo request'],
+  ['ping ', 'icmp', 'echo request'],
+  ['ping ', 'icmp', 'echo request'],
+  ['syn 8080', 'tcp', '8080 S'],
+  ['syn 8080', 'tcp', '8080 S'],
+];
+
+function tools(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const t of ['tcpdump', 'tshark', 'hping3', 'iptables-legacy']) if (spawnSync('which', [t]).status !== 0) return `${t} missing`;
+  return null;
+}
+const why = tools();
+
+/** The same traffic, one packet at a time: 3 pings, 2 SYNs to 8080, a SYN to 9090, a datagram to 9999 (group 6). */
+async function traffic(ns: string): Promise<void> {
+  const go = async (argv: string[]) => {
+    const r = await exec(argv, { netns: ns, timeoutMs: 20_000 });
+    // hping3 exits 1 when nothing answers; only a tool that did not run is an error here.
+    if (r.code === 127 || r.timedOut) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+  };
+  await go(['ping', '-c', '3', '-i', '0.2', '-W', '2', ADDR.server]);
+  await go(['hping3', '-q', '-S', '-p', '8080', '-c', '2', '-i', 'u200000', ADDR.server]);
+  await go(['hping3', '-q', '-S', '-p', '9090', '-c', '1', ADDR.server]);
+  await go(['hping3', '-q', '-2', '-p', '9999', '-c', '1', ADDR.server]);
+}
+
+/** prefix, group, hook, protocol and what tshark says of each packet of a file. */
+function decode(file: string): string[][] {
+  const r = spawnSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'nflog.prefix', '-e', 'nflog.res_id', '-e', 'nflog.hook', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.proto', '-e', 'icmp.type', '-e', 'tcp.dstport', '-e', 'tcp.flags.str'], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (r.status !== 0) throw new Error(`tshark -r ${file}: ${r.stderr}`);
+  return r.stdout.trim().split('\n').filter(Boolean).map((l) => l.split('|'));
+}
+
+/** tcpdump's lines without the time, ICMP ids and ports that differ run to run. */
+function tcpdumpLines(file: string): string[] {
+  const r = spawnSync('tcpdump', ['-n', '-r', file], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`tcpdump -r ${file}: ${r.stderr}`);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .map((l) =>
+      l
+        .replace(/^\S+ /, '')
+        .replace(/id \d+, seq \d+/, 'id N, seq N')
+        .replace(/(\d+\.\d+\.\d+\.\d+)\.\d+ > /, '$1.PORT > ')
+        .replace(/seq \d+, win \d+/, 'seq S, win W'),
+    );
+}
+
+/** `iptables -L FORWARD -v -x -n`: packets, bytes and the rest of each rule line. */
+function counterRows(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => /^\s+\d+\s+\d+\s/.test(l))
+    .map((l) => l.trim().replace(/\s+/g, ' '));
+}
+
+if (why) {
+  test('NFLOG end to end next to the kernel', (t) => t.pass(`skipped: ${why}`));
+} else {
+  test('NFLOG end to end: xtr nflog -g 5 -w file.pcap holds exactly the logged packets with their prefixes, as the kernel\'s tcpdump -i nflog:5 does', async (t) => {
+    t.timeout(240_000);
+    const dir = mkdtempSync(join(tmpdir(), 'ye-nflog-int-'));
+    const bgs: Background[] = [];
+    let lab: Lab | null = null;
+    let kernel: KernelRouter | null = null;
+    try {
+      [lab, kernel] = await Promise.all([startLab({ prefix: uniquePrefix('ye') }), KernelRouter.create({ prefix: uniquePrefix('ye') })]);
+      const x = lab;
+      const k = kernel;
+      t.is((await x.router.cli(['iptables-restore'], RULES)).code, 0);
+      const kr = await k.restore(4, RULES);
+      t.is(kr.status, 0, kr.stderr);
+
+      // Listeners: xtr's CLI three ways, the kernel's tcpdump on its nflog device.
+      const files = { xtr: join(dir, 'xtr.pcap'), xtrng: join(dir, 'xtr.pcapng'), kernel: join(dir, 'kernel.pcap') };
+      const cli = (args: string[]) => [process.execPath, join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', x.router.socket, ...args];
+      const xtrPcap = background(cli(['nflog', '-g', '5', '-w', files.xtr, '-c', '5']));
+      const xtrPcapng = background(cli(['nflog', '-g', '5', '-w', files.xtrng, '-c', '5']));
+      const events = background(cli(['events', '--kind', 'nflog.', '--count', '5']));
+      const kernelDump = background(['ip', 'netns', 'exec', k.ns.router, 'tcpdump', '-i', 'nflog:5', '-w', files.kernel, '-c', '5']);
+      bgs.push(xtrPcap, xtrPcapng, events, kernelDump);
+      const listening = await waitFor(
+        () => /listening on nflog:5/.test(xtrPcap.stderr()) && /listening on nflog:5/.test(xtrPcapng.stderr()) && /events\.subscribed/.test(events.stdout().toString()) && /listening on nflog:5/.test(kernelDump.stderr()),
+        20_000,
+      );
+      t.true(listening, `listeners: ${xtrPcap.stderr()} | ${kernelDump.stderr()}`);
+
+      await Promise.all([traffic(x.ns.c), traffic(k.ns.client)]);
+      const codes = await Promise.all([xtrPcap.wait(20_000), xtrPcapng.wait(20_000), events.wait(20_000), kernelDump.wait(20_000)]);
+      t.deepEqual(codes, [0, 0, 0, 0], `exit codes; xtr: ${xtrPcap.stderr()} kernel: ${kernelDump.stderr()}`);
+      t.regex(xtrPcap.stderr(), /^5 packets captured$/m);
+
+      // tcpdump: the same five packets from both routers.
+      const xLines = tcpdumpLines(files.xtr);
+      const kLines = tcpdumpLines(files.kernel);
+      t.log(['xtr:', ...xLines, 'kernel:', ...kLines].join('\n'));
+      t.is(xLines.length, 5);
+      t.deepEqual(xLines, kLines);
+      t.deepEqual(tcpdumpLines(files.xtrng), xLines, 'the pcapng holds the same packets');
+
+      // tshark: prefix, group, hook (FORWARD = 2) and the packet, the same for both.
+      const xd = decode(files.xtr);
+      const kd = decode(files.kernel);
+      t.deepEqual(xd, kd);
+      t.deepEqual(
+        xd.map(([prefix, group, hook, src, dst, proto, icmpType, dport, flags]) => [prefix, group, hook, src, dst, proto === '1' ? `icmp ${icmpType}` : `tcp ${dport} ${flags?.replace(/·/g, '')}`]),
+        EXPECTED.map(([prefix, proto]) => [prefix, '5', '2', ADDR.client, ADDR.server, proto === 'icmp' ? 'icmp 8' : 'tcp 8080 S']),
+      );
+      const comments = spawnSync('tshark', ['-r', files.xtrng, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' }).stdout.trim().split('\n');
+      t.deepEqual(comments, EXPECTED.map(([p]) => p), 'pcapng: the prefix is each packet\'s comment');
+
+      // xtr events: one nflog.packet line per logged packet with the prefix and a summary.
+      const ev = events
+        .stdout()
+        .toString()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => e.kind === 'nflog.packet');
+      t.deepEqual(ev.map((e) => [e.prefix, e.group, e.hook, e.in, e.out]), EXPECTED.map(([p]) => [p, 5, 'FORWARD', 'eth0', 'eth1']));
+      t.regex(String(ev[0]!.summary), /^ICMP 198\.51\.100\.2 > 203\.0\.113\.2 type 8 code 0 len 84$/);
+      t.regex(String(ev[3]!.summary), /^TCP 198\.51\.100\.2:\d+ > 203\.0\.113\.2:8080 \[S\] len 40$/);
+
+      // Counters: NFLOG is non-terminating and counts as the kernel does (group 6 had no listener on either).
+      await sleep(200);
+      const xc = counterRows((await x.router.cli(['iptables', '-L', 'FORWARD', '-v', '-x', '-n'])).stdout);
+      const kc = counterRows((await k.iptables(4, ['-L', 'FORWARD', '-v', '-x', '-n'])).stdout);
+      t.log(['xtr:', ...xc, 'kernel:', ...kc].join('\n'));
+      t.is(xc.length, 4);
+      t.deepEqual(xc, kc);
+      t.regex(xc[2]!, /^1 \d+ NFLOG/, 'the group-6 rule counted its datagram though no one listened');
+    } finally {
+      for (const b of bgs) await b.kill('SIGKILL');
+      await Promise.all([lab?.stop(), kernel?.destroy()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
