@@ -227,6 +227,40 @@ export class Router implements ServicesBackend {
 
   setNetfilter(nf: Netfilter): void {
     this.nf = nf;
+  /**
+   * Config reload (router/reload.ts): the links' addresses and the static routes of `next`, whose
+   * interfaces are the running ones (same names, modes and devices: the caller refuses anything
+   * else). Runs between two batches; the new tables are built aside and swapped in whole, so every
+   * packet sees the old set or the new one. Throws, changing nothing, if a route reaches no link.
+   */
+  reconfigure(next: XtrConfig): void {
+    const byName = new Map(next.interfaces.map((ic) => [ic.name, ic]));
+    const links = this.interfaces.slice(1).filter((ri) => ri.kind !== 'host');
+    for (const ri of links) if (!byName.has(ri.name)) throw new Error(`interface ${ri.name}: not in the new configuration`);
+    const before = links.map((ri) => ri.config?.addresses ?? []);
+    const current = this.currentAddresses;
+    const r4 = new RouteTable4();
+    const r6 = new RouteTable6();
+    try {
+      for (const ri of links) ri.setAddresses(byName.get(ri.name)!.addresses);
+      installRoutes(next, this.interfaces, this.host, r4, r6);
+    } catch (e) {
+      links.forEach((ri, i) => ri.setAddresses(current.get(ri.name) ?? before[i]));
+      throw e;
+    }
+    for (const ri of links) current.set(ri.name, byName.get(ri.name)!.addresses);
+    this.routes4.adopt(r4);
+    this.routes6.adopt(r6);
+    this.icmp.anySource4 = 0;
+    this.icmp.anySource6 = null;
+    for (const ri of links) {
+      if (!this.icmp.anySource4 && ri.icmpSource4) this.icmp.anySource4 = ri.icmpSource4;
+      if (!this.icmp.anySource6 && ri.icmpSource6) this.icmp.anySource6 = ri.icmpSource6;
+    }
+  }
+  /** Each link's addresses as last applied by reconfigure (the config's until then). */
+  private readonly currentAddresses = new Map<string, readonly string[]>();
+
   }
 
   start(): void {

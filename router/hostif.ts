@@ -98,6 +98,24 @@ export async function configureHostInterface(spec: HostInterfaceSpec): Promise<H
   return plan;
 }
 
+/**
+ * Config reload (router/reload.ts): brings the host TUN from `before`'s plan to `after`'s. Addresses
+ * and routes no longer planned are removed (the kernel drops routes whose source address goes with
+ * them), then every planned one is replaced, so the result is exactly `after`'s plan.
+ */
+export async function updateHostInterface(before: HostInterfaceSpec, after: HostInterfaceSpec): Promise<HostInterfacePlan> {
+  const was = planHostInterface(before);
+  const plan = planHostInterface(after);
+  const dev = after.name;
+  for (const r of was.routes) {
+    if (!plan.routes.some((n) => n.to === r.to)) await ip([`-${familyOf(r.to)}`, 'route', 'del', r.to, 'dev', dev]).catch(() => undefined);
+  }
+  for (const a of was.addresses) if (!plan.addresses.includes(a)) await ip(['addr', 'del', a, 'dev', dev]).catch(() => undefined);
+  for (const a of plan.addresses) await ip(familyOf(a) === 6 ? ['addr', 'replace', a, 'dev', dev, 'nodad'] : ['addr', 'replace', a, 'dev', dev]);
+  for (const r of plan.routes) await ip([`-${familyOf(r.to)}`, 'route', 'replace', r.to, 'dev', dev, ...(r.src ? ['src', r.src] : [])]);
+  return plan;
+}
+
 // ---- prefix arithmetic at the configuration edge (strings in, strings out) ----
 
 /** `198.51.100.7/24` -> `198.51.100.0/24`; `2001:db8:c::1/64` -> `2001:db8:c::/64`. */

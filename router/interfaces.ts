@@ -97,9 +97,9 @@ export class RouterInterface implements InterfaceRef {
   /** The router's IPv4 addresses on this link, as (address, prefix length). */
   readonly v4: LinkAddress4[] = [];
   readonly v6: LinkAddress6[] = [];
-  /** Source for ICMP errors sent about packets that arrived here (0 = none). */
-  readonly icmpSource4: number;
-  readonly icmpSource6: Uint32Array | null;
+  /** Source for ICMP errors sent about packets that arrived here (0 = none); changed only by setAddresses. */
+  icmpSource4: number;
+  icmpSource6: Uint32Array | null;
   neighbors: NeighborCache | null = null;
 
   /** Transmit queue: packets (offset, length) in the router's one buffer, flushed once per batch. */
@@ -130,15 +130,27 @@ export class RouterInterface implements InterfaceRef {
     } else {
       this.mac = null;
     }
-    for (const a of config?.addresses ?? []) {
+    this.icmpSource4 = 0;
+    this.icmpSource6 = null;
+    this.setAddresses(config?.addresses ?? []);
+    this.txOffsets = new Uint32Array(txCapacity);
+    this.txLengths = new Uint32Array(txCapacity);
+  }
+
+  /**
+   * Replaces the router's addresses on this link (at construction, and on a config reload:
+   * router/reload.ts). The lists are changed in place because the neighbour cache holds them.
+   */
+  setAddresses(addresses: readonly string[]): void {
+    this.v4.length = 0;
+    this.v6.length = 0;
+    for (const a of addresses) {
       const p = parsePrefix(a, true)!;
       if (p.family === 4) this.v4.push({ addr: p.addr, len: p.len });
       else this.v6.push({ addr: p.addr, len: p.len });
     }
     this.icmpSource4 = this.v4.length ? this.v4[0].addr : 0;
     this.icmpSource6 = this.v6.length ? this.v6[0].addr : null;
-    this.txOffsets = new Uint32Array(txCapacity);
-    this.txLengths = new Uint32Array(txCapacity);
   }
 
   /** Drop counters with names, zero entries left out. */

@@ -280,6 +280,18 @@ abstract class RouteTableBase {
   }
 
   protected abstract growGateways(n: number): void;
+
+  /**
+   * Takes over `other`'s routes in one step: a config reload (router/reload.ts) builds the new
+   * table aside and swaps it in between two packets, so no packet sees a half-built table.
+   * Subclasses add their per-route arrays.
+   */
+  adopt(other: this): void {
+    this.groups = other.groups;
+    this.specs = other.specs;
+    this.kind = other.kind;
+    this.ifIndex = other.ifIndex;
+  }
 }
 
 export class RouteTable4 extends RouteTableBase {
@@ -323,6 +335,12 @@ export class RouteTable4 extends RouteTableBase {
   /** The address to resolve on the link for `dst` via route `id`. */
   nextHop(id: number, dst: number): number {
     return this.kind[id] === RouteKind.GATEWAY ? this.gateway[id] : dst;
+  }
+
+  override adopt(other: this): void {
+    super.adopt(other);
+    this.gateway = other.gateway;
+    this.broadcast = other.broadcast;
   }
 
   protected growGateways(n: number): void {
@@ -380,6 +398,11 @@ export class RouteTable6 extends RouteTableBase {
       out[2] = dst[2];
       out[3] = dst[3];
     }
+  }
+
+  override adopt(other: this): void {
+    super.adopt(other);
+    this.gateway = other.gateway;
   }
 
   protected growGateways(n: number): void {

@@ -109,7 +109,7 @@ export class Netfilter {
   /** Extensions' named state (xt/state.ts): lifecycle, proc views, persistence, ticks, limits. */
   readonly state: SharedState;
   private readonly services: RouterServices;
-  private readonly settings: Readonly<Record<string, unknown>>;
+  private settings: Readonly<Record<string, unknown>>;
   private conntrack: ConntrackHooks | null;
   onChange: (() => void) | null;
 
@@ -121,6 +121,18 @@ export class Netfilter {
   private readonly stackChain: (CompiledChain | null)[] = new Array(STACK_SIZE).fill(null);
   private readonly stackPos = new Int32Array(STACK_SIZE);
   private sp = 0;
+
+  /**
+   * Config reload (router/reload.ts): the settings rules are checked with from now on. Rules
+   * already loaded keep what their check derived; the appliance re-loads the rule files after this.
+   */
+  setSettings(settings: Readonly<Record<string, unknown>>): void {
+    this.settings = settings;
+  }
+
+  settingsInUse(): Readonly<Record<string, unknown>> {
+    return this.settings;
+  }
 
   constructor(opts: NetfilterOptions) {
     this.registry = opts.registry;
