@@ -5,7 +5,7 @@
  * restores, `proc write NAME` without a data argument) get stdin forwarded.
  */
 import net from 'node:net';
-import { DEFAULT_SOCKET, type ControlRequest } from './control.js';
+import { DEFAULT_SOCKET, INPUT_CHUNK_CHARS, type ControlRequest } from './control.js';
 import type { CommandResult } from './commands.js';
 import { quietEpipe, versionLine } from '../xt/version.js';
 
@@ -22,6 +22,22 @@ export function readsStdin(cmd: string, args: readonly string[]): boolean {
 
 export class RouterNotRunning extends Error {}
 
+/**
+ * Writes a request. A large input (an iptables-restore file) is streamed as
+ * chunk lines after the request line (ControlRequest.inputStream), so no line
+ * has to be as long as the file (the router bounds lines: control.maxLineBytes).
+ */
+export function writeRequest(sock: net.Socket, req: ControlRequest): void {
+  const input = req.input;
+  if (input === null || input.length <= INPUT_CHUNK_CHARS) {
+    sock.write(JSON.stringify(req) + '\n');
+    return;
+  }
+  let out = JSON.stringify({ cmd: req.cmd, args: req.args, input: null, inputStream: true }) + '\n';
+  for (let i = 0; i < input.length; i += INPUT_CHUNK_CHARS) out += JSON.stringify(input.slice(i, i + INPUT_CHUNK_CHARS)) + '\n';
+  sock.write(out + 'null\n');
+}
+
 /** Sends one request and resolves with the router's answer. */
 export function sendCommand(socketPath: string, req: ControlRequest, timeoutMs = 120_000): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
@@ -37,7 +53,7 @@ export function sendCommand(socketPath: string, req: ControlRequest, timeoutMs =
       else resolve(res!);
     };
     const timer = setTimeout(() => finish(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('connect', () => writeRequest(sock, req));
     sock.on('data', (c: Buffer) => {
       chunks.push(c);
       if (c.includes(10)) {

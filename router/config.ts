@@ -12,6 +12,7 @@ import { validateOffloads, OffloadsConfigError, type OffloadsConfig } from './of
 import { applyEnvOverrides, withEnvBlame, type Env } from './config-env.js';
 import { parse as parseYaml } from 'yaml';
 import { parseMac } from '../dataplane/bytes.js';
+import { DEFAULT_CONTROL_LIMITS, type ControlLimits } from './control.js';
 import {
   formatIPv4,
   formatIPv6,
@@ -62,7 +63,14 @@ export interface RouteConfig {
 
 export interface XtrConfig {
   readonly logLevel: string;
-  readonly control: { readonly socket: string };
+  /** The control socket and what one client may cost (issue 12 §5; router/control.ts ControlLimits). */
+  readonly control: {
+    readonly socket: string;
+    readonly maxConnections: number;
+    readonly maxLineBytes: number;
+    readonly maxInputBytes: number;
+    readonly idleTimeoutMs: number;
+  };
   readonly stateDir: string;
   readonly hostInterface: { readonly name: string; readonly mtu: number };
   readonly interfaces: readonly InterfaceConfig[];
@@ -263,11 +271,25 @@ export function validateConfig(doc: unknown): XtrConfig {
   }
 
   let socket: string = CONFIG_DEFAULTS.socket;
+  const controlLimits: { -readonly [K in keyof ControlLimits]: number } = { ...DEFAULT_CONTROL_LIMITS };
   if (root.control !== undefined) {
     const c = obj(root.control, 'control');
-    onlyKeys(c, ['socket'], 'control');
+    onlyKeys(c, ['socket', 'maxConnections', 'maxLineBytes', 'maxInputBytes', 'idleTimeoutMs'], 'control');
     if (c.socket !== undefined) socket = str(c.socket, 'control.socket');
     if (!socket.startsWith('/')) throw new ConfigError('control.socket', `${describe(socket)} must be an absolute path`);
+    // Issue 12 §5: the control socket's limits (docs/config.md "Control socket").
+    const int = (key: keyof typeof controlLimits, min: number, max: number, zeroOk = false) => {
+      const v = c[key];
+      if (v === undefined) return;
+      if (typeof v !== 'number' || !Number.isInteger(v) || ((v < min || v > max) && !(zeroOk && v === 0))) {
+        throw new ConfigError(`control.${key}`, `${describe(v)} must be ${zeroOk ? '0 (never) or ' : ''}an integer from ${min} to ${max}`);
+      }
+      controlLimits[key] = v;
+    };
+    int('maxConnections', 1, 65536);
+    int('maxLineBytes', 4096, 1 << 30);
+    int('maxInputBytes', 65536, 2 ** 31);
+    int('idleTimeoutMs', 100, 86_400_000, true);
   }
 
   const stateDir = root.stateDir === undefined ? CONFIG_DEFAULTS.stateDir : str(root.stateDir, 'stateDir');
@@ -402,7 +424,7 @@ export function validateConfig(doc: unknown): XtrConfig {
 
   return {
     logLevel,
-    control: { socket },
+    control: { socket, ...controlLimits },
     stateDir,
     hostInterface: { name: hostName, mtu: hostMtu },
     interfaces,

@@ -27,6 +27,12 @@ export interface ControlRequest {
   cmd: string;
   args: string[];
   input: string | null;
+  /**
+   * The input follows the request line as lines that are each a JSON string
+   * (a chunk of it), ended by a line `null`: how the CLI sends a large
+   * iptables-restore file without one line of its whole size.
+   */
+  inputStream?: boolean;
 }
 
 export interface ControlLogger {
@@ -50,7 +56,9 @@ export function parseRequest(line: string): ControlRequest | string {
   if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) return 'bad request: "args" must be an array of strings';
   const input = o.input ?? null;
   if (input !== null && typeof input !== 'string') return 'bad request: "input" must be a string or null';
-  return { cmd: o.cmd, args: args as string[], input: input as string | null };
+  if (o.inputStream !== undefined && typeof o.inputStream !== 'boolean') return 'bad request: "inputStream" must be true or false';
+  if (o.inputStream === true && input !== null) return 'bad request: "input" must be null when "inputStream" is true';
+  return o.inputStream === true ? { cmd: o.cmd, args: args as string[], input: null, inputStream: true } : { cmd: o.cmd, args: args as string[], input: input as string | null };
 }
 
 /** Where `xtr events` subscribers get events from (router/services.ts EventHub). */
@@ -79,10 +87,28 @@ export class ControlServer {
    */
   audit: ((sock: net.Socket, req: ControlRequest) => Promise<((res: CommandResult) => void) | null>) | null = null;
 
+  /** What each refusal reason has cost clients since start (connection-cap, line-too-long, input-too-large, idle, not-reading, bad-input). */
+  readonly refusals: Record<string, number> = Object.create(null);
+  private readonly limits: ControlLimits;
+  /** Streamed input held now, over all connections (limits.maxInputBytes). */
+  private inputHeld = 0;
+  /** Per connection: since when its client has left replies unread (0: it reads). */
+  private readonly stalledSince = new Map<net.Socket, number>();
+  private stallTimer: NodeJS.Timeout | null = null;
+
   constructor(
     readonly socketPath: string,
     private readonly log: ControlLogger,
-  ) {}
+    limits: Partial<ControlLimits> = {},
+  ) {
+    const d = DEFAULT_CONTROL_LIMITS;
+    this.limits = {
+      maxConnections: limits.maxConnections ?? d.maxConnections,
+      maxLineBytes: limits.maxLineBytes ?? d.maxLineBytes,
+      maxInputBytes: limits.maxInputBytes ?? d.maxInputBytes,
+      idleTimeoutMs: limits.idleTimeoutMs ?? d.idleTimeoutMs,
+    };
+  }
 
   /** Adds commands; a name registered twice is a start-up error, not a silent override. */
   register(table: CommandTable): void {
@@ -157,44 +183,230 @@ export class ControlServer {
     });
     chmodSync(path, 0o600);
     server.on('error', (e) => this.log.error({ err: String(e) }, 'control socket error'));
+    if (this.limits.idleTimeoutMs > 0) {
+      this.stallTimer = setInterval(() => this.checkStalled(), Math.min(5000, Math.max(50, this.limits.idleTimeoutMs / 4)));
+      this.stallTimer.unref();
+    }
     this.log.info({ socket: path }, 'control socket listening');
   }
 
+  /**
+   * One client connection (issue 12 §5): its requests are read ahead at most
+   * MAX_PIPELINED_REQUESTS, and not at all while REPLY_HIGH_WATER_BYTES of
+   * replies wait for it to read (pause/resume), so a client that sends
+   * without reading costs bounded memory; lines, streamed input and
+   * connections are bounded by `limits`; an idle connection, or one whose
+   * client stopped reading, is closed. Every refusal is logged (refuse()).
+   */
   private onConnection(sock: net.Socket): void {
-    this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
+    const limits = this.limits;
     sock.on('error', () => sock.destroy());
+    if (this.sockets.size >= limits.maxConnections) {
+      this.refuse('connection-cap', { connections: this.sockets.size }, `control connection refused: ${limits.maxConnections} connections already open (control.maxConnections)`);
+      endWith(sock, { status: 1, stdout: '', stderr: `xtr: the router serves at most ${limits.maxConnections} control connections at once (control.maxConnections); try again\n` });
+      return;
+    }
+    this.sockets.add(sock);
+    /** A request with the streamed input it holds (released once answered). */
+    type Queued = { req: ControlRequest | string; held: number } | { fatal: CommandResult };
+    const queue: Queued[] = [];
     let pending: Buffer[] = [];
     let pendingBytes = 0;
-    let chain: Promise<void> = Promise.resolve();
+    let running = false;
+    let closing = false;
+    let collecting: { req: ControlRequest; chunks: string[]; held: number } | null = null;
+    const release = (n: number) => {
+      this.inputHeld -= n;
+    };
+    sock.on('close', () => {
+      this.sockets.delete(sock);
+      this.stalledSince.delete(sock);
+      if (collecting) release(collecting.held);
+      collecting = null;
+      for (const q of queue.splice(0)) if ('held' in q) release(q.held);
+    });
+    const flow = () => {
+      if (closing || sock.destroyed) return;
+      const full = queue.length >= MAX_PIPELINED_REQUESTS || sock.writableLength > REPLY_HIGH_WATER_BYTES;
+      if (full && !sock.isPaused()) sock.pause();
+      else if (!full && sock.isPaused()) sock.resume();
+    };
+    sock.on('drain', () => {
+      this.stalledSince.set(sock, 0);
+      flow();
+    });
+    this.stalledSince.set(sock, 0);
+    /** Answers what was queued before, then `res`, and closes: nothing more is read. */
+    const fatal = (reason: string, fields: object, res: CommandResult) => {
+      closing = true;
+      sock.pause();
+      pending = [];
+      if (collecting) release(collecting.held);
+      collecting = null;
+      this.refuse(reason, fields, `control connection closed: ${res.stderr.trim()}`);
+      queue.push({ fatal: res });
+      void pump();
+    };
+    const pump = async () => {
+      if (running) return;
+      running = true;
+      try {
+        while (queue.length > 0 && !sock.destroyed) {
+          // Replies the client has not read: the next request waits (requests read ahead are few).
+          if (sock.writableLength > REPLY_HIGH_WATER_BYTES) {
+            await new Promise<void>((resolve) => {
+              const go = () => {
+                sock.off('drain', go);
+                sock.off('close', go);
+                resolve();
+              };
+              sock.on('drain', go);
+              sock.on('close', go);
+            });
+            continue;
+          }
+          const q = queue.shift()!;
+          flow();
+          if ('fatal' in q) {
+            endWith(sock, q.fatal);
+            return;
+          }
+          try {
+            await this.answer(sock, q.req);
+          } finally {
+            release(q.held);
+          }
+        }
+      } finally {
+        running = false;
+        flow();
+      }
+    };
+    const onLine = (line: string) => {
+      if (collecting) {
+        let chunk: unknown;
+        try {
+          chunk = JSON.parse(line);
+        } catch {
+          chunk = undefined;
+        }
+        if (chunk === null) {
+          const c = collecting;
+          collecting = null;
+          queue.push({ req: { cmd: c.req.cmd, args: c.req.args, input: c.chunks.join('') }, held: c.held });
+          return;
+        }
+        if (typeof chunk !== 'string') {
+          fatal('bad-input', {}, { status: 2, stdout: '', stderr: 'xtr: streamed input: each line after the request must be a JSON string, and the last one null\n' });
+          return;
+        }
+        if (this.inputHeld + chunk.length > limits.maxInputBytes) {
+          fatal('input-too-large', { held: this.inputHeld, chunk: chunk.length }, { status: 1, stdout: '', stderr: `xtr: ${collecting.req.cmd}: input larger than the router holds at once (control.maxInputBytes ${limits.maxInputBytes}); nothing was changed\n` });
+          return;
+        }
+        collecting.chunks.push(chunk);
+        collecting.held += chunk.length;
+        this.inputHeld += chunk.length;
+        return;
+      }
+      if (line.trim() === '') return;
+      const req = parseRequest(line);
+      // A request that does not parse is answered with its error, in order.
+      if (typeof req === 'string') queue.push({ req: line, held: 0 });
+      else if (req.inputStream) collecting = { req, chunks: [], held: 0 };
+      else queue.push({ req, held: 0 });
+    };
+    const tooLong = (bytes: number) =>
+      fatal('line-too-long', { bytes }, { status: 2, stdout: '', stderr: `xtr: request line longer than ${limits.maxLineBytes} bytes (control.maxLineBytes); the xtr CLI streams large input\n` });
     sock.on('data', (chunk: Buffer) => {
+      if (closing) return;
       let start = 0;
       for (;;) {
         const nl = chunk.indexOf(10, start);
         if (nl < 0) break;
+        if (pendingBytes + nl - start > limits.maxLineBytes) return tooLong(pendingBytes + nl - start);
         pending.push(chunk.subarray(start, nl));
-        const line = Buffer.concat(pending).toString('utf8');
+        const line = pending.length === 1 ? pending[0].toString('utf8') : Buffer.concat(pending).toString('utf8');
         pending = [];
         pendingBytes = 0;
         start = nl + 1;
-        if (line.trim() === '') continue;
-        chain = chain.then(() => this.answer(sock, line));
+        onLine(line);
+        if (closing) return;
       }
       if (start < chunk.length) {
-        pending.push(chunk.subarray(start));
         pendingBytes += chunk.length - start;
-        if (pendingBytes > MAX_REQUEST_BYTES) {
-          pending = [];
-          pendingBytes = 0;
-          const msg = { status: 2, stdout: '', stderr: `xtr: request longer than ${MAX_REQUEST_BYTES} bytes\n` };
-          sock.end(JSON.stringify(msg) + '\n');
-        }
+        if (pendingBytes > limits.maxLineBytes) return tooLong(pendingBytes);
+        pending.push(chunk.subarray(start));
       }
+      flow();
+      void pump();
     });
+    if (limits.idleTimeoutMs > 0) {
+      sock.setTimeout(limits.idleTimeoutMs);
+      sock.on('timeout', () => {
+        if (sock.writableLength > 0) {
+          this.refuse('not-reading', { queuedBytes: sock.writableLength }, `control connection closed: its client read nothing for ${limits.idleTimeoutMs} ms (control.idleTimeoutMs)`);
+          sock.destroy();
+          return;
+        }
+        // A request in progress (a long restore, an `xtr events` stream) is not idleness.
+        if (running || queue.length > 0) {
+          sock.setTimeout(limits.idleTimeoutMs);
+          return;
+        }
+        this.refuse('idle', { idleMs: limits.idleTimeoutMs }, `control connection closed: idle for ${limits.idleTimeoutMs} ms (control.idleTimeoutMs)`);
+        sock.destroy();
+      });
+    }
   }
 
-  private async answer(sock: net.Socket, line: string): Promise<void> {
-    const req = parseRequest(line);
+  /**
+   * Counts and logs a refusal; at most 5 log lines per second, the next line
+   * saying how many were not logged, so a flood of refusals cannot flood the log.
+   */
+  private refuse(reason: string, fields: object, msg: string): void {
+    this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
+    const now = Date.now();
+    if (now - this.refusalWindow >= 1000) {
+      this.refusalWindow = now;
+      this.refusalsLogged = 0;
+    }
+    if (++this.refusalsLogged > 5) {
+      this.refusalsUnlogged++;
+      return;
+    }
+    const unlogged = this.refusalsUnlogged;
+    this.refusalsUnlogged = 0;
+    this.log.warn({ reason, ...fields, ...(unlogged ? { notLogged: unlogged } : {}) }, msg);
+  }
+
+  private refusalWindow = 0;
+  private refusalsLogged = 0;
+  private refusalsUnlogged = 0;
+
+  /**
+   * Closes connections whose client has left replies (or a stream) unread,
+   * with the socket over its high-water mark and no 'drain', for
+   * limits.idleTimeoutMs: what it queued is freed.
+   */
+  private checkStalled(): void {
+    const now = Date.now();
+    for (const [sock, since] of this.stalledSince) {
+      if (!sock.writableNeedDrain) {
+        if (since !== 0) this.stalledSince.set(sock, 0);
+        continue;
+      }
+      if (since === 0) this.stalledSince.set(sock, now);
+      else if (now - since >= this.limits.idleTimeoutMs) {
+        this.stalledSince.delete(sock);
+        this.refuse('not-reading', { queuedBytes: sock.writableLength }, `control connection closed: its client read nothing for ${this.limits.idleTimeoutMs} ms (control.idleTimeoutMs)`);
+        sock.destroy();
+      }
+    }
+  }
+
+  private async answer(sock: net.Socket, line: string | ControlRequest): Promise<void> {
+    const req = typeof line === 'string' ? parseRequest(line) : line;
     if (typeof req !== 'string' && req.cmd === 'events' && this.eventSource) return this.streamEvents(sock, req.args);
     const stream = typeof req !== 'string' ? this.streams.get(req.cmd) : undefined;
     if (stream && typeof req !== 'string') return stream(sock, req.args);
@@ -250,6 +462,8 @@ export class ControlServer {
   async close(): Promise<void> {
     const server = this.server;
     this.server = null;
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
     if (!server) return;
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -271,6 +485,12 @@ export async function ensureSocketFree(path: string): Promise<void> {
   if (state === 'listening') throw new Error(`control socket ${path}: another xtr is already listening there`);
   if (state === 'unknown') throw new Error(`control socket ${path}: exists and cannot be probed; remove it if no router uses it`);
   unlinkSync(path);
+}
+
+/** Writes one answer and closes; a client that does not read it cannot keep the socket (destroyed after 5 s). */
+function endWith(sock: net.Socket, res: CommandResult): void {
+  sock.end(JSON.stringify(res) + '\n', () => sock.destroy());
+  setTimeout(() => sock.destroy(), 5000).unref();
 }
 
 /**

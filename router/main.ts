@@ -209,7 +209,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
       };
     };
 
-    const c = new ControlServer(socketPath, log);
+    const c = new ControlServer(socketPath, log, config.control);
     control = c;
     c.register(statusCommands(status));
     // `xtr events`: the router's general event stream (services.event).

@@ -287,7 +287,9 @@ export async function startRouter(opts: StartRouterOptions): Promise<RouterProce
   const configPath = join(dir, 'config.json');
   // A test router never shares saved state with a real one: stateDir defaults to the temp dir.
   const stateDir = typeof opts.config.stateDir === 'string' && !opts.config.stateDir.startsWith('/var/lib/xtr') ? opts.config.stateDir : join(dir, 'state');
-  writeFileSync(configPath, JSON.stringify({ ...opts.config, stateDir, control: { socket: opts.socket } }, null, 2));
+  // The config's other control settings (limits, issue 12 §5) are kept; only the socket is the test's.
+  const control = { ...((opts.config.control ?? {}) as Record<string, unknown>), socket: opts.socket };
+  writeFileSync(configPath, JSON.stringify({ ...opts.config, stateDir, control }, null, 2));
   const logFile = opts.logFile ?? join(dir, 'router.log');
   const proc = background([process.execPath, ...(opts.nodeArgs ?? []), routerMain(), '--config', configPath], {
     netns: opts.netns ?? undefined,
