@@ -3,7 +3,8 @@
  * only the .mmdb and not the CSV. mmdb-lib answers single lookups; walking
  * the whole search tree uses its tree walker and data decoder, which it
  * does not export as API, so this file is the one place that depends on
- * mmdb-lib's internals (checked by the tests against mmdb-lib's own lookups).
+ * mmdb-lib's internals (checked by the tests against mmdb-lib's own lookups);
+ * package.json pins mmdb-lib exactly so an update that moves them is a deliberate change.
  *
  * IPv4 data of an IPv6 tree lives under ::/96 and is reported as IPv4; the
  * aliases that MaxMind writers add (::ffff:0:0/96, 2002::/16 pointing at the
