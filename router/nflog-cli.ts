@@ -43,6 +43,9 @@ export const NFLOG_USAGE = `usage: xtr nflog [-g GROUP]... [-w FILE|-] [--pcapng
   packets the router dropped because this reader was too slow) on standard error.
 `;
 
+/** Something to Atomics.wait on: a 1 ms pause while a pipe reader catches up. */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 export interface NflogOptions {
   groups: number[];
   file: string | null;
@@ -129,14 +132,25 @@ export async function nflogMain(socketPath: string, args: readonly string[]): Pr
   let written = 0;
   let dropped = 0;
   let brokenPipe = false;
+  let writeFailed = '';
   const put = (b: Uint8Array) => {
     if (fd === null || brokenPipe) return;
-    try {
-      let off = 0;
-      while (off < b.length) off += writeSync(fd, b, off, b.length - off);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EPIPE') brokenPipe = true;
-      else throw e;
+    let off = 0;
+    while (off < b.length) {
+      try {
+        off += writeSync(fd, b, off, b.length - off);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // Standard output may be a non-blocking pipe (Node makes it one): a full pipe is a wait, not an error.
+        if (code === 'EAGAIN') Atomics.wait(PAUSE, 0, 0, 1);
+        else if (code === 'EPIPE') {
+          brokenPipe = true;
+          return;
+        } else {
+          writeFailed = `xtr nflog: ${o.file}: ${(e as Error).message}\n`;
+          return;
+        }
+      }
     }
   };
   return new Promise<number>((resolve) => {
@@ -185,6 +199,11 @@ export async function nflogMain(socketPath: string, args: readonly string[]): Pr
           else {
             const { data, origLen } = packetFor(o.linktype, r);
             put(o.pcapng ? pcapngPacket(r.sec, r.usec, data, origLen, r.prefix) : pcapRecord(r.sec, r.usec, data, origLen));
+          }
+          if (writeFailed) {
+            process.stderr.write(writeFailed);
+            finish(1);
+            return;
           }
           if (++written >= o.count || brokenPipe) {
             finish(0);

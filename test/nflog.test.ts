@@ -25,7 +25,7 @@ import { parseNflogArgs } from '../router/nflog-cli.js';
 import { LINKTYPE_NFLOG, LINKTYPE_RAW, nflogMessage } from '../dataplane/pcap.js';
 import { XtHarness } from './helpers/xt-harness.js';
 import { icmpMsg, ip4, ip6, tcpSeg, udpDgram } from './modules-fixtures.js';
-import { exec, REPO_ROOT, waitFor } from './helpers/netns.js';
+import { background, exec, REPO_ROOT, sleep, waitFor } from './helpers/netns.js';
 
 const ECHO = ip4('198.51.100.2', '203.0.113.2', icmpMsg(8, 0, [0x12, 0x34, 0, 1], Array.from({ length: 56 }, (_, i) => i)));
 const SYN = ip4('198.51.100.2', '203.0.113.2', tcpSeg(40000, 8080, 0x02, { seq: 1000, win: 64240 }));
@@ -200,6 +200,41 @@ if (!haveTools) {
       });
     });
   }
+
+  test.serial('xtr nflog -w - into tcpdump -r -: a pipe fuller than its buffer waits, nothing is lost', async (t) => {
+    await withRouterSide(async ({ socket, s, log }) => {
+      const n = 300;
+      const big = ip4('198.51.100.2', '203.0.113.2', udpDgram(5000, 6000, Array.from({ length: 1000 }, (_, i) => i & 0xff)));
+      const xtr = [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', socket, 'nflog', '-g', '5', '-w', '-', '-c', String(n)];
+      const pipeline = exec(['bash', '-c', `${xtr.map((w) => `'${w}'`).join(' ')} | tcpdump -n -r - 2>/dev/null | grep -c 'UDP, length 1000'`], { timeoutMs: 60_000 });
+      t.true(await waitFor(() => s.packetLog.wanted(5), 15_000));
+      for (let i = 0; i < n; i++) log('--nflog-group 5 --nflog-prefix bulk', big);
+      const r = await pipeline;
+      t.is(r.stdout.trim(), String(n), r.stderr);
+    });
+  });
+
+  test.serial('xtr nflog ends on SIGINT with a complete file and status 0', async (t) => {
+    await withRouterSide(async ({ socket, dir, s, log }) => {
+      const path = join(dir, 'int.pcap');
+      const cli = background([process.execPath, '--import', 'tsx', join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', socket, 'nflog', '-g', '5', '-w', path]);
+      try {
+        t.true(await waitFor(() => s.packetLog.wanted(5), 15_000));
+        log('--nflog-group 5 --nflog-prefix one', ECHO);
+        log('--nflog-group 5 --nflog-prefix two', SYN);
+        t.true(await waitFor(() => /listening/.test(cli.stderr()), 5000));
+        await sleep(300);
+        cli.proc.kill('SIGINT');
+        t.is(await cli.wait(10_000), 0);
+        t.regex(cli.stderr(), /^2 packets captured$/m);
+        const ts = run(['tshark', '-r', path, '-T', 'fields', '-e', 'nflog.prefix']);
+        t.deepEqual(ts.stdout.trim().split('\n'), ['one', 'two']);
+        t.false(s.packetLog.wanted(5), 'unsubscribed when the CLI went away');
+      } finally {
+        await cli.kill('SIGKILL');
+      }
+    });
+  });
 
   test.serial('xtr nflog without -w prints text lines; bad arguments exit 2; a stopped router exits 1', async (t) => {
     await withRouterSide(async ({ socket, s, log }) => {
