@@ -36,11 +36,24 @@ export interface Appliance {
   /** Runs every extension's reload (SIGHUP, `xtr reload-databases`): geoip/asn re-read their databases. */
   reloadDatabases(): string;
   /**
+   * Config reload (router/reload.ts), the engine's part: checks `next` (stateSaveIntervalMs, the
+   * rule files on the live engine in test mode) and returns what would change and the commit, or
+   * throws naming the problem with nothing changed.
+   */
+  prepareReload(next: XtrConfig): EngineReload;
+  /**
    * The process-level ApplianceActions (stop, restart, status), which only the
    * command-line entry point can carry out; set by router/main.ts. Until then
    * (an embedded appliance) they are not offered.
    */
   processActions: Partial<Record<'stop' | 'restart' | 'status', () => void>>;
+}
+
+export interface EngineReload {
+  /** What the commit changes, as config paths with a word ("netfilter.rulesFiles.v4: re-loaded"). */
+  readonly changed: readonly string[];
+  /** Applies it: synchronous, between two packets. */
+  commit(): void;
 }
 
 /** Where rules and extension state live between runs. */
@@ -87,7 +100,8 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
 
   // Rule files (issue 8 §5, docs/config.md `netfilter.rulesFiles`): applied over the saved state, as
   // `iptables-restore FILE` would be, before the router forwards its first packet. Throws (xtr refuses to start).
-  loadRulesFiles(netfilter, config, log);
+  let loadedRules = loadRulesFiles(netfilter, config, log);
+  let settingsText = settingsKey(config);
 
   // GC, expiry and the like of every extension's declared state, on one unref'd timer.
   netfilter.state.startTimer();
@@ -101,7 +115,7 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   // asynchronous: the picture (saveState) is taken synchronously between two
   // packets, the write and both fsyncs run on libuv's thread pool, so a slow
   // disk never stalls forwarding.
-  const intervalMs = stateSaveInterval(config.netfilter);
+  let intervalMs = stateSaveInterval(config.netfilter);
   let final = false;
   let lastWritten: string | null = null;
   const writeSync = (text: string) => {
@@ -154,9 +168,10 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   // Only while some extension keeps saved state: a large rule set is not
   // serialised every interval just for its counters (those are saved with
   // every command and at SIGTERM).
-  const periodic = setInterval(() => {
+  const saveTick = () => {
     if (netfilter.state.hasSavedState()) void requestSave();
-  }, intervalMs);
+  };
+  let periodic = setInterval(saveTick, intervalMs);
   periodic.unref();
   const persist = () => {
     // Shutdown or restart: the last picture, synchronously, and nothing asynchronous after it.
@@ -215,7 +230,72 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
       return { status: 1, stdout: '', stderr: `xtr save: could not write ${path} (see the log)\n` };
     },
   };
-  const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, processActions: {} };
+  /**
+   * Config reload: a rules file is applied again (as at start: `iptables-restore FILE`) when its
+   * path or content changed since it was last loaded, or when the extension settings changed (its
+   * rules are then checked with the new ones); an unchanged file is left alone, so a SIGHUP for the
+   * geoip databases does not undo rules added with `xtr iptables`. Both files are tested on the live
+   * engine before either is committed. A file no longer named leaves its rules in place.
+   */
+  const prepareReload = (next: XtrConfig): EngineReload => {
+    const nextInterval = stateSaveInterval(next.netfilter);
+    const nextSettingsText = settingsKey(next);
+    const settingsChanged = nextSettingsText !== settingsText;
+    const files = (next.netfilter.rulesFiles ?? {}) as { v4?: string; v6?: string };
+    const changed: string[] = [];
+    const reloadKeys: ('v4' | 'v6')[] = [];
+    for (const key of ['v4', 'v6'] as const) {
+      const was = loadedRules.find((l) => l.key === key);
+      const path = files[key];
+      if (path === undefined) {
+        if (was) changed.push(`netfilter.rulesFiles.${key}: no longer named (the rules it loaded stay)`);
+        continue;
+      }
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (e) {
+        throw new RulesFileError(`netfilter.rulesFiles.${key}: cannot read ${path}: ${(e as Error).message}`);
+      }
+      if (settingsChanged || !was || was.path !== path || was.text !== text) reloadKeys.push(key);
+    }
+    const nextSettings = { ...(next.extensions as Record<string, unknown>), ...(next.netfilter as Record<string, unknown>) };
+    const only = { ...next, netfilter: { ...next.netfilter, rulesFiles: Object.fromEntries(reloadKeys.map((k) => [k, files[k]])) } } as XtrConfig;
+    if (reloadKeys.length) {
+      const before = netfilter.settingsInUse();
+      netfilter.setSettings(nextSettings);
+      try {
+        loadRulesFiles(netfilter, only, log, false);
+      } finally {
+        netfilter.setSettings(before);
+      }
+    }
+    for (const k of reloadKeys) changed.push(`netfilter.rulesFiles.${k}: re-loaded`);
+    if (settingsChanged) changed.push('settings (extensions/netfilter): rules checked from now on use them');
+    if (nextInterval !== intervalMs) changed.push(`netfilter.stateSaveIntervalMs: ${intervalMs} -> ${nextInterval}`);
+    return {
+      changed,
+      commit() {
+        if (settingsChanged) {
+          netfilter.setSettings(nextSettings);
+          settingsText = nextSettingsText;
+        }
+        if (reloadKeys.length) {
+          const loaded = loadRulesFiles(netfilter, only, log);
+          loadedRules = [...loadedRules.filter((l) => !reloadKeys.includes(l.key as 'v4' | 'v6')), ...loaded];
+          void requestSave();
+        }
+        if (nextInterval !== intervalMs) {
+          intervalMs = nextInterval;
+          clearInterval(periodic);
+          periodic = setInterval(saveTick, intervalMs);
+          periodic.unref();
+        }
+      },
+    };
+  };
+
+  const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, prepareReload, processActions: {} };
 
   // What an extension may ask of the appliance (SYSRQ's keys). Each action runs
   // after the packet that asked for it, in the order asked (setImmediate is FIFO).
@@ -246,9 +326,15 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
   return app;
 }
 
+/** The extension settings as one comparable text (the keys reload handles itself left out). */
+function settingsKey(config: XtrConfig): string {
+  const { rulesFiles: _r, stateSaveIntervalMs: _s, ...nf } = config.netfilter as Record<string, unknown>;
+  return JSON.stringify([config.extensions, nf]);
+}
+
 /** `netfilter.stateSaveIntervalMs`: how often traffic-learned state is saved (the bound on what a crash loses). */
 export const DEFAULT_STATE_SAVE_INTERVAL_MS = 1000;
-function stateSaveInterval(settings: Readonly<Record<string, unknown>>): number {
+export function stateSaveInterval(settings: Readonly<Record<string, unknown>>): number {
   const v = settings.stateSaveIntervalMs;
   if (v === undefined) return DEFAULT_STATE_SAVE_INTERVAL_MS;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 50 || v > 3_600_000) {
@@ -271,9 +357,9 @@ export class RulesFileError extends Error {
  * not name keep their saved rules, extension state is kept. Both files are checked (test mode) before either is
  * committed, so a bad file leaves nothing half-loaded; the error names the key, the file and the line.
  */
-export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Logger, commit = true): void {
+export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Logger, commit = true): { key: string; path: string; text: string }[] {
   const files = config.netfilter.rulesFiles as { v4?: string; v6?: string } | undefined;
-  if (!files) return;
+  if (!files) return [];
   const loads: { key: string; family: 4 | 6; path: string; text: string }[] = [];
   for (const [key, family] of [['v4', 4], ['v6', 6]] as const) {
     const path = files[key];
@@ -299,9 +385,10 @@ export function loadRulesFiles(netfilter: Netfilter, config: XtrConfig, log: Log
     }
   };
   attempt(true);
-  if (!commit) return;
+  if (!commit) return loads;
   attempt(false);
   for (const l of loads) log.info({ path: l.path, family: l.family }, 'loaded rules file');
+  return loads;
 }
 
 /**

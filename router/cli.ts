@@ -145,7 +145,8 @@ commands (sent to the running router over its control socket):
   health [--json]         whether the router can forward as configured (devices up, rules
                           loaded, forwarding sysctls, no event-loop stall): exit 0 healthy, 1 not
   events [--kind PREFIX]... [--count N]
-                          the events the router and its extensions emit (knocks, ...) as JSON lines
+                          the events the router and its extensions emit as JSON lines: rule-change
+                          (audited changes), drop (per reason, once per interval), knocks, scans ...
   nflog [-g GROUP]... [-w FILE|-] [--pcapng] [-y NFLOG|RAW] [-c COUNT] [-q]
                           packets NFLOG rules log to GROUP, as text or a pcap/pcapng file
                           tcpdump and Wireshark read ("xtr nflog --help" for the formats)
@@ -162,6 +163,9 @@ commands (sent to the running router over its control socket):
                           the extensions' /proc-like files (DATA from stdin when omitted)
   ext COMMAND [ARGS...]   an extension's own command (e.g. ext account ..., ext pknock ...);
                           "xtr ext" alone lists them
+  reload                  re-reads the config file and applies what changed (addresses, routes, rule
+                          files, settings), then reload-databases: what SIGHUP does; a broken or
+                          refused config changes nothing: exit 1 with why
   reload-databases        extensions re-read their external data (geoip, asn, ...), as SIGHUP
   save                    writes the rules and extension state to the state directory now
 exit status: 0 ok, 1 runtime failure (router not running, command failed), 2 usage error
@@ -171,7 +175,7 @@ environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 /** The commands USAGE documents (kept in step with the router by a test). */
 export const DOCUMENTED_COMMANDS: readonly string[] = [
   'status', 'ping', 'health', 'events', 'nflog', 'iptables', 'ip6tables', 'iptables-save', 'ip6tables-save',
-  'iptables-restore', 'ip6tables-restore', 'conntrack', 'proc', 'ext', 'reload-databases', 'save',
+  'iptables-restore', 'ip6tables-restore', 'conntrack', 'proc', 'ext', 'reload', 'reload-databases', 'save',
 ];
 
 async function readStdin(): Promise<string> {

@@ -83,9 +83,43 @@ export interface XtrConfig {
   readonly gateway: GatewayConfig;
   /** Issue 13: the Prometheus /metrics and /healthz endpoint (router/metrics-config.ts); null = off (the default). */
   readonly metrics: MetricsConfig | null;
+  /** Issue 13: how log lines look (ISO time, level names) and the optional syslog copy. */
+  readonly log: LogConfig;
+  /** Issue 13: what the router itself puts on the `xtr events` stream (drop summaries). */
+  readonly events: EventsConfig;
   /** Issue 14: TUN offload switches (router/offloads-config.ts). */
   readonly offloads: OffloadsConfig;
 }
+
+export interface SyslogConfig {
+  /** Unix datagram socket of the syslog daemon (default /dev/log). */
+  readonly path: string;
+  /** RFC 5424 facility name (default daemon). */
+  readonly facility: string;
+  /** Lowest pino level copied to syslog (default info). */
+  readonly level: string;
+  /** APP-NAME of the RFC 5424 header (default xtr). */
+  readonly tag: string;
+}
+
+export interface LogConfig {
+  /** `iso`: "time":"2026-12-06T18:40:10.123Z" (default); `epoch`: milliseconds, pino's own default. */
+  readonly time: 'iso' | 'epoch';
+  /** `label`: "level":"info" (default); `number`: pino's 30. */
+  readonly levels: 'label' | 'number';
+  readonly syslog: SyslogConfig | null;
+}
+
+export interface EventsConfig {
+  /** Drops by reason are summed and published as `drop` events at most once per reason per this many ms; 0 = off. */
+  readonly dropIntervalMs: number;
+}
+
+/** RFC 5424 section 6.2.1 facility codes by name. */
+export const SYSLOG_FACILITIES: Readonly<Record<string, number>> = {
+  kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11,
+  local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23,
+};
 
 export interface GatewayConfig {
   /** MASQUERADE/SNAT to the gateway's own address takes ports and ICMP ids from [lo, hi]. */
@@ -263,7 +297,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'offloads'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'log', 'events', 'offloads'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -434,6 +468,8 @@ export function validateConfig(doc: unknown): XtrConfig {
     gateway: validateGateway(root.gateway),
     failOpen: validateFailOpen(root.failOpen),
     metrics: validateMetrics(root.metrics, interfaces),
+    log: validateLog(root.log),
+    events: validateEvents(root.events),
     offloads: validateOffloadsConfig(root.offloads),
   };
 }
@@ -456,6 +492,45 @@ function validateMetrics(raw: unknown, interfaces: readonly InterfaceConfig[]): 
     if (e instanceof MetricsConfigError) throw new ConfigError(e.path, e.message.slice(e.path.length + 2));
     throw e;
   }
+}
+
+/** Issue 13: `log` (docs/config.md "Logging"). */
+function validateLog(raw: unknown): LogConfig {
+  if (raw === undefined || raw === null) return { time: 'iso', levels: 'label', syslog: null };
+  const o = obj(raw, 'log');
+  onlyKeys(o, ['time', 'levels', 'syslog'], 'log');
+  const time = o.time === undefined ? 'iso' : o.time;
+  if (time !== 'iso' && time !== 'epoch') throw new ConfigError('log.time', `${describe(time)} must be iso or epoch`);
+  const levels = o.levels === undefined ? 'label' : o.levels;
+  if (levels !== 'label' && levels !== 'number') throw new ConfigError('log.levels', `${describe(levels)} must be label or number`);
+  let syslog: SyslogConfig | null = null;
+  if (o.syslog !== undefined && o.syslog !== null && o.syslog !== false) {
+    const y = o.syslog === true ? {} : obj(o.syslog, 'log.syslog');
+    onlyKeys(y, ['path', 'facility', 'level', 'tag'], 'log.syslog');
+    const path = y.path === undefined ? '/dev/log' : str(y.path, 'log.syslog.path');
+    if (!path.startsWith('/')) throw new ConfigError('log.syslog.path', `${describe(path)} must be an absolute path`);
+    const facility = y.facility === undefined ? 'daemon' : str(y.facility, 'log.syslog.facility');
+    if (!(facility in SYSLOG_FACILITIES)) throw new ConfigError('log.syslog.facility', `${describe(facility)} is not a syslog facility (one of ${Object.keys(SYSLOG_FACILITIES).join(', ')})`);
+    const level = y.level === undefined ? 'info' : str(y.level, 'log.syslog.level');
+    if (!LOG_LEVELS.includes(level)) throw new ConfigError('log.syslog.level', `${describe(level)} is not a log level (one of ${LOG_LEVELS.join(', ')})`);
+    const tag = y.tag === undefined ? 'xtr' : str(y.tag, 'log.syslog.tag');
+    // RFC 5424 APP-NAME: 1*48 PRINTUSASCII (no space).
+    if (!/^[!-~]{1,48}$/.test(tag)) throw new ConfigError('log.syslog.tag', `${describe(tag)} must be 1-48 printable ASCII characters without spaces`);
+    syslog = { path, facility, level, tag };
+  }
+  return { time, levels, syslog };
+}
+
+/** Issue 13: `events` (docs/config.md "Events"). */
+function validateEvents(raw: unknown): EventsConfig {
+  if (raw === undefined || raw === null) return { dropIntervalMs: 1000 };
+  const o = obj(raw, 'events');
+  onlyKeys(o, ['dropIntervalMs'], 'events');
+  const v = o.dropIntervalMs === undefined ? 1000 : o.dropIntervalMs;
+  if (typeof v !== 'number' || !Number.isInteger(v) || (v !== 0 && (v < 100 || v > 3_600_000))) {
+    throw new ConfigError('events.dropIntervalMs', `${describe(v)} must be 0 (off) or an integer number of milliseconds from 100 to 3600000`);
+  }
+  return { dropIntervalMs: v };
 }
 
 /** A port or `lo-hi` range, for the gateway keys: 1-65534 (the kernel's fib rules refuse port 65535 in a dport range). */

@@ -225,8 +225,6 @@ export class Router implements ServicesBackend {
     };
   }
 
-  setNetfilter(nf: Netfilter): void {
-    this.nf = nf;
   /**
    * Config reload (router/reload.ts): the links' addresses and the static routes of `next`, whose
    * interfaces are the running ones (same names, modes and devices: the caller refuses anything
@@ -261,6 +259,8 @@ export class Router implements ServicesBackend {
   /** Each link's addresses as last applied by reconfigure (the config's until then). */
   private readonly currentAddresses = new Map<string, readonly string[]>();
 
+  setNetfilter(nf: Netfilter): void {
+    this.nf = nf;
   }
 
   start(): void {

@@ -40,6 +40,11 @@ import { buildAppliance, checkRulesFiles, type Appliance } from './appliance.js'
 import { HealthMonitor, healthCommands } from './health.js';
 import { ruleCounterRows, startMetrics, type ConntrackCounters, type MetricsServer, type RuleCounterRow } from './metrics.js';
 import { extensions } from '../modules/registry.js';
+import { controlAudit, recordAudit } from './audit.js';
+import { DropEvents } from './drop-events.js';
+import { reloadConfig, type ReloadOutcome } from './reload.js';
+import { updateHostInterface } from './hostif.js';
+import type { EngineReload } from './appliance.js';
 import type { PacketDevice } from '../dataplane/device.js';
 
 type NetfilterArg = Netfilter;
@@ -57,6 +62,10 @@ export interface StartOptions {
   stateReport?: () => StatusSnapshot['state'];
   /** Issue 13: the conntrack table whose counters the metrics report (the appliance's). */
   conntrack?: () => ConntrackCounters | null;
+  /** Issue 13 config reload: reads and validates the config file again; absent: `xtr reload` is refused. */
+  readConfig?: () => XtrConfig;
+  /** Issue 13 config reload: the rule engine's part (the appliance's prepareReload). */
+  engineReload?: (next: XtrConfig) => EngineReload | null;
   /** Every rule's counters, for `metrics.ruleCounters` (absent: no rule engine). */
   ruleCounters?: () => readonly RuleCounterRow[];
 }
@@ -67,14 +76,15 @@ export interface XtrEvents {
 }
 
 export interface XtrInstance {
+  /** The config in force (the reloaded one after a successful reload). */
   readonly config: XtrConfig;
   readonly router: Router;
   readonly control: ControlServer;
   readonly socketPath: string;
   /** 'reload' on SIGHUP; whoever owns reloadable state subscribes. */
   readonly events: EventEmitter<XtrEvents>;
-  /** Runs the reload listeners (what SIGHUP does). */
-  reload(): Promise<void>;
+  /** What SIGHUP and `xtr reload` do: the config file again (when started from one), then the reload listeners. */
+  reload(origin?: string): Promise<ReloadOutcome | null>;
   status(): StatusSnapshot;
   /** Stops forwarding, closes the socket and devices, removes policy rules. Idempotent. */
   stop(): Promise<void>;
@@ -214,6 +224,11 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     c.register(statusCommands(status));
     // `xtr events`: the router's general event stream (services.event).
     if (r.services instanceof Services) c.setEventSource(r.services.events);
+    // Issue 13: every rule/state change through the socket is audited (router/audit.ts); drops by reason are events.
+    const hub = r.services instanceof Services ? r.services.events : null;
+    c.audit = controlAudit(log, hub);
+    const dropEvents = hub ? new DropEvents(r, hub, log) : null;
+    dropEvents?.setInterval(config.events.dropIntervalMs);
     // `xtr nflog -g N`: NFLOG's packet log (router/packet-log.ts), a stream like events.
     if (r.services instanceof Services) c.registerStream('nflog', nflogStream(r.services.packetLog));
     for (const t of opts.commands ?? []) c.register(typeof t === 'function' ? t(r) : t);
@@ -224,12 +239,72 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     );
     health.start();
     c.register(healthCommands(health));
+    // Issue 13 config reload (router/reload.ts): SIGHUP and `xtr reload`.
+    let current = config;
+    let reloading: Promise<ReloadOutcome | null> = Promise.resolve(null);
+    const reloadOnce = (): Promise<ReloadOutcome | null> => {
+      const readConfig = opts.readConfig;
+      if (!readConfig) return Promise.resolve(null);
+      return reloadConfig({
+        current: () => current,
+        read: readConfig,
+        engine: (next) => opts.engineReload?.(next) ?? null,
+        async prepareMetrics(next) {
+          const start = (cfg: NonNullable<XtrConfig['metrics']>) =>
+            startMetrics(cfg, { status, conntrack: opts.conntrack ?? (() => null), health, rules: cfg.ruleCounters ? opts.ruleCounters : undefined }, log);
+          // Another address: bound beside the old one first, so a bind failure refuses the reload.
+          // The same address (rule counters switched): only after the old one is closed.
+          const sameAddress = next.metrics && current.metrics && next.metrics.host === current.metrics.host && next.metrics.port === current.metrics.port;
+          const fresh = next.metrics && !sameAddress ? await start(next.metrics) : null;
+          return {
+            commit: async () => {
+              const was = metricsServer;
+              metricsServer = fresh;
+              await was?.close();
+              if (sameAddress) metricsServer = await start(next.metrics!);
+            },
+            abort: async () => void (await fresh?.close()),
+          };
+        },
+        reconfigureRouter: (next) => r.reconfigure(next),
+        updateHost: async (old, next) => {
+          if (!host) return;
+          const spec = (cfg: XtrConfig) => ({ name: cfg.hostInterface.name, mtu: cfg.hostInterface.mtu, interfaces: cfg.interfaces, routes: cfg.routes });
+          await updateHostInterface(spec(old), spec(next));
+        },
+        setLogLevel: (level) => (log.level = level),
+        setDropInterval: (ms) => dropEvents?.setInterval(ms),
+        adopt: (next) => (current = next),
+      });
+    };
+    /** Config reloads one at a time (a SIGHUP during `xtr reload` waits its turn). */
+    const reloadSerial = (): Promise<ReloadOutcome | null> => {
+      const p = reloading.then(reloadOnce, reloadOnce);
+      reloading = p.catch(() => null);
+      return p;
+    };
+    c.register({
+      // `xtr reload`: what SIGHUP does, with the outcome as the answer (exit 1 and why when refused).
+      reload: async (args) => {
+        if (args.length) return { status: 2, stdout: '', stderr: `xtr reload: takes no arguments (usage: xtr reload)\n` };
+        const out = await instanceReload('xtr reload');
+        if (!out) {
+          return { status: 1, stdout: '', stderr: 'xtr reload: the router was started without a config file (the embedded lab configuration): nothing to re-read; extension data was reloaded\n' };
+        }
+        if (!out.ok) {
+          const kept = out.committed ? '' : 'xtr reload: the running configuration is unchanged\n';
+          return { status: 1, stdout: '', stderr: `xtr reload: ${out.error!.split('\n').join('\nxtr reload: ')}\n${kept}` };
+        }
+        return { status: 0, stdout: out.changed.length ? `reloaded: ${out.changed.length} change(s)\n${out.changed.map((l) => `  ${l}\n`).join('')}` : 'reloaded: no change\n', stderr: '' };
+      },
+    });
     await c.listen();
     if (config.metrics) {
       const rules = config.metrics.ruleCounters ? opts.ruleCounters : undefined;
       metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules }, log);
     }
     const stopHealth = async () => {
+      dropEvents?.stop();
       health.stop();
       await metricsServer?.close();
       metricsServer = null;
@@ -237,22 +312,38 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
 
     const events = new EventEmitter<XtrEvents>();
     let stopped: Promise<void> | null = null;
+    const runReloadListeners = async () => {
+      for (const l of events.listeners('reload')) {
+        try {
+          await (l as () => unknown)();
+        } catch (e) {
+          log.error({ err: e instanceof Error ? e.stack : String(e) }, 'reload listener failed');
+        }
+      }
+    };
+    /** The config file (when there is one), then the reload listeners (geoip/asn databases), as SIGHUP. */
+    async function instanceReload(origin: string): Promise<ReloadOutcome | null> {
+      const out = await reloadSerial();
+      if (out) {
+        const where = { origin, changed: out.changed };
+        if (out.ok) log.info(where, out.changed.length ? 'configuration reloaded' : 'configuration reloaded: no change');
+        else log.error({ ...where, err: out.error }, out.committed ? 'configuration reloaded with errors' : 'configuration reload refused; the running configuration is kept');
+        // A signal has no control connection to audit: the reload is its own audit record.
+        if (origin.startsWith('SIG')) recordAudit(log, hub, { audit: true, argv: ['reload'], exitStatus: out.ok ? 0 : 1, signal: origin, changed: out.changed, ...(out.error ? { error: out.error } : {}) });
+      }
+      await runReloadListeners();
+      return out;
+    }
     const instance: XtrInstance = {
-      config,
+      get config() {
+        return current;
+      },
       router: r,
       control: c,
       socketPath,
       events,
       status,
-      async reload() {
-        for (const l of events.listeners('reload')) {
-          try {
-            await (l as () => unknown)();
-          } catch (e) {
-            log.error({ err: e instanceof Error ? e.stack : String(e) }, 'reload listener failed');
-          }
-        }
-      },
+      reload: (origin = 'SIGHUP') => instanceReload(origin),
       stop() {
         stopped ??= stopHealth().then(undo).then(() => log.info('xtr stopped'));
         return stopped;
@@ -343,9 +434,10 @@ async function cliEntry(): Promise<void> {
     process.exit(2);
   }
   let config: XtrConfig;
+  let configPath: string | undefined;
   try {
     // XTR_CONFIG (issue 13 §6): the image sets it, so `docker run -e XTR_CONFIG=...` picks another file.
-    const configPath = args.config ?? (args.labPrefix || args.labMode ? undefined : configPathFromEnv(process.env));
+    configPath = args.config ?? (args.labPrefix || args.labMode ? undefined : configPathFromEnv(process.env));
     config = configPath ? loadConfig(configPath) : defaultConfig({ prefix: args.labPrefix ?? 'xtr-', mode: (args.labMode as 'tun' | 'tap' | undefined) ?? 'tun' });
     if (args.stateDir) config = { ...config, stateDir: args.stateDir };
   } catch (e) {
@@ -353,7 +445,7 @@ async function cliEntry(): Promise<void> {
     process.stderr.write(`xtr: ${what}: ${(e as Error).message}\n`);
     process.exit(1);
   }
-  const log = createLogger({ level: args.logLevel ?? config.logLevel });
+  const log = createLogger({ level: args.logLevel ?? config.logLevel, time: config.log.time, levels: config.log.levels, syslog: config.log.syslog });
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     log.warn('not running as root: opening TUN/TAP devices and configuring namespaces need CAP_NET_ADMIN');
   }
@@ -373,6 +465,16 @@ async function cliEntry(): Promise<void> {
       commands: [() => app!.commands],
       stateReport: () => app?.netfilter.state.report(),
       conntrack: () => app?.conntrack ?? null,
+      // Issue 13: SIGHUP / `xtr reload` read the same file with the same flags and XTR_* variables.
+      readConfig: configPath
+        ? () => {
+            let next = loadConfig(configPath!);
+            if (args.stateDir) next = { ...next, stateDir: args.stateDir };
+            if (args.logLevel) next = { ...next, logLevel: args.logLevel };
+            return next;
+          }
+        : undefined,
+      engineReload: (next) => app?.prepareReload(next) ?? null,
       ruleCounters: () => (app ? ruleCounterRows(app.netfilter) : []),
     });
   } catch (e) {
@@ -435,7 +537,7 @@ async function cliEntry(): Promise<void> {
   });
   process.on('SIGHUP', () => {
     log.info({ listeners: xtr.events.listenerCount('reload') }, 'SIGHUP: reloading');
-    void xtr.reload();
+    void xtr.reload('SIGHUP');
   });
 }
 

@@ -15,7 +15,7 @@ function capture() {
       cb();
     },
   });
-  return { lines, logger: createLogger({ level: 'debug', pretty: false, destination: stream }) };
+  return { lines, logger: createLogger({ level: 'debug', pretty: false, destination: stream, levels: 'number' }) };
 }
 
 test('log: syslog severities map to pino levels and the line is the message', (t) => {

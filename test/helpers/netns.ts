@@ -252,6 +252,8 @@ export function routerMain(): string {
 
 export interface RouterProcess {
   readonly socket: string;
+  /** The config file the router was started with (a reload test rewrites it, then SIGHUP / `xtr reload`). */
+  readonly configPath: string;
   readonly logFile: string;
   readonly proc: Background;
   /** Sends a control command (as `xtr CMD ARGS` would). */
@@ -318,6 +320,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RouterProce
   let stopped: Promise<number | null> | null = null;
   return {
     socket: opts.socket,
+    configPath,
     logFile,
     proc,
     xtr,
