@@ -104,6 +104,8 @@ const DEFAULT_BATCH = 64;
 const SCRATCH_SIZE = 512 * 1024;
 /** Most batches drained per wake-up before yielding to other devices (the poll is level-triggered). */
 const MAX_ROUNDS = 16;
+/** Pure SYNs a batch admits at least while new flows are shed (see Router.synBudget). */
+const SYN_BUDGET_MIN = 1;
 /** routeOutput: sent to a next hop given with the packet (egress.viaGateway), not a route's. */
 const FORCED_HOP = -2;
 
@@ -303,19 +305,41 @@ export class Router implements ServicesBackend {
   /** Reads and processes everything the device has (bounded per wake-up). */
   drain(ri: RouterInterface): void {
     const batch = this.batch;
+    let backlogged = true;
     for (let round = 0; round < MAX_ROUNDS && this.running; round++) {
       const n = ri.device.read(batch);
-      if (n === 0) break;
-      this.processBatch(ri, n);
-      if (n < batch.capacity) break;
+      if (n > 0) this.processBatch(ri, n);
+      if (n < batch.capacity) {
+        backlogged = false;
+        break;
+      }
     }
+    // New-flow shedding's control (synBudget): halve while the input outruns us, regrow when it does not.
+    if (backlogged) this.synBudget = Math.max(SYN_BUDGET_MIN, this.synBudget >> 1);
+    else if (this.synBudget < batch.capacity) this.synBudget++;
   }
+
+  /**
+   * New-flow shedding under overload (issue 12, floods; README "bench:flood"). When a wake-up
+   * ends with the device still backlogged (MAX_ROUNDS full batches and more waiting), the input
+   * outruns the router and the kernel's TUN queue drops packets blindly, established flows'
+   * as many as a flood's. Then a batch admits at most synBudget pure SYNs (TCP SYN without
+   * ACK/RST/FIN: a connection attempt, the packet that costs a conntrack entry and that its
+   * sender retransmits); the others are dropped before PREROUTING and counted as
+   * new_flow_shed, so the router keeps reading fast enough for packets of flows it already
+   * has. The budget halves at each backlogged wake-up (down to SYN_BUDGET_MIN) and grows by one
+   * at each wake-up that empties the device, back to the batch size, where nothing is shed.
+   */
+  private synBudget = DEFAULT_BATCH;
+  /** Pure SYNs the batch in hand may still admit. */
+  private synLeft = DEFAULT_BATCH;
 
   private processBatch(ri: RouterInterface, n: number): void {
     const now = this.clock();
     this.now = now;
     this.ctx.now = now;
     this.scratch.inBatch = true;
+    this.synLeft = this.synBudget;
     const offsets = this.batch.offsets;
     const lengths = this.batch.lengths;
     const kind = ri.kind;
@@ -472,6 +496,11 @@ export class Router implements ServicesBackend {
     const r = parsePacket(ctx, this.buf, l3off, len);
     if (r !== 0) {
       ri.drops[r]++;
+      return;
+    }
+    // a pure SYN over the batch's budget while overloaded (synBudget)
+    if (ctx.proto === 6 && (ctx.tcpFlags & 0x17) === 0x02 && this.synLeft-- <= 0) {
+      ri.drops[RouterDrop.NEW_FLOW_SHED]++;
       return;
     }
     this.resetContext(ri, l2off, false);

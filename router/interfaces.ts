@@ -58,6 +58,8 @@ export const enum RouterDrop {
   REASSEMBLY,
   /** A clone (TEE, services.dup) whose gateway is not on-link (as nf_dup's route lookup failing: lost silently). */
   DUP_NOT_ON_LINK,
+  /** A pure TCP SYN shed while the router was overloaded (Router.synBudget in forward.ts). */
+  NEW_FLOW_SHED,
 }
 const ROUTER_DROP_NAMES = [
   'no_route',
@@ -78,6 +80,7 @@ const ROUTER_DROP_NAMES = [
   'internal_error',
   'reassembly',
   'dup_not_on_link',
+  'new_flow_shed',
 ];
 /** Counter names indexed by reason; unused numbers are empty strings. */
 export const DROP_NAMES: readonly string[] = (() => {

@@ -116,6 +116,14 @@ export function addrOf(cidr: string): string {
 
 /** Base of the policy-routing tables and rule preferences gateway mode uses (one per interface). */
 export const GATEWAY_TABLE_BASE = 7800;
+/**
+ * Packets the kernel queues for xtr on each TUN/TAP it places (txqueuelen: the TUN's ring).
+ * The default 500 is ~10 ms of a flood; a longer stall of the event loop (a GC pause, a
+ * flood's bursts) then drops packets blindly before xtr can tell established from new
+ * (forward.ts sheds new flows itself, issue 12 floods). bench:flood: established_kept 0.36
+ * with 500, 0.98 with 4096.
+ */
+export const LINK_QUEUE_LEN = 4096;
 export const GATEWAY_PREF_BASE = 7800;
 
 /** Gateway NAT (placeGatewayNat): where the kernel's `local` rule moves, and the diversion rules before it. */
@@ -208,7 +216,7 @@ export class Placement {
     await sysctl(`net.ipv6.conf.${dev}.accept_ra`, 0, ns).catch(() => undefined);
     await sysctl('net.ipv4.conf.all.rp_filter', 0, ns);
     await sysctl(`net.ipv4.conf.${dev}.rp_filter`, 0, ns);
-    const linkArgs = ['link', 'set', 'dev', dev];
+    const linkArgs = ['link', 'set', 'dev', dev, 'txqueuelen', String(LINK_QUEUE_LEN)];
     if (iface.mtu) linkArgs.push('mtu', String(iface.mtu));
     await ip([...linkArgs, 'up'], ns);
     for (const a of peer.addresses ?? []) {
@@ -285,7 +293,7 @@ export class Placement {
     }
     await sysctl(`net.ipv6.conf.${tun}.disable_ipv6`, 0).catch(() => undefined);
     await sysctl(`net.ipv6.conf.${tun}.accept_dad`, 0).catch(() => undefined);
-    const linkArgs = ['link', 'set', 'dev', tun];
+    const linkArgs = ['link', 'set', 'dev', tun, 'txqueuelen', String(LINK_QUEUE_LEN)];
     if (iface.mtu) linkArgs.push('mtu', String(iface.mtu));
     await ip([...linkArgs, 'up']);
     for (const fam of [4, 6] as const) {
@@ -302,7 +310,7 @@ export class Placement {
 
   /** A device placed by neither mode: just MTU and up, in our namespace. */
   async bringUp(dev: string, mtu?: number): Promise<void> {
-    const args = ['link', 'set', 'dev', dev];
+    const args = ['link', 'set', 'dev', dev, 'txqueuelen', String(LINK_QUEUE_LEN)];
     if (mtu) args.push('mtu', String(mtu));
     await ip([...args, 'up']);
   }
