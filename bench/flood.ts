@@ -164,7 +164,7 @@ async function round(r: Router, args: Args): Promise<Round> {
   const total = args.pre + args.flood + 2;
   const srv = background(['iperf3', '-s', '-1', '-p', String(IPERF_PORT)], { netns: r.server });
   await sleep(400);
-  const cli = background(args.established ? ['iperf3', '-c', SERVER, '-p', String(IPERF_PORT), '-t', String(total), '-b', args.rate, '-i', '1', '-J', '--connect-timeout', '3000'] : ['true'], { netns: r.client });
+  const cli = background(args.established ? ['iperf3', '-c', SERVER, '-p', String(IPERF_PORT), '-t', String(total), ...(args.rate === '0' ? [] : ['-b', args.rate, '--fq-rate', args.rate]), '-i', '1', '-J', '--connect-timeout', '3000'] : ['true'], { netns: r.client });
   let peak = 0;
   let sampler: NodeJS.Timeout | null = null;
   if (r.pid !== null) {
