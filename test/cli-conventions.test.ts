@@ -67,6 +67,12 @@ const ROWS: Row[] = [
   { tool: 'xt_asn_build', runtime: ['-D', join(work, 'nope'), '-i', csvPath], usage: ['-Z'] },
   { tool: 'xt_geoip_query', runtime: ['-D', join(work, 'nope'), 'DE'], usage: ['-Z', 'DE'], ok: ['-D', db, '-4', 'DE'] },
   { tool: 'xt_asn_query', runtime: ['-D', join(work, 'nope'), '1'], usage: ['--bogus', '1'] },
+  // The download tools (scripts/geoip-fetch.ts): a refused connection is a runtime failure; their
+  // successful runs need a server (test/geoip-update.test.ts).
+  { tool: 'xt_geoip_dl', runtime: ['--url', 'http://127.0.0.1:9/dbip-country-lite.csv.gz'], usage: ['--bogus'] },
+  { tool: 'xt_geoip_dl_maxmind', runtime: ['--license-key-file', join(work, 'missing')], usage: ['key1', 'key2'] },
+  { tool: 'xt_asn_dl', runtime: ['--url', 'http://127.0.0.1:9/dbip-asn-lite.csv.gz'], usage: ['--url'] },
+  { tool: 'xt_geoip_update', runtime: ['-D', join(work, 'nope')], usage: ['--frequency', 'often'] },
   { tool: 'iptaccount', runtime: ['-a'], usage: ['-x'] },
   { tool: 'xtr-knock', runtime: ['--spa', '--secret-file', join(work, 'missing'), '127.0.0.1', '1'], usage: ['--bogus'], ok: ['--spa', '--minute', '1', '--print', '-s', '127.0.0.1', '127.0.0.1', '9'] },
   { tool: 'xtr-sysrq', runtime: ['--password-file', join(work, 'missing'), '127.0.0.1', 's'], usage: ['-p', '0', '127.0.0.1', 's'], ok: ['-n', '-s', '5', '--salt', 'x', '127.0.0.1', 's'] },
