@@ -51,7 +51,8 @@ export function diffConfig(old: XtrConfig, next: XtrConfig): { refused: Refusal[
   restart('gateway', old.gateway, next.gateway);
   restart('failOpen', old.failOpen, next.failOpen);
   restart('netfilter.conntrack', old.netfilter.conntrack, next.netfilter.conntrack);
-  restart('metrics.maxEventLoopLagMs', old.metrics?.maxEventLoopLagMs, next.metrics?.maxEventLoopLagMs);
+  // The health monitor's stall bound (1000 ms when metrics are off, as main.ts starts it).
+  restart('metrics.maxEventLoopLagMs', old.metrics?.maxEventLoopLagMs ?? 1000, next.metrics?.maxEventLoopLagMs ?? 1000);
   restart('log.time', old.log.time, next.log.time);
   restart('log.levels', old.log.levels, next.log.levels);
   restart('log.syslog', old.log.syslog, next.log.syslog);
