@@ -31,6 +31,17 @@ const RULES = [
   '',
 ].join('\n');
 
+/** IPv6 echo requests to the same group, cut to 60 bytes (--nflog-size): the kernel cuts them the same way. */
+const RULES6 = [
+  '*filter',
+  ':INPUT ACCEPT [0:0]',
+  ':FORWARD ACCEPT [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  '-A FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j NFLOG --nflog-prefix "ping6 " --nflog-group 5 --nflog-size 60',
+  'COMMIT',
+  '',
+].join('\n');
+
 /** What group 5 must hold, in order: [prefix, protocol, detail]. */
 const EXPECTED = [
   ['ping ', 'icmp', 'echo request'],
@@ -38,6 +49,8 @@ const EXPECTED = [
   ['ping ', 'icmp', 'echo request'],
   ['syn 8080', 'tcp', '8080 S'],
   ['syn 8080', 'tcp', '8080 S'],
+  ['ping6 ', 'icmpv6', 'echo request'],
+  ['ping6 ', 'icmpv6', 'echo request'],
 ];
 
 function tools(): string | null {
@@ -58,11 +71,15 @@ async function traffic(ns: string): Promise<void> {
   await go(['hping3', '-q', '-S', '-p', '8080', '-c', '2', '-i', 'u200000', ADDR.server]);
   await go(['hping3', '-q', '-S', '-p', '9090', '-c', '1', ADDR.server]);
   await go(['hping3', '-q', '-2', '-p', '9999', '-c', '1', ADDR.server]);
+  await go(['ping', '-6', '-c', '2', '-i', '0.2', '-W', '2', ADDR.server6]);
 }
 
-/** prefix, group, hook, protocol and what tshark says of each packet of a file. */
+/**
+ * prefix, group, hook, protocol and what tshark says of each packet of a file. Not the record's
+ * length: the kernel adds the Ethernet header attributes its veth gives it (xtr's TUN has none).
+ */
 function decode(file: string): string[][] {
-  const r = spawnSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'nflog.prefix', '-e', 'nflog.res_id', '-e', 'nflog.hook', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.proto', '-e', 'icmp.type', '-e', 'tcp.dstport', '-e', 'tcp.flags.str'], {
+  const r = spawnSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'nflog.prefix', '-e', 'nflog.res_id', '-e', 'nflog.hook', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'ip.proto', '-e', 'icmp.type', '-e', 'tcp.dstport', '-e', 'tcp.flags.str', '-e', 'ipv6.src', '-e', 'ipv6.dst', '-e', 'icmpv6.type'], {
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -108,16 +125,19 @@ if (why) {
       const x = lab;
       const k = kernel;
       t.is((await x.router.cli(['iptables-restore'], RULES)).code, 0);
+      t.is((await x.router.cli(['ip6tables-restore'], RULES6)).code, 0);
       const kr = await k.restore(4, RULES);
       t.is(kr.status, 0, kr.stderr);
+      t.is((await k.restore(6, RULES6)).status, 0);
+      const n = String(EXPECTED.length);
 
       // Listeners: xtr's CLI three ways, the kernel's tcpdump on its nflog device.
       const files = { xtr: join(dir, 'xtr.pcap'), xtrng: join(dir, 'xtr.pcapng'), kernel: join(dir, 'kernel.pcap') };
       const cli = (args: string[]) => [process.execPath, join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', x.router.socket, ...args];
-      const xtrPcap = background(cli(['nflog', '-g', '5', '-w', files.xtr, '-c', '5']));
-      const xtrPcapng = background(cli(['nflog', '-g', '5', '-w', files.xtrng, '-c', '5']));
-      const events = background(cli(['events', '--kind', 'nflog.', '--count', '5']));
-      const kernelDump = background(['ip', 'netns', 'exec', k.ns.router, 'tcpdump', '-i', 'nflog:5', '-w', files.kernel, '-c', '5']);
+      const xtrPcap = background(cli(['nflog', '-g', '5', '-w', files.xtr, '-c', n]));
+      const xtrPcapng = background(cli(['nflog', '-g', '5', '-w', files.xtrng, '-c', n]));
+      const events = background(cli(['events', '--kind', 'nflog.', '--count', String(EXPECTED.length + 1)]));
+      const kernelDump = background(['ip', 'netns', 'exec', k.ns.router, 'tcpdump', '-i', 'nflog:5', '-w', files.kernel, '-c', n]);
       bgs.push(xtrPcap, xtrPcapng, events, kernelDump);
       const listening = await waitFor(
         () => /listening on nflog:5/.test(xtrPcap.stderr()) && /listening on nflog:5/.test(xtrPcapng.stderr()) && /events\.subscribed/.test(events.stdout().toString()) && /listening on nflog:5/.test(kernelDump.stderr()),
@@ -128,13 +148,13 @@ if (why) {
       await Promise.all([traffic(x.ns.c), traffic(k.ns.client)]);
       const codes = await Promise.all([xtrPcap.wait(20_000), xtrPcapng.wait(20_000), events.wait(20_000), kernelDump.wait(20_000)]);
       t.deepEqual(codes, [0, 0, 0, 0], `exit codes; xtr: ${xtrPcap.stderr()} kernel: ${kernelDump.stderr()}`);
-      t.regex(xtrPcap.stderr(), /^5 packets captured$/m);
+      t.regex(xtrPcap.stderr(), new RegExp(`^${n} packets captured$`, 'm'));
 
-      // tcpdump: the same five packets from both routers.
+      // tcpdump: the same packets from both routers, the IPv6 ones cut alike.
       const xLines = tcpdumpLines(files.xtr);
       const kLines = tcpdumpLines(files.kernel);
       t.log(['xtr:', ...xLines, 'kernel:', ...kLines].join('\n'));
-      t.is(xLines.length, 5);
+      t.is(xLines.length, EXPECTED.length);
       t.deepEqual(xLines, kLines);
       t.deepEqual(tcpdumpLines(files.xtrng), xLines, 'the pcapng holds the same packets');
 
@@ -143,13 +163,24 @@ if (why) {
       const kd = decode(files.kernel);
       t.deepEqual(xd, kd);
       t.deepEqual(
-        xd.map(([prefix, group, hook, src, dst, proto, icmpType, dport, flags]) => [prefix, group, hook, src, dst, proto === '1' ? `icmp ${icmpType}` : `tcp ${dport} ${flags?.replace(/·/g, '')}`]),
-        EXPECTED.map(([prefix, proto]) => [prefix, '5', '2', ADDR.client, ADDR.server, proto === 'icmp' ? 'icmp 8' : 'tcp 8080 S']),
+        xd.map(([prefix, group, hook, src, dst, proto, icmpType, dport, flags, src6, dst6, icmp6Type]) => [
+          prefix,
+          group,
+          hook,
+          src || src6,
+          dst || dst6,
+          proto === '1' ? `icmp ${icmpType}` : proto === '6' ? `tcp ${dport} ${flags?.replace(/·/g, '')}` : `icmpv6 ${icmp6Type}`,
+        ]),
+        EXPECTED.map(([prefix, proto]) => {
+          const v6 = proto === 'icmpv6';
+          return [prefix, '5', '2', v6 ? ADDR.client6 : ADDR.client, v6 ? ADDR.server6 : ADDR.server, proto === 'icmp' ? 'icmp 8' : v6 ? 'icmpv6 128' : 'tcp 8080 S'];
+        }),
       );
-      const comments = spawnSync('tshark', ['-r', files.xtrng, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' }).stdout.trim().split('\n');
+      const comments = spawnSync('tshark', ['-r', files.xtrng, '-T', 'fields', '-e', 'frame.comment'], { encoding: 'utf8' }).stdout.replace(/\n$/, '').split('\n');
       t.deepEqual(comments, EXPECTED.map(([p]) => p), 'pcapng: the prefix is each packet\'s comment');
 
-      // xtr events: one nflog.packet line per logged packet with the prefix and a summary.
+      // xtr events: one nflog.packet line per logged packet with the prefix and a summary, every group
+      // (the group-6 datagram too: events are not a group subscription).
       const ev = events
         .stdout()
         .toString()
@@ -157,9 +188,12 @@ if (why) {
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((e) => e.kind === 'nflog.packet');
-      t.deepEqual(ev.map((e) => [e.prefix, e.group, e.hook, e.in, e.out]), EXPECTED.map(([p]) => [p, 5, 'FORWARD', 'eth0', 'eth1']));
+      const evExpected = EXPECTED.map(([p]) => [p, 5, 'FORWARD', 'eth0', 'eth1']);
+      evExpected.splice(5, 0, ['other group', 6, 'FORWARD', 'eth0', 'eth1']);
+      t.deepEqual(ev.map((e) => [e.prefix, e.group, e.hook, e.in, e.out]), evExpected);
       t.regex(String(ev[0]!.summary), /^ICMP 198\.51\.100\.2 > 203\.0\.113\.2 type 8 code 0 len 84$/);
       t.regex(String(ev[3]!.summary), /^TCP 198\.51\.100\.2:\d+ > 203\.0\.113\.2:8080 \[S\] len 40$/);
+      t.like(ev[6], { len: 104, caplen: 60, summary: 'ICMPv6 2001:db8:c::2 > 2001:db8:5::2 type 128 code 0 len 104' });
 
       // Counters: NFLOG is non-terminating and counts as the kernel does (group 6 had no listener on either).
       await sleep(200);
@@ -169,6 +203,10 @@ if (why) {
       t.is(xc.length, 4);
       t.deepEqual(xc, kc);
       t.regex(xc[2]!, /^1 \d+ NFLOG/, 'the group-6 rule counted its datagram though no one listened');
+      const xc6 = counterRows((await x.router.cli(['ip6tables', '-L', 'FORWARD', '-v', '-x', '-n'])).stdout);
+      const kc6 = counterRows((await k.iptables(6, ['-L', 'FORWARD', '-v', '-x', '-n'])).stdout);
+      t.deepEqual(xc6, kc6);
+      t.regex(xc6[0]!, /^2 208 NFLOG/);
     } finally {
       for (const b of bgs) await b.kill('SIGKILL');
       await Promise.all([lab?.stop(), kernel?.destroy()]);
