@@ -13,6 +13,7 @@ import { applyEnvOverrides, withEnvBlame, type Env } from './config-env.js';
 import { parse as parseYaml } from 'yaml';
 import { parseMac } from '../dataplane/bytes.js';
 import { DEFAULT_CONTROL_LIMITS, type ControlLimits } from './control.js';
+import { CONNTRACK_BUCKETS_LIMIT, CONNTRACK_MAX_LIMIT, DEFAULT_TIMEOUTS } from './conntrack/table.js';
 import {
   formatIPv4,
   formatIPv6,
@@ -454,6 +455,7 @@ export function validateConfig(doc: unknown): XtrConfig {
 
   const netfilter = root.netfilter === undefined || root.netfilter === null ? {} : obj(root.netfilter, 'netfilter');
   validateRulesFiles(netfilter.rulesFiles);
+  validateConntrack(netfilter.conntrack);
   const extensions = root.extensions === undefined || root.extensions === null ? {} : obj(root.extensions, 'extensions');
 
   return {
@@ -574,6 +576,39 @@ function validateRulesFiles(v: unknown): void {
     if (o[k] === undefined) continue;
     const p = str(o[k], `netfilter.rulesFiles.${k}`);
     if (!p.startsWith('/')) throw new ConfigError(`netfilter.rulesFiles.${k}`, `${describe(p)} must be an absolute path`);
+  }
+}
+
+/**
+ * Issue 12: `netfilter.conntrack` {max, buckets, timeouts}: the table's bound
+ * (nf_conntrack_max), its hash size (nf_conntrack_buckets) and timeouts in
+ * seconds (router/conntrack/table.ts DEFAULT_TIMEOUTS' keys; tcp: 10 per state).
+ */
+function validateConntrack(v: unknown): void {
+  if (v === undefined || v === null) return;
+  const o = obj(v, 'netfilter.conntrack');
+  onlyKeys(o, ['max', 'buckets', 'timeouts'], 'netfilter.conntrack');
+  for (const k of ['max', 'buckets'] as const) {
+    if (o[k] === undefined) continue;
+    const limit = k === 'max' ? CONNTRACK_MAX_LIMIT : CONNTRACK_BUCKETS_LIMIT;
+    if (typeof o[k] !== 'number' || !Number.isInteger(o[k]) || (o[k] as number) < 1 || (o[k] as number) > limit) {
+      throw new ConfigError(`netfilter.conntrack.${k}`, `${describe(o[k])} must be an integer from 1 to ${limit}`);
+    }
+  }
+  if (o.timeouts === undefined) return;
+  const t = obj(o.timeouts, 'netfilter.conntrack.timeouts');
+  onlyKeys(t, Object.keys(DEFAULT_TIMEOUTS), 'netfilter.conntrack.timeouts');
+  const seconds = (x: unknown, path: string) => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > 31_536_000) throw new ConfigError(path, `${describe(x)} must be a whole number of seconds from 1 to 31536000`);
+  };
+  for (const [k, x] of Object.entries(t)) {
+    if (k !== 'tcp') {
+      seconds(x, `netfilter.conntrack.timeouts.${k}`);
+      continue;
+    }
+    const l = list(x, 'netfilter.conntrack.timeouts.tcp');
+    if (l.length !== DEFAULT_TIMEOUTS.tcp.length) throw new ConfigError('netfilter.conntrack.timeouts.tcp', `expected ${DEFAULT_TIMEOUTS.tcp.length} timeouts (one per TCP state, NONE..SYN_SENT2), got ${l.length}`);
+    l.forEach((y, i) => seconds(y, `netfilter.conntrack.timeouts.tcp[${i}]`));
   }
 }
 

@@ -18,6 +18,7 @@ import { dirname } from 'node:path';
 import type { CommandResult, CommandTable } from './commands.js';
 import type { DeviceStats } from '../dataplane/device.js';
 import type { StateReport } from '../xt/state.js';
+import { conntrackStatusLines, type ConntrackReport } from './conntrack/list.js';
 
 export const DEFAULT_SOCKET = '/run/xtr/xtr.sock';
 /** Largest request line accepted (a big iptables-restore file fits comfortably). */
@@ -547,6 +548,8 @@ export interface StatusSnapshot {
   state?: StateReport[];
   /** Issue 13: where the Prometheus endpoint listens, when the config enables it. */
   metrics?: { url: string; healthz: string };
+  /** Issue 12: the conntrack table's size, bounds and conntrack -S counters. */
+  conntrack?: ConntrackReport;
 }
 
 export function statusCommands(snapshot: () => StatusSnapshot): CommandTable {
@@ -634,6 +637,7 @@ export function formatStatus(s: StatusSnapshot): string {
     lines.push('', 'routes:');
     lines.push(...table(s.routes.map((r) => [`  ${r.to}`, r.via ? `via ${r.via}` : '', `dev ${r.dev}`, r.kind])));
   }
+  if (s.conntrack) lines.push('', ...conntrackStatusLines(s.conntrack));
   if (s.state && s.state.length) {
     lines.push('', 'extension state:');
     const rows = s.state.map((r) => [

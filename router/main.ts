@@ -46,6 +46,13 @@ import { reloadConfig, type ReloadOutcome } from './reload.js';
 import { updateHostInterface } from './hostif.js';
 import type { EngineReload } from './appliance.js';
 import type { PacketDevice } from '../dataplane/device.js';
+import { conntrackReport, type ConntrackReport } from './conntrack/list.js';
+import { Conntrack } from './conntrack/table.js';
+
+/** Issue 12: the table in `xtr status` (absent before the appliance has one). */
+function ctStatus(ct: ConntrackCounters | null): ConntrackReport | undefined {
+  return ct instanceof Conntrack ? conntrackReport(ct) : undefined;
+}
 
 type NetfilterArg = Netfilter;
 
@@ -216,6 +223,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited },
         state: opts.stateReport?.(),
         metrics: metricsServer ? { url: metricsServer.url, healthz: metricsServer.healthUrl } : undefined,
+        conntrack: ctStatus(opts.conntrack?.() ?? null),
       };
     };
 

@@ -20,6 +20,9 @@ export interface ConntrackCounters {
   readonly earlyDrops: number;
   readonly insertFailed: number;
   readonly tableFullDrops: number;
+  /** Issue 12: hash size and the bytes the table holds (router/conntrack/list.ts ConntrackStats). */
+  readonly buckets?: number;
+  bytes?(): number;
 }
 
 /** One rule's (or a built-in chain policy's: rule "policy") counters, as `iptables -L -v -x` shows them. */
@@ -138,6 +141,10 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
   ct('xtr_conntrack_early_drops_total', 'Entries evicted to make room for a new connection (early_drop).', (c) => c.earlyDrops, 'counter');
   ct('xtr_conntrack_insert_failed_total', 'Connections whose insert failed (NAT reply tuple taken).', (c) => c.insertFailed, 'counter');
   ct('xtr_conntrack_table_full_drops_total', 'Packets dropped because the table was full and nothing could be evicted.', (c) => c.tableFullDrops, 'counter');
+  // Issue 12: conntrack -S's drop, the hash size, and what the table's slabs hold.
+  ct('xtr_conntrack_drops_total', 'New connections dropped: insert failed or table full (conntrack -S drop).', (c) => c.insertFailed + c.tableFullDrops, 'counter');
+  ct('xtr_conntrack_buckets', 'Hash buckets of the conntrack table (nf_conntrack_buckets).', (c) => c.buckets ?? 0, 'gauge');
+  ct('xtr_conntrack_memory_bytes', 'Bytes the conntrack table holds (entry slabs grown so far and buckets).', (c) => c.bytes?.() ?? 0, 'gauge');
 
   const rules = src.rules;
   if (rules) {
