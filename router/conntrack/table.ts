@@ -201,7 +201,8 @@ export class Conntrack {
       return Verdict.ACCEPT;
     }
     const v = this.track(pkt);
-    if (pkt.ctState === CtState.INVALID) this.invalid++;
+    // A new flow refused at a full table counts as drop, not invalid (nf_conntrack_in's resolve_normal_ct failing).
+    if (pkt.ctState === CtState.INVALID && v === Verdict.ACCEPT) this.invalid++;
     if (pkt.isFragment) this.fragments.remember(pkt);
     return v;
   }
