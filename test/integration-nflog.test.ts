@@ -12,7 +12,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { background, exec, REPO_ROOT, sleep, startLab, uniquePrefix, waitFor, type Background, type Lab } from './helpers/netns.js';
@@ -207,6 +207,78 @@ if (why) {
       const kc6 = counterRows((await k.iptables(6, ['-L', 'FORWARD', '-v', '-x', '-n'])).stdout);
       t.deepEqual(xc6, kc6);
       t.regex(xc6[0]!, /^2 208 NFLOG/);
+    } finally {
+      for (const b of bgs) await b.kill('SIGKILL');
+      await Promise.all([lab?.stop(), kernel?.destroy()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/** The TLVs of each LINKTYPE_NFLOG record of a little-endian pcap file: [type, value bytes][]. */
+function nflogTlvs(file: string): [number, Buffer][][] {
+  const b = readFileSync(file);
+  if (b.readUInt32LE(0) !== 0xa1b2c3d4 || b.readUInt32LE(20) !== 239) throw new Error(`${file}: not a little-endian NFLOG pcap`);
+  const out: [number, Buffer][][] = [];
+  for (let o = 24; o + 16 <= b.length; ) {
+    const cap = b.readUInt32LE(o + 8);
+    const rec = b.subarray(o + 16, o + 16 + cap);
+    const tlvs: [number, Buffer][] = [];
+    for (let t = 4; t + 4 <= rec.length; ) {
+      const len = rec.readUInt16LE(t);
+      if (len < 4) break;
+      tlvs.push([rec.readUInt16LE(t + 2), rec.subarray(t + 4, t + len)]);
+      t += (len + 3) & ~3;
+    }
+    out.push(tlvs);
+    o += 16 + cap;
+  }
+  return out;
+}
+
+async function macOf(ns: string, dev: string): Promise<string> {
+  const r = await exec(['ip', '-j', 'link', 'show', 'dev', dev], { netns: ns });
+  return (JSON.parse(r.stdout) as { address: string }[])[0]!.address;
+}
+
+if (!why) {
+  test('NFLOG on a TAP interface: the record carries the Ethernet attributes in the kernel\'s order (HWADDR = the sender\'s MAC, HWTYPE, HWLEN, HWHEADER)', async (t) => {
+    t.timeout(180_000);
+    const dir = mkdtempSync(join(tmpdir(), 'ye-nflog-tap-'));
+    const bgs: Background[] = [];
+    let lab: Lab | null = null;
+    let kernel: KernelRouter | null = null;
+    try {
+      [lab, kernel] = await Promise.all([startLab({ prefix: uniquePrefix('ye'), mode: 'tap' }), KernelRouter.create({ prefix: uniquePrefix('ye') })]);
+      const x = lab;
+      const k = kernel;
+      const rules = RULES.split('\n').filter((l) => !l.includes('--dport')).join('\n');
+      t.is((await x.router.cli(['iptables-restore'], rules)).code, 0);
+      t.is((await k.restore(4, rules)).status, 0);
+      const files = { xtr: join(dir, 'xtr.pcap'), kernel: join(dir, 'kernel.pcap') };
+      const xtrPcap = background([process.execPath, join(REPO_ROOT, 'bin', 'xtr.js'), '--socket', x.router.socket, 'nflog', '-g', '5', '-w', files.xtr, '-c', '1']);
+      const kernelDump = background(['ip', 'netns', 'exec', k.ns.router, 'tcpdump', '-i', 'nflog:5', '-w', files.kernel, '-c', '1']);
+      bgs.push(xtrPcap, kernelDump);
+      t.true(await waitFor(() => /listening on nflog:5/.test(xtrPcap.stderr()) && /listening on nflog:5/.test(kernelDump.stderr()), 20_000));
+      await Promise.all([
+        exec(['ping', '-c', '1', '-W', '2', ADDR.server], { netns: x.ns.c, timeoutMs: 20_000 }),
+        exec(['ping', '-c', '1', '-W', '2', ADDR.server], { netns: k.ns.client, timeoutMs: 20_000 }),
+      ]);
+      t.deepEqual(await Promise.all([xtrPcap.wait(20_000), kernelDump.wait(20_000)]), [0, 0], xtrPcap.stderr());
+      const [xr] = nflogTlvs(files.xtr);
+      const [kr] = nflogTlvs(files.kernel);
+      t.deepEqual(xr!.map(([type]) => type), kr!.map(([type]) => type), 'the same attributes in the same order');
+      t.deepEqual(xr!.map(([type]) => type), [1, 10, 4, 5, 8, 15, 17, 16, 3, 9]);
+      const hw = (tlvs: [number, Buffer][], type: number) => tlvs.find(([ty]) => ty === type)![1];
+      const mac = (b: Buffer) => [...b.subarray(4, 10)].map((v) => v.toString(16).padStart(2, '0')).join(':');
+      t.is(mac(hw(xr!, 8)), await macOf(x.ns.c, 'c0'), "xtr: HWADDR is the client's MAC");
+      t.is(mac(hw(kr!, 8)), await macOf(k.ns.client, 'c0'), "kernel: HWADDR is the client's MAC");
+      for (const tlvs of [xr!, kr!]) {
+        t.is(hw(tlvs, 15).readUInt16BE(0), 1, 'HWTYPE ARPHRD_ETHER');
+        t.is(hw(tlvs, 17).readUInt16BE(0), 14, 'HWLEN 14');
+        t.is(hw(tlvs, 16).length, 14);
+        t.is(hw(tlvs, 16).readUInt16BE(12), 0x0800, 'HWHEADER ends in the IPv4 ethertype');
+      }
     } finally {
       for (const b of bgs) await b.kill('SIGKILL');
       await Promise.all([lab?.stop(), kernel?.destroy()]);
