@@ -14,7 +14,7 @@ import type { OffloadRequest } from '../dataplane/tun.js';
 export interface OffloadsConfig extends Required<OffloadRequest> {}
 
 /** Defaults: what passed test/offload-tcp.test.ts on this platform (see docs/design.md). */
-export const DEFAULT_OFFLOADS: OffloadsConfig = { csum: false, tso: false, uso: false, gro: false };
+export const DEFAULT_OFFLOADS: OffloadsConfig = { csum: true, tso: true, uso: false, gro: true };
 
 export class OffloadsConfigError extends Error {
   constructor(

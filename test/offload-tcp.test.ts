@@ -38,13 +38,19 @@ interface Combo {
   egressMtu?: number;
   /** super-packets reach the receiver whole (GSO writes) in the client -> server direction */
   superToServer: boolean;
+  /**
+   * Conntrack on (a FORWARD rule dropping ctstate INVALID): TCP window
+   * tracking sees each super-packet once, as the kernel's sees a GRO skb,
+   * and must find every one in window (the rule's counter stays 0).
+   */
+  conntrack?: boolean;
 }
 
 const ON = { csum: true, tso: true, uso: false, gro: true };
 const combos: Combo[] = [
-  { title: 'offloads on, TUN, MTU 1500', tag: 'a', offloads: ON, superToServer: true },
+  { title: 'offloads on, TUN, MTU 1500, conntrack', tag: 'a', offloads: ON, superToServer: true, conntrack: true },
   { title: 'offloads off, TUN, MTU 1500', tag: 'b', offloads: false, superToServer: false },
-  { title: 'offloads on, TUN, MTU 9000', tag: 'c', offloads: ON, mtu: 9000, superToServer: true },
+  { title: 'offloads on, TUN, MTU 9000, conntrack', tag: 'c', offloads: ON, mtu: 9000, superToServer: true, conntrack: true },
   { title: 'offloads on, TAP egress (software segmentation)', tag: 'd', offloads: ON, tapEgress: true, superToServer: false },
   { title: 'offloads on, egress MTU 1400 below the server\'s 1500', tag: 'e', offloads: ON, egressMtu: 1400, superToServer: true },
 ];
@@ -141,6 +147,13 @@ for (const combo of combos) {
         await sleep(2000); // IPv6 DAD on fresh links
         await lab.run('c', ['ping', '-c', '1', '-W', '3', '2001:db8:5::2']);
       });
+      const INVALID = ['-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP'];
+      if (combo.conntrack) {
+        for (const cmd of ['iptables', 'ip6tables']) {
+          const r = await lab.xtr([cmd, ...INVALID]);
+          t.is(r.status, 0, r.stderr);
+        }
+      }
       let port = 5100;
       for (const [fam, cAddr, sAddr] of [
         ['IPv4', '198.51.100.2', '203.0.113.2'],
@@ -150,7 +163,9 @@ for (const combo of combos) {
           ['c', 's', sAddr, 's0'],
           ['s', 'c', cAddr, 'c0'],
         ] as const) {
-          const r = await transfer(lab, from, to, dst, port++, ifname, linkMtu);
+          // xtr never writes an ordinary packet larger than its own MTU on that link: anything larger is a GSO write
+          const xtrMtu = to === 's' ? (combo.egressMtu ?? linkMtu) : linkMtu;
+          const r = await transfer(lab, from, to, dst, port++, ifname, xtrMtu);
           const what = `${fam} ${from}->${to}`;
           t.is(r.sendCode, 0, `${what}: ncat sent`);
           t.is(r.got, fileHash, `${what}: sha256 of what arrived`);
@@ -160,6 +175,14 @@ for (const combo of combos) {
             t.is(r.cap.oversize, 0, `${what}: nothing larger than the MTU arrives without GSO writes (${JSON.stringify(r.cap)})`);
           }
           t.log(`${what}: ${JSON.stringify(r.cap)}`);
+        }
+      }
+      if (combo.conntrack) {
+        for (const cmd of ['iptables-save', 'ip6tables-save']) {
+          const save = (await lab.xtr([cmd, '-c'])).stdout;
+          const line = save.split('\n').find((l) => l.includes('--ctstate INVALID'));
+          t.truthy(line, `${cmd}: the INVALID rule is loaded`);
+          t.regex(line ?? '', /^\[0:0\]/, `${cmd}: no super-packet or segment was out of window (${line})`);
         }
       }
       const st = JSON.parse((await lab.xtr(['status', '--json'])).stdout) as { interfaces: { name: string; offloads?: Record<string, unknown> }[]; drops: Record<string, number> };
