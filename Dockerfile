@@ -1,6 +1,7 @@
-# xtr as a gateway container (docs/gateway.md).
+# xtr as a gateway container (docs/gateway.md walks through it).
 #
-#   docker build -t xtr .
+#   docker compose up -d                  # compose.yaml: a LAN and a WAN network, xtr between them
+#   docker build -t xtr .                 # or the image alone
 #   docker run -d --name xtr --cap-add NET_ADMIN --device /dev/net/tun \
 #     --sysctl net.ipv4.ip_forward=1 -v $PWD/xtr.yaml:/etc/xtr/xtr.yaml:ro xtr
 #   docker exec xtr xtr status
@@ -10,9 +11,12 @@
 # container forwards through it. The image runs Node 22; development and CI
 # use Node 20.
 
-# BASE: any Debian bookworm image with Node 22 in /usr/local (the official
-# node image; docs/gateway.md shows how to make one without a registry).
+# BASE: the build stage, Debian bookworm with Node 22, npm and Node's headers
+# in /usr/local (the official node image; docs/gateway.md shows how to make
+# one without a registry). RUNTIME_BASE: the runtime stage, plain Debian
+# bookworm: it gets only the node binary from BASE (no npm, no headers).
 ARG BASE=node:22-bookworm-slim
+ARG RUNTIME_BASE=debian:bookworm-slim
 
 FROM ${BASE} AS build
 RUN apt-get update \
@@ -29,34 +33,57 @@ COPY dataplane ./dataplane
 # (how the image is built on a machine whose registry access is intercepted).
 ARG NPM_CI_FLAGS=""
 RUN npm ci --no-audit --no-fund $NPM_CI_FLAGS
-# Only sources: a host's node_modules/, build/ or dist/ never leak in.
+# Only the sources the router and the tools run from (no test/, bench/): a
+# host's node_modules/, build/ or dist/ never leak in.
 COPY router ./router
 COPY modules ./modules
 COPY geoip-db ./geoip-db
 COPY scripts ./scripts
-COPY bench ./bench
-COPY test ./test
 COPY bin ./bin
-RUN npx tsc -p . && npm prune --omit=dev --ignore-scripts
+COPY docs/man ./docs/man
+# No source maps in the image; then the runtime tree in /out (scripts/image-layout.mjs:
+# dist/ without tests, benches and maps, production node_modules, the addon, the
+# tools of package.json `bin` and docs/man linked into /usr/local/bin).
+RUN npx tsc -p . --sourceMap false \
+ && npm prune --omit=dev --ignore-scripts \
+ && node scripts/image-layout.mjs /out
 
-FROM ${BASE}
-# iproute2: placement and policy routing; procps: sysctl.
+FROM ${RUNTIME_BASE}
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG CREATED=""
+LABEL org.opencontainers.image.title="xtr" \
+      org.opencontainers.image.description="Userspace router appliance over TUN/TAP: an iptables-compatible gateway (conntrack NAT, recent, xtables-addons extensions) with no kernel module" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.documentation="docs/gateway.md"
+# iproute2: placement and policy routing; procps: sysctl; netbase: /etc/services
+# and /etc/protocols (`--dport ssh`, `-p tcp` by name). Package lists, apt's
+# caches and downloaded .debs are removed in the same layer (a debootstrap base
+# has no apt config doing it; Debian's official image has one).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 procps \
- && rm -rf /var/lib/apt/lists/*
-WORKDIR /opt/xtr
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/build/Release/xtr_tun.node ./build/Release/xtr_tun.node
-COPY --from=build /src/dist ./dist
-COPY --from=build /src/bin ./bin
-RUN ln -s /opt/xtr/bin/xtr.js /usr/local/bin/xtr && mkdir -p /etc/xtr /run/xtr /var/lib/xtr
-# A NAT gateway in one run: --config /etc/xtr/examples/nat-gateway.yaml (docs/gateway.md "NAT").
+ && apt-get install -y --no-install-recommends iproute2 procps netbase \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+COPY --from=build /out/ /
+RUN mkdir -p /etc/xtr /run/xtr /var/lib/xtr && node -v >/dev/null && xtr --version
+# Example configurations: the NAT gateway (one `docker run`) and the compose setup.
 COPY examples/gateway /etc/xtr/examples
-ENV NODE_ENV=production
+COPY examples/compose /etc/xtr/examples/compose
+WORKDIR /opt/xtr
+ENV NODE_ENV=production \
+    XTR_CONFIG=/etc/xtr/xtr.yaml
+# Rules, counters and extension state (recent lists, quotas, ACCOUNT tables, DNETMAP
+# bindings) live here: a named volume keeps them across `docker rm` and upgrades.
+VOLUME /var/lib/xtr
 STOPSIGNAL SIGTERM
-# `xtr health` asks the running router over its control socket (exit 0 when healthy).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["xtr", "health"]
-# The router prints JSON log lines on stdout (docker logs).
+# `xtr health` asks the running router over its control socket (exit 0 when
+# healthy): devices up, rules loaded, forwarding sysctls set, no event-loop stall.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["xtr", "health"]
+# The router prints JSON log lines on stdout (docker logs). The configuration
+# file is $XTR_CONFIG unless --config is given; XTR_* variables override its
+# common settings (docs/config.md "Environment overrides").
 ENTRYPOINT ["node", "/opt/xtr/dist/router/main.js"]
-CMD ["--config", "/etc/xtr/xtr.yaml"]
