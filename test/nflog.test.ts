@@ -12,6 +12,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +143,34 @@ async function withRouterSide(fn: (x: { socket: string; dir: string; s: Services
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+test.serial('the nflog stream request: bad arguments get one usage answer (status 2), good ones a subscribed line', async (t) => {
+  await withRouterSide(async ({ socket, s }) => {
+    const ask = (args: string[]) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const sock = net.connect(socket);
+        let buf = '';
+        sock.on('connect', () => sock.write(JSON.stringify({ cmd: 'nflog', args }) + '\n'));
+        sock.on('data', (d) => {
+          buf += d.toString();
+          const nl = buf.indexOf('\n');
+          if (nl >= 0) {
+            sock.destroy();
+            resolve(JSON.parse(buf.slice(0, nl)));
+          }
+        });
+        sock.on('error', reject);
+      });
+    for (const args of [['-g', 'x'], ['-g', '65536'], ['-g'], ['--bogus']]) {
+      const r = await ask(args);
+      t.is(r.status, 2, args.join(' '));
+      t.regex(String(r.stderr), /^xtr nflog: (bad group|unknown argument) .*usage: xtr nflog/, args.join(' '));
+    }
+    t.deepEqual(await ask(['-g', '5', '--group', '7', '-g', '5']), { kind: 'nflog.subscribed', groups: [5, 7] });
+    t.deepEqual(await ask([]), { kind: 'nflog.subscribed', groups: [0] });
+    t.true(await waitFor(() => !s.packetLog.wanted(5) && !s.packetLog.wanted(0), 5000), 'closed streams unsubscribe');
+  });
+});
 
 const run = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 30_000 });
 
