@@ -67,6 +67,8 @@ export class Egress implements TxFlusher {
   gsoSize = 0;
   /** gso_size from the read batch for the packet about to enter the pipeline; the router's resetContext moves it to gsoSize. */
   rxGso = 0;
+  /** gso_size of clones of super-packets (services.dup: TEE) by pending slot, taken when the slot runs. */
+  private readonly pendingGso = new Uint32Array(256);
   /** Per interface index: gso_size of each queued packet, made on the first super-packet queued there. */
   private readonly txGso: (Uint32Array | undefined)[] = [];
   /** Side buffer for software segmentation (grown once on first use). */
@@ -274,6 +276,26 @@ export class Egress implements TxFlusher {
     }
     writeEthernet(this.buf, p - ETH_HLEN, mac, ri.macValue, pkt[0] >> 4 === 6 ? ETHERTYPE_IPV6 : ETHERTYPE_IPV4);
     this.queueTx(ri, p - ETH_HLEN, len + ETH_HLEN);
+  }
+
+  /** A clone of the packet in ctx waits in pending slot `slot`: it keeps ctx's gso_size (an skb clone keeps its gso info). */
+  cloneToPending(slot: number): void {
+    if (slot < this.pendingGso.length) this.pendingGso[slot] = this.gsoSize;
+  }
+
+  /**
+   * Before pending slot `slot` (at off, len) runs: hands its gso_size, if it
+   * is a clone of a super-packet, to the next resetContext. Checked against
+   * the bytes, so a value left by a slot that never ran cannot stick to an
+   * ICMP error or a reset (not TCP/UDP, or no longer than one segment).
+   */
+  takePending(slot: number, off: number, len: number): void {
+    if (slot >= this.pendingGso.length) return;
+    const g = this.pendingGso[slot];
+    this.pendingGso[slot] = 0;
+    if (g === 0) return;
+    const hl = gsoHeaderLength(this.buf, off, len);
+    if (hl !== 0 && len - hl > g) this.rxGso = g;
   }
 
   /** Queues a packet of the router's buffer on `ri`; `gso` != 0 marks a super-packet the device writes whole. */

@@ -693,7 +693,9 @@ export class Router implements ServicesBackend {
   private fromXtr(slot: number): void {
     const s = this.scratch;
     const r = parsePacket(this.ctx, this.buf, s.pendingOff[slot], s.pendingLen[slot]);
+    this.egress.takePending(slot, s.pendingOff[slot], s.pendingLen[slot]); // offloads: a clone of a super-packet stays one
     if (r !== 0) {
+      this.egress.rxGso = 0;
       s.pendingCt[slot] = null;
       this.localDrops[r]++;
       return;
@@ -1023,6 +1025,7 @@ export class Router implements ServicesBackend {
     }
     copyGateway(s.pendingGw, slot * 4, gw, pkt.family);
     s.pendingFlags[slot] = flags;
+    if (pkt === this.ctx) this.egress.cloneToPending(slot); // offloads: the clone of a super-packet is segmented as it
     if (!s.inBatch) this.finishOutOfBatch();
     return true;
   }
