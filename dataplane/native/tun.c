@@ -7,12 +7,16 @@
  * C, so JS crosses into native once per batch, never once per packet.
  *
  * Exports (all synchronous, called on the JS thread):
- *   open(name, tap, multiQueue)            -> { fd, name, handle }
- *   readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])
+ *   open(name, tap, multiQueue[, vnetHdr[, offloads]])
+ *                                          -> { fd, name, handle, offloads }
+ *                                             (offloads: the TUN_F_* bits in force)
+ *   readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out[, vnetHdr[, gso]]])
  *                                          -> packets read, or -errno when
- *                                             nothing was read and read() failed
- *   writeBatch(fd, data, offsets, lengths, count[, out])
+ *                                             nothing was read and read() failed;
+ *                                             gso[i] = gso_size of a super-packet
+ *   writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso]]])
  *                                          -> packets the kernel accepted
+ *   gsoRuns / gsoHeader                    -> coalescer test hooks
  *   pollStart(handle, callback)  pollStop(handle)  pollRef(handle, bool)
  *   close(handle)                          -> idempotent
  *   setMtu(name, mtu)  setUp(name, up)     -> ioctl helpers (current netns)
@@ -20,8 +24,10 @@
  * `out`, when given, is a Float64Array of at least 3 elements that receives
  * [bytes moved, packets failed (a read: too long for its slot, dropped; a
  * write: refused with an error other than EAGAIN), last errno] and, for a
- * write into one of 5 or more, [3] GSO writes made and [4] packets they carried,
- * so the caller can keep byte counters without a per-packet loop in JS.
+ * write into one of 5 or more, [3] GSO writes made and [4] packets they carried
+ * ([5] super-packets written whole); a read into one of 4 or more gets [3]
+ * super-packets read; so the caller can keep byte counters without a
+ * per-packet loop in JS.
  *
  * Invariants: no allocation per packet or per batch; buffers are used through
  * the pointers N-API hands out and never retained past the call. A handle
@@ -372,11 +378,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
  *
  * Devices are opened with IFF_VNET_HDR and the legacy 10-byte virtio_net_hdr
  * (the tun default vnet_hdr_sz; the v1 header's num_buffers field means nothing
- * to tun), little-endian as on every host this runs on. TUNSETOFFLOAD is never
- * called, so the device advertises no checksum or segmentation offload and the
- * kernel hands xtr finished packets: a read's header is all zero. A header that
- * is not (NEEDS_CSUM would mean a partial checksum) is completed in place; a
- * GSO packet cannot arrive without TUN_F_* offloads and is dropped as failed.
+ * to tun), little-endian as on every host this runs on. Without offloads
+ * (TUNSETOFFLOAD not called, or nothing accepted) the device advertises no
+ * checksum or segmentation offload and the kernel hands xtr finished packets:
+ * a read's header is all zero. A header that is not (NEEDS_CSUM: a partial
+ * checksum, with TUN_F_CSUM) is completed in place; a GSO packet is taken
+ * only when the caller passes `gso` (the TCP section below), else dropped as
+ * failed.
  *
  * The write side is what the header is for. The kernel accepts a
  * VIRTIO_NET_HDR_GSO_UDP_L4 super-packet on any tun fd with IFF_VNET_HDR and
