@@ -23,6 +23,7 @@ import { Verdict, type PacketContext } from '../../xt/packet.js';
 import type { IndexedField, MatchInstance, TargetInstance } from '../../xt/extension.js';
 import { maskPrefixLength } from '../../dataplane/addr.js';
 import type { Chain, Rule, RuleInstances, RuleSpec } from './model.js';
+import { runSteps, type Steps } from './slices.js';
 
 export const enum Action {
   NONE = 0,
@@ -218,12 +219,13 @@ class SegmentIndex {
 }
 
 /** Runs of rules sharing a pinned (field, prefix length); rules that pin nothing ride along as wildcards. */
-function segmentChain(pins: readonly Pin[][]): [number, number][] {
+function* segmentChain(pins: readonly Pin[][]): Steps<[number, number][]> {
   const runs: [number, number][] = [];
   const ids = (ps: readonly Pin[]) => new Set(ps.map((q) => q.dim * 256 + q.plen));
   let start = 0;
   let common: Set<number> | null = null;
   for (let i = 0; i < pins.length; i++) {
+    if ((i & 255) === 255) yield;
     if (pins[i].length === 0) continue;
     const mine = ids(pins[i]);
     if (common === null) {
@@ -253,11 +255,16 @@ function segmentChain(pins: readonly Pin[][]): [number, number][] {
   return merged;
 }
 
-function buildIndex(rules: readonly Rule[]): SegmentIndex | null {
+function* buildIndex(rules: readonly Rule[]): Steps<SegmentIndex | null> {
   if (!classifierEnabled || rules.length < MIN_INDEXED_CHAIN) return null;
-  const pins = rules.map(rulePins);
-  const runs = segmentChain(pins);
-  const classifiers = runs.map(([a, b]) => buildClassifier(pins, a, b));
+  const pins: Pin[][] = [];
+  for (const r of rules) {
+    pins.push(rulePins(r));
+    if ((pins.length & 255) === 0) yield;
+  }
+  const runs = yield* segmentChain(pins);
+  const classifiers: (Classifier | null)[] = [];
+  for (const [a, b] of runs) classifiers.push(yield* buildClassifier(pins, a, b));
   if (classifiers.every((c) => c === null)) return null;
   return new SegmentIndex(Int32Array.from(runs.map((r) => r[0])), Int32Array.from(runs.map((r) => r[1])), classifiers);
 }
@@ -352,12 +359,14 @@ function rulePins(rule: Rule): Pin[] {
 }
 
 /** The best single-field classifier for rules [start, end) (indices stay chain-absolute), or null. */
-function buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: number): Classifier | null {
+function* buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: number): Steps<Classifier | null> {
   if (end - start < MIN_INDEXED_CHAIN) return null;
   const pinsPerRule = pinsOfChain.slice(start, end);
   // Score each (dimension, prefix length): rules indexed minus the largest bucket.
   const groups = new Map<number, { dim: Dim; plen: number; byKey: Map<number, number[]>; count: number }>();
-  pinsPerRule.forEach((pins, idx) => {
+  for (let idx = 0; idx < pinsPerRule.length; idx++) {
+    const pins = pinsPerRule[idx];
+    if ((idx & 255) === 255) yield;
     for (const p of pins) {
       const id = p.dim * 256 + p.plen;
       // A rule counts once per (dimension, prefix length); pins are few, so a small linear check.
@@ -369,7 +378,7 @@ function buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: numb
       g.byKey.set(p.key, list);
       g.count++;
     }
-  });
+  }
   let best: { dim: Dim; plen: number; byKey: Map<number, number[]>; count: number } | null = null;
   let bestScore = 0;
   for (const g of groups.values()) {
@@ -385,7 +394,9 @@ function buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: numb
   const indexed = new Set<number>();
   const map = new IntMap(best.byKey.size);
   const buckets: Int32Array[] = [];
+  let n = 0;
   for (const [key, list] of best.byKey) {
+    if ((++n & 255) === 0) yield;
     map.set(key, buckets.length);
     buckets.push(Int32Array.from(list));
     for (const i of list) indexed.add(i);
@@ -464,23 +475,20 @@ export function compileTest(spec: RuleSpec, matches: readonly MatchInstance[]): 
   };
 }
 
-/**
- * Builds and caches the per-rule part of compiling (the test closure over the
- * rule's checked instances, the fields its rule pins for the index), so a
- * sliced transaction (engine.ts commitSteps) does it rule by rule before the
- * swap and compileChain then mostly reuses it.
- */
-export function prepareRule(rule: Rule, inst: RuleInstances): void {
-  rulePins(rule);
-  if (!testCache.has(inst)) testCache.set(inst, compileTest(rule.spec, inst.matches));
-}
-
 /** Compiles one chain's rules (jumps are linked by the caller once every chain exists). */
 export function compileChain(chain: Chain): CompiledChain {
+  return runSteps(compileChainSteps(chain, (r) => r.instances!));
+}
+
+/**
+ * compileChain as steps (slices.ts), with each rule's instances from `instOf`
+ * (a transaction compiles before its new instances are attached at the swap).
+ */
+export function* compileChainSteps(chain: Chain, instOf: (rule: Rule) => RuleInstances): Steps<CompiledChain> {
   const policy = chain.policy === null ? -1 : chain.policy === 'ACCEPT' ? Verdict.ACCEPT : Verdict.DROP;
   const cc = new CompiledChain(chain, policy);
   for (const rule of chain.rules) {
-    const inst = rule.instances!;
+    const inst = instOf(rule);
     const t = rule.spec.target;
     let action: Action;
     switch (t.kind) {
@@ -503,7 +511,8 @@ export function compileChain(chain: Chain): CompiledChain {
       testCache.set(inst, test);
     }
     cc.rules.push(new CompiledRule(test, action, inst.target, rule));
+    if ((cc.rules.length & 255) === 0) yield;
   }
-  cc.classifier = buildIndex(chain.rules);
+  cc.classifier = yield* buildIndex(chain.rules);
   return cc;
 }

@@ -25,7 +25,7 @@ import { Hook, Verdict, type Family, type PacketContext } from '../../xt/packet.
 import type { CheckEnv, MatchInstance, RouterServices, TargetInstance } from '../../xt/extension.js';
 import { XT_CONTINUE } from '../../xt/extension.js';
 import type { ExtensionRegistry } from '../../modules/registry.js';
-import { Action, compileChain, prepareRule, type CompiledChain } from './compile.js';
+import { Action, compileChainSteps, type CompiledChain } from './compile.js';
 import { KERNEL, kernelError, toNfError } from './errors.js';
 import { checkPlacement, subTargetOf } from './placement.js';
 import { FamilyRules, HOOK_CHAIN_NAMES, TABLE_NAMES, type Rule, type RuleInstances, type Table, type XtrTable } from './model.js';
@@ -368,6 +368,8 @@ export class Netfilter {
   *commitSteps(parts: readonly TransactionPart[], opts: { dryRun?: boolean } = {}): Steps<void> {
     if (new Set(parts.map((p) => p.family)).size !== parts.length) throw new Error('commitMany: one part per family');
     const prepared: { family: Family; base: FamilyRules; tables: readonly XtrTable[]; next: FamilyRules; created: Map<Rule, RuleInstances> }[] = [];
+    const compiled = new Map<Family, CompiledFamily>();
+    const replaced: RuleInstances[] = [];
     const undo = () => {
       for (const p of prepared) for (const inst of p.created.values()) destroyInstances(inst);
     };
@@ -393,38 +395,37 @@ export class Netfilter {
         undo();
         return;
       }
-      // The per-rule part of compiling (the rule's test closure, its index keys), ahead of the swap.
-      for (const p of prepared)
-        for (const name of p.tables)
-          for (const c of p.next.table(name).chains.values())
+      // Compiled ahead of the swap, each rule with the instances it will have (attached at the swap).
+      for (const p of prepared) compiled.set(p.family, yield* this.compileFamilySteps(p.next, (r) => p.created.get(r) ?? r.instances!));
+      // What the running set holds that the new one does not: let go of after the swap.
+      for (const p of prepared) {
+        const live = new Set<Rule>();
+        let n = 0;
+        for (const t of p.next.tables.values())
+          for (const c of t.chains.values())
             for (const r of c.rules) {
-              prepareRule(r, p.created.get(r) ?? r.instances!);
-              yield;
+              live.add(r);
+              if ((++n & 1023) === 0) yield;
             }
+        for (const t of p.base.tables.values())
+          for (const c of t.chains.values())
+            for (const r of c.rules) {
+              if (!live.has(r) && r.instances) replaced.push(r.instances);
+              if ((++n & 1023) === 0) yield;
+            }
+      }
       for (const p of prepared) if (this.rules(p.family) !== p.base) throw new RuleSetChanged();
     } catch (e) {
       undo();
       throw e;
     }
-    // From here on one step: nothing else runs until the new set is live.
-    // Compile with the new instances visible only to the new rule objects' pending map.
-    const compiled = new Map<Family, CompiledFamily>();
-    const replaced: RuleInstances[] = [];
+    // From here on one step until the new set is live (and its instances active).
     for (const p of prepared) {
-      const live = new Set<Rule>();
-      for (const t of p.next.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) live.add(r);
-      const old = this.rules(p.family);
-      for (const t of old.tables.values())
-        for (const c of t.chains.values())
-          for (const r of c.rules) {
-            if (!live.has(r) && r.instances) replaced.push(r.instances);
-          }
       for (const [rule, inst] of p.created) {
         if (rule.instances && rule.instances !== inst) replaced.push(rule.instances);
         rule.instances = inst;
       }
     }
-    for (const p of prepared) compiled.set(p.family, this.compileFamily(p.next));
     for (const p of prepared) {
       if (p.family === 4) {
         this.rules4 = p.next;
@@ -436,8 +437,12 @@ export class Netfilter {
     }
     // The new instances are live: side effects that had to wait for the commit happen now.
     for (const p of prepared) for (const inst of p.created.values()) activateInstances(inst);
-    // Only now may the old set's instances let go of shared state.
-    for (const inst of new Set(replaced)) destroyInstances(inst);
+    // Only now may the old set's instances let go of shared state (nothing runs them any more).
+    let n = 0;
+    for (const inst of new Set(replaced)) {
+      destroyInstances(inst);
+      if ((++n & 255) === 0) yield;
+    }
     this.onChange?.();
   }
 
@@ -500,18 +505,21 @@ export class Netfilter {
   private readonly compiledTables = new WeakMap<Table, CompiledTable>();
 
   private compileFamily(fr: FamilyRules): CompiledFamily {
-    const tables = {} as Record<XtrTable, CompiledTable>;
-    for (const name of TABLE_NAMES) tables[name] = this.compileTable(fr.table(name));
-    return new CompiledFamily(tables.raw, tables.mangle, tables.nat, tables.filter, tables.rawpost, tables.security, usesConntrack(fr));
+    return runSteps(this.compileFamilySteps(fr, (r) => r.instances!));
   }
 
-  private compileTable(model: Table): CompiledTable {
+  private *compileFamilySteps(fr: FamilyRules, instOf: (rule: Rule) => RuleInstances): Steps<CompiledFamily> {
+    const tables = {} as Record<XtrTable, CompiledTable>;
+    for (const name of TABLE_NAMES) tables[name] = yield* this.compileTableSteps(fr.table(name), instOf);
+    return new CompiledFamily(tables.raw, tables.mangle, tables.nat, tables.filter, tables.rawpost, tables.security, yield* usesConntrack(fr));
+  }
+
+  private *compileTableSteps(model: Table, instOf: (rule: Rule) => RuleInstances): Steps<CompiledTable> {
     const cached = this.compiledTables.get(model);
     if (cached) return cached;
     const ct = new CompiledTable(model);
-    this.compiledTables.set(model, ct);
     const byName = new Map<string, CompiledChain>();
-    for (const chain of model.chains.values()) byName.set(chain.name, compileChain(chain));
+    for (const chain of model.chains.values()) byName.set(chain.name, yield* compileChainSteps(chain, instOf));
     for (const cc of byName.values()) {
       for (const r of cc.rules) {
         const t = r.rule.spec.target;
@@ -519,6 +527,7 @@ export class Netfilter {
       }
       if (cc.model.hook !== null) ct.entry[cc.model.hook] = cc;
     }
+    this.compiledTables.set(model, ct);
     return ct;
   }
 
@@ -542,11 +551,13 @@ function activateInstances(inst: RuleInstances): void {
 }
 
 /** Whether any rule of any table of `fr` has a match or target that needs conntrack. */
-function usesConntrack(fr: FamilyRules): boolean {
+function* usesConntrack(fr: FamilyRules): Steps<boolean> {
   const needs = (ext: { needsConntrack?(params: unknown): boolean }, params: unknown): boolean => ext.needsConntrack?.(params) === true;
+  let n = 0;
   for (const t of fr.tables.values())
     for (const c of t.chains.values())
       for (const r of c.rules) {
+        if ((++n & 1023) === 0) yield;
         for (const m of r.spec.matches) if (needs(m.ext, m.params)) return true;
         const tg = r.spec.target;
         if (tg.kind === 'ext' && needs(tg.ext, tg.params)) return true;
