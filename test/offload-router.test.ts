@@ -117,7 +117,12 @@ const DST = [192, 0, 2, 2];
 
 test('a super-packet whose segments fit goes through the hooks once, TTL decremented once, and leaves whole as one GSO write', (t) => {
   const seen: string[] = [];
-  const lab = makeLab(true, (h, ctx) => seen.push(`${Hook[h]} ${ctx.l3len}`));
+  const names = new Map<Hook, string>([
+    [Hook.PREROUTING, 'PREROUTING'],
+    [Hook.FORWARD, 'FORWARD'],
+    [Hook.POSTROUTING, 'POSTROUTING'],
+  ]);
+  const lab = makeLab(true, (h, ctx) => seen.push(`${names.get(h) ?? h} ${ctx.l3len}`));
   const sp = tcp4(DST, 4200);
   lab.eth0.injectSuper(sp, 1000);
   lab.pump();
