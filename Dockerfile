@@ -49,16 +49,6 @@ RUN npx tsc -p . --sourceMap false \
  && node scripts/image-layout.mjs /out
 
 FROM ${RUNTIME_BASE}
-ARG VERSION=0.1.0
-ARG REVISION=""
-ARG CREATED=""
-LABEL org.opencontainers.image.title="xtr" \
-      org.opencontainers.image.description="Userspace router appliance over TUN/TAP: an iptables-compatible gateway (conntrack NAT, recent, xtables-addons extensions) with no kernel module" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.documentation="docs/gateway.md"
 # iproute2: placement and policy routing; procps: sysctl; netbase: /etc/services
 # and /etc/protocols (`--dport ssh`, `-p tcp` by name). Package lists, apt's
 # caches and downloaded .debs are removed in the same layer (a debootstrap base
@@ -87,3 +77,15 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["xtr
 # file is $XTR_CONFIG unless --config is given; XTR_* variables override its
 # common settings (docs/config.md "Environment overrides").
 ENTRYPOINT ["node", "/opt/xtr/dist/router/main.js"]
+# Labels last: their build arguments (CREATED changes every build) would
+# otherwise invalidate the cached layers below them.
+ARG VERSION=0.1.0
+ARG REVISION=""
+ARG CREATED=""
+LABEL org.opencontainers.image.title="xtr" \
+      org.opencontainers.image.description="Userspace router appliance over TUN/TAP: an iptables-compatible gateway (conntrack NAT, recent, xtables-addons extensions) with no kernel module" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.documentation="docs/gateway.md"
