@@ -6,7 +6,13 @@
  */
 import type { Family, PacketContext } from './packet.js';
 
-/** One direction of a flow: addresses (IPv4 in word 0) and ports (ICMP: id in sport, type<<8|code in dport). */
+/**
+ * One direction of a flow: addresses (IPv4 in word 0) and ports (ICMP: id in
+ * sport, type<<8|code in dport). The router's table keeps entries in slabs
+ * (router/conntrack/store.ts): a tuple is a view copied out on each read of
+ * `orig`/`repl`, shared by all entries, so read what you need at once and
+ * copy what you keep.
+ */
 export interface ConnTuple {
   readonly src: Uint32Array;
   readonly dst: Uint32Array;
