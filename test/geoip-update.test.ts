@@ -410,7 +410,7 @@ test('xt_geoip_update --pid-file: SIGHUP to the named process after the swap, no
 // ---------------------------------------------------------------------------
 // The lab: a running router follows the update.
 
-test('lab: xt_geoip_update from a server in a namespace swaps the database in and the geoip rules follow; 304 and a corrupt download change nothing', async (t) => {
+test.serial('lab: xt_geoip_update from a server in a namespace swaps the database in and the geoip rules follow; 304 and a corrupt download change nothing', async (t) => {
   const served = join(work, 'lab-srv');
   mkdirSync(join(served, 'free'), { recursive: true });
   const db = join(work, 'lab-db');
