@@ -111,6 +111,20 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
   ifaceCounter('xtr_interface_transmit_packets_total', 'Packets sent on the interface.', (s) => s.txPackets);
   ifaceCounter('xtr_interface_transmit_bytes_total', 'Bytes sent on the interface.', (s) => s.txBytes);
   ifaceCounter('xtr_interface_transmit_dropped_total', 'Packets the device could not take (queue full).', (s) => s.txDropped);
+  // issue 14: the TUN offloads in force (router/offloads-config.ts) and the super-packets they carry
+  fromSource('xtr_interface_offload', 'TUN offloads in force on the interface (1 on, 0 off).', ['interface', 'offload'], (set, snap) => {
+    for (const i of snap.interfaces) {
+      const o = i.offloads;
+      if (o) for (const k of ['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro'] as const) set({ interface: i.name, offload: k }, o[k] ? 1 : 0);
+    }
+  }, 'gauge');
+  fromSource('xtr_interface_super_packets_total', 'Super-packets (TSO/USO) read on the interface (rx) and written to it whole as GSO writes (tx).', ['interface', 'direction'], (set, snap) => {
+    for (const i of snap.interfaces) {
+      if (!i.offloads) continue;
+      set({ interface: i.name, direction: 'rx' }, i.offloads.rxSuperPackets);
+      set({ interface: i.name, direction: 'tx' }, i.offloads.txSuperWrites);
+    }
+  });
   fromSource('xtr_interface_drops_total', 'Packets the router dropped that arrived on (or were bound for) the interface, by reason.', ['interface', 'reason'], (set, snap) => {
     for (const i of snap.interfaces) for (const [reason, n] of Object.entries(i.drops ?? {})) set({ interface: i.name, reason }, n);
   });

@@ -206,3 +206,30 @@ test('a clone of a super-packet (services.dup, TEE) keeps its gso_size: written 
   t.is(lab.eth0.takeSent().length, 0, 'no ICMP error about the clone');
   lab.router.stop();
 });
+
+test('metrics: offloads in force and super-packet counters per interface', async (t) => {
+  const { createRegistry } = await import('../router/metrics.js');
+  const { HealthMonitor } = await import('../router/health.js');
+  const { defaultConfig } = await import('../router/default-config.js');
+  const { offloadStatus } = await import('../router/offloads-config.js');
+  const dev = {
+    offloads: { csum: true, tso4: true, tso6: false, uso: false, gsoWrites: true, gro: true },
+    stats: { rxSuperPackets: 12, txSuperWrites: 7, txGsoWrites: 2, txGsoPackets: 9 },
+  };
+  const snap = {
+    version: '0',
+    pid: 1,
+    uptimeSeconds: 1,
+    interfaces: [
+      { name: 'eth0', kind: 'tun' as const, device: 'c0', mtu: 1500, addresses: [], stats: { rxPackets: 1, rxBytes: 1, txPackets: 1, txBytes: 1, txDropped: 0 }, offloads: offloadStatus(dev) },
+    ],
+    drops: {},
+  };
+  const health = new HealthMonitor({ config: defaultConfig('xx4-r-'), gateway: false, running: () => true, rulesLoaded: () => true }, 1000);
+  const reg = await createRegistry({ status: () => snap, conntrack: () => ({ count: () => 0, max: 1, earlyDrops: 0, insertFailed: 0, tableFullDrops: 0 }), health });
+  const text = await reg.metrics();
+  t.regex(text, /^xtr_interface_offload\{interface="eth0",offload="tso4"\} 1$/m);
+  t.regex(text, /^xtr_interface_offload\{interface="eth0",offload="tso6"\} 0$/m);
+  t.regex(text, /^xtr_interface_super_packets_total\{interface="eth0",direction="rx"\} 12$/m);
+  t.regex(text, /^xtr_interface_super_packets_total\{interface="eth0",direction="tx"\} 7$/m);
+});
