@@ -35,6 +35,7 @@
  *   dataplane/native/tun.c); one syscall then carries up to 64 packets.
  *   `gso: false` (or XTR_GSO=0 in the environment) writes one packet per
  *   syscall; `vnetHdr: false` opens the device without the header.
+ *   XTR_OFFLOADS=0 in the environment turns every offload below off.
  *
  * - Offloads (`offloads`, TUN only, all off unless asked for): TUNSETOFFLOAD
  *   with TUN_F_CSUM, TSO4/TSO6 and USO4/USO6, each probed at open and kept
@@ -217,7 +218,9 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
   }
   const native = loadTunAddon();
   const vnet = opts.vnetHdr !== false;
-  const req = opts.offloads ?? {};
+  // XTR_OFFLOADS=0 in the environment turns every offload off whatever the config says (an A/B
+  // switch for benchmarks and a way out on a kernel whose offloads misbehave, like XTR_GSO=0)
+  const req = process.env.XTR_OFFLOADS === '0' ? {} : (opts.offloads ?? {});
   const tun = vnet && opts.kind === 'tun';
   const want = !tun || !req.csum ? 0 : TUN_F_CSUM | (req.tso ? TUN_F_TSO4 | TUN_F_TSO6 : 0) | (req.uso ? TUN_F_USO4 | TUN_F_USO6 : 0);
   const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true, vnet, want);
