@@ -23,6 +23,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { readZip, safeMemberPath, ZipError } from '../geoip-db/zip.js';
 import { serveFixtures, type FixtureServer } from './helpers/fixture-http.js';
 import { REPO_ROOT, startLab, uniquePrefix, waitFor } from './helpers/netns.js';
 
@@ -107,6 +108,34 @@ async function withServer<T>(dir: string, fn: (s: FixtureServer) => Promise<T> |
     await s.close();
   }
 }
+
+// ---------------------------------------------------------------------------
+// The zip reader against Python's zipfile: stored, deflated, streamed (data descriptors).
+
+test('readZip: stored, deflated and streamed members; directories skipped; unsafe names flagged', (t) => {
+  const members = { 'E_1/a.csv': 'x,y\n'.repeat(500), 'E_1/sub/b.csv': 'b\n', 'E_1/empty.csv': '' };
+  const py = (mode: string, seekable: boolean) => {
+    const script = `import io,json,sys,zipfile\nm=json.load(sys.stdin)\nout=io.BytesIO() if ${seekable ? 'True' : 'False'} else sys.stdout.buffer\nz=zipfile.ZipFile(out,"w",zipfile.${mode})\nz.writestr("E_1/",b"")\nfor k,v in m.items(): z.writestr(k,v)\nz.close()\nif ${seekable ? 'True' : 'False'}: sys.stdout.buffer.write(out.getvalue())\n`;
+    const r = spawnSync('python3', ['-c', script], { input: JSON.stringify(members) });
+    if (r.status !== 0) throw new Error(String(r.stderr));
+    return r.stdout;
+  };
+  for (const [name, bytes] of [
+    ['stored', py('ZIP_STORED', true)],
+    ['deflated', py('ZIP_DEFLATED', true)],
+    ['streamed (data descriptors)', py('ZIP_DEFLATED', false)],
+  ] as const) {
+    const got = readZip(bytes);
+    t.deepEqual(
+      got.map((m) => [m.name, m.data.toString()]),
+      Object.entries(members),
+      name,
+    );
+  }
+  t.throws(() => readZip(Buffer.from('PK\x03\x04 nothing else')), { instanceOf: ZipError });
+  for (const bad of ['../x.csv', '/etc/passwd', 'a/../../b', 'a//b', 'a\\b']) t.false(safeMemberPath(bad), bad);
+  t.true(safeMemberPath('GeoLite2-ASN-CSV_20261201/GeoLite2-ASN-Blocks-IPv4.csv'));
+});
 
 // ---------------------------------------------------------------------------
 // The download tools.
