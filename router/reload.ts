@@ -50,6 +50,7 @@ export function diffConfig(old: XtrConfig, next: XtrConfig): { refused: Refusal[
   restart('stateDir', old.stateDir, next.stateDir);
   restart('gateway', old.gateway, next.gateway);
   restart('failOpen', old.failOpen, next.failOpen);
+  restart('cluster', old.cluster, next.cluster); // issue 15: the NATS link is built once at start
   restart('netfilter.conntrack', old.netfilter.conntrack, next.netfilter.conntrack);
   // The health monitor's stall bound (1000 ms when metrics are off, as main.ts starts it).
   restart('metrics.maxEventLoopLagMs', old.metrics?.maxEventLoopLagMs ?? 1000, next.metrics?.maxEventLoopLagMs ?? 1000);
@@ -136,7 +137,7 @@ export async function reloadConfig(parts: ReloadParts): Promise<ReloadOutcome> {
     if (diff.refused.length) throw new ReloadRefused(diff.refused);
     engine = parts.engine(next);
     changed = [...diff.changed, ...(engine?.changed ?? [])];
-    switchMetrics = changed.some((c) => c.startsWith('metrics.')) ? await parts.prepareMetrics(next) : null;
+    switchMetrics = changed.some((c) => c.startsWith('metrics:')) ? await parts.prepareMetrics(next) : null;
   } catch (e) {
     return { ok: false, changed: [], error: (e as Error).message, committed: false };
   }

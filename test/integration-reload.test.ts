@@ -80,7 +80,7 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
     // Drop events: subscribe before the dropped pings.
     const drops = join(dir, 'drops.jsonl');
     bgs.push(background([process.execPath, XTR, '--socket', rp.socket, 'events', '--kind', 'drop', '--count', '1'], { stdoutFile: drops }));
-    t.true(await waitFor(() => readIf(drops).includes('events.subscribed'), 10_000));
+    t.true(await waitFor(() => readIf(drops).includes('events.subscribed'), 30_000), readIf(drops));
 
     // 1. The rules file at boot drops ICMP to the server.
     t.false(await ping('10.62.0.2'), 'ICMP dropped by the boot rules file');
@@ -103,9 +103,24 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
     rewrite((d) => {
       d.interfaces[0].addresses = ['10.61.0.1/24', '10.63.0.1/24'];
       d.routes = [{ to: '10.64.0.0/24', via: '10.62.0.2' }];
+      // Settings in the same reload: log level, the metrics listener, the save interval.
+      d.logLevel = 'debug';
+      d.metrics = { listen: '127.0.0.1:9187' };
+      (d.netfilter as Record<string, unknown>).stateSaveIntervalMs = 500;
     });
     const l3 = await sighup(/^configuration reloaded/);
-    t.true(l3.some((l) => JSON.stringify(l.changed ?? []).includes('interfaces[0].addresses (eth0)')), JSON.stringify(l3));
+    const changed3 = (l3.find((l) => l.msg === 'configuration reloaded')?.changed ?? []) as string[];
+    t.deepEqual(changed3, [
+      'interfaces[0].addresses (eth0): 10.61.0.1/24 -> 10.61.0.1/24 10.63.0.1/24',
+      'routes: 0 -> 1',
+      'logLevel: info -> debug',
+      'metrics: off -> 127.0.0.1:9187',
+      'netfilter.stateSaveIntervalMs: 1000 -> 500',
+    ]);
+    t.regex((await exec(['curl', '-sf', 'http://127.0.0.1:9187/metrics'], { netns: r, timeoutMs: 10_000 })).stdout, /^xtr_uptime_seconds /m, 'metrics listening after the reload');
+    // logLevel debug in force: the drop summary of a dropped datagram is logged (at debug only).
+    await exec(['bash', '-c', 'echo x > /dev/udp/10.62.0.2/9'], { netns: c, timeoutMs: 5000 });
+    t.true(await waitFor(() => logLines(rp).some((l) => l.level === 'debug' && l.event === 'drop' && l.reason === 'netfilter'), 10_000), 'debug lines after the reload');
     t.true(await ping('10.63.0.1'), 'the router answers on its new address (host interface updated)');
     t.true(await ping('10.64.0.1'), 'the new route carries traffic');
     t.regex(await run(['ip', '-4', 'addr', 'show', 'dev', 'xtr0'], { netns: r }), /10\.63\.0\.1\/32/);
@@ -147,7 +162,7 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
     // and a rule-change event.
     const events = join(dir, 'events.jsonl');
     bgs.push(background([process.execPath, XTR, '--socket', rp.socket, 'events', '--kind', 'rule-change', '--count', '1'], { stdoutFile: events }));
-    t.true(await waitFor(() => readIf(events).includes('events.subscribed'), 10_000));
+    t.true(await waitFor(() => readIf(events).includes('events.subscribed'), 30_000), readIf(events));
     const before = logLines(rp).length;
     t.is((await rp.xtr(['iptables', '-A', 'FORWARD', '-p', 'tcp', '--dport', '7', '-j', 'DROP'])).status, 0);
     t.is((await rp.xtr(['iptables', '-L', 'FORWARD'])).status, 0);
