@@ -39,6 +39,10 @@
  *  5. xtr's RSS is sampled every 100 ms during its floods (`VmRSS`), its
  *     `VmHWM` read at the end, and `rss_after` is VmRSS 3 s after the
  *     flood (the table still holds the flood's entries then).
+ *  6. per round also printed: TX drops of the client's link (for xtr: its
+ *     TUN ring overflowing, packets lost before xtr could see them), RX
+ *     drops of the server's, and xtr's drops by reason (`new_flow_shed`:
+ *     SYNs it shed while backlogged, docs/floods.md).
  * Figures are medians over rounds; ratios are medians of per-round ratios.
  * The load average is printed per round and at the end: the machine's two
  * CPUs are shared, the generator and iperf3 compete with the router for them.
