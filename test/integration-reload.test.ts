@@ -68,6 +68,8 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
       const before = logLines(rp).length;
       process.kill(pid, 'SIGHUP');
       t.true(await waitFor(() => logLines(rp).slice(before).some((l) => expect.test(String(l.msg))), 15_000), `log after SIGHUP: ${expect}`);
+      // SIGHUP still has the extensions re-read their data (geoip/asn databases), whatever the config did.
+      t.true(await waitFor(() => logLines(rp).slice(before).some((l) => l.msg === 'extensions reloaded their external data'), 15_000), 'reload-databases after SIGHUP');
       return logLines(rp).slice(before);
     };
     await run(['ip', 'addr', 'add', '10.64.0.1/32', 'dev', 'lo'], { netns: s });
