@@ -7,7 +7,8 @@
  * restart) changes nothing: traffic and rules as before, the error in the log and as `xtr reload`'s
  * exit 1. Every rule change through the socket is one audit line naming the peer (the kernel's
  * pid, here the test process itself) and an `xtr events` rule-change event; drops by reason come as
- * rate-limited `drop` events; log lines have ISO time and level names.
+ * rate-limited `drop` events; log lines have ISO time and level names, and their syslog copy reaches
+ * a Unix datagram socket (socat standing in for the daemon) as RFC 5424 messages with severities.
  */
 import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +44,11 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
     const s = await nss.add('s');
     const rules = join(dir, 'rules.v4');
     writeFileSync(rules, RULES_DROP_ICMP);
+    // A syslog daemon stand-in: socat receiving datagrams on a Unix socket (log.syslog.path).
+    const syslogSock = join(dir, 'log.sock');
+    const syslogOut = join(dir, 'syslog.out');
+    bgs.push(background(['socat', '-u', `UNIX-RECV:${syslogSock}`, '-'], { stdoutFile: syslogOut }));
+    t.true(await waitFor(() => existsSync(syslogSock), 10_000));
     const doc: Doc = {
       logLevel: 'info',
       stateDir: join(dir, 'state'),
@@ -52,6 +58,7 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
       ],
       routes: [],
       netfilter: { rulesFiles: { v4: rules } },
+      log: { syslog: { path: syslogSock, facility: 'local1' } },
     } as Doc;
     router = await startRouter({ netns: r, socket: `/run/xtr/${nss.prefix}r.sock`, config: doc });
     const rp = router;
@@ -189,6 +196,13 @@ test.serial('SIGHUP / xtr reload apply a changed config (rules file, address, ro
     t.like(cliAudit, { exitStatus: 0, argv: ['iptables', '-D', 'FORWARD', '-p', 'tcp', '--dport', '7', '-j', 'DROP'] });
     const peer = cliAudit.peer as { pid: number; uid: number };
     t.true(peer.pid > 0 && peer.pid !== process.pid && peer.pid !== pid && peer.uid === 0, JSON.stringify(cliAudit));
+
+    // The syslog copy: RFC 5424 messages from the router's pid, local1 (17), info (6) / notice (5) for audit lines.
+    const syslog = () => readIf(syslogOut).split(/(?=<\d{1,3}>1 )/);
+    t.true(await waitFor(() => syslog().some((m) => m.includes('"argv":["iptables","-D"')), 10_000), readIf(syslogOut).slice(0, 2000));
+    t.true(syslog().some((m) => new RegExp(`^<${17 * 8 + 6}>1 \\S+ \\S+ xtr ${pid} - - xtr running `).test(m)), syslog().slice(0, 5).join('\n'));
+    t.true(syslog().some((m) => new RegExp(`^<${17 * 8 + 5}>1 \\S+ \\S+ xtr ${pid} - - audit \\{"audit":true,"argv":\\["iptables","-D"`).test(m)));
+    t.true(syslog().some((m) => m.startsWith(`<${17 * 8 + 3}>1 `) && m.includes('configuration reload refused')), 'the refused reload at err');
   } finally {
     for (const b of bgs) await b.kill('SIGKILL');
     if (router) await router.stop();
