@@ -30,7 +30,7 @@
  */
 import type { PacketContext } from '../xt/packet.js';
 import { XtError, type MatchExtension } from '../xt/extension.js';
-import type { StateSpec } from '../xt/state.js';
+import type { SharedSink, StateShared, StateSpec } from '../xt/state.js';
 
 /** xt_quota_mtinfo3's name field: 15 bytes with the NUL. */
 export const QUOTA2_NAME_MAX = 14;
@@ -40,6 +40,16 @@ const U64_MAX = (1n << 64n) - 1n;
 export class Quota64 {
   hi = 0;
   lo = 0;
+  /** Issue 15 (docs/cluster.md "quota2"): the cluster's sink while the counter is shared; null = local only. */
+  sink: SharedSink<Quota64> | null = null;
+  /** What this gateway's rules consumed (or grew) since `epoch` began: its record's total. */
+  own = 0;
+  /** This incarnation of the counter (a restart starts a new one, from 0). */
+  epoch = '';
+  /** The last total seen from each other gateway, by epoch, so a record applies only its difference. */
+  seen: Map<string, { epoch: string; total: number }> | null = null;
+  /** A --grow rule counts on it: others' totals are added, not taken. */
+  grow = false;
   constructor(v: bigint = 0n) {
     this.set(v);
   }
@@ -139,6 +149,46 @@ function parseQuota(s: string): bigint | null {
   return v;
 }
 
+function consumed(q: Quota64, c: number): void {
+  q.own += c;
+  q.sink!.changed(q);
+}
+
+/**
+ * Cluster sharing: each gateway publishes its own running total (consumed by a
+ * countdown, grown by --grow) per counter incarnation; another gateway applies
+ * the difference from the total it saw last (subtracted from a countdown,
+ * floored at 0; added to a --grow counter). Totals make records idempotent and
+ * let the outbox keep only the latest. Proc writes stay local.
+ */
+const sharedQuota: StateShared<Quota64, Quota64> = {
+  kind: 'quota2',
+  perGateway: true,
+  attach(q, sink) {
+    q.sink = sink;
+    if (sink && q.epoch === '') q.epoch = `${Date.now().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
+    if (sink && q.seen === null) q.seen = new Map();
+  },
+  export(q) {
+    return { id: 'total', data: { epoch: q.epoch, total: q.own } };
+  },
+  apply(q, _id, data, from) {
+    const r = data as { epoch?: unknown; total?: unknown; grow?: unknown };
+    if (typeof r !== 'object' || r === null || typeof r.epoch !== 'string' || typeof r.total !== 'number' || !(r.total >= 0)) throw new XtError('quota2: bad cluster record', 1);
+    const seen = (q.seen ??= new Map());
+    const prev = seen.get(from);
+    const base = prev && prev.epoch === r.epoch ? prev.total : 0;
+    const delta = r.total - base;
+    if (delta <= 0) return;
+    seen.set(from, { epoch: r.epoch, total: r.total });
+    if (q.grow) q.set(q.get() + BigInt(delta));
+    else {
+      const cur = q.get();
+      q.set(cur > BigInt(delta) ? cur - BigInt(delta) : 0n);
+    }
+  },
+};
+
 const quota2: MatchExtension<Quota2Params> = {
   kind: 'match',
   name: 'quota2',
@@ -187,30 +237,51 @@ const quota2: MatchExtension<Quota2Params> = {
           read: (q) => `${q.toString()}\n`,
           write: (q, data) => quotaProcWrite(q, data),
         },
-        save: (q) => q.toString(),
+        // Shared (cluster mode): the other gateways' totals already applied are saved too, so a restart does not apply them twice.
+        save: (q) => (q.seen && q.seen.size ? { value: q.toString(), seen: Object.fromEntries(q.seen) } : q.toString()),
         load: (q, saved) => {
-          if (typeof saved !== 'string' || !/^[0-9]+$/.test(saved) || BigInt(saved) > U64_MAX) throw new XtError(`quota2: ${p.name}: saved value ${JSON.stringify(saved)} is not a u64`, 1);
-          q.set(BigInt(saved));
+          const obj = typeof saved === 'object' && saved !== null ? (saved as { value?: unknown; seen?: unknown }) : null;
+          const value = obj ? obj.value : saved;
+          if (typeof value !== 'string' || !/^[0-9]+$/.test(value) || BigInt(value) > U64_MAX) throw new XtError(`quota2: ${p.name}: saved value ${JSON.stringify(saved)} is not a u64`, 1);
+          q.set(BigInt(value));
+          if (obj && typeof obj.seen === 'object' && obj.seen !== null) {
+            q.seen = new Map();
+            for (const [gw, v] of Object.entries(obj.seen as Record<string, { epoch?: unknown; total?: unknown }>)) {
+              if (typeof v?.epoch === 'string' && typeof v.total === 'number') q.seen.set(gw, { epoch: v.epoch, total: v.total });
+            }
+          }
         },
+        shared: sharedQuota,
       };
       key = spec.key;
       counter = env.state.declare(spec);
     }
     p.live = counter;
     const { grow, packets, noChange, invert } = p;
+    if (grow) counter.grow = true;
     let released = false;
     return {
       match(pkt: PacketContext): boolean {
         const c = packets ? 1 : pkt.l3len;
         if (grow) {
-          if (!noChange) counter.add(c);
+          if (!noChange) {
+            counter.add(c);
+            if (counter.sink !== null) consumed(counter, c);
+          }
           return true;
         }
         if (counter.atLeast(c)) {
-          if (!noChange) counter.take(c);
+          if (!noChange) {
+            counter.take(c);
+            if (counter.sink !== null) consumed(counter, c);
+          }
           return !invert;
         }
-        if (!noChange) counter.hi = counter.lo = 0;
+        if (!noChange) {
+          // Shared: the rest the exhaustion throws away counts as consumed, so every gateway reaches 0.
+          if (counter.sink !== null && (counter.hi !== 0 || counter.lo !== 0)) consumed(counter, counter.hi * 0x100000000 + counter.lo);
+          counter.hi = counter.lo = 0;
+        }
         return invert;
       },
       destroy() {

@@ -29,7 +29,7 @@
 import type { Family, PacketContext } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
 import { XtError, type CheckEnv, type MatchExtension } from '../xt/extension.js';
-import type { StateSpec } from '../xt/state.js';
+import type { SharedClock, SharedSink, StateShared, StateSpec } from '../xt/state.js';
 import { addrToString, parseAddr } from './lib/addresses.js';
 import { parseUint } from './lib/numbers.js';
 import { x6Check } from './lib/options.js';
@@ -91,6 +91,8 @@ export class RecentTable {
   private free: RecentEntry[] = [];
   /** Stamps per entry (ip_pkt_list_tot, or the size the rules' --hitcount asked for). */
   private ring: number;
+  /** Issue 15: the cluster's sink while the table is shared (docs/cluster.md); null = local only. */
+  sink: SharedSink<RecentEntry> | null = null;
 
   constructor(
     readonly name: string,
@@ -171,6 +173,11 @@ export class RecentTable {
     e.index %= this.ringSize;
     e.stamps[e.index++] = jiffies;
     if (e.index > e.nstamps) e.nstamps = e.index;
+    this.touch(e);
+  }
+
+  /** Moves `e` to the LRU tail (most recently updated). */
+  touch(e: RecentEntry): void {
     if (this.tail === e) return;
     if (e.older) e.older.newer = e.newer;
     else this.head = e.newer;
@@ -233,9 +240,17 @@ export class RecentTable {
     if (a === null) throw new XtError(`xt_recent: illegal address written to procfs: ${JSON.stringify(text)}`, 1);
     const e = this.lookup(family, a, 0);
     if (e === null) {
-      if (c === '+') this.insert(family, a, 0, jiffies);
-    } else if (c === '+') this.update(e, jiffies);
-    else this.remove(e);
+      if (c === '+') this.sink?.changed(this.insert(family, a, 0, jiffies));
+    } else if (c === '+') {
+      this.update(e, jiffies);
+      this.sink?.changed(e);
+    } else this.removeShared(e, jiffies);
+  }
+
+  /** A removal by a rule or the proc file: shared as a record now (the entry is recycled before the flush). */
+  removeShared(e: RecentEntry, jiffies: number): void {
+    if (this.sink !== null) this.sink.record(addrToString(e.addr, e.family), { rm: jiffies });
+    this.remove(e);
   }
 
   /** The entry at the LRU head is deleted if its newest stamp is older than `time` (one per call). */
@@ -334,8 +349,83 @@ function tableSpec(p: RecentParams, listTot: number, ring: number, automaticRing
     },
     save: (t, now) => snapshotTable(t, jiffiesAt(now)),
     load: (t, saved, downtimeMs, now) => applySnapshot(t, checkSnapshot(saved, p.name), jiffiesAt(now), downtimeMs),
+    shared: sharedRecent,
   };
 }
+
+// ---- cluster sharing (issue 15, docs/cluster.md "recent") ----
+
+/**
+ * A record per address: its stamps as wall-clock ms (oldest first) and ttl, or
+ * `rm` (wall ms) for a removal. Conflict rule: the union of both gateways'
+ * stamps, newest `ring` kept (two stamps within STAMP_SAME_MS are one: a
+ * gateway's own stamps come back inside the others' records); a removal wins
+ * over an entry whose newest stamp is not later than the removal.
+ */
+export interface RecentRecord {
+  ttl?: number;
+  stamps?: number[];
+  rm?: number;
+}
+const STAMP_SAME_MS = 2;
+
+function wallOf(jiffies: number, jiffiesNow: number, clock: SharedClock): number {
+  return clock.wallNow() - ((jiffiesNow - jiffies) * 1000) / RECENT_HZ;
+}
+
+function jiffiesOfWall(wall: number, jiffiesNow: number, clock: SharedClock): number {
+  return jiffiesNow - Math.round(((clock.wallNow() - wall) * RECENT_HZ) / 1000);
+}
+
+const sharedRecent: StateShared<RecentTable, RecentEntry> = {
+  kind: 'recent',
+  attach(t, sink) {
+    t.sink = sink;
+  },
+  export(t, e, clock) {
+    // The entry may have been removed (and recycled for another address) since it changed.
+    if (t.lookup(e.family, e.addr, 0) !== e || e.nstamps === 0) return null;
+    const jnow = jiffiesAt(clock.now());
+    const stamps: number[] = [];
+    const ring = t.ringSize;
+    // Oldest first: the ring from the slot after the newest.
+    for (let k = 0; k < e.nstamps; k++) {
+      const slot = e.nstamps < ring ? k : (e.index + k) % ring;
+      stamps.push(Math.round(wallOf(e.stamps[slot], jnow, clock)));
+    }
+    return { id: addrToString(e.addr, e.family), data: { ttl: e.ttl, stamps } satisfies RecentRecord };
+  },
+  apply(t, id, data, _from, clock) {
+    const family: Family = id.includes(':') ? 6 : 4;
+    const a = parseAddr(id, family);
+    const r = data as RecentRecord;
+    if (a === null || typeof r !== 'object' || r === null) throw new XtError(`recent: ${t.name}: bad record for ${JSON.stringify(id)}`, 1);
+    const jnow = jiffiesAt(clock.now());
+    const e = t.lookup(family, a, 0);
+    if (typeof r.rm === 'number') {
+      if (e === null) return;
+      const newest = e.stamps[(e.index - 1) % t.ringSize];
+      if (newest <= jiffiesOfWall(r.rm, jnow, clock)) t.remove(e);
+      return;
+    }
+    if (!Array.isArray(r.stamps) || r.stamps.length === 0 || !r.stamps.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+      throw new XtError(`recent: ${t.name}: record for ${id} has no stamps`, 1);
+    }
+    const incoming = r.stamps.map((w) => jiffiesOfWall(w, jnow, clock));
+    const ttl = typeof r.ttl === 'number' ? r.ttl & 0xff : 0;
+    const merged: number[] = [];
+    if (e !== null) for (let i = 0; i < e.nstamps; i++) merged.push(e.stamps[i]);
+    for (const s of incoming) if (!merged.some((m) => Math.abs(m - s) <= STAMP_SAME_MS)) merged.push(s);
+    merged.sort((x, y) => x - y);
+    const keep = merged.slice(-t.ringSize);
+    const entry = e ?? t.insert(family, a, ttl, keep[0]);
+    // Oldest first into slots 0..n-1: the newest is slot n-1 (index n), as if updated in order.
+    for (let i = 0; i < keep.length; i++) entry.stamps[i] = keep[i];
+    entry.nstamps = keep.length;
+    entry.index = keep.length;
+    t.touch(entry);
+  },
+};
 
 // ---- the match ----
 
@@ -507,12 +597,13 @@ const recent: MatchExtension<RecentParams> = {
         const e = table.lookup(family, addr, useTtl ? ttl : 0);
         if (e === null) {
           if ((checkSet & Cmd.SET) === 0) return ret;
-          table.insert(family, addr, ttl, now);
+          const added = table.insert(family, addr, ttl, now);
+          if (table.sink !== null) table.sink.changed(added);
           return !ret;
         }
         if (checkSet & Cmd.SET) ret = !ret;
         else if (checkSet & Cmd.REMOVE) {
-          table.remove(e);
+          table.removeShared(e, now);
           return !ret;
         } else {
           const time = now - windowJiffies;
@@ -531,6 +622,7 @@ const recent: MatchExtension<RecentParams> = {
           // --reap may have removed nothing but the head; `e` itself is never reaped.
           table.update(e, now);
           e.ttl = ttl;
+          if (table.sink !== null) table.sink.changed(e);
         }
         return ret;
       },

@@ -23,6 +23,7 @@ import { Netfilter, netfilterCommands, restoreState, saveState, saveStateSliced 
 import { restore, RestoreError } from './netfilter/commands.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
 import type { Extension } from '../xt/extension.js';
+import { ClusterLink, formatClusterStatus } from './cluster/link.js';
 
 export interface Appliance {
   readonly netfilter: Netfilter;
@@ -47,6 +48,8 @@ export interface Appliance {
    * (an embedded appliance) they are not offered.
    */
   processActions: Partial<Record<'stop' | 'restart' | 'status', () => void>>;
+  /** Issue 15: the NATS link of cluster mode (docs/cluster.md); null when `cluster` is not configured. */
+  readonly cluster: ClusterLink | null;
 }
 
 export interface EngineReload {
@@ -105,6 +108,15 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
 
   // GC, expiry and the like of every extension's declared state, on one unref'd timer.
   netfilter.state.startTimer();
+
+  // Issue 15: cluster mode (docs/cluster.md). Connects in the background: forwarding never waits for NATS.
+  let cluster: ClusterLink | null = null;
+  if (config.cluster) {
+    const svc = router.services;
+    cluster = new ClusterLink(config.cluster, { now: () => svc.now(), wallNow: () => svc.wallNow() }, (level, msg) => log[level](msg));
+    netfilter.state.setCluster(cluster);
+    cluster.start();
+  }
 
   // Durability (issue 12). A control command that may change rules or extension
   // state answers only once the change is on disk (router/durable.ts: temp file,
@@ -225,6 +237,14 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     ...conntrackCommands(conntrack, monotonicMs),
     ...extCommands,
     'reload-databases': () => ({ status: 0, stdout: `${reloadDatabases()}\n`, stderr: '' }),
+    cluster: (args) => {
+      if (args.length === 0 || args[0] !== 'status' || args.length > 2 || (args.length === 2 && args[1] !== '--json')) {
+        return { status: 2, stdout: '', stderr: 'usage: xtr cluster status [--json]\n' };
+      }
+      const st = cluster ? cluster.status() : null;
+      if (args[1] === '--json') return { status: 0, stdout: `${JSON.stringify(st)}\n`, stderr: '' };
+      return { status: 0, stdout: formatClusterStatus(st, Date.now()), stderr: '' };
+    },
     save: async () => {
       if (await requestSave()) return { status: 0, stdout: `saved ${path}\n`, stderr: '' };
       return { status: 1, stdout: '', stderr: `xtr save: could not write ${path} (see the log)\n` };
@@ -276,15 +296,21 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     return {
       changed,
       commit() {
-        if (settingsChanged) {
-          netfilter.setSettings(nextSettings);
-          settingsText = nextSettingsText;
-        }
+        const before = netfilter.settingsInUse();
+        if (settingsChanged) netfilter.setSettings(nextSettings);
         if (reloadKeys.length) {
-          const loaded = loadRulesFiles(netfilter, only, log);
+          let loaded: { key: string; path: string; text: string }[];
+          try {
+            // Tests both files again, then commits: throws with nothing changed.
+            loaded = loadRulesFiles(netfilter, only, log);
+          } catch (e) {
+            netfilter.setSettings(before);
+            throw e;
+          }
           loadedRules = [...loadedRules.filter((l) => !reloadKeys.includes(l.key as 'v4' | 'v6')), ...loaded];
           void requestSave();
         }
+        if (settingsChanged) settingsText = nextSettingsText;
         if (nextInterval !== intervalMs) {
           intervalMs = nextInterval;
           clearInterval(periodic);
@@ -295,7 +321,7 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     };
   };
 
-  const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, prepareReload, processActions: {} };
+  const app: Appliance = { netfilter, conntrack, commands, persist, reloadDatabases, prepareReload, processActions: {}, cluster };
 
   // What an extension may ask of the appliance (SYSRQ's keys). Each action runs
   // after the packet that asked for it, in the order asked (setImmediate is FIFO).

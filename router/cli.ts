@@ -168,6 +168,8 @@ commands (sent to the running router over its control socket):
                           refused config changes nothing: exit 1 with why
   reload-databases        extensions re-read their external data (geoip, asn, ...), as SIGHUP
   save                    writes the rules and extension state to the state directory now
+  cluster status [--json] cluster mode (docs/cluster.md): connection, peers seen, lag, last sync,
+                          outbox size and dropped updates
 exit status: 0 ok, 1 runtime failure (router not running, command failed), 2 usage error
 environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 `;
@@ -176,6 +178,7 @@ environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 export const DOCUMENTED_COMMANDS: readonly string[] = [
   'status', 'ping', 'health', 'events', 'nflog', 'iptables', 'ip6tables', 'iptables-save', 'ip6tables-save',
   'iptables-restore', 'ip6tables-restore', 'conntrack', 'proc', 'ext', 'reload', 'reload-databases', 'save',
+  'cluster',
 ];
 
 async function readStdin(): Promise<string> {

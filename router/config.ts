@@ -7,6 +7,7 @@
  * every key.
  */
 import { readFileSync } from 'node:fs';
+import { validateClusterConfig, ClusterConfigError, type ClusterConfig } from './cluster/config.js';
 import { validateMetricsConfig, MetricsConfigError, type MetricsConfig } from './metrics-config.js';
 import { validateOffloads, OffloadsConfigError, type OffloadsConfig } from './offloads-config.js';
 import { applyEnvOverrides, withEnvBlame, type Env } from './config-env.js';
@@ -90,6 +91,8 @@ export interface XtrConfig {
   readonly events: EventsConfig;
   /** Issue 14: TUN offload switches (router/offloads-config.ts). */
   readonly offloads: OffloadsConfig;
+  /** Issue 15: cluster mode over NATS JetStream (router/cluster/config.ts, docs/cluster.md); null = off (the default). */
+  readonly cluster: ClusterConfig | null;
 }
 
 export interface SyslogConfig {
@@ -298,7 +301,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'log', 'events', 'offloads'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'log', 'events', 'offloads', 'cluster'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -473,7 +476,18 @@ export function validateConfig(doc: unknown): XtrConfig {
     log: validateLog(root.log),
     events: validateEvents(root.events),
     offloads: validateOffloadsConfig(root.offloads),
+    cluster: validateCluster(root.cluster),
   };
+}
+
+/** Issue 15: `cluster` (router/cluster/config.ts), its errors as ConfigErrors. */
+function validateCluster(v: unknown): ClusterConfig | null {
+  try {
+    return validateClusterConfig(v);
+  } catch (e) {
+    if (e instanceof ClusterConfigError) throw new ConfigError(e.path, e.message.slice(e.path.length + 2));
+    throw e;
+  }
 }
 
 /** Issue 14: `offloads` (router/offloads-config.ts), its errors as ConfigErrors. */

@@ -57,6 +57,8 @@ export interface StateSpec<T> {
   save?(value: T, now: number): unknown;
   load?(value: T, saved: unknown, downtimeMs: number, now: number): void;
   readonly tick?: StateTick<T>;
+  /** Issue 15: present when the state can be shared by a cluster of gateways (docs/cluster.md). */
+  readonly shared?: StateShared<T, any>;
 }
 
 /** What `xtr status` reports of one declared state. */
@@ -100,4 +102,51 @@ export interface ModuleCommand {
 export interface StateLookup {
   get<T>(key: string): T | undefined;
   keys(prefix: string): string[];
+}
+
+// ---- Issue 15: state shared by a cluster of gateways (docs/cluster.md) ----
+
+/** The clocks a shared record is converted with: monotonic ms (the value's) and wall ms (the fleet's). */
+export interface SharedClock {
+  now(): number;
+  wallNow(): number;
+}
+
+/**
+ * Handed to a shared value by attach(): what the packet path calls when the
+ * value changed. Both only queue (no I/O, no waiting): the cluster link builds
+ * and publishes records from a timer, in batches.
+ */
+export interface SharedSink<I> {
+  /** `item` changed: its record is built by export() at the next flush; repeated changes coalesce. Allocates nothing. */
+  changed(item: I): void;
+  /** A record built now, for changes whose item may be gone or reused by the flush (a removal). */
+  record(id: string, data: unknown): void;
+}
+
+/**
+ * How a state's changes travel between gateways, declared by the extension
+ * beside the rest of its StateSpec; the extension never talks to the network.
+ * Records are small JSON values; `id` names the item within the state (an
+ * address), unique per state key.
+ */
+export interface StateShared<T, I = unknown> {
+  /** The kind named by `cluster.shared` in the config ("recent", "quota2", "pknock", "account"). */
+  readonly kind: string;
+  /**
+   * Counters: each gateway owns its record of an item (the cluster keeps one
+   * per gateway, and apply() is told whose it is); otherwise one record per
+   * item, the latest publish of any gateway, merged by apply().
+   */
+  readonly perGateway?: boolean;
+  /** Starts (sink) or stops (null) reporting changes of `value`. */
+  attach(value: T, sink: SharedSink<I> | null): void;
+  /** The record of a changed item at flush time; null = nothing to send (the item is gone). */
+  export(value: T, item: I, clock: SharedClock): { id: string; data: unknown } | null;
+  /**
+   * Applies a record from gateway `from` (never this gateway's own) by the
+   * state's conflict rule; must not call the sink (no echo). Throws on a
+   * malformed record: it is counted and skipped.
+   */
+  apply(value: T, id: string, data: unknown, from: string, clock: SharedClock): void;
 }

@@ -48,12 +48,22 @@ interface Live {
 
 type LogFn = (level: number, line: string) => void;
 
+/**
+ * Issue 15: the cluster link (router/cluster/link.ts) is told of every live
+ * key whose spec declares `shared`, so modules never talk to the network.
+ */
+export interface SharedStateListener {
+  attach(key: string, spec: StateSpec<unknown>, value: unknown): void;
+  detach(key: string, spec: StateSpec<unknown>, value: unknown): void;
+}
+
 export class SharedState implements StateRegistry, StateLookup {
   private readonly live = new Map<string, Live>();
   /** A loaded snapshot waiting for its keys to be declared (during restoreState only). */
   private pending: { savedAt: number; entries: Map<string, unknown> } | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerOn = false;
+  private cluster: SharedStateListener | null = null;
 
   constructor(
     private readonly proc: ProcFiles = new ProcFiles(),
@@ -104,6 +114,7 @@ export class SharedState implements StateRegistry, StateLookup {
     }
     this.live.set(spec.key, entry);
     if (spec.tick) this.arm();
+    if (spec.shared && this.cluster) this.cluster.attach(spec.key, entry.spec!, value);
     return value;
   }
 
@@ -124,9 +135,17 @@ export class SharedState implements StateRegistry, StateLookup {
     if (--e.refs > 0) return;
     this.live.delete(key);
     if (e.procPath !== null) this.proc.unregister(e.procPath);
+    if (e.spec?.shared && this.cluster) this.cluster.detach(key, e.spec, e.value);
     if (e.spec) e.spec.release?.(e.value);
     else e.releaseFn?.(e.value);
     if (e.spec?.tick) this.arm();
+  }
+
+  /** Issue 15: hands every shared key (live now and declared later) to the cluster link; null detaches them. */
+  setCluster(listener: SharedStateListener | null): void {
+    if (this.cluster) for (const e of this.live.values()) if (e.spec?.shared) this.cluster.detach(e.key, e.spec, e.value);
+    this.cluster = listener;
+    if (listener) for (const e of this.live.values()) if (e.spec?.shared) listener.attach(e.key, e.spec, e.value);
   }
 
   /** Reference count of a key (0 = absent); for tests and diagnostics. */
