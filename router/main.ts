@@ -45,6 +45,7 @@ import { DropEvents } from './drop-events.js';
 import { reloadConfig, type ReloadOutcome } from './reload.js';
 import { updateHostInterface } from './hostif.js';
 import type { EngineReload } from './appliance.js';
+import { syslogSinks } from './log.js';
 import type { PacketDevice } from '../dataplane/device.js';
 import { conntrackReport, type ConntrackReport } from './conntrack/list.js';
 import { Conntrack } from './conntrack/table.js';
@@ -499,7 +500,8 @@ async function cliEntry(): Promise<void> {
     setTimeout(() => process.exit(1), 10_000).unref();
     app?.persist();
     xtr.stop().then(
-      () => process.exit(0),
+      // The syslog copy's last lines (router/syslog.ts) are handed to logger before the exit.
+      () => Promise.all([...syslogSinks].map((s) => s.close())).finally(() => process.exit(0)),
       (e) => {
         log.error({ err: String(e) }, 'shutdown failed');
         process.exit(1);

@@ -142,19 +142,24 @@ export async function reloadConfig(parts: ReloadParts): Promise<ReloadOutcome> {
     return { ok: false, changed: [], error: (e as Error).message, committed: false };
   }
   const addressesOrRoutes = changed.some((c) => c.startsWith('interfaces[') || c.startsWith('routes'));
+  // Step 4: synchronous, so no packet sees a mix. The engine first: its commit tests the files
+  // again (a control command may have changed the rule set while the metrics listener was bound)
+  // and throws with nothing changed; Router.reconfigure undoes itself if it throws.
   try {
-    // Step 4: synchronous, so no packet sees a mix.
-    if (addressesOrRoutes) parts.reconfigureRouter(next);
     engine?.commit();
-    parts.setLogLevel(next.logLevel);
-    parts.adopt(next);
   } catch (e) {
-    // Router.reconfigure undoes itself; the engine's commit runs only after files tested good.
     await switchMetrics?.abort().catch(() => undefined);
     return { ok: false, changed: [], error: (e as Error).message, committed: false };
   }
   const late: string[] = [];
-  if (addressesOrRoutes) await parts.updateHost(old, next).catch((e: Error) => late.push(`host interface: ${e.message}`));
+  try {
+    if (addressesOrRoutes) parts.reconfigureRouter(next);
+  } catch (e) {
+    late.push(`addresses and routes (kept as they were): ${(e as Error).message}`);
+  }
+  parts.setLogLevel(next.logLevel);
+  parts.adopt(next);
+  if (addressesOrRoutes && late.length === 0) await parts.updateHost(old, next).catch((e: Error) => late.push(`host interface: ${e.message}`));
   if (switchMetrics) await switchMetrics.commit().catch((e: Error) => late.push(`metrics: ${e.message}`));
   if (old.events.dropIntervalMs !== next.events.dropIntervalMs) parts.setDropInterval(next.events.dropIntervalMs);
   if (late.length) return { ok: false, changed, error: `applied, but: ${late.join('; ')}`, committed: true };
