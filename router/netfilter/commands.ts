@@ -299,7 +299,9 @@ export function* restoreSteps(nf: Netfilter, family: Family, input: string, opts
   const unterminated = lines.length > 0 && lines[lines.length - 1] !== '' ? lines.length : 0;
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   const tables: XtrTable[] = [];
+  let scanned = 0;
   for (const l of lines) {
+    if ((++scanned & 1023) === 0) yield;
     const m = /^\*(\S+)/.exec(l.trim());
     if (m && isTableName(m[1]) && !tables.includes(m[1]) && (!opts.table || opts.table === m[1])) tables.push(m[1]);
   }
