@@ -21,8 +21,47 @@ import type { StateReport } from '../xt/state.js';
 import { conntrackStatusLines, type ConntrackReport } from './conntrack/list.js';
 
 export const DEFAULT_SOCKET = '/run/xtr/xtr.sock';
-/** Largest request line accepted (a big iptables-restore file fits comfortably). */
-export const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+/**
+ * What one client may cost the router (issue 12 §5; config `control.*`,
+ * docs/config.md "Control socket"). A refusal is answered ({status, stderr})
+ * where the client can still read it, and logged.
+ */
+export interface ControlLimits {
+  /** Connections served at once; the next is answered with an error and closed. */
+  readonly maxConnections: number;
+  /**
+   * Longest request line. A request with a large input (iptables-restore)
+   * streams it as chunk lines (`inputStream`, router/cli.ts), so this only
+   * has to hold the largest command line (a 10,000-address `-s` list fits).
+   * A longer line is answered with an error and the connection closed.
+   */
+  readonly maxLineBytes: number;
+  /** Streamed input (characters) held at once over all connections; beyond it the request is refused. */
+  readonly maxInputBytes: number;
+  /**
+   * A connection with no request in progress is closed after this long
+   * without traffic, and so is one whose client has not read its replies
+   * (or stream) for this long; 0 = never. A stream (`xtr events`) is a request
+   * in progress: it is never idle, only closed when its client stops reading.
+   */
+  readonly idleTimeoutMs: number;
+}
+
+export const DEFAULT_CONTROL_LIMITS: ControlLimits = {
+  maxConnections: 64,
+  maxLineBytes: 1 << 20,
+  maxInputBytes: 64 << 20,
+  idleTimeoutMs: 60_000,
+};
+
+/** Largest request line accepted by default (kept for callers of the old name). */
+export const MAX_REQUEST_BYTES = DEFAULT_CONTROL_LIMITS.maxLineBytes;
+/** Replies queued on a connection beyond which its requests are no longer read until the client reads. */
+export const REPLY_HIGH_WATER_BYTES = 1 << 20;
+/** Requests read ahead of the one a connection is running; more wait in the socket (backpressure). */
+export const MAX_PIPELINED_REQUESTS = 32;
+/** Characters of input per chunk line when a client streams a request's input. */
+export const INPUT_CHUNK_CHARS = 32 * 1024;
 
 export interface ControlRequest {
   cmd: string;
@@ -476,6 +515,12 @@ export class ControlServer {
   }
 }
 
+/** Writes one answer and closes; a client that does not read it cannot keep the socket (destroyed after 5 s). */
+function endWith(sock: net.Socket, res: CommandResult): void {
+  sock.end(JSON.stringify(res) + '\n', () => sock.destroy());
+  setTimeout(() => sock.destroy(), 5000).unref();
+}
+
 /**
  * Throws if another router serves `path`; removes a stale socket file. main
  * calls this before creating any device so a second router fails early.
@@ -486,12 +531,6 @@ export async function ensureSocketFree(path: string): Promise<void> {
   if (state === 'listening') throw new Error(`control socket ${path}: another xtr is already listening there`);
   if (state === 'unknown') throw new Error(`control socket ${path}: exists and cannot be probed; remove it if no router uses it`);
   unlinkSync(path);
-}
-
-/** Writes one answer and closes; a client that does not read it cannot keep the socket (destroyed after 5 s). */
-function endWith(sock: net.Socket, res: CommandResult): void {
-  sock.end(JSON.stringify(res) + '\n', () => sock.destroy());
-  setTimeout(() => sock.destroy(), 5000).unref();
 }
 
 /**
