@@ -71,7 +71,7 @@ const PING = JSON.stringify({ cmd: 'ping', args: [], input: null }) + '\n';
 /** The rule set without its comment lines (the save time) and counters. */
 async function rules(): Promise<string> {
   const r = await lab.xtr(['iptables-save']);
-  return r.stdout.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  return r.stdout.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')).join('\n');
 }
 
 function vmRssKb(pid: number): number {
