@@ -85,6 +85,9 @@ export interface ClusterStatus {
   /** Wall ms the watch last finished delivering the bucket's current records (catch-up). */
   readonly lastSync: number | null;
   readonly lagMsMax: number;
+  /** Median and p99 of the last 1024 live records' lag (build on the peer -> applied here), null before any. */
+  readonly lagMsP50: number | null;
+  readonly lagMsP99: number | null;
   readonly peers: readonly PeerStatus[];
 }
 
@@ -107,6 +110,8 @@ export function bucketName(cluster: string): string {
   return `xtr-${cluster}`;
 }
 
+const LAG_SAMPLES = 1024;
+
 export class ClusterLink implements SharedStateListener {
   private nc: NatsConnection | null = null;
   private kv: KV | null = null;
@@ -128,6 +133,9 @@ export class ClusterLink implements SharedStateListener {
   private lastReceive: number | null = null;
   private lastSync: number | null = null;
   private lagMsMax = 0;
+  /** The last LAG_SAMPLES live lags (ms), for the status' median and p99. */
+  private readonly lags = new Float64Array(LAG_SAMPLES);
+  private lagCount = 0;
   private readonly kinds: Set<string>;
 
   constructor(
@@ -285,7 +293,10 @@ export class ClusterLink implements SharedStateListener {
     p.lastLagMs = lag;
     this.peers.set(r.g, p);
     // Catch-up records are old by nature: the lag figure is of live updates only.
-    if (this.lastSync !== null && lag > this.lagMsMax) this.lagMsMax = lag;
+    if (this.lastSync !== null) {
+      if (lag > this.lagMsMax) this.lagMsMax = lag;
+      this.lags[this.lagCount++ % LAG_SAMPLES] = lag;
+    }
     const a = this.attached.get(r.k);
     if (a) {
       this.applyTo(a, r);
@@ -418,6 +429,13 @@ export class ClusterLink implements SharedStateListener {
     if (nc) await nc.close().catch(() => undefined);
   }
 
+  private lagPercentiles(): { lagMsP50: number | null; lagMsP99: number | null } {
+    const n = Math.min(this.lagCount, LAG_SAMPLES);
+    if (n === 0) return { lagMsP50: null, lagMsP99: null };
+    const s = Array.from(this.lags.subarray(0, n)).sort((x, y) => x - y);
+    return { lagMsP50: s[Math.floor((n - 1) / 2)], lagMsP99: s[Math.min(n - 1, Math.ceil(0.99 * n) - 1)] };
+  }
+
   status(): ClusterStatus {
     let dirty = 0;
     for (const a of this.attached.values()) dirty += a.dirty.size;
@@ -438,6 +456,7 @@ export class ClusterLink implements SharedStateListener {
       lastReceive: this.lastReceive,
       lastSync: this.lastSync,
       lagMsMax: this.lagMsMax,
+      ...this.lagPercentiles(),
       peers: [...this.peers.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([gateway, p]) => ({ gateway, ...p })),
     };
   }
@@ -451,7 +470,8 @@ export function formatClusterStatus(s: ClusterStatus | null, wallNow: number): s
   out += `shared kinds: ${s.shared.join(', ')}; shared state: ${s.sharedKeys.join(', ') || '(none declared by rules)'}\n`;
   out += `outbox: ${s.outbox}/${s.outboxMax} records, ${s.dirty} changed items waiting; dropped ${s.dropped}\n`;
   out += `published ${s.published} (failed attempts ${s.publishFailures}), last ${ago(s.lastPublish)}\n`;
-  out += `applied ${s.applied}, refused (other cluster) ${s.refused}, malformed ${s.malformed}, parked ${s.parked}; last received ${ago(s.lastReceive)}; last sync ${ago(s.lastSync)}; max lag ${s.lagMsMax} ms\n`;
+  out += `applied ${s.applied}, refused (other cluster) ${s.refused}, malformed ${s.malformed}, parked ${s.parked}; last received ${ago(s.lastReceive)}; last sync ${ago(s.lastSync)}\n`;
+  out += `lag (peer's record built -> applied here): median ${s.lagMsP50 ?? '-'} ms, p99 ${s.lagMsP99 ?? '-'} ms, max ${s.lagMsMax} ms\n`;
   out += `peers: ${s.peers.length}\n`;
   for (const p of s.peers) out += `  ${p.gateway}: ${p.records} records, last ${ago(p.lastSeen)}, lag ${p.lastLagMs} ms\n`;
   return out;
