@@ -45,7 +45,7 @@ const diffRows: [string, (d: typeof base & Record<string, unknown>) => void, str
   ['an interface added', (d) => d.interfaces.push({ name: 'eth9', addresses: [] } as never), ['interfaces'], []],
   ['an interface renamed', (d) => (d.interfaces[0].name = 'lan'), ['interfaces'], []],
   ['a gateway-mode address', (d) => d.interfaces[1].addresses.push('10.4.0.1/24'), ['interfaces[1].addresses'], []],
-  ['the peer', (d) => (d.interfaces[0].peer.addresses = ['10.1.0.3/24']), ['interfaces[0].peer'], []],
+  ['the peer', (d) => (d.interfaces[0].peer!.addresses = ['10.1.0.3/24']), ['interfaces[0].peer'], []],
   ['the control socket', (d) => (d.control = { socket: '/run/other.sock' }), ['control.socket'], []],
   ['stateDir', (d) => (d.stateDir = '/tmp/x'), ['stateDir'], []],
   ['conntrack settings', (d) => (d.netfilter = { conntrack: { max: 100 } }), ['netfilter.conntrack'], []],
