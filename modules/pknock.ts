@@ -42,7 +42,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Family, PacketContext } from '../xt/packet.js';
 import { XtError, type CheckEnv, type MatchExtension, type RuleInfo } from '../xt/extension.js';
 import type { EventFields, RouterServices } from '../xt/services.js';
-import type { StateSpec } from '../xt/state.js';
+import type { SharedSink, StateShared, StateSpec } from '../xt/state.js';
 import { ipv4ToString, ipv6ToString } from '../dataplane/addr.js';
 import { parseUint } from './lib/numbers.js';
 import { parsePortOrService } from './lib/ports.js';
@@ -125,6 +125,8 @@ export class PknockTable {
   private readonly free: Peer[] = [];
   /** SPA payloads already accepted (hex digest) -> the epoch minute after which they can no longer verify. */
   readonly replay = new Map<string, number>();
+  /** Issue 15: the cluster's sink while the table is shared (docs/cluster.md "pknock"); null = local only. */
+  sink: SharedSink<Peer> | null = null;
   /** Counters shown by `xtr ext pknock`. */
   readonly stats = { opened: 0, closed: 0, failed: 0, refused: 0, evicted: 0, suppressedEvents: 0 };
   /** Token bucket for events. */
@@ -386,6 +388,7 @@ function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterService
       }
       if (Array.isArray(s.replay)) for (const [k, m] of s.replay) if (typeof k === 'string' && typeof m === 'number') t.replay.set(k, m);
     },
+    shared: sharedPknock,
     tick: {
       everyMs: GC_EVERY_MS,
       run: (t, now) =>
@@ -398,6 +401,45 @@ function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterService
     },
   };
 }
+
+/**
+ * Cluster sharing (issue 15, docs/cluster.md "pknock"): a record per source
+ * address, `{open: wall ms, proto}` when a knock (or SPA) opened it, `{close:
+ * wall ms}` when it closed (closesecret, autoclose). Another gateway applies an
+ * open as an ALLOWED peer logged in at that time (its autoclose counts from
+ * there), and a close removes an ALLOWED peer logged in no later than it.
+ * Knock progress (MATCHING) stays local: a sequence must be knocked on one
+ * gateway. A table full of ALLOWED peers refuses the record (counted).
+ */
+const sharedPknock: StateShared<PknockTable, Peer> = {
+  kind: 'pknock',
+  attach(t, sink) {
+    t.sink = sink;
+  },
+  export: () => null,
+  apply(t, id, data, _from, clock) {
+    const r = data as { open?: unknown; close?: unknown; proto?: unknown };
+    const family: Family = id.includes(':') ? 6 : 4;
+    const ctx = new PacketContext4or6();
+    if (typeof r !== 'object' || r === null || !ctx.setSource(family, id)) throw new Error(`pknock: ${t.name}: bad record for ${JSON.stringify(id)}`);
+    const key = family === 4 ? ctx.src4 : peerKey(6, ctx.src6);
+    const nowS = Math.floor(clock.now() / 1000);
+    const wall = clock.wallNow();
+    let peer = t.lookup(key) ?? null;
+    if (typeof r.close === 'number') {
+      if (peer !== null && peer.status === Status.ALLOWED && peer.login <= nowS - Math.floor((wall - r.close) / 1000)) t.remove(peer);
+      return;
+    }
+    if (typeof r.open !== 'number') throw new Error(`pknock: ${t.name}: record for ${id} is neither open nor close`);
+    ctx.proto = r.proto === UDP ? UDP : TCP;
+    if (peer === null) peer = t.create(ctx as unknown as PacketContext, key, nowS);
+    if (peer === null) throw new Error(`pknock: ${t.name}: table full of ALLOWED peers, ${id} not opened`);
+    const loginS = nowS - Math.max(0, Math.round((wall - r.open) / 1000));
+    peer.proto = ctx.proto;
+    peer.timestamp = loginS;
+    t.setAllowed(peer, loginS, Math.floor(r.open / 60000));
+  },
+};
 
 /** Just enough of a packet to create a peer from a saved address. */
 class PacketContext4or6 {
@@ -676,6 +718,7 @@ function knock(rt: Runtime, pkt: PacketContext): boolean {
         if (replayed(rt, pkt, minute[0])) {
           report(rt, pkt, peer, 'refused', { reason: 'replay', secret: 'close' });
         } else {
+          t.sink?.record(addrText(peer), { close: rt.services.wallNow() });
           t.reset(peer);
           report(rt, pkt, peer, 'close', { reason: 'closesecret' });
           return false;
@@ -726,6 +769,7 @@ function knock(rt: Runtime, pkt: PacketContext): boolean {
     peer.timestamp = nowS;
     if (peer.count === p.ports.length) {
       t.setAllowed(peer, nowS, Math.floor(rt.services.wallNow() / 60000));
+      t.sink?.record(addrText(peer), { open: rt.services.wallNow(), proto: peer.proto });
       report(rt, pkt, peer, 'open', { mode: p.opensecret !== null ? 'spa' : 'sequence' });
     } else {
       peer.status = Status.MATCHING;
@@ -738,6 +782,7 @@ function knock(rt: Runtime, pkt: PacketContext): boolean {
     const sameMinute = (proto === UDP || proto === UDPLITE) && Math.floor(nowS / 60) === Math.floor(peer.login / 60);
     if (!sameMinute) {
       report(rt, pkt, peer, 'close', { reason: 'autoclose' });
+      t.sink?.record(addrText(peer), { close: rt.services.wallNow() });
       t.remove(peer);
       return false;
     }

@@ -8,6 +8,7 @@
  *    drops that source; the delay is measured (printed, not asserted);
  *  - quota2 consumed by pings through A then through B stops at the shared
  *    limit (within the batching tolerance of docs/cluster.md);
+ *  - a pknock sequence knocked (knockd's `knock`) through A opens the port on B;
  *  - NATS killed (-9): both keep forwarding and enforcing their local state; a
  *    ban written on A meanwhile waits in A's outbox; NATS back (same store):
  *    B catches up and drops that source too.
@@ -25,8 +26,8 @@ const MONITOR = '192.0.2.2';
 const QUOTA = 40;
 
 /** Whether a TCP connection from `src` in `which` to SERVER:8080 is accepted within 2 s. */
-async function connects(lab: Lab, which: 'c' | 'm', src: string): Promise<boolean> {
-  const r = await lab.exec(which, ['socat', '-T2', '/dev/null', `TCP:${SERVER}:8080,bind=${src},connect-timeout=2`], { timeoutMs: 10_000 });
+async function connects(lab: Lab, which: 'c' | 'm', src: string, port = 8080): Promise<boolean> {
+  const r = await lab.exec(which, ['socat', '-T2', '/dev/null', `TCP:${SERVER}:${port},bind=${src},connect-timeout=2`], { timeoutMs: 10_000 });
   return r.code === 0;
 }
 
@@ -47,7 +48,7 @@ async function pings(lab: Lab, count: number): Promise<number> {
   return m ? Number(m[1]) : -1;
 }
 
-test.serial('two gateways share recent and quota2 over NATS JetStream; NATS down: local enforcement, catch-up after', async (t) => {
+test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; NATS down: local enforcement, catch-up after', async (t) => {
   const prefix = uniquePrefix('yi');
   const nss = new Namespaces(prefix);
   const store = mkdtempSync(join(tmpdir(), `xtr-nats-${prefix}`));
@@ -62,7 +63,7 @@ test.serial('two gateways share recent and quota2 over NATS JetStream; NATS down
         prefix: `${prefix}${gw === 'gwA' ? 'a' : 'b'}-`,
         patch: (doc) => {
           doc.metrics = null;
-          doc.cluster = { name: 'yilab', gateway: gw, servers: [`nats://10.250.${i}.1:4222`], shared: ['recent', 'quota2'], flushMs: 20 };
+          doc.cluster = { name: 'yilab', gateway: gw, servers: [`nats://10.250.${i}.1:4222`], shared: ['recent', 'quota2', 'pknock'], flushMs: 20 };
         },
       });
       labs.push(lab);
@@ -71,11 +72,14 @@ test.serial('two gateways share recent and quota2 over NATS JetStream; NATS down
         ['-A', 'FORWARD', '-p', 'tcp', '-m', 'recent', '--name', 'BAN', '--rcheck', '--seconds', '600', '-j', 'DROP'],
         ['-A', 'FORWARD', '-p', 'icmp', '--icmp-type', 'echo-request', '-m', 'quota2', '--name', 'Q', '--quota', String(QUOTA), '--packets', '-j', 'ACCEPT'],
         ['-A', 'FORWARD', '-p', 'icmp', '--icmp-type', 'echo-request', '-j', 'DROP'],
+        ['-A', 'FORWARD', '-p', 'tcp', '-m', 'pknock', '--knockports', '4002,4001', '--time', '5', '--name', 'KN', '-m', 'tcp', '--dport', '8081', '-j', 'ACCEPT'],
+        ['-A', 'FORWARD', '-p', 'tcp', '--dport', '8081', '-j', 'DROP'],
       ]) {
         const r = await lab.xtr(['iptables', ...rule]);
         t.is(r.status, 0, r.stderr);
       }
       lab.background('s', ['socat', 'TCP-LISTEN:8080,fork,reuseaddr', '/dev/null']);
+      lab.background('s', ['socat', 'TCP-LISTEN:8081,fork,reuseaddr', '/dev/null']);
     }
     const [a, b] = labs;
     for (const lab of labs) t.true(await waitFor(async () => (await clusterStatus(lab)).connected === true, 20_000, 100), 'connected to NATS');
@@ -105,7 +109,15 @@ test.serial('two gateways share recent and quota2 over NATS JetStream; NATS down
     t.is(qa, '0');
     t.is(qb, '0');
 
-    // 3. NATS killed: both keep forwarding and enforcing local state.
+    // 3. pknock: a knock sequence through A opens the guarded port on B too.
+    t.false(await connects(b, 'm', MONITOR, 8081), 'B: closed before the knock');
+    await a.run('m', ['knock', SERVER, '4002', '4001'], { timeoutMs: 20_000 });
+    t.regex((await a.xtr(['proc', 'cat', 'net/xt_pknock/KN'])).stdout, /status=ALLOWED/);
+    t.true(await waitFor(async () => /src=192\.0\.2\.2 .*status=ALLOWED/.test((await b.xtr(['proc', 'cat', 'net/xt_pknock/KN'])).stdout), 10_000, 20), 'B: the peer is ALLOWED');
+    t.true(await connects(b, 'm', MONITOR, 8081), 'B: open after the knock on A');
+    t.false(await connects(b, 'c', CLIENT_B, 8081), 'B: only for the source that knocked');
+
+    // 4. NATS killed: both keep forwarding and enforcing local state.
     await nats.kill('SIGKILL');
     nats = null;
     t.true(await waitFor(async () => (await clusterStatus(a)).connected === false, 10_000, 100), 'A sees NATS gone');
@@ -122,7 +134,7 @@ test.serial('two gateways share recent and quota2 over NATS JetStream; NATS down
     t.log(`A while NATS is down: outbox ${down.outbox}, dropped ${down.dropped}`);
     t.true((down.outbox as number) >= 1, 'the change waits in A\'s outbox');
 
-    // 4. NATS back with its store: A publishes its outbox, B catches up.
+    // 5. NATS back with its store: A publishes its outbox, B catches up.
     const t1 = Date.now();
     nats = startNats(n);
     t.true(await waitFor(() => recentHas(b, MONITOR), 30_000, 20), 'B caught up with the ban made while NATS was down');
