@@ -94,7 +94,7 @@ function percentile(sorted: readonly number[], p: number): number {
 /** `ping -i 0.01` client -> server for SECONDS, while `during` runs (its loop must stop when told). */
 async function pingThrough(lab: Lab, during: ((stop: () => boolean) => Promise<void>) | null): Promise<PingRun> {
   const count = Math.round(SECONDS * 100);
-  const ping = lab.background('c', ['ping', '-n', '-i', '0.01', '-c', String(count), '-W', '2', '-w', String(SECONDS + 10), '203.0.113.2']);
+  const ping = lab.background('c', ['ping', '-n', '-i', '0.01', '-c', String(count), '-W', '5', '203.0.113.2']);
   let done = false;
   const finished = ping.wait((SECONDS + 20) * 1000).then((code) => {
     done = true;
