@@ -17,7 +17,7 @@ import type { Family, PacketContext } from '../../xt/packet.js';
 import { ConnStatus, type Conn, type ConnTuple } from '../../xt/conn.js';
 import type { TcpCt } from './tcp.js';
 import { getU16 } from '../../dataplane/bytes.js';
-import { ADDR_WORDS, EntryStore, PSTATE_WORDS } from './store.js';
+import { ADDR_WORDS, EntryStore, PSTATE_BYTES, PSTATE_WORDS } from './store.js';
 
 export const P_ICMP = 1;
 export const P_TCP = 6;
@@ -149,10 +149,14 @@ export class ConnEntry implements Conn {
   get repl(): CtTuple {
     return REPL_VIEW.load(this.store, 2 * this.slot + 1);
   }
-  /** TCP window tracking words (tcp.ts Tw layout), a copy: for tests and tools. */
+  /** TCP window tracking (tcp.ts: the Tw words, then the Tb bytes), a copy: for tests and tools. */
   get tcp(): Int32Array {
-    const b = this.slot * PSTATE_WORDS;
-    return this.store.pstate.slice(b, b + PSTATE_WORDS);
+    const w = this.slot * PSTATE_WORDS;
+    const b = this.slot * PSTATE_BYTES;
+    const out = new Int32Array(PSTATE_WORDS + PSTATE_BYTES);
+    out.set(this.store.pstate.subarray(w, w + PSTATE_WORDS));
+    out.set(this.store.pbytes.subarray(b, b + PSTATE_BYTES), PSTATE_WORDS);
+    return out;
   }
   get confirmed(): boolean {
     return (this.store.status[this.slot] & ConnStatus.CONFIRMED) !== 0;

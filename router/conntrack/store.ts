@@ -15,9 +15,9 @@
  *   family, proto, tcpState, status, mark, expires, masq
  *   older/newer          the age list (confirmed entries, oldest first);
  *                        `newer` also links the free list
- *   pstate[21s ..]       per-protocol state (the kernel's union
- *                        nf_conntrack_proto): TCP window tracking (tcp.ts
- *                        Tw), UDP's creation time
+ *   pstate[12s ..]       per-protocol state (the kernel's union
+ *   pbytes[9s ..]        nf_conntrack_proto): TCP window tracking (tcp.ts
+ *                        Tw words, Tb bytes), UDP's creation time
  *   gen                  bumped whenever the slot is freed: a (slot, gen)
  *                        pair kept across packets (fragments.ts) tells a
  *                        recycled slot from its old flow
@@ -47,7 +47,9 @@ import { ConnStatus } from '../../xt/conn.js';
 import { ConnEntry } from './entry.js';
 
 /** Words of per-protocol state per slot (tcp.ts Tw.WORDS). */
-export const PSTATE_WORDS = 21;
+export const PSTATE_WORDS = 12;
+/** Bytes of per-protocol state per slot (tcp.ts Tb.BYTES: the small TCP fields). */
+export const PSTATE_BYTES = 9;
 /** Address words per slot: four tuples' halves of four words. */
 export const ADDR_WORDS = 16;
 /** New flows whose first packet may still be in flight (> a batch plus the pending queue). */
@@ -75,6 +77,7 @@ export class EntryStore {
   older = new Int32Array(0);
   newer = new Int32Array(0);
   pstate = new Int32Array(0);
+  pbytes = new Uint8Array(0);
   /** One handle per allocated slot (handles[s].slot === s); replaced, exactly sized, when the slabs grow. */
   handles: ConnEntry[] = [];
   /**
@@ -109,7 +112,7 @@ export class EntryStore {
   /** Bytes the slabs hold now (what the table costs beyond its buckets). */
   bytes(): number {
     let n = 0;
-    for (const a of [this.family, this.proto, this.tcpState, this.status, this.masq, this.mark, this.gen, this.expires, this.addr, this.ports, this.next, this.older, this.newer, this.pstate]) {
+    for (const a of [this.family, this.proto, this.tcpState, this.status, this.masq, this.mark, this.gen, this.expires, this.addr, this.ports, this.next, this.older, this.newer, this.pstate, this.pbytes]) {
       n += a.byteLength;
     }
     return n;
@@ -138,6 +141,7 @@ export class EntryStore {
     this.older[s] = this.newer[s] = -1;
     this.addr.fill(0, s * ADDR_WORDS, (s + 1) * ADDR_WORDS);
     this.pstate.fill(0, s * PSTATE_WORDS, (s + 1) * PSTATE_WORDS);
+    this.pbytes.fill(0, s * PSTATE_BYTES, (s + 1) * PSTATE_BYTES);
     return s;
   }
 
@@ -169,6 +173,20 @@ export class EntryStore {
     this.ringSlot[i] = s;
     this.ringGen[i] = this.gen[s];
     this.ringNext = i + 1 === UNCONFIRMED_MAX ? 0 : i + 1;
+  }
+
+  /** Test aid: the free list's slots in order, or a description of what is wrong with it. */
+  freeSlots(): number[] | string {
+    const out: number[] = [];
+    const seen = new Uint8Array(this.allocated);
+    for (let s = this.freeHead; s >= 0; s = this.newer[s]) {
+      if (s >= this.allocated || seen[s] === 1) return `free list revisits or leaves the slabs at slot ${s}`;
+      seen[s] = 1;
+      out.push(s);
+      if (this.newer[s] < 0 && s !== this.freeTail) return `free list ends at ${s}, tail is ${this.freeTail}`;
+    }
+    if (out.length !== this.freeCount) return `free list holds ${out.length} slots, count says ${this.freeCount}`;
+    return out;
   }
 
   masqName(s: number): string | null {
@@ -210,6 +228,7 @@ export class EntryStore {
     this.older = grown(this.older, new Int32Array(to));
     this.newer = grown(this.newer, new Int32Array(to));
     this.pstate = grown(this.pstate, new Int32Array(to * PSTATE_WORDS));
+    this.pbytes = grown(this.pbytes, new Uint8Array(to * PSTATE_BYTES));
     this.allocated = to;
     const handles = new Array<ConnEntry>(to);
     for (let s = 0; s < from; s++) handles[s] = this.handles[s];

@@ -448,6 +448,44 @@ export class Conntrack {
     return s;
   }
 
+  /**
+   * Test aid (test/conntrack-slab.test.ts): walks the age list, the hash
+   * chains and the free list and returns what is inconsistent, or null.
+   * Not on the packet path.
+   */
+  selfCheck(): string | null {
+    const st = this.store;
+    const n = st.allocated;
+    const inAge = new Uint8Array(n);
+    let count = 0;
+    let prev = -1;
+    for (let s = this.oldest; s >= 0; s = st.newer[s]) {
+      if (s >= n || inAge[s] === 1) return `age list revisits or leaves the slabs at slot ${s}`;
+      inAge[s] = 1;
+      if ((st.status[s] & (ConnStatus.CONFIRMED | ConnStatus.DYING)) !== ConnStatus.CONFIRMED) return `slot ${s} in the age list has status ${st.status[s]}`;
+      if (st.older[s] !== prev) return `slot ${s}: older ${st.older[s]}, expected ${prev}`;
+      prev = s;
+      count++;
+    }
+    if (prev !== this.newest) return `age list ends at ${prev}, newest is ${this.newest}`;
+    if (count !== this.confirmedCount) return `age list holds ${count}, count says ${this.confirmedCount}`;
+    let chained = 0;
+    for (let b = 0; b < this.buckets; b++) {
+      let steps = 0;
+      for (let t = this.heads[b]; t >= 0; t = st.next[t]) {
+        if (++steps > 2 * n) return `bucket ${b} loops`;
+        if (inAge[t >> 1] !== 1) return `tuple ${t} in bucket ${b} belongs to slot ${t >> 1}, not in the table`;
+        if (this.bucketOf(t) !== b) return `tuple ${t} in bucket ${b}, hashes to ${this.bucketOf(t)}`;
+        chained++;
+      }
+    }
+    if (chained !== 2 * count) return `${chained} tuples chained for ${count} entries`;
+    const free = st.freeSlots();
+    if (typeof free === 'string') return free;
+    for (const s of free) if (inAge[s] === 1) return `slot ${s} is both free and in the table`;
+    return null;
+  }
+
   // ---- internals ----
 
   private timeoutFor(s: number, now: number): number {

@@ -28,7 +28,7 @@
  */
 import type { PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
-import { PSTATE_WORDS, type EntryStore } from './store.js';
+import { PSTATE_BYTES, PSTATE_WORDS, type EntryStore } from './store.js';
 import type { Timeouts } from './table.js';
 
 /** TCP conntrack states, numbered as the kernel numbers them. */
@@ -108,31 +108,45 @@ const enum Tw {
   MAXWIN = 2,
   /** Highest ack this side sent (valid once MAXACK_SET). */
   MAXACK = 3,
-  /** Shift applied to this side's window field outside SYNs. */
-  SCALE = 4,
-  /** TcpFlag bits of this side. */
-  FLAGS = 5,
   /** Words per direction. */
-  DIR = 6,
-  LAST_DIR = 12,
-  LAST_INDEX = 13,
-  LAST_SEQ = 14,
-  LAST_ACK = 15,
-  LAST_END = 16,
+  DIR = 4,
+  LAST_SEQ = 8,
+  LAST_ACK = 9,
+  LAST_END = 10,
   /** The window field as sent (unscaled). */
-  LAST_WIN = 17,
+  LAST_WIN = 11,
+  WORDS = 12,
+}
+
+/**
+ * The small fields of the same state, one byte each in the store's pbytes
+ * slab (a word apiece would cost 27 bytes more per entry). Per direction
+ * DIR bytes, so a word offset `snd` (0 or Tw.DIR) is the byte offset
+ * `snd >> 1`.
+ */
+const enum Tb {
+  /** Shift applied to this side's window field outside SYNs. */
+  SCALE = 0,
+  /** TcpFlag bits of this side. */
+  FLAGS = 1,
+  /** Bytes per direction. */
+  DIR = 2,
+  LAST_DIR = 4,
+  LAST_INDEX = 5,
   /** Window scale of an ignored SYN, kept in case its SYN/ACK proves it right. */
-  LAST_WSCALE = 18,
-  LAST_FLAGS = 19,
+  LAST_WSCALE = 6,
+  LAST_FLAGS = 7,
   /** The same ACK seen again this many times in a row (wraps at 256 as the kernel's u8). */
-  RETRANS = 20,
-  WORDS = 21,
+  RETRANS = 8,
+  BYTES = 9,
 }
 
 // The store sizes its per-protocol slab for this layout.
-if ((Tw.WORDS as number) !== PSTATE_WORDS) throw new Error('conntrack: Tw.WORDS and store PSTATE_WORDS differ');
+if ((Tw.WORDS as number) !== PSTATE_WORDS || (Tb.BYTES as number) !== PSTATE_BYTES || (Tw.DIR as number) !== 2 * Tb.DIR) {
+  throw new Error('conntrack: the TCP state layout and the store slabs differ');
+}
 
-/** Bits of Tw.FLAGS (per side) and Tw.LAST_FLAGS, numbered as the kernel's IP_CT_TCP_FLAG_*. */
+/** Bits of Tb.FLAGS (per side) and Tb.LAST_FLAGS, numbered as the kernel's IP_CT_TCP_FLAG_*. */
 const enum TcpFlag {
   /** The side sent the window scale option in its SYN. */
   WINDOW_SCALE = 0x01,
@@ -249,6 +263,8 @@ export class TcpTracker {
   newFlow(slot: number, pkt: PacketContext): void {
     const w = this.store.pstate;
     const wb = slot * Tw.WORDS;
+    const f = this.store.pbytes;
+    const fb = slot * Tb.BYTES;
     const b = pkt.buf;
     const l4 = pkt.l4off;
     const flags = pkt.tcpFlags;
@@ -259,12 +275,12 @@ export class TcpTracker {
     w[wb + Tw.MAXWIN] = win === 0 ? 1 : win;
     if (tcpEvent(flags) === Ev.SYN) {
       w[wb + Tw.MAXEND] = w[wb + Tw.END];
-      this.takeSynOptions(w, wb, 0, pkt, doff);
+      this.takeSynOptions(w, wb, f, fb, 0, pkt, doff);
     } else {
       w[wb + Tw.MAXEND] = w[wb + Tw.END] + w[wb + Tw.MAXWIN];
-      w[wb + Tw.FLAGS] = w[wb + Tw.DIR + Tw.FLAGS] = TcpFlag.SACK_PERM | TcpFlag.BE_LIBERAL;
+      f[fb + Tb.FLAGS] = f[fb + Tb.DIR + Tb.FLAGS] = TcpFlag.SACK_PERM | TcpFlag.BE_LIBERAL;
     }
-    w[wb + Tw.LAST_INDEX] = Ev.NONE;
+    f[fb + Tb.LAST_INDEX] = Ev.NONE;
   }
 
   /**
@@ -278,6 +294,8 @@ export class TcpTracker {
     const st = this.store;
     const w = st.pstate;
     const wb = slot * Tw.WORDS;
+    const f = this.store.pbytes;
+    const fb = slot * Tb.BYTES;
     const b = pkt.buf;
     const l4 = pkt.l4off;
     const flags = pkt.tcpFlags;
@@ -302,43 +320,43 @@ export class TcpTracker {
         if (old < TcpCt.TIME_WAIT) break;
         // A SYN in TIME_WAIT or CLOSE starts over if the flow was closed by a FIN or aborted
         // by this side's reset; otherwise the endpoints may still hold it, so it is ignored.
-        if (((w[wb + snd + Tw.FLAGS] | w[wb + rcv + Tw.FLAGS]) & TcpFlag.CLOSE_INIT) !== 0 || (w[wb + Tw.LAST_DIR] === dir && w[wb + Tw.LAST_INDEX] === Ev.RST)) {
+        if (((f[fb + (snd >> 1) + Tb.FLAGS] | f[fb + (rcv >> 1) + Tb.FLAGS]) & TcpFlag.CLOSE_INIT) !== 0 || (f[fb + Tb.LAST_DIR] === dir && f[fb + Tb.LAST_INDEX] === Ev.RST)) {
           return TcpResult.REOPEN;
         }
         ignore = true;
         break;
       case IG:
-        if (index === Ev.SYNACK && w[wb + Tw.LAST_INDEX] === Ev.SYN && w[wb + Tw.LAST_DIR] !== dir && seg[Seg.ACK] === w[wb + Tw.LAST_END]) {
+        if (index === Ev.SYNACK && f[fb + Tb.LAST_INDEX] === Ev.SYN && f[fb + Tb.LAST_DIR] !== dir && seg[Seg.ACK] === w[wb + Tw.LAST_END]) {
           // This SYN/ACK answers a SYN the table ignored: the endpoints are in step, the table was
           // not. Take the flow up from that SYN's recorded values, as a fresh SYN_SENT.
           old = TcpCt.SYN_SENT;
           next = TcpCt.SYN_RECV;
-          const syn = w[wb + Tw.LAST_DIR] * Tw.DIR;
+          const syn = f[fb + Tb.LAST_DIR] * Tw.DIR;
           w[wb + syn + Tw.END] = w[wb + syn + Tw.MAXEND] = w[wb + Tw.LAST_END];
           w[wb + syn + Tw.MAXWIN] = w[wb + Tw.LAST_WIN] === 0 ? 1 : w[wb + Tw.LAST_WIN];
-          w[wb + syn + Tw.SCALE] = w[wb + Tw.LAST_WSCALE];
-          w[wb + Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
-          w[wb + syn + Tw.FLAGS] = w[wb + Tw.LAST_FLAGS];
-          w[wb + snd + Tw.END] = w[wb + snd + Tw.MAXEND] = w[wb + snd + Tw.MAXWIN] = w[wb + snd + Tw.MAXACK] = w[wb + snd + Tw.SCALE] = 0;
-          w[wb + snd + Tw.FLAGS] &= TcpFlag.BE_LIBERAL;
+          f[fb + (syn >> 1) + Tb.SCALE] = f[fb + Tb.LAST_WSCALE];
+          f[fb + Tb.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
+          f[fb + (syn >> 1) + Tb.FLAGS] = f[fb + Tb.LAST_FLAGS];
+          w[wb + snd + Tw.END] = w[wb + snd + Tw.MAXEND] = w[wb + snd + Tw.MAXWIN] = w[wb + snd + Tw.MAXACK] = f[fb + (snd >> 1) + Tb.SCALE] = 0;
+          f[fb + (snd >> 1) + Tb.FLAGS] &= TcpFlag.BE_LIBERAL;
           break;
         }
         ignore = true;
         break;
       case TcpCt.TIME_WAIT:
         // RFC 5961: a challenge ACK answering an ignored SYN in LAST_ACK is not the last ACK.
-        if (old === TcpCt.LAST_ACK && index === Ev.ACK && w[wb + Tw.LAST_DIR] !== dir && w[wb + Tw.LAST_INDEX] === Ev.SYN &&
-            (w[wb + Tw.LAST_FLAGS] & TcpFlag.CHALLENGE_ACK) !== 0) {
-          w[wb + Tw.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
+        if (old === TcpCt.LAST_ACK && index === Ev.ACK && f[fb + Tb.LAST_DIR] !== dir && f[fb + Tb.LAST_INDEX] === Ev.SYN &&
+            (f[fb + Tb.LAST_FLAGS] & TcpFlag.CHALLENGE_ACK) !== 0) {
+          f[fb + Tb.LAST_FLAGS] &= ~TcpFlag.CHALLENGE_ACK;
           return TcpResult.IGNORED;
         }
         break;
       case TcpCt.SYN_SENT2:
         // The table alone cannot follow a simultaneous open; remember it for the ACK that ends it.
-        w[wb + Tw.LAST_FLAGS] |= TcpFlag.SIMULTANEOUS_OPEN;
+        f[fb + Tb.LAST_FLAGS] |= TcpFlag.SIMULTANEOUS_OPEN;
         break;
       case TcpCt.SYN_RECV:
-        if (dir === 1 && index === Ev.ACK && (w[wb + Tw.LAST_FLAGS] & TcpFlag.SIMULTANEOUS_OPEN) !== 0) next = TcpCt.ESTABLISHED;
+        if (dir === 1 && index === Ev.ACK && (f[fb + Tb.LAST_FLAGS] & TcpFlag.SIMULTANEOUS_OPEN) !== 0) next = TcpCt.ESTABLISHED;
         break;
       case TcpCt.CLOSE:
         if (index !== Ev.RST) break;
@@ -351,7 +369,7 @@ export class TcpTracker {
         break;
     }
     if (ignore) {
-      this.recordIgnored(w, wb, dir, index, old, pkt, doff);
+      this.recordIgnored(w, wb, f, fb, dir, index, old, pkt, doff);
       return TcpResult.IGNORED;
     }
     if (checkWindow) {
@@ -362,17 +380,17 @@ export class TcpTracker {
         return TcpResult.INVALID;
       }
     }
-    w[wb + Tw.LAST_INDEX] = index;
-    w[wb + Tw.LAST_DIR] = dir;
+    f[fb + Tb.LAST_INDEX] = index;
+    f[fb + Tb.LAST_DIR] = dir;
     st.tcpState[slot] = next;
-    if (old !== next && next === TcpCt.FIN_WAIT) w[wb + snd + Tw.FLAGS] |= TcpFlag.CLOSE_INIT;
+    if (old !== next && next === TcpCt.FIN_WAIT) f[fb + (snd >> 1) + Tb.FLAGS] |= TcpFlag.CLOSE_INIT;
 
     const to = this.timeouts;
     const stateTimeout = to.tcp[next];
     let timeout: number;
-    if (w[wb + Tw.RETRANS] >= TCP_MAX_RETRANS && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
+    if (f[fb + Tb.RETRANS] >= TCP_MAX_RETRANS && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
     else if (index === Ev.RST) timeout = to.tcp[TcpCt.CLOSE];
-    else if (((w[wb + Tw.FLAGS] | w[wb + Tw.DIR + Tw.FLAGS]) & TcpFlag.DATA_UNACKNOWLEDGED) !== 0 && stateTimeout > to.tcpUnacknowledged) timeout = to.tcpUnacknowledged;
+    else if (((f[fb + Tb.FLAGS] | f[fb + Tb.DIR + Tb.FLAGS]) & TcpFlag.DATA_UNACKNOWLEDGED) !== 0 && stateTimeout > to.tcpUnacknowledged) timeout = to.tcpUnacknowledged;
     else if (w[wb + Tw.LAST_WIN] === 0 && stateTimeout > to.tcpRetrans) timeout = to.tcpRetrans;
     else timeout = stateTimeout;
 
@@ -408,26 +426,28 @@ export class TcpTracker {
     }
     const w = st.pstate;
     const wb = slot * Tw.WORDS;
+    const f = this.store.pbytes;
+    const fb = slot * Tb.BYTES;
     const other = Tw.DIR - dir * Tw.DIR;
     let r = 0;
-    if ((w[wb + other + Tw.FLAGS] & TcpFlag.MAXACK_SET) !== 0 && w[wb + Tw.LAST_INDEX] !== Ev.SYN) {
+    if ((f[fb + (other >> 1) + Tb.FLAGS] & TcpFlag.MAXACK_SET) !== 0 && f[fb + Tb.LAST_INDEX] !== Ev.SYN) {
       const established = old === TcpCt.ESTABLISHED && (st.status[slot] & ConnStatus.ASSURED) !== 0;
       // seq 0 before the flow is established: most likely the answer to a SYN let through.
       if (seq === 0 && !established) return 0;
       if (before(seq, w[wb + other + Tw.MAXACK])) return RST_INVALID;
       if (!established || seq === w[wb + other + Tw.MAXACK]) return 0;
       // A reset right after this side's last data segment ends a train; anything else keeps the state.
-      if (w[wb + Tw.LAST_INDEX] === Ev.ACK && w[wb + Tw.LAST_DIR] === dir && seq === w[wb + Tw.LAST_END]) return 0;
+      if (f[fb + Tb.LAST_INDEX] === Ev.ACK && f[fb + Tb.LAST_DIR] === dir && seq === w[wb + Tw.LAST_END]) return 0;
       r = RST_KEEP_STATE;
     }
     const ack = this.seg[Seg.ACK];
     const seenReply = (st.status[slot] & ConnStatus.SEEN_REPLY) !== 0;
     const assured = (st.status[slot] & ConnStatus.ASSURED) !== 0;
-    if (((seenReply && w[wb + Tw.LAST_INDEX] === Ev.SYN) || (!assured && w[wb + Tw.LAST_INDEX] === Ev.ACK)) && ack === w[wb + Tw.LAST_END]) {
+    if (((seenReply && f[fb + Tb.LAST_INDEX] === Ev.SYN) || (!assured && f[fb + Tb.LAST_INDEX] === Ev.ACK)) && ack === w[wb + Tw.LAST_END]) {
       return r | RST_SKIP_WINDOW;
     }
     // The reset answering a challenge ACK let through in SYN_SENT.
-    if (old === TcpCt.SYN_SENT && w[wb + Tw.LAST_INDEX] === Ev.ACK && w[wb + Tw.LAST_DIR] === 1 && seq === w[wb + Tw.LAST_ACK]) return r | RST_SKIP_WINDOW;
+    if (old === TcpCt.SYN_SENT && f[fb + Tb.LAST_INDEX] === Ev.ACK && f[fb + Tb.LAST_DIR] === 1 && seq === w[wb + Tw.LAST_ACK]) return r | RST_SKIP_WINDOW;
     return r;
   }
 
@@ -436,18 +456,18 @@ export class TcpTracker {
    * SYN/ACK answering an ignored SYN (or a reset answering an ignored
    * segment) can bring the table back in step.
    */
-  private recordIgnored(w: Int32Array, wb: number, dir: number, index: Ev, old: TcpCt, pkt: PacketContext, doff: number): void {
+  private recordIgnored(w: Int32Array, wb: number, f: Uint8Array, fb: number, dir: number, index: Ev, old: TcpCt, pkt: PacketContext, doff: number): void {
     const seg = this.seg;
-    w[wb + Tw.LAST_INDEX] = index;
-    w[wb + Tw.LAST_DIR] = dir;
+    f[fb + Tb.LAST_INDEX] = index;
+    f[fb + Tb.LAST_DIR] = dir;
     w[wb + Tw.LAST_SEQ] = seg[Seg.SEQ];
     w[wb + Tw.LAST_END] = seg[Seg.END];
     w[wb + Tw.LAST_WIN] = seg[Seg.WIN];
     if (index === Ev.SYN && dir === 0) {
       const l4 = pkt.l4off;
       const opt = synOptions(pkt.buf, l4 + 20, l4 + doff);
-      w[wb + Tw.LAST_FLAGS] = (opt & (TcpFlag.WINDOW_SCALE | TcpFlag.SACK_PERM)) | (old === TcpCt.LAST_ACK ? TcpFlag.CHALLENGE_ACK : 0);
-      w[wb + Tw.LAST_WSCALE] = (opt & TcpFlag.WINDOW_SCALE) !== 0 ? opt >> 8 : 0;
+      f[fb + Tb.LAST_FLAGS] = (opt & (TcpFlag.WINDOW_SCALE | TcpFlag.SACK_PERM)) | (old === TcpCt.LAST_ACK ? TcpFlag.CHALLENGE_ACK : 0);
+      f[fb + Tb.LAST_WSCALE] = (opt & TcpFlag.WINDOW_SCALE) !== 0 ? opt >> 8 : 0;
     }
     // A reply ACK in SYN_SENT may be a challenge ACK; the client's reset to it carries this seq.
     if (old === TcpCt.SYN_SENT && index === Ev.ACK && dir === 1) w[wb + Tw.LAST_ACK] = seg[Seg.ACK];
@@ -463,38 +483,40 @@ export class TcpTracker {
     if ((st.status[slot] & ConnStatus.ASSURED) === 0 || (index !== Ev.RST && index !== Ev.FIN)) return;
     const w = st.pstate;
     const wb = slot * Tw.WORDS;
-    if (w[wb + Tw.LAST_DIR] !== dir && (w[wb + Tw.LAST_INDEX] === Ev.FIN || w[wb + Tw.LAST_INDEX] === Ev.RST)) {
+    const f = this.store.pbytes;
+    const fb = slot * Tb.BYTES;
+    if (f[fb + Tb.LAST_DIR] !== dir && (f[fb + Tb.LAST_INDEX] === Ev.FIN || f[fb + Tb.LAST_INDEX] === Ev.RST)) {
       const left = st.expires[slot] - now;
       const cap = 1000 * this.timeouts.tcpUnacknowledged;
       if (left >= 120_000 && left > cap) st.expires[slot] = now + cap;
     } else {
-      w[wb + Tw.LAST_INDEX] = index;
-      w[wb + Tw.LAST_DIR] = dir;
+      f[fb + Tb.LAST_INDEX] = index;
+      f[fb + Tb.LAST_DIR] = dir;
     }
   }
 
   /** A SYN or SYN/ACK (re)starts its sender's window state from its own values and options. */
-  private initSender(w: Int32Array, wb: number, dir: number, pkt: PacketContext, doff: number): void {
+  private initSender(w: Int32Array, wb: number, f: Uint8Array, fb: number, dir: number, pkt: PacketContext, doff: number): void {
     const seg = this.seg;
     const snd = dir * Tw.DIR;
     const rcv = Tw.DIR - snd;
     w[wb + snd + Tw.END] = w[wb + snd + Tw.MAXEND] = seg[Seg.END];
     w[wb + snd + Tw.MAXWIN] = seg[Seg.WIN] === 0 ? 1 : seg[Seg.WIN];
-    this.takeSynOptions(w, wb, snd, pkt, doff);
+    this.takeSynOptions(w, wb, f, fb, snd, pkt, doff);
     // RFC 7323: scaling is on only if both SYNs offered it.
-    if (dir === 1 && ((w[wb + snd + Tw.FLAGS] & w[wb + rcv + Tw.FLAGS]) & TcpFlag.WINDOW_SCALE) === 0) {
-      w[wb + snd + Tw.SCALE] = 0;
-      w[wb + rcv + Tw.SCALE] = 0;
+    if (dir === 1 && ((f[fb + (snd >> 1) + Tb.FLAGS] & f[fb + (rcv >> 1) + Tb.FLAGS]) & TcpFlag.WINDOW_SCALE) === 0) {
+      f[fb + (snd >> 1) + Tb.SCALE] = 0;
+      f[fb + (rcv >> 1) + Tb.SCALE] = 0;
     }
   }
 
   /** The SYN's options become the side's scale and flags (a SYN without options changes neither). */
-  private takeSynOptions(w: Int32Array, wb: number, side: number, pkt: PacketContext, doff: number): void {
+  private takeSynOptions(w: Int32Array, wb: number, f: Uint8Array, fb: number, side: number, pkt: PacketContext, doff: number): void {
     if (doff === 20) return;
     const l4 = pkt.l4off;
     const opt = synOptions(pkt.buf, l4 + 20, l4 + doff);
-    w[wb + side + Tw.SCALE] = opt >> 8;
-    w[wb + side + Tw.FLAGS] = (w[wb + side + Tw.FLAGS] & TcpFlag.BE_LIBERAL) | (opt & 0xff);
+    f[fb + (side >> 1) + Tb.SCALE] = opt >> 8;
+    f[fb + (side >> 1) + Tb.FLAGS] = (f[fb + (side >> 1) + Tb.FLAGS] & TcpFlag.BE_LIBERAL) | (opt & 0xff);
   }
 
   /** Raises seg[SACK] to the highest right edge of the first SACK option's blocks. */
@@ -532,6 +554,8 @@ export class TcpTracker {
     const st = this.store;
     const w = st.pstate;
     const wb = slot * Tw.WORDS;
+    const f = this.store.pbytes;
+    const fb = slot * Tb.BYTES;
     const seg = this.seg;
     const flags = pkt.tcpFlags;
     const snd = dir * Tw.DIR;
@@ -541,18 +565,18 @@ export class TcpTracker {
     let end = seg[Seg.END];
     const rawWin = seg[Seg.WIN];
     seg[Seg.SACK] = ack;
-    if ((w[wb + rcv + Tw.FLAGS] & TcpFlag.SACK_PERM) !== 0 && doff > 20) this.readSack(pkt.buf, pkt.l4off + 20, pkt.l4off + doff);
+    if ((f[fb + (rcv >> 1) + Tb.FLAGS] & TcpFlag.SACK_PERM) !== 0 && doff > 20) this.readSack(pkt.buf, pkt.l4off + 20, pkt.l4off + doff);
     let sack = seg[Seg.SACK];
 
     if (w[wb + snd + Tw.MAXWIN] === 0) {
       if ((flags & 0x02) !== 0) {
         // The SYN/ACK (or the reply side's SYN of a simultaneous open) starts the sender's state.
-        this.initSender(w, wb, dir, pkt, doff);
+        this.initSender(w, wb, f, fb, dir, pkt, doff);
         if ((flags & 0x10) === 0) return Win.ACCEPT;
       } else {
         // Nothing seen from this side yet: take what this packet says.
         w[wb + snd + Tw.END] = end;
-        const swin = rawWin << w[wb + snd + Tw.SCALE];
+        const swin = rawWin << f[fb + (snd >> 1) + Tb.SCALE];
         w[wb + snd + Tw.MAXWIN] = swin === 0 ? 1 : swin;
         w[wb + snd + Tw.MAXEND] = end + w[wb + snd + Tw.MAXWIN];
         if (w[wb + rcv + Tw.MAXWIN] === 0) {
@@ -565,7 +589,7 @@ export class TcpTracker {
       }
     } else if ((flags & 0x02) !== 0 && after(end, w[wb + snd + Tw.END]) && (st.tcpState[slot] === TcpCt.SYN_SENT || st.tcpState[slot] === TcpCt.SYN_RECV)) {
       // RFC 793: a reinitialised TCP may reopen with higher sequence numbers; start this side over.
-      this.initSender(w, wb, dir, pkt, doff);
+      this.initSender(w, wb, f, fb, dir, pkt, doff);
       if (dir === 1 && (flags & 0x10) === 0) return Win.ACCEPT;
     }
 
@@ -577,7 +601,7 @@ export class TcpTracker {
       // The reset refusing a SYN.
       seq = end = w[wb + snd + Tw.END];
     }
-    const liberal = (w[wb + snd + Tw.FLAGS] & TcpFlag.BE_LIBERAL) !== 0;
+    const liberal = (f[fb + (snd >> 1) + Tb.FLAGS] & TcpFlag.BE_LIBERAL) !== 0;
     const maxAckWin = (w[wb + snd + Tw.MAXWIN] >>> 0) > MAX_ACK_WINDOW_MIN ? w[wb + snd + Tw.MAXWIN] >>> 0 : MAX_ACK_WINDOW_MIN;
 
     if (!before(seq, (w[wb + snd + Tw.MAXEND] + 1) | 0)) {
@@ -589,7 +613,7 @@ export class TcpTracker {
         // A sender overrunning the window by less than a window: the data may still be acked, so its
         // end is believed, but the segment itself is not.
         w[wb + snd + Tw.END] = end;
-        w[wb + snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
+        f[fb + (snd >> 1) + Tb.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
         return liberal ? Win.ACCEPT : Win.IGNORE;
       }
       return liberal ? Win.ACCEPT : Win.INVALID;
@@ -601,17 +625,17 @@ export class TcpTracker {
     // IV: an ack far behind (an overly delayed packet).
     if (!after(sack, (w[wb + rcv + Tw.END] - maxAckWin - 1) | 0)) return liberal ? Win.ACCEPT : Win.IGNORE;
 
-    const win = (flags & 0x02) === 0 ? rawWin << w[wb + snd + Tw.SCALE] : rawWin;
+    const win = (flags & 0x02) === 0 ? rawWin << f[fb + (snd >> 1) + Tb.SCALE] : rawWin;
     const swin = (win + (sack - ack)) >>> 0;
     if ((w[wb + snd + Tw.MAXWIN] >>> 0) < swin) w[wb + snd + Tw.MAXWIN] = swin;
     if (after(end, w[wb + snd + Tw.END])) {
       w[wb + snd + Tw.END] = end;
-      w[wb + snd + Tw.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
+      f[fb + (snd >> 1) + Tb.FLAGS] |= TcpFlag.DATA_UNACKNOWLEDGED;
     }
     if ((flags & 0x10) !== 0) {
-      if ((w[wb + snd + Tw.FLAGS] & TcpFlag.MAXACK_SET) === 0) {
+      if ((f[fb + (snd >> 1) + Tb.FLAGS] & TcpFlag.MAXACK_SET) === 0) {
         w[wb + snd + Tw.MAXACK] = ack;
-        w[wb + snd + Tw.FLAGS] |= TcpFlag.MAXACK_SET;
+        f[fb + (snd >> 1) + Tb.FLAGS] |= TcpFlag.MAXACK_SET;
       } else if (after(ack, w[wb + snd + Tw.MAXACK])) {
         w[wb + snd + Tw.MAXACK] = ack;
       }
@@ -621,20 +645,21 @@ export class TcpTracker {
     if (after((sack + win) | 0, (w[wb + rcv + Tw.MAXEND] - 1) | 0)) {
       w[wb + rcv + Tw.MAXEND] = sack + win + (win === 0 ? 1 : 0);
     }
-    if (ack === w[wb + rcv + Tw.END]) w[wb + rcv + Tw.FLAGS] &= ~TcpFlag.DATA_UNACKNOWLEDGED;
+    if (ack === w[wb + rcv + Tw.END]) f[fb + (rcv >> 1) + Tb.FLAGS] &= ~TcpFlag.DATA_UNACKNOWLEDGED;
 
     if (index === Ev.ACK) {
-      if (w[wb + Tw.LAST_DIR] === dir && w[wb + Tw.LAST_SEQ] === seq && w[wb + Tw.LAST_ACK] === ack && w[wb + Tw.LAST_END] === end && w[wb + Tw.LAST_WIN] === rawWin) {
-        w[wb + Tw.RETRANS] = (w[wb + Tw.RETRANS] + 1) & 0xff;
+      if (f[fb + Tb.LAST_DIR] === dir && w[wb + Tw.LAST_SEQ] === seq && w[wb + Tw.LAST_ACK] === ack && w[wb + Tw.LAST_END] === end && w[wb + Tw.LAST_WIN] === rawWin) {
+        f[fb + Tb.RETRANS] = (f[fb + Tb.RETRANS] + 1) & 0xff;
       } else {
-        w[wb + Tw.LAST_DIR] = dir;
+        f[fb + Tb.LAST_DIR] = dir;
         w[wb + Tw.LAST_SEQ] = seq;
         w[wb + Tw.LAST_ACK] = ack;
         w[wb + Tw.LAST_END] = end;
         w[wb + Tw.LAST_WIN] = rawWin;
-        w[wb + Tw.RETRANS] = 0;
+        f[fb + Tb.RETRANS] = 0;
       }
     }
     return Win.ACCEPT;
   }
 }
+
