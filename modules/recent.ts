@@ -249,7 +249,8 @@ export class RecentTable {
 
   /** A removal by a rule or the proc file: shared as a record now (the entry is recycled before the flush). */
   removeShared(e: RecentEntry, jiffies: number): void {
-    if (this.sink !== null) this.sink.record(addrToString(e.addr, e.family), { rm: jiffies });
+    const clock = this.sink?.clock;
+    if (this.sink !== null && clock) this.sink.record(addrToString(e.addr, e.family), { rm: Math.round(wallOf(jiffies, jiffiesAt(clock.now()), clock)) });
     this.remove(e);
   }
 

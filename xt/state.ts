@@ -122,6 +122,8 @@ export interface SharedSink<I> {
   changed(item: I): void;
   /** A record built now, for changes whose item may be gone or reused by the flush (a removal). */
   record(id: string, data: unknown): void;
+  /** The clocks records are converted with (a removal's wall time); the cluster link always gives them. */
+  readonly clock?: SharedClock;
 }
 
 /**

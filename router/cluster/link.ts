@@ -163,6 +163,7 @@ export class ClusterLink implements SharedStateListener {
         else this.counters.dropped++;
       },
       record: (id, data) => this.queue(a, id, data),
+      clock: this.clock,
     };
     this.attached.set(key, a);
     shared.attach(value, sink);
@@ -245,6 +246,11 @@ export class ClusterLink implements SharedStateListener {
     } finally {
       this.publishing = false;
     }
+  }
+
+  /** The outbox as (bucket key, record bytes), oldest first: for tests and diagnostics. */
+  outboxEntries(): [string, Uint8Array][] {
+    return [...this.outbox];
   }
 
   /** One flush: collect and publish (the timer). */
