@@ -24,6 +24,7 @@ import { restore, RestoreError } from './netfilter/commands.js';
 import type { ExtensionRegistry } from '../modules/registry.js';
 import type { Extension } from '../xt/extension.js';
 import { ClusterLink, formatClusterStatus } from './cluster/link.js';
+import { ConntrackSync, ctSyncCommand } from './cluster/ct-sync.js';
 
 export interface Appliance {
   readonly netfilter: Netfilter;
@@ -116,6 +117,13 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     cluster = new ClusterLink(config.cluster, { now: () => svc.now(), wallNow: () => svc.wallNow() }, (level, msg) => log[level](msg));
     netfilter.state.setCluster(cluster);
     cluster.start();
+  }
+  // Issue 15 item 3: conntrack failover (router/cluster/ct-sync.ts) when `conntrack` is among cluster.shared.
+  let ctSync: ConntrackSync | null = null;
+  if (cluster) {
+    const svc = router.services;
+    ctSync = new ConntrackSync(conntrack, { now: () => svc.now(), wallNow: () => svc.wallNow() });
+    if (!ctSync.start(cluster)) ctSync = null;
   }
 
   // Durability (issue 12). A control command that may change rules or extension
@@ -238,6 +246,7 @@ export function buildAppliance(config: XtrConfig, router: Router, log: Logger, r
     ...extCommands,
     'reload-databases': () => ({ status: 0, stdout: `${reloadDatabases()}\n`, stderr: '' }),
     cluster: (args) => {
+      if (args[0] === 'commit' || args[0] === 'conntrack') return ctSyncCommand(ctSync, args);
       if (args.length === 0 || args[0] !== 'status' || args.length > 2 || (args.length === 2 && args[1] !== '--json')) {
         return { status: 2, stdout: '', stderr: 'usage: xtr cluster status [--json]\n' };
       }

@@ -17,7 +17,8 @@
  */
 import { hostname } from 'node:os';
 
-export const SHARED_KINDS = ['recent', 'quota2', 'pknock', 'account', 'dnetmap', 'psd'] as const;
+// 'conntrack': not an extension's state but the table's flows, for failover (router/cluster/ct-sync.ts).
+export const SHARED_KINDS = ['recent', 'quota2', 'pknock', 'account', 'dnetmap', 'psd', 'conntrack'] as const;
 
 export interface ClusterCredentials {
   readonly user?: string;

@@ -26,12 +26,12 @@
 import { Verdict, CtState, type Family, type Hook, type PacketContext } from '../../xt/packet.js';
 import { ConnStatus } from '../../xt/conn.js';
 import { ConnEntry, CtKey, P_ICMP, P_ICMPV6, P_TCP, P_UDP, P_UDPLITE, P_SCTP, P_DCCP } from './entry.js';
-import { TcpResult, TcpTracker, tcpMalformed, tcpOpensFlow } from './tcp.js';
+import { TcpResult, TcpTracker, tcpBeLiberal, tcpMalformed, tcpOpensFlow } from './tcp.js';
 import { icmp4IsError, icmp6IsError, icmp6Untracked, icmpReplyType, quotedKey } from './icmp.js';
 import { FragmentMemory } from './fragments.js';
 import { formatEntry } from './list.js';
 import { NAT_MASK, NO_NAT, NatBind, hookManip, natStatusBit, boundReply, type NatHook, NatManip } from './nat.js';
-import { ADDR_WORDS, EntryStore, FREE_SLACK, PSTATE_WORDS, UNCONFIRMED_MAX } from './store.js';
+import { ADDR_WORDS, EntryStore, FREE_SLACK, PSTATE_BYTES, PSTATE_WORDS, UNCONFIRMED_MAX } from './store.js';
 
 /** The kernel's default timeouts, in seconds (nf_conntrack_*_timeout_* sysctls). */
 export const DEFAULT_TIMEOUTS = {
@@ -58,6 +58,47 @@ export interface ConntrackOptions {
 }
 
 export const DEFAULT_CONNTRACK_MAX = 65536;
+
+/**
+ * Issue 15 (router/cluster/ct-sync.ts, docs/cluster.md "Conntrack failover"):
+ * who is told of a confirmed entry's birth (confirm), of its changes that
+ * matter to a standby (TCP state, ASSURED) and of its death (expiry, close,
+ * flush), as the kernel's ctnetlink events are; never per packet. Called on
+ * the packet path: a listener only queues. In destroyed() the slot's words
+ * are still the dead flow's.
+ */
+export interface CtEvents {
+  changed(slot: number): void;
+  destroyed(slot: number): void;
+}
+
+/**
+ * One entry as another gateway's table can take it (exportEntry /
+ * importEntry): tuples (NAT mapping included: the reply tuple is the
+ * translated one), status bits, TCP state and window words, mark, and the
+ * time it had left. `w`/`b` are the store's per-protocol words and bytes
+ * (store.ts pstate/pbytes, tcp.ts Tw/Tb layout): only meaningful between
+ * gateways running the same build (their lengths are checked).
+ */
+export interface CtExport {
+  /** Family, protocol. */
+  f: 4 | 6;
+  p: number;
+  /** Original then reply tuple: 8 address words (src, dst) and (sport << 16 | dport) each. */
+  o: number[];
+  r: number[];
+  /** Status bits without CONFIRMED / DYING. */
+  s: number;
+  /** TCP state (tcp.ts TcpCt). */
+  ts: number;
+  m: number;
+  /** ms left before expiry when exported. */
+  x: number;
+  w: number[];
+  b: number[];
+  /** MASQUERADE interface or null. */
+  q: string | null;
+}
 /** Bounds of max and buckets: a table of 4M entries is about 1 GB; more is a typo, not a configuration. */
 export const CONNTRACK_MAX_LIMIT = 4_194_304;
 export const CONNTRACK_BUCKETS_LIMIT = 4_194_304;
@@ -138,6 +179,8 @@ export class Conntrack {
   private readonly key = new CtKey();
   /** Applies bindings to packets (nat.ts); NO_NAT until a NAT implementation installs itself. */
   private natHook: NatHook = NO_NAT;
+  /** Issue 15: the cluster's conntrack sync (CtEvents); null = nobody listens. */
+  events: CtEvents | null = null;
 
   constructor(opts: ConntrackOptions = {}) {
     const err = conntrackOptionsError(opts);
@@ -235,6 +278,8 @@ export class Conntrack {
     const s = t >> 1;
     const reply = (t & 1) === 1;
     const st = this.store;
+    const tcpBefore = st.tcpState[s];
+    const statusBefore = st.status[s];
     if (proto === P_TCP) {
       const r = this.tcp.packet(s, reply ? 1 : 0, pkt, now);
       if (r === TcpResult.INVALID) return Verdict.ACCEPT;
@@ -247,6 +292,10 @@ export class Conntrack {
     } else {
       if (reply) st.status[s] |= ConnStatus.SEEN_REPLY;
       st.expires[s] = now + 1000 * this.timeoutFor(s, now);
+    }
+    // Issue 15: a state change or a newly ASSURED flow is an event (not every packet).
+    if (this.events !== null && (st.status[s] & ConnStatus.CONFIRMED) !== 0 && (st.tcpState[s] !== tcpBefore || ((st.status[s] ^ statusBefore) & ConnStatus.ASSURED) !== 0)) {
+      this.events.changed(s);
     }
     pkt.ct = st.handles[s];
     pkt.ctReply = reply;
@@ -312,7 +361,88 @@ export class Conntrack {
     this.newest = s;
     this.confirmedCount++;
     this.inserted++;
+    if (this.events !== null) this.events.changed(s);
     return Verdict.ACCEPT;
+  }
+
+  /** Issue 15: entry `slot` as another gateway's importEntry takes it (null if it is not a live confirmed entry). */
+  exportEntry(slot: number, now: number): CtExport | null {
+    const st = this.store;
+    if (slot < 0 || slot >= st.allocated || (st.status[slot] & ConnStatus.CONFIRMED) === 0) return null;
+    const tuple = (t: number): number[] => [...st.addr.subarray(t * 8, t * 8 + 8), st.ports[t] >>> 0];
+    return {
+      f: st.family[slot] === 6 ? 6 : 4,
+      p: st.proto[slot],
+      o: tuple(2 * slot),
+      r: tuple(2 * slot + 1),
+      s: st.status[slot] & ~(ConnStatus.CONFIRMED | ConnStatus.DYING),
+      ts: st.tcpState[slot],
+      m: st.mark[slot],
+      x: Math.max(0, Math.round(st.expires[slot] - now)),
+      w: [...st.pstate.subarray(slot * PSTATE_WORDS, (slot + 1) * PSTATE_WORDS)],
+      b: [...st.pbytes.subarray(slot * PSTATE_BYTES, (slot + 1) * PSTATE_BYTES)],
+      q: st.masqName(slot),
+    };
+  }
+
+  /**
+   * Issue 15: puts an entry exported by another gateway into this table as
+   * a confirmed entry expiring `x` ms from now (the caller subtracts the
+   * record's age). TCP flows are marked "be liberal" (tcp.ts tcpBeLiberal):
+   * their window words are those of the export, behind the endpoints, so the
+   * next segments are accepted without window checks while the state
+   * machine keeps running. Refused ('exists') when either tuple is already
+   * in the table (the same flow, or a clash with a local one: the local one
+   * wins), 'full' at max, 'malformed' for a record this build cannot read.
+   * Fires no event (the import is not a change to send back).
+   */
+  importEntry(e: CtExport, now: number): 'ok' | 'exists' | 'full' | 'malformed' {
+    const words = (a: unknown, n: number) => Array.isArray(a) && a.length === n && a.every((v) => Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff);
+    if (typeof e !== 'object' || e === null || (e.f !== 4 && e.f !== 6) || !Number.isInteger(e.p) || e.p < 0 || e.p > 255 || !words(e.o, 9) || !words(e.r, 9) ||
+        !words(e.w, PSTATE_WORDS) || !words(e.b, PSTATE_BYTES) || !Number.isInteger(e.s) || !Number.isInteger(e.ts) || e.ts < 0 || e.ts > 9 ||
+        typeof e.x !== 'number' || !(e.x > 0) || !Number.isInteger(e.m)) {
+      return 'malformed';
+    }
+    const st = this.store;
+    const k = this.key;
+    for (const t of [e.o, e.r]) {
+      k.family = e.f;
+      k.proto = e.p;
+      for (let i = 0; i < 8; i++) k.words[i] = t[i];
+      k.sport = t[8] >>> 16;
+      k.dport = t[8] & 0xffff;
+      if (this.lookup(now) >= 0) return 'exists';
+    }
+    if (this.confirmedCount >= this.max && !this.earlyDrop(now)) return 'full';
+    const s = st.alloc();
+    if (s < 0) return 'full';
+    st.family[s] = e.f;
+    st.proto[s] = e.p;
+    for (let i = 0; i < 8; i++) {
+      st.addr[s * ADDR_WORDS + i] = e.o[i];
+      st.addr[s * ADDR_WORDS + 8 + i] = e.r[i];
+    }
+    st.ports[2 * s] = e.o[8] | 0;
+    st.ports[2 * s + 1] = e.r[8] | 0;
+    st.status[s] = (e.s & ~(ConnStatus.CONFIRMED | ConnStatus.DYING)) | ConnStatus.CONFIRMED;
+    st.tcpState[s] = e.ts;
+    st.mark[s] = e.m >>> 0;
+    st.expires[s] = now + e.x;
+    st.pstate.set(e.w, s * PSTATE_WORDS);
+    st.pbytes.set(e.b, s * PSTATE_BYTES);
+    st.setMasqName(s, typeof e.q === 'string' ? e.q : null);
+    if (e.p === P_TCP) tcpBeLiberal(st, s);
+    if ((st.status[s] & NAT_MASK) !== 0) this.natConfirmed++;
+    this.insertTuple(2 * s);
+    this.insertTuple(2 * s + 1);
+    st.older[s] = this.newest;
+    st.newer[s] = -1;
+    if (this.newest >= 0) st.newer[this.newest] = s;
+    else this.oldest = s;
+    this.newest = s;
+    this.confirmedCount++;
+    this.inserted++;
+    return 'ok';
   }
 
   /**
@@ -422,6 +552,7 @@ export class Conntrack {
     this.heads.fill(-1);
     for (let s = this.oldest; s >= 0; ) {
       const next = st.newer[s];
+      if (this.events !== null) this.events.destroyed(s);
       st.status[s] = (st.status[s] & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
       st.next[2 * s] = st.next[2 * s + 1] = -1;
       st.free(s);
@@ -643,6 +774,7 @@ export class Conntrack {
     const st = this.store;
     const status = st.status[s];
     if ((status & ConnStatus.CONFIRMED) === 0) return;
+    if (this.events !== null) this.events.destroyed(s);
     st.status[s] = (status & ~ConnStatus.CONFIRMED) | ConnStatus.DYING;
     if ((status & NAT_MASK) !== 0) this.natConfirmed--;
     this.removeTuple(2 * s);

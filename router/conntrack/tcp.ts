@@ -663,3 +663,17 @@ export class TcpTracker {
   }
 }
 
+/**
+ * Issue 15 (router/cluster/ct-sync.ts): a flow imported from another
+ * gateway's table carries window bounds as they were when it was exported,
+ * possibly many megabytes behind the endpoints. Like the kernel entries
+ * conntrackd injects with TCPWindowTracking off, both sides are marked
+ * "be liberal" (nf_conntrack_tcp_be_liberal for this flow only): sequence
+ * and window checks pass; states, flags and resets are still tracked.
+ */
+export function tcpBeLiberal(store: EntryStore, slot: number): void {
+  const f = store.pbytes;
+  const fb = slot * Tb.BYTES;
+  f[fb + Tb.FLAGS] |= TcpFlag.BE_LIBERAL;
+  f[fb + Tb.DIR + Tb.FLAGS] |= TcpFlag.BE_LIBERAL;
+}
