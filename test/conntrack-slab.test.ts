@@ -128,3 +128,36 @@ test('a handle is its slot: entries are reused, never duplicated, and a detached
   t.is(b.mark, 0);
   t.not(a.store, b.store);
 });
+
+test('recycled slots: a dropped new flow\'s slot comes back, and a later fragment of a dead flow never joins the flow that took its slot', (t) => {
+  const ct = new Conntrack({ max: 4 });
+  // New flows whose first packet never confirms (dropped by the rules): their slots return through the unconfirmed ring.
+  const first = ctxOf(ip4('10.2.0.1', SERVER, udpDgram(1, 53)), 0);
+  ct.in(first);
+  const unconfirmed = first.ct as ConnEntry;
+  for (let i = 0; i < 3000; i++) ct.in(ctxOf(ip4(`10.3.${i >> 8}.${i & 255}`, SERVER, udpDgram(2, 53)), 0));
+  t.true((unconfirmed.status & CtStatus.DYING) !== 0, 'freed once pushed out of the ring');
+  t.true(ct.store.allocated <= 4 + 1024, `${ct.store.allocated} slots for 3,001 dropped new flows`);
+  t.is(ct.selfCheck(), null);
+
+  // A first fragment attaches its datagram to flow F; F is flushed and its slot reused by another flow.
+  const frag = ctxOf(ip4('10.4.0.1', SERVER, udpDgram(5000, 53, [1, 2, 3, 4, 5, 6, 7, 8]), { id: 77, mf: true }), 1);
+  t.is(ct.in(frag), Verdict.ACCEPT);
+  ct.confirm(frag);
+  const f = frag.ct as ConnEntry;
+  t.not(f, null);
+  ct.flush();
+  let reused: ConnEntry | null = null;
+  for (let i = 0; i < 5000 && reused === null; i++) {
+    const p = ctxOf(ip4(`10.5.${i >> 8}.${i & 255}`, SERVER, udpDgram(3, 53)), 2);
+    ct.in(p);
+    ct.confirm(p);
+    if (p.ct === f) reused = p.ct as ConnEntry;
+  }
+  t.is(reused, f, 'the slot was handed out again');
+  t.is((f.status & CtStatus.DYING), 0, 'and now holds a live flow');
+  const later = ctxOf(ip4('10.4.0.1', SERVER, { proto: 17, bytes: [9, 9, 9, 9, 9, 9, 9, 9], csumAt: -1 }, { id: 77, frag: 2 }), 3);
+  t.is(ct.in(later), Verdict.ACCEPT);
+  t.is(later.ct, null, 'the later fragment does not join the slot\'s new flow');
+  t.is(later.ctState, CtState.INVALID);
+});
