@@ -81,7 +81,7 @@ const tun = (name: string, addresses: string[] = []) => ({ name, addresses });
 
 const bad: [string, unknown, string][] = [
   ['root not an object', [1], ': expected an object, got a list'],
-  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions, gateway, failOpen, metrics, log, events, offloads)'],
+  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions, gateway, failOpen, metrics, log, events, offloads, cluster)'],
   ['gateway natPorts 65535', { gateway: { natPorts: '61000-65535' } }, 'gateway.natPorts: "61000-65535" is not a port or port range (1-65534, low-high)'],
   ['gateway forwardPorts proto', { gateway: { forwardPorts: ['icmp/1'] } }, 'gateway.forwardPorts[0]: "icmp/1" is not PROTO/PORT[-PORT] (tcp, udp or sctp)'],
   ['gateway unknown key', { gateway: { ports: 1 } }, 'gateway.ports: unknown key (allowed: natPorts, forwardPorts)'],
