@@ -170,6 +170,9 @@ commands (sent to the running router over its control socket):
   save                    writes the rules and extension state to the state directory now
   cluster status [--json] cluster mode (docs/cluster.md): connection, peers seen, lag, last sync,
                           outbox size and dropped updates
+  cluster commit          imports the flows other gateways sent into the conntrack table (keepalived
+                          notify_master; docs/cluster-conntrack.md)
+  cluster conntrack       the flows held for a commit (external cache)
 exit status: 0 ok, 1 runtime failure (router not running, command failed), 2 usage error
 environment: XTR_SOCKET overrides the default socket ${DEFAULT_SOCKET}
 `;

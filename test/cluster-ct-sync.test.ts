@@ -96,6 +96,9 @@ test('a flow is sent once established, the standby imports it on commit and acce
   t.is(pass(b.ct, seg('c', 0x18, 1_001_001, 5001, 1000), 10).ctState, CtState.ESTABLISHED);
   t.is(pass(b.ct, seg('s', 0x10, 5001, 1_002_001), 11).ctState, CtState.ESTABLISHED);
   t.deepEqual(b.sync.commit(), { imported: 0, exists: 1, expired: 0, refused: 0 }, 'a second commit refuses the duplicate');
+  // B now carries the flow: its own sync publishes it (for a failback to A).
+  b.flush();
+  t.is(b.out.size, 1);
 
   // The end of the flow on A is sent as a death: B forgets it.
   pass(a.ct, seg('c', 0x04, 2001, 0), 20);

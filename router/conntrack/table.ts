@@ -394,7 +394,8 @@ export class Conntrack {
    * machine keeps running. Refused ('exists') when either tuple is already
    * in the table (the same flow, or a clash with a local one: the local one
    * wins), 'full' at max, 'malformed' for a record this build cannot read.
-   * Fires no event (the import is not a change to send back).
+   * Fires `changed` like a confirm: the importer now carries the flow, so
+   * its own sync publishes it (a later failback finds it in the bucket).
    */
   importEntry(e: CtExport, now: number): 'ok' | 'exists' | 'full' | 'malformed' {
     const words = (a: unknown, n: number) => Array.isArray(a) && a.length === n && a.every((v) => Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff);
@@ -442,6 +443,7 @@ export class Conntrack {
     this.newest = s;
     this.confirmedCount++;
     this.inserted++;
+    if (this.events !== null) this.events.changed(s);
     return 'ok';
   }
 
