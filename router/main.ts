@@ -37,6 +37,7 @@ import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
 import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
 import { buildAppliance, checkRulesFiles, type Appliance } from './appliance.js';
+import type { ClusterStatus } from './cluster/link.js';
 import { HealthMonitor, healthCommands } from './health.js';
 import { ruleCounterRows, startMetrics, type ConntrackCounters, type MetricsServer, type RuleCounterRow } from './metrics.js';
 import { extensions } from '../modules/registry.js';
@@ -76,6 +77,8 @@ export interface StartOptions {
   engineReload?: (next: XtrConfig) => EngineReload | null;
   /** Every rule's counters, for `metrics.ruleCounters` (absent: no rule engine). */
   ruleCounters?: () => readonly RuleCounterRow[];
+  /** Issue 15: the cluster link's figures for the metrics (absent or null: cluster mode off). */
+  clusterStatus?: () => ClusterStatus | null;
 }
 
 export interface XtrEvents {
@@ -260,7 +263,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         engine: (next) => opts.engineReload?.(next) ?? null,
         async prepareMetrics(next) {
           const start = (cfg: NonNullable<XtrConfig['metrics']>) =>
-            startMetrics(cfg, { status, conntrack: opts.conntrack ?? (() => null), health, rules: cfg.ruleCounters ? opts.ruleCounters : undefined }, log);
+            startMetrics(cfg, { status, conntrack: opts.conntrack ?? (() => null), health, rules: cfg.ruleCounters ? opts.ruleCounters : undefined, cluster: opts.clusterStatus }, log);
           // Another address: bound beside the old one first, so a bind failure refuses the reload.
           // The same address (rule counters switched): only after the old one is closed.
           const sameAddress = next.metrics && current.metrics && next.metrics.host === current.metrics.host && next.metrics.port === current.metrics.port;
@@ -310,7 +313,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     await c.listen();
     if (config.metrics) {
       const rules = config.metrics.ruleCounters ? opts.ruleCounters : undefined;
-      metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules }, log);
+      metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules, cluster: opts.clusterStatus }, log);
     }
     const stopHealth = async () => {
       dropEvents?.stop();
@@ -485,6 +488,7 @@ async function cliEntry(): Promise<void> {
         : undefined,
       engineReload: (next) => app?.prepareReload(next) ?? null,
       ruleCounters: () => (app ? ruleCounterRows(app.netfilter) : []),
+      clusterStatus: () => app?.cluster?.status() ?? null,
     });
   } catch (e) {
     log.fatal({ err: e instanceof Error ? e.message : String(e) }, 'xtr failed to start');

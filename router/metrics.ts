@@ -11,6 +11,7 @@
 import http from 'node:http';
 import type { StatusSnapshot } from './control.js';
 import type { HealthMonitor } from './health.js';
+import type { ClusterStatus } from './cluster/link.js';
 import { metricsUrl, type MetricsConfig } from './metrics-config.js';
 
 /** The conntrack counters the endpoint reports (router/conntrack/table.ts). */
@@ -44,6 +45,8 @@ export interface MetricsSources {
   health: HealthMonitor;
   /** Present when `metrics.ruleCounters` is on: every rule's counters at scrape time. */
   rules?: () => readonly RuleCounterRow[];
+  /** Issue 15: cluster mode's link (docs/cluster.md); absent or null: no xtr_cluster_* figures. */
+  cluster?: () => ClusterStatus | null;
 }
 
 /** The rows of ruleCounterRows(): what the engine's rule model offers (router/netfilter/model.ts). */
@@ -175,6 +178,39 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
       });
     ruleCounter('xtr_rule_packets_total', 'Packets a rule matched (rule="policy": the built-in chain\'s policy), as iptables -L -v -x counts them.', (r) => r.pkts);
     ruleCounter('xtr_rule_bytes_total', 'Bytes of the packets a rule matched (rule="policy": the chain policy).', (r) => r.bytes);
+  }
+
+  // Issue 15: cluster mode (docs/cluster.md), read from the link at scrape time.
+  const cluster = src.cluster;
+  if (cluster) {
+    const cl = (name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void, s: ClusterStatus) => void, type: 'counter' | 'gauge') => {
+      const collect = function (this: import('prom-client').Counter | import('prom-client').Gauge) {
+        this.reset();
+        const s = cluster();
+        if (!s) return;
+        read((labels, v) => {
+          if (this instanceof prom.Gauge) this.set(labels, v);
+          else (this as import('prom-client').Counter).inc(labels, v);
+        }, s);
+      };
+      if (type === 'counter') new prom.Counter({ name, help, labelNames, registers: [register], collect });
+      else new prom.Gauge({ name, help, labelNames, registers: [register], collect });
+    };
+    cl('xtr_cluster_connected', 'Whether the cluster link is connected to NATS with its bucket open (1) or not (0).', [], (set, s) => set({}, s.connected ? 1 : 0), 'gauge');
+    cl('xtr_cluster_outbox_records', 'Records waiting in the outbox to be published.', [], (set, s) => set({}, s.outbox), 'gauge');
+    cl('xtr_cluster_dropped_updates_total', 'State changes not shared because the outbox (or a dirty set, or the parked records) was full.', [], (set, s) => set({}, s.dropped), 'counter');
+    cl('xtr_cluster_published_total', 'Records published to the bucket.', [], (set, s) => set({}, s.published), 'counter');
+    cl('xtr_cluster_publish_failures_total', 'Puts that failed and stayed in the outbox.', [], (set, s) => set({}, s.publishFailures), 'counter');
+    cl('xtr_cluster_applied_total', "Other gateways' records applied.", [], (set, s) => set({}, s.applied), 'counter');
+    cl('xtr_cluster_refused_total', 'Records refused: another cluster name.', [], (set, s) => set({}, s.refused), 'counter');
+    cl('xtr_cluster_malformed_total', 'Records not applied: unreadable or refused by the state.', [], (set, s) => set({}, s.malformed), 'counter');
+    cl('xtr_cluster_lag_seconds', "Lag of other gateways' records (built there -> applied here), over the last 1024.", ['quantile'], (set, s) => {
+      if (s.lagMsP50 !== null) set({ quantile: '0.5' }, s.lagMsP50 / 1000);
+      if (s.lagMsP99 !== null) set({ quantile: '0.99' }, s.lagMsP99 / 1000);
+    }, 'gauge');
+    cl('xtr_cluster_peer_last_seen_timestamp_seconds', 'Wall-clock time of the last record applied from each peer gateway.', ['peer'], (set, s) => {
+      for (const p of s.peers) set({ peer: p.gateway }, p.lastSeen / 1000);
+    }, 'gauge');
   }
 
   new prom.Gauge({

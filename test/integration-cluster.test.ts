@@ -62,7 +62,7 @@ test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; N
       const lab = await startLab({
         prefix: `${prefix}${gw === 'gwA' ? 'a' : 'b'}-`,
         patch: (doc) => {
-          doc.metrics = null;
+          doc.metrics = { listen: '127.0.0.1:9108' };
           doc.cluster = { name: 'yilab', gateway: gw, servers: [`nats://10.250.${i}.1:4222`], shared: ['recent', 'quota2', 'pknock'], flushMs: 20 };
         },
       });
@@ -144,6 +144,14 @@ test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; N
     t.is(after.outbox, 0);
     t.is(after.connected, true);
     t.log((await b.xtr(['cluster', 'status'])).stdout);
+    // The same figures on B's Prometheus endpoint.
+    const metrics = await b.run('r', ['curl', '-sf', 'http://127.0.0.1:9108/metrics']);
+    t.regex(metrics, /^xtr_cluster_connected 1$/m);
+    t.regex(metrics, /^xtr_cluster_dropped_updates_total 0$/m);
+    t.regex(metrics, /^xtr_cluster_outbox_records 0$/m);
+    t.regex(metrics, /^xtr_cluster_applied_total [1-9]\d*$/m);
+    t.regex(metrics, /^xtr_cluster_lag_seconds\{quantile="0\.99"\} [0-9.e-]+$/m);
+    t.regex(metrics, /^xtr_cluster_peer_last_seen_timestamp_seconds\{peer="gwA"\} \d/m);
   } finally {
     for (const lab of labs) await lab.stop();
     await nats?.kill('SIGKILL');
