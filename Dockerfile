@@ -3,7 +3,9 @@
 #   docker compose up -d                  # compose.yaml: a LAN and a WAN network, xtr between them
 #   docker build -t xtr .                 # or the image alone
 #   docker run -d --name xtr --cap-add NET_ADMIN --device /dev/net/tun \
-#     --sysctl net.ipv4.ip_forward=1 -v $PWD/xtr.yaml:/etc/xtr/xtr.yaml:ro xtr
+#     --sysctl net.ipv4.ip_forward=1 --sysctl net.ipv6.conf.all.forwarding=1 \
+#     -v $PWD/xtr.yaml:/etc/xtr/xtr.yaml:ro -v xtr-state:/var/lib/xtr xtr
+#   (the other sysctls and the networks: docs/gateway.md section 11)
 #   docker exec xtr xtr status
 #
 # The configuration's interfaces use `attach: <container interface>` (gateway
