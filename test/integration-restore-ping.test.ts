@@ -41,7 +41,7 @@ test.serial('10,000-line restores (one accepted, one refused at line 9,999) whil
   t.true(after.includes('-A FORWARD -d 192.0.2.99/32 -j DROP'), 'the last rule of the file is in place');
   t.is(after.split('\n').filter((l) => l.startsWith('-A ')).length, LINES - 6, 'every rule line of the file is loaded');
   const refused = await lab.router.cli(['iptables-restore'], bad);
-  t.is(refused.code, 2);
+  t.is(refused.code, 2, refused.stderr);
   t.regex(refused.stderr, new RegExp(`Error occurred at line: ${LINES - 1}\\b`));
   t.is(await rules(), after, 'the refused restore changed nothing');
   const code = await ping.wait(90_000);
