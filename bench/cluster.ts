@@ -21,6 +21,78 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Namespaces, background, sleep, startLab, uniquePrefix, vethPair, waitFor, type Background, type Lab } from '../test/helpers/netns.js';
 import { cpuCount, fmt, loadAverage, measure, median, pairedRatios, UDPGEN, type Measure } from './lib.js';
+import { XtHarness } from '../test/helpers/xt-harness.js';
+import { icmpMsg, ip4 } from '../test/modules-fixtures.js';
+import { Hook } from '../xt/packet.js';
+import recent from '../modules/recent.js';
+import quota2 from '../modules/quota2.js';
+import { ClusterLink } from '../router/cluster/link.js';
+import { validateClusterConfig, type ClusterConfig } from '../router/cluster/config.js';
+
+/**
+ * The packet path's own cost, in-process and so steadier than the lab on a
+ * loaded machine: `recent --set` + `quota2 --grow` over 128 sources (within ip_list_tot 200), ns per
+ * packet with the tables shared (sink attached; the outbox collected every
+ * 4096 packets, as the 20 ms timer would at ~200 kpps) and not shared,
+ * alternating rounds.
+ */
+function matchPathCost(rounds: number): { off: number; on: number; ratio: number; applyUs: number } {
+  const h = new XtHarness();
+  const cfg = validateClusterConfig({ name: 'bench', gateway: 'gw', servers: ['nats://127.0.0.1:4222'] }) as ClusterConfig;
+  const link = new ClusterLink(cfg, { now: () => h.services.now(), wallNow: () => h.services.wallNow() });
+  const place = { chain: 'FORWARD' };
+  const m1 = h.match(recent, '--name SEEN --set', place);
+  const m2 = h.match(quota2, '--name BYTES --grow --quota 0', place);
+  const pkts = Array.from({ length: 128 }, (_, i) => h.packet(ip4(`10.1.0.${i}`, '203.0.113.2', icmpMsg(8, 0)), { hook: Hook.FORWARD, inIf: 'eth0', outIf: 'eth1' }));
+  const N = 400_000;
+  const run = (shared: boolean): number => {
+    h.state.setCluster(shared ? link : null);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < N; i++) {
+      const p = pkts[i & 127];
+      m1.match(p);
+      m2.match(p);
+      if ((i & 4095) === 4095) {
+        // One flush per 4096 packets, 20 ms apart on the fake clocks (as the timer at ~200 kpps).
+        h.services.advance(20);
+        if (shared) link.collect();
+      }
+    }
+    const ns = Number(process.hrtime.bigint() - t0) / N;
+    h.state.setCluster(null);
+    return ns;
+  };
+  run(true);
+  run(false);
+  const off: number[] = [];
+  const on: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    off.push(run(false));
+    on.push(run(true));
+  }
+  const mOff = median(off);
+  const mOn = median(on);
+  return { off: mOff, on: mOn, ratio: mOff / mOn, applyUs: applyCost() };
+}
+
+/** Microseconds a receiving gateway spends per recent record (JSON parse + merge), over 4096 distinct records. */
+function applyCost(): number {
+  const mk = (gw: string) => {
+    const h = new XtHarness();
+    const cfg = validateClusterConfig({ name: 'bench', gateway: gw, servers: ['nats://127.0.0.1:4222'], outboxMax: 100_000 }) as ClusterConfig;
+    const link = new ClusterLink(cfg, { now: () => h.services.now(), wallNow: () => h.services.wallNow() });
+    h.state.setCluster(link);
+    return { h, link, m: h.match(recent, '--name SEEN --set', { chain: 'FORWARD' }) };
+  };
+  const a = mk('a');
+  const b = mk('b');
+  for (let i = 0; i < 4096; i++) a.m.match(a.h.packet(ip4(`10.2.${i >> 8}.${i & 255}`, '203.0.113.2', icmpMsg(8, 0)), { hook: Hook.FORWARD, inIf: 'eth0', outIf: 'eth1' }));
+  a.link.collect();
+  const recs = a.link.outboxEntries().map(([, v]) => v);
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < 5; r++) for (const v of recs) b.link.receive(v);
+  return Number(process.hrtime.bigint() - t0) / 1000 / (5 * recs.length);
+}
 
 interface Args {
   duration: number;
@@ -29,7 +101,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { duration: Number(process.env.BENCH_DURATION ?? 3), rounds: Number(process.env.BENCH_ROUNDS ?? 3), changes: 100 };
+  const a: Args = { duration: Number(process.env.BENCH_DURATION ?? 2), rounds: Number(process.env.BENCH_ROUNDS ?? 5), changes: 100 };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--duration') a.duration = Number(argv[++i]);
     else if (argv[i] === '--rounds') a.rounds = Number(argv[++i]);
@@ -115,6 +187,9 @@ async function main(): Promise<void> {
     console.log(`  forwarding: off ${fmt(median(offM.map((m) => m.pps)))} pps, on ${fmt(median(onM.map((m) => m.pps)))} pps, per-round ratios ${ratios.map((x) => x.toFixed(3)).join(' ')}`);
     console.log(`  gateway A published ${st.published} records (coalesced per item), dropped ${st.dropped}`);
 
+    const cost = matchPathCost(7);
+    console.log(`  match path (recent --set + quota2 --grow, in-process): ${cost.off.toFixed(0)} ns/packet not shared, ${cost.on.toFixed(0)} ns/packet shared (ratio ${cost.ratio.toFixed(3)}); applying a remote recent record ${cost.applyUs.toFixed(1)} us`);
+
     // 2. Propagation of a recent change A -> B.
     const delays: number[] = [];
     for (let i = 0; i < args.changes; i++) {
@@ -137,7 +212,7 @@ async function main(): Promise<void> {
     console.log(`  recent change A -> B seen over B's socket (${delays.length} changes, flushMs 20; includes A's durable save before its answer and one poll): median ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms`);
     console.log(`  B's record lag (built on A -> applied on B, last ${Math.min(1024, sb.applied)} records; add up to flushMs of outbox wait): median ${sb.lagMsP50} ms, p99 ${sb.lagMsP99} ms`);
     console.log(
-      `ratio_cluster=${ratio.toFixed(3)} pps_off=${Math.round(median(offM.map((m) => m.pps)))} pps_on=${Math.round(median(onM.map((m) => m.pps)))} propagation_ms_p50=${p50.toFixed(1)} propagation_ms_p99=${p99.toFixed(1)} record_lag_ms_p50=${sb.lagMsP50} record_lag_ms_p99=${sb.lagMsP99} changes=${delays.length} flush_ms=20 load="${await loadAverage()}"`,
+      `ratio_cluster=${ratio.toFixed(3)} pps_off=${Math.round(median(offM.map((m) => m.pps)))} pps_on=${Math.round(median(onM.map((m) => m.pps)))} propagation_ms_p50=${p50.toFixed(1)} propagation_ms_p99=${p99.toFixed(1)} record_lag_ms_p50=${sb.lagMsP50} record_lag_ms_p99=${sb.lagMsP99} match_ns_off=${cost.off.toFixed(0)} match_ns_on=${cost.on.toFixed(0)} apply_us=${cost.applyUs.toFixed(1)} changes=${delays.length} flush_ms=20 load="${await loadAverage()}"`,
     );
   } finally {
     await cleanup();

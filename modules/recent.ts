@@ -74,6 +74,8 @@ export class RecentEntry {
   older: RecentEntry | null = null;
   newer: RecentEntry | null = null;
   bucket = 0;
+  /** Issue 15: monotonic ms this entry was last exported to the cluster (-Infinity = not since it was inserted). */
+  sharedAt = -Infinity;
   constructor(ring: number) {
     this.stamps = new Float64Array(ring);
   }
@@ -157,6 +159,7 @@ export class RecentTable {
     e.stamps[0] = jiffies;
     e.nstamps = 1;
     e.index = 1;
+    e.sharedAt = -Infinity;
     e.bucket = this.hash(family, e.addr);
     this.buckets[e.bucket].push(e);
     e.older = this.tail;
@@ -369,6 +372,13 @@ export interface RecentRecord {
   rm?: number;
 }
 const STAMP_SAME_MS = 2;
+/**
+ * A new address is exported at the next flush; an address already exported is
+ * re-exported (with its newer stamps) at most this often, so a source that
+ * updates its entry on every packet costs one record a second, not one per
+ * flush. Its last stamps still go out: the entry stays dirty until exported.
+ */
+export const RECENT_REEXPORT_MS = 1000;
 
 function wallOf(jiffies: number, jiffiesNow: number, clock: SharedClock): number {
   return clock.wallNow() - ((jiffiesNow - jiffies) * 1000) / RECENT_HZ;
@@ -386,13 +396,18 @@ const sharedRecent: StateShared<RecentTable, RecentEntry> = {
   export(t, e, clock) {
     // The entry may have been removed (and recycled for another address) since it changed.
     if (t.lookup(e.family, e.addr, 0) !== e || e.nstamps === 0) return null;
-    const jnow = jiffiesAt(clock.now());
+    const now = clock.now();
+    if (now - e.sharedAt < RECENT_REEXPORT_MS) return undefined;
+    e.sharedAt = now;
+    const jnow = jiffiesAt(now);
+    // wall = offset + jiffies (HZ 1000: one jiffy is one ms).
+    const offset = clock.wallNow() - jnow;
     const stamps: number[] = [];
     const ring = t.ringSize;
     // Oldest first: the ring from the slot after the newest.
     for (let k = 0; k < e.nstamps; k++) {
       const slot = e.nstamps < ring ? k : (e.index + k) % ring;
-      stamps.push(Math.round(wallOf(e.stamps[slot], jnow, clock)));
+      stamps.push(Math.round(offset + e.stamps[slot]));
     }
     return { id: addrToString(e.addr, e.family), data: { ttl: e.ttl, stamps } satisfies RecentRecord };
   },

@@ -183,3 +183,22 @@ test('cluster config: refused values name the key', (t) => {
   t.is(validateClusterConfig(undefined), null);
   t.like(validateClusterConfig({ name: 'x', gateway: 'g', servers: ['nats://a:1'] }), { shared: ['recent', 'quota2'], flushMs: 20, outboxMax: 10000 });
 });
+
+test('recent: a busy address is re-exported at most once a second, and its last stamps still go out', (t) => {
+  const A = gateway('gwA');
+  const B = gateway('gwB');
+  const setA = A.h.match(recent, '--name BAN --set', { chain: 'FORWARD' });
+  B.h.match(recent, '--name BAN --rcheck', { chain: 'FORWARD' });
+  setA.match(A.h.packet(ping('10.0.0.1'), fwd));
+  t.is(ship(A.link, B.link).length, 1, 'a new address goes at the next flush');
+  A.h.advance(100);
+  setA.match(A.h.packet(ping('10.0.0.1'), fwd));
+  A.link.collect();
+  t.is(A.link.status().dirty, 1, 'a second change within the second waits (still dirty)');
+  A.h.advance(1000);
+  A.link.collect();
+  t.is(A.link.status().dirty, 0);
+  const [[, v]] = A.link.outboxEntries();
+  B.link.receive(v);
+  t.regex(B.h.readProc('net/xt_recent/BAN'), /oldest_pkt: 2 \d+, \d+\n$/);
+});

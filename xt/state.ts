@@ -143,8 +143,12 @@ export interface StateShared<T, I = unknown> {
   readonly perGateway?: boolean;
   /** Starts (sink) or stops (null) reporting changes of `value`. */
   attach(value: T, sink: SharedSink<I> | null): void;
-  /** The record of a changed item at flush time; null = nothing to send (the item is gone). */
-  export(value: T, item: I, clock: SharedClock): { id: string; data: unknown } | null;
+  /**
+   * The record of a changed item at flush time; null = nothing to send (the
+   * item is gone); undefined = not yet, keep the item for a later flush (a
+   * busy item re-sent at most so often).
+   */
+  export(value: T, item: I, clock: SharedClock): { id: string; data: unknown } | null | undefined;
   /**
    * Applies a record from gateway `from` (never this gateway's own) by the
    * state's conflict rule; must not call the sink (no echo). Throws on a

@@ -207,15 +207,16 @@ export class ClusterLink implements SharedStateListener {
       if (a.dirty.size === 0) continue;
       const shared = a.spec.shared!;
       for (const item of a.dirty) {
-        let rec: { id: string; data: unknown } | null = null;
+        let rec: { id: string; data: unknown } | null | undefined = null;
         try {
           rec = shared.export(a.value, item, this.clock);
         } catch (e) {
           this.log('warn', `cluster: ${a.key}: export failed: ${(e as Error).message}`);
         }
+        if (rec === undefined) continue; // deferred by the state: stays dirty
+        a.dirty.delete(item);
         if (rec) this.queue(a, rec.id, rec.data);
       }
-      a.dirty.clear();
     }
   }
 
