@@ -243,7 +243,11 @@ export class RecentTable {
     if (a === null) throw new XtError(`xt_recent: illegal address written to procfs: ${JSON.stringify(text)}`, 1);
     const e = this.lookup(family, a, 0);
     if (e === null) {
-      if (c === '+') this.sink?.changed(this.insert(family, a, 0, jiffies));
+      if (c === '+') {
+        // Not `this.sink?.changed(this.insert(...))`: optional chaining skips the argument too, so without a cluster nothing was inserted.
+        const added = this.insert(family, a, 0, jiffies);
+        this.sink?.changed(added);
+      }
     } else if (c === '+') {
       this.update(e, jiffies);
       this.sink?.changed(e);
