@@ -40,7 +40,7 @@
  */
 import type { Family, PacketContext } from '../xt/packet.js';
 import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension } from '../xt/extension.js';
-import type { ModuleCommand, StateLookup, StateSpec } from '../xt/state.js';
+import type { ModuleCommand, StateLookup, StateShared, StateSpec } from '../xt/state.js';
 import { DottedQuad, ipv4ToString, ipv6FromText, ipv6ToInetNtop, maskPrefixLength, prefixMaskWord } from '../dataplane/addr.js';
 
 /** Upstream's default max_tables_limit. */
@@ -68,6 +68,13 @@ export class AccountData {
   readonly blocks: (Float64Array | null)[];
   /** Records with any traffic (upstream's itemcount: what a read returns). */
   itemcount = 0;
+  /**
+   * Issue 15 (docs/cluster.md "ACCOUNT"): while the table is shared, every
+   * count is also added to this gateway's running totals (never flushed), and
+   * `notify` marks the table changed for the cluster link.
+   */
+  mirror: AccountData | null = null;
+  notify: (() => void) | null = null;
   constructor(readonly depth: 0 | 1 | 2) {
     this.blocks = new Array(depth === 0 ? 1 : depth === 1 ? BLOCK : BLOCK * BLOCK).fill(null);
   }
@@ -87,6 +94,11 @@ export class AccountData {
     if (b[r] === 0 && b[r + 2] === 0) this.itemcount++;
     b[r + off] += 1;
     b[r + off + 1] += size;
+    const m = this.mirror;
+    if (m !== null) {
+      m.count(low, off, size);
+      this.notify!();
+    }
   }
 
   /** Calls `fn` for every record with traffic, ascending by host (its block and octet). */
@@ -136,8 +148,19 @@ export class AccountTable {
   flush(): AccountData {
     const old = this.data;
     this.data = new AccountData(this.depth);
+    this.data.mirror = old.mirror;
+    this.data.notify = old.notify;
     return old;
   }
+
+  // ---- cluster mode (issue 15): this gateway's totals and the other gateways' latest ones
+  /** This gateway's counts since `epoch` (null: not shared). */
+  total: AccountData | null = null;
+  epoch = '';
+  /** Monotonic ms of the last export (re-exported at most once a second). */
+  sharedAt = -Infinity;
+  /** The latest totals of every other gateway: [low, srcPackets, srcBytes, dstPackets, dstBytes] rows. */
+  readonly remote = new Map<string, { epoch: string; entries: number[][] }>();
 
   /** The address of record `low` (its block and octet: the last 8, 16 or 24 bits by depth) in the network. */
   address(low: number): string {
@@ -305,6 +328,64 @@ function tableOf(state: StateLookup, name: string): AccountTable {
   return t;
 }
 
+/** The fleet's sums: this gateway's totals (its live counters when not shared) plus every other gateway's latest. */
+function fleetListing(t: AccountTable): string {
+  const sum = new Map<number, number[]>();
+  const add = (row: readonly number[]) => {
+    const cur = sum.get(row[0]);
+    if (cur) for (let i = 1; i < 5; i++) cur[i] += row[i];
+    else sum.set(row[0], row.slice(0, 5));
+  };
+  (t.total ?? t.data).each((low, sp, sb, dp, db) => add([low, sp, sb, dp, db]));
+  for (const r of t.remote.values()) for (const row of r.entries) add(row);
+  return [...sum.values()]
+    .sort((a, b) => a[0] - b[0])
+    .map((r) => `${t.address(r[0])} ${r[1]} ${r[2]} ${r[3]} ${r[4]}\n`)
+    .join('');
+}
+
+const ACCOUNT_REEXPORT_MS = 1000;
+
+/**
+ * Cluster sharing: one record per table per gateway, `{epoch, entries}` with
+ * this gateway's running totals since its counters started (a read-flush does
+ * not reset them); re-sent at most once a second. Others keep the latest of
+ * each gateway apart from their own counters; `read-fleet` sums them.
+ */
+const sharedAccount: StateShared<AccountTable, AccountTable> = {
+  kind: 'account',
+  perGateway: true,
+  attach(t, sink) {
+    if (sink) {
+      if (t.total === null) {
+        t.total = new AccountData(t.depth);
+        t.epoch = `${Date.now().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
+      }
+      t.data.mirror = t.total;
+      t.data.notify = () => sink.changed(t);
+    } else {
+      t.data.mirror = null;
+      t.data.notify = null;
+    }
+  },
+  export(t, _item, clock) {
+    if (t.total === null) return null;
+    const now = clock.now();
+    if (now - t.sharedAt < ACCOUNT_REEXPORT_MS) return undefined;
+    t.sharedAt = now;
+    return { id: 'totals', data: { epoch: t.epoch, entries: t.total.entries() } };
+  },
+  apply(t, _id, data, from) {
+    const r = data as { epoch?: unknown; entries?: unknown };
+    const cap = t.capacity;
+    const ok =
+      typeof r === 'object' && r !== null && typeof r.epoch === 'string' && Array.isArray(r.entries) &&
+      r.entries.every((e) => Array.isArray(e) && e.length === 5 && e.every((x) => typeof x === 'number' && x >= 0 && Number.isFinite(x)) && Number.isInteger(e[0]) && e[0] < Math.max(cap, 256));
+    if (!ok) throw new XtError(`ACCOUNT: ${t.name}: bad cluster record`, 1);
+    t.remote.set(from, { epoch: r.epoch as string, entries: r.entries as number[][] });
+  },
+};
+
 function listing(t: AccountTable, data: AccountData): string {
   const lines: string[] = [];
   data.each((low, sp, sb, dp, db) => lines.push(`${t.address(low)} ${sp} ${sb} ${dp} ${db}\n`));
@@ -316,12 +397,14 @@ function listing(t: AccountTable, data: AccountData): string {
  * `xtr ext account read NAME` - one line per address with traffic:
  *   "ADDR SRC_PACKETS SRC_BYTES DST_PACKETS DST_BYTES", ascending;
  * `xtr ext account read-flush NAME` - the same, and the counters start again from zero;
+ * `xtr ext account read-fleet NAME` - cluster mode (docs/cluster.md): the same lines summed over
+ *   every gateway of the cluster (each one's running totals, which read-flush does not reset);
  * `xtr ext account handles` - upstream's kernel read handles in use: always 0
  *   (a read here is one synchronous call, it holds nothing between calls).
  */
 export const accountCommand: ModuleCommand = {
   name: 'account',
-  usage: 'names | read NAME | read-flush NAME | handles',
+  usage: 'names | read NAME | read-flush NAME | read-fleet NAME | handles',
   run(args, state) {
     const [sub, name, ...rest] = args;
     if (sub === 'names' && name === undefined) {
@@ -333,6 +416,8 @@ export const accountCommand: ModuleCommand = {
       const t = tableOf(state, name);
       return listing(t, sub === 'read-flush' ? t.flush() : t.data);
     }
+    // Issue 15: cluster mode's fleet-wide sums (docs/cluster.md "ACCOUNT").
+    if (sub === 'read-fleet' && name !== undefined && rest.length === 0) return fleetListing(tableOf(state, name));
     throw new XtError(`bad arguments ${JSON.stringify(args.join(' '))}`);
   },
 };
@@ -398,6 +483,7 @@ const ACCOUNT: TargetExtension<AccountParams> = {
       limit: { max: capacity, eviction: 'none: every address of the prefix has its record', count: (t) => t.data.itemcount },
       save: (t) => snapshot(t),
       load: (t, saved) => loadSnapshot(t, saved),
+      shared: sharedAccount,
     };
     let table: AccountTable;
     try {

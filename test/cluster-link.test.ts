@@ -9,6 +9,7 @@ import test from 'ava';
 import recent from '../modules/recent.js';
 import quota2 from '../modules/quota2.js';
 import pknock from '../modules/pknock.js';
+import ACCOUNT, { accountCommand } from '../modules/ACCOUNT.js';
 import { Hook } from '../xt/packet.js';
 import { ClusterLink, keyPart, type ClusterRecord } from '../router/cluster/link.js';
 import { validateClusterConfig, type ClusterConfig } from '../router/cluster/config.js';
@@ -201,4 +202,24 @@ test('recent: a busy address is re-exported at most once a second, and its last 
   const [[, v]] = A.link.outboxEntries();
   B.link.receive(v);
   t.regex(B.h.readProc('net/xt_recent/BAN'), /oldest_pkt: 2 \d+, \d+\n$/);
+});
+
+test('ACCOUNT: each gateway shares its running totals; read-fleet sums them, read-flush stays local', (t) => {
+  const A = gateway('gwA', { shared: ['account'] });
+  const B = gateway('gwB', { shared: ['account'] });
+  const ta = A.h.target(ACCOUNT, '--addr 10.0.0.0/24 --tname NET', { chain: 'FORWARD' });
+  const tb = B.h.target(ACCOUNT, '--addr 10.0.0.0/24 --tname NET', { chain: 'FORWARD' });
+  for (let i = 0; i < 3; i++) ta.target(A.h.packet(ping('10.0.0.1'), fwd));
+  tb.target(B.h.packet(ping('10.0.0.1'), fwd));
+  tb.target(B.h.packet(ping('10.0.0.2'), fwd));
+  ship(A.link, B.link);
+  const fleet = (h: XtHarness) => accountCommand.run(['read-fleet', 'NET'], h.state);
+  t.is(fleet(B.h), '10.0.0.1 4 112 0 0\n10.0.0.2 1 28 0 0\n');
+  t.is(accountCommand.run(['read', 'NET'], B.h.state), '10.0.0.1 1 28 0 0\n10.0.0.2 1 28 0 0\n', 'the local table is B\'s own');
+  // A read-flush on A empties A's table, not its totals: the fleet view on B is unchanged.
+  accountCommand.run(['read-flush', 'NET'], A.h.state);
+  ta.target(A.h.packet(ping('10.0.0.1'), fwd));
+  A.h.advance(1000);
+  ship(A.link, B.link);
+  t.is(fleet(B.h), '10.0.0.1 5 140 0 0\n10.0.0.2 1 28 0 0\n');
 });

@@ -63,12 +63,13 @@ test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; N
         prefix: `${prefix}${gw === 'gwA' ? 'a' : 'b'}-`,
         patch: (doc) => {
           doc.metrics = { listen: '127.0.0.1:9108' };
-          doc.cluster = { name: 'yilab', gateway: gw, servers: [`nats://10.250.${i}.1:4222`], shared: ['recent', 'quota2', 'pknock'], flushMs: 20 };
+          doc.cluster = { name: 'yilab', gateway: gw, servers: [`nats://10.250.${i}.1:4222`], shared: ['recent', 'quota2', 'pknock', 'account'], flushMs: 20 };
         },
       });
       labs.push(lab);
       await vethPair({ ns: n, ifname: `nats${i}`, addresses: [`10.250.${i}.1/24`] }, { ns: lab.ns.r, ifname: 'nats0', addresses: [`10.250.${i}.2/24`] });
       for (const rule of [
+        ['-A', 'FORWARD', '-j', 'ACCOUNT', '--addr', '203.0.113.0/24', '--tname', 'NET'],
         ['-A', 'FORWARD', '-p', 'tcp', '-m', 'recent', '--name', 'BAN', '--rcheck', '--seconds', '600', '-j', 'DROP'],
         ['-A', 'FORWARD', '-p', 'icmp', '--icmp-type', 'echo-request', '-m', 'quota2', '--name', 'Q', '--quota', String(QUOTA), '--packets', '-j', 'ACCEPT'],
         ['-A', 'FORWARD', '-p', 'icmp', '--icmp-type', 'echo-request', '-j', 'DROP'],
@@ -108,6 +109,27 @@ test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; N
     t.log(`quota counters after: A ${qa}, B ${qb}`);
     t.is(qa, '0');
     t.is(qb, '0');
+
+    // ACCOUNT: B's fleet view is the sum of both gateways' tables (A's reaches B within its 1 s re-export).
+    const sums = (text: string) => {
+      const m = new Map<string, number[]>();
+      for (const line of text.trim().split('\n').filter(Boolean)) {
+        const [addr, ...n] = line.split(' ');
+        const cur = m.get(addr) ?? [0, 0, 0, 0];
+        m.set(addr, cur.map((v, i) => v + Number(n[i])));
+      }
+      return m;
+    };
+    const readA = (await a.xtr(['ext', 'account', 'read', 'NET'])).stdout;
+    const readB = (await b.xtr(['ext', 'account', 'read', 'NET'])).stdout;
+    const want = sums(readA + readB);
+    let fleetText = '';
+    const fleetOk = await waitFor(async () => {
+      fleetText = (await b.xtr(['ext', 'account', 'read-fleet', 'NET'])).stdout;
+      return JSON.stringify([...sums(fleetText)]) === JSON.stringify([...want]);
+    }, 10_000, 200);
+    t.log(`ACCOUNT NET: A ${JSON.stringify(readA)}, B ${JSON.stringify(readB)}, fleet on B ${JSON.stringify(fleetText)}`);
+    t.true(fleetOk, 'read-fleet on B = A + B');
 
     // 3. pknock: a knock sequence through A opens the guarded port on B too.
     t.false(await connects(b, 'm', MONITOR, 8081), 'B: closed before the knock');
