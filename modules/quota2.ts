@@ -50,6 +50,8 @@ export class Quota64 {
   seen: Map<string, { epoch: string; total: number }> | null = null;
   /** A --grow rule counts on it: others' totals are added, not taken. */
   grow = false;
+  /** Monotonic ms of the last export: a --grow counter (accounting, not a limit) is re-sent at most once a second. */
+  sharedAt = -Infinity;
   constructor(v: bigint = 0n) {
     this.set(v);
   }
@@ -158,7 +160,8 @@ function consumed(q: Quota64, c: number): void {
  * Cluster sharing: each gateway publishes its own running total (consumed by a
  * countdown, grown by --grow) per counter incarnation; another gateway applies
  * the difference from the total it saw last (subtracted from a countdown,
- * floored at 0; added to a --grow counter). Totals make records idempotent and
+ * floored at 0; added to a --grow counter). A countdown goes at every flush (it
+ * is a limit); a --grow counter at most once a second (it is accounting). Totals make records idempotent and
  * let the outbox keep only the latest. Proc writes stay local.
  */
 const sharedQuota: StateShared<Quota64, Quota64> = {
@@ -169,7 +172,12 @@ const sharedQuota: StateShared<Quota64, Quota64> = {
     if (sink && q.epoch === '') q.epoch = `${Date.now().toString(36)}${Math.floor(Math.random() * 2 ** 32).toString(36)}`;
     if (sink && q.seen === null) q.seen = new Map();
   },
-  export(q) {
+  export(q, _item, clock) {
+    if (q.grow) {
+      const now = clock.now();
+      if (now - q.sharedAt < 1000) return undefined;
+      q.sharedAt = now;
+    }
     return { id: 'total', data: { epoch: q.epoch, total: q.own } };
   },
   apply(q, _id, data, from) {
