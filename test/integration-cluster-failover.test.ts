@@ -174,15 +174,16 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
     // 2. keepalived owns the addresses; kill -9 of A's xtr during a transfer; B takes over and commits.
     for (const [dev, addr] of VIPS) await exec(['ip', '-n', ga, 'addr', 'del', addr, 'dev', dev]);
     const commitLog = join(kaDir, 'notify-gwB.log');
+    // A first, so that B never is MASTER alone before A is up.
     const gwKa = [
-      { ns: gb, id: 'gwB', prio: 100, self: '10.1.0.3', peer: '10.1.0.2' },
       { ns: ga, id: 'gwA', prio: 150, self: '10.1.0.2', peer: '10.1.0.3' },
+      { ns: gb, id: 'gwB', prio: 100, self: '10.1.0.3', peer: '10.1.0.2' },
     ];
     for (const g of gwKa) {
       const sock = `/run/xtr/${prefix}${g.id}.sock`;
       // `xtr ping` over the control socket, without a node start-up per check (track_process does not work in a namespace).
       const check = join(kaDir, `check-${g.id}.sh`);
-      writeFileSync(check, `#!/bin/sh\nprintf '%s\\n' '{"cmd":"ping","args":[],"input":null}' | timeout 1 socat -t 1 - UNIX-CONNECT:${sock} 2>/dev/null | grep -q pong\n`);
+      writeFileSync(check, `#!/bin/sh\nprintf '%s\\n' '{"cmd":"ping","args":[],"input":null}' | timeout 2 socat -t 2 - UNIX-CONNECT:${sock} 2>/dev/null | grep -q pong\n`);
       const notify = join(kaDir, `notify-${g.id}.sh`);
       writeFileSync(notify, `#!/bin/sh\necho "$(date +%s%3N) master" >> ${join(kaDir, `notify-${g.id}.log`)}\n${process.execPath} ${join(REPO_ROOT, 'bin', 'xtr.js')} --socket ${sock} cluster commit >> ${join(kaDir, `notify-${g.id}.log`)} 2>&1\n`);
       chmodSync(check, 0o755);
@@ -196,10 +197,11 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
         '}',
         'vrrp_script xtr_alive {',
         `  script "${check}"`,
+        // Two failed checks (under a load of 15 on two cores one check can be late): 1-3 s to notice a dead xtr.
         '  interval 1',
-        '  timeout 1',
-        '  fall 1',
-        '  rise 1',
+        '  timeout 2',
+        '  fall 2',
+        '  rise 2',
         '}',
         'vrrp_instance yjlab {',
         '  state BACKUP',
@@ -218,6 +220,7 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
         '',
       ].join('\n'));
       const p = (n: string) => join(kaDir, `${g.id}.${n}.pid`);
+      if (g.id === 'gwB') await waitFor(async () => (await vipOwners()).length === 2, 20_000, 50);
       const ka = background(['keepalived', '-n', '-l', '-D', '-P', '-f', conf, '-p', p('main'), '-r', p('vrrp'), '-c', p('checkers')], { netns: g.ns });
       keepaliveds.push(ka);
     }
@@ -225,10 +228,11 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
     {
       const data = randomBytes(SIZE);
       // The control's flow is still cached (its end never reached A): this flow is the new line.
-      const old = new Set(await cachedOnB());
+      const id = (l: string) => l.split(' ')[0];
+      const old = new Set((await cachedOnB()).map(id));
       const { sink, sender, t0 } = await transfer(data, 2 << 20);
-      t.true(await waitFor(async () => (await cachedOnB()).some((l) => !old.has(l)), 5000, 20), 'B cached the flow');
-      const cached = (await cachedOnB()).filter((l) => !old.has(l));
+      t.true(await waitFor(async () => (await cachedOnB()).some((l) => !old.has(id(l))), 5000, 20), 'B cached the flow');
+      const cached = (await cachedOnB()).filter((l) => !old.has(id(l)));
       t.log(`B's external cache before the kill: ${cached.join(' | ')}`);
       const before = sink.stdout().length;
       const tKill = Date.now();
@@ -253,6 +257,9 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
       t.deepEqual(owners, ['B:10.1.0.1/24', 'B:10.2.0.1/24'], 'each address on one gateway only (A in FAULT dropped them)');
       t.log((await rb.xtr(['cluster', 'status'])).stdout);
     }
+    const transitions = (k: Background) => (k.stdout().toString() + k.stderr()).split('\n').filter((l) => /Entering|FAULT|VRRP_Script/.test(l)).join('; ');
+    t.log(`keepalived A: ${transitions(keepaliveds[0])}`);
+    t.log(`keepalived B: ${transitions(keepaliveds[1])}`);
   } finally {
     // keepalived: SIGTERM (it removes its addresses and ends its children), then by pid file whatever is left.
     for (const k of keepaliveds) await k.kill('SIGTERM');
