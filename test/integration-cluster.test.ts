@@ -14,7 +14,7 @@
  *    B catches up and drops that source too.
  */
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Namespaces, background, exec, sleep, startLab, uniquePrefix, vethPair, waitFor, type Background, type Lab } from './helpers/netns.js';
@@ -179,5 +179,41 @@ test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; N
     await nats?.kill('SIGKILL');
     await nss.cleanup();
     rmSync(store, { recursive: true, force: true });
+  }
+});
+
+test.serial('NATS credentials from a password file: the right password connects, a wrong one never does', async (t) => {
+  const prefix = uniquePrefix('yi');
+  const nss = new Namespaces(prefix);
+  const dir = mkdtempSync(join(tmpdir(), `xtr-nats-${prefix}`));
+  const labs: Lab[] = [];
+  let nats: Background | null = null;
+  try {
+    const n = await nss.add('n');
+    nats = background(['nats-server', '-js', '-sd', join(dir, 'store'), '-a', '0.0.0.0', '-p', '4222', '--user', 'xtr', '--pass', 's3cret-pw'], { netns: n });
+    writeFileSync(join(dir, 'good'), 's3cret-pw\n', { mode: 0o600 });
+    writeFileSync(join(dir, 'bad'), 'wrong\n', { mode: 0o600 });
+    for (const [i, file] of [[1, 'good'], [2, 'bad']] as const) {
+      const lab = await startLab({
+        prefix: `${prefix}${file[0]}-`,
+        patch: (doc) => {
+          doc.metrics = null;
+          doc.cluster = { name: 'auth', gateway: `gw${i}`, servers: [`nats://10.250.${i}.1:4222`], credentials: { user: 'xtr', passwordFile: join(dir, file) } };
+        },
+      });
+      labs.push(lab);
+      await vethPair({ ns: n, ifname: `nats${i}`, addresses: [`10.250.${i}.1/24`] }, { ns: lab.ns.r, ifname: 'nats0', addresses: [`10.250.${i}.2/24`] });
+    }
+    const connected = async (lab: Lab) => JSON.parse((await lab.xtr(['cluster', 'status', '--json'])).stdout).connected === true;
+    t.true(await waitFor(() => connected(labs[0]), 20_000, 100), 'the right password connects');
+    await sleep(2000);
+    t.false(await connected(labs[1]), 'a wrong password does not');
+    // It still forwards: cluster mode never stands in the packet path.
+    t.is((await labs[1].exec('c', ['ping', '-c', '1', '-W', '2', SERVER], { timeoutMs: 10_000 })).code, 0);
+  } finally {
+    for (const lab of labs) await lab.stop();
+    await nats?.kill('SIGKILL');
+    await nss.cleanup();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
