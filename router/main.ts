@@ -463,6 +463,14 @@ async function cliEntry(): Promise<void> {
   }
   let xtr: XtrInstance;
   let app: Appliance | null = null;
+  // SIGHUP's default action ends the process: one that arrives during start-up
+  // (the control socket already answers) is held here and carried out once the
+  // router is started, instead of killing it.
+  let heldHup = false;
+  const holdHup = () => {
+    heldHup = true;
+  };
+  process.on('SIGHUP', holdHup);
   try {
     // Extensions load before any device opens: the rule engine is in place
     // (with the saved rules restored) before the first packet is forwarded.
@@ -549,10 +557,13 @@ async function cliEntry(): Promise<void> {
   xtr.events.on('reload', () => {
     app?.reloadDatabases();
   });
-  process.on('SIGHUP', () => {
+  const onHup = () => {
     log.info({ listeners: xtr.events.listenerCount('reload') }, 'SIGHUP: reloading');
     void xtr.reload('SIGHUP');
-  });
+  };
+  process.on('SIGHUP', onHup);
+  process.off('SIGHUP', holdHup);
+  if (heldHup) onHup();
 }
 
 function isEntryPoint(): boolean {
