@@ -234,6 +234,8 @@ test.serial('conntrack failover: a transfer survives kill -9 of the active gatew
       t.true(await waitFor(async () => (await cachedOnB()).some((l) => !old.has(id(l))), 5000, 20), 'B cached the flow');
       const cached = (await cachedOnB()).filter((l) => !old.has(id(l)));
       t.log(`B's external cache before the kill: ${cached.join(' | ')}`);
+      // A flap before the kill (a late check under load) would make this a different test: say so.
+      t.deepEqual(await vipOwners(), ['A:10.1.0.1/24', 'A:10.2.0.1/24'], 'A is still MASTER before the kill');
       const before = sink.stdout().length;
       const tKill = Date.now();
       ra.proc.proc.kill('SIGKILL');
