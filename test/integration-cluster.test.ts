@@ -48,7 +48,7 @@ async function pings(lab: Lab, count: number): Promise<number> {
   return m ? Number(m[1]) : -1;
 }
 
-test.serial('two gateways share recent, quota2 and pknock over NATS JetStream; NATS down: local enforcement, catch-up after', async (t) => {
+test.serial('two gateways share recent, quota2, pknock and ACCOUNT over NATS JetStream; NATS down: local enforcement, catch-up after', async (t) => {
   const prefix = uniquePrefix('yi');
   const nss = new Namespaces(prefix);
   const store = mkdtempSync(join(tmpdir(), `xtr-nats-${prefix}`));
