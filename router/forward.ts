@@ -102,6 +102,8 @@ export interface RouterOptions {
 
 const DEFAULT_BATCH = 64;
 const SCRATCH_SIZE = 512 * 1024;
+/** Buckets of Router.readBatches: 1, 2-3, 4-7, ... packets per read (a batch holds at most 2^31). */
+const BATCH_SIZE_BUCKETS = 32;
 /** Most batches drained per wake-up before yielding to other devices (the poll is level-triggered). */
 const MAX_ROUNDS = 16;
 /** Pure SYNs a batch admits at least while new flows are shed (see Router.synBudget). */
@@ -308,7 +310,10 @@ export class Router implements ServicesBackend {
     let backlogged = true;
     for (let round = 0; round < MAX_ROUNDS && this.running; round++) {
       const n = ri.device.read(batch);
-      if (n > 0) this.processBatch(ri, n);
+      if (n > 0) {
+        this.readBatches[31 - Math.clz32(n)]++;
+        this.processBatch(ri, n);
+      }
       if (n < batch.capacity) {
         backlogged = false;
         break;
@@ -1094,6 +1099,12 @@ export class Router implements ServicesBackend {
   }
 
   // ------------------------------------------------------------ status
+
+  /**
+   * Reads that returned packets, by size: bucket k counts reads of 2^k to 2^(k+1)-1 packets
+   * (metrics xtr_read_batches_total): how well batching works at the offered load.
+   */
+  readonly readBatches = new Float64Array(BATCH_SIZE_BUCKETS);
 
   get icmpErrorsSent(): number {
     return this.icmp.sent;

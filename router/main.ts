@@ -224,7 +224,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         drops: rs.drops,
         routes: rs.routes,
         neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors!])),
-        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited },
+        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited, readBatches: rs.readBatches },
         state: opts.stateReport?.(),
         metrics: metricsServer ? { url: metricsServer.url, healthz: metricsServer.healthUrl } : undefined,
         conntrack: ctStatus(opts.conntrack?.() ?? null),

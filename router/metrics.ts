@@ -140,6 +140,10 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
   fromSource('xtr_extension_state_max', "The bound of an extension's declared state.", ['key'], (set, snap) => {
     for (const s of snap.state ?? []) if (s.max !== null) set({ key: s.key }, s.max);
   }, 'gauge');
+  fromSource('xtr_read_batches_total', 'Device reads that returned packets, by packets per read (1, 2-3, 4-7, ...): how well batching works at the offered load.', ['size'], (set, snap) => {
+    const b = (snap.router as { readBatches?: Record<string, number> } | undefined)?.readBatches;
+    if (b) for (const [size, n] of Object.entries(b)) set({ size }, n);
+  });
   fromSource('xtr_uptime_seconds', 'Seconds since the router started.', [], (set, snap) => set({}, snap.uptimeSeconds), 'gauge');
 
   const ct = (name: string, help: string, pick: (c: ConntrackCounters) => number, type: 'counter' | 'gauge') => {

@@ -33,6 +33,8 @@ export interface RouterStatus {
   routes: { to: string; via: string | null; dev: string; kind: 'local' | 'connected' | 'gateway' }[];
   icmpErrorsSent: number;
   icmpRateLimited: number;
+  /** Reads that returned packets, by size bucket: "1", "2-3", "4-7", ... (empty buckets left out). */
+  readBatches: Record<string, number>;
 }
 
 /** What status is read from (the Router). */
@@ -44,6 +46,7 @@ export interface StatusSource {
   readonly localDrops: Float64Array;
   readonly icmpErrorsSent: number;
   readonly icmpRateLimited: number;
+  readonly readBatches: Float64Array;
 }
 
 export function routerStatus(r: StatusSource, running: boolean, uptimeSeconds: number): RouterStatus {
@@ -101,7 +104,18 @@ export function routerStatus(r: StatusSource, running: boolean, uptimeSeconds: n
     routes,
     icmpErrorsSent: r.icmpErrorsSent,
     icmpRateLimited: r.icmpRateLimited,
+    readBatches: batchBuckets(r.readBatches),
   };
+}
+
+/** Router.readBatches as labelled buckets ("1", "2-3", "4-7", ...), empty ones left out. */
+export function batchBuckets(counts: Float64Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let k = 0; k < counts.length; k++) {
+    if (counts[k] === 0) continue;
+    out[k === 0 ? '1' : `${2 ** k}-${2 ** (k + 1) - 1}`] = counts[k];
+  }
+  return out;
 }
 
 function macText(mac: number): string {

@@ -18,6 +18,7 @@ const snap = (rx: number): StatusSnapshot => ({
   interfaces: [{ name: 'eth0', kind: 'tun', device: 'c0', mtu: 1500, addresses: [], stats: { rxPackets: rx, rxBytes: rx * 100, txPackets: 1, txBytes: 2, txDropped: 0 }, drops: { 'no-route': 3 } }],
   drops: { 'no-route': 3 },
   state: [{ key: 'recent:DEFAULT', refs: 1, entries: 7, max: 200, eviction: 'lru', proc: null }],
+  router: { running: true, readBatches: { '1': 5, '64-127': 2 } },
 });
 
 test('values come from the sources at each scrape; the dashboard queries only exported metrics', async (t) => {
@@ -33,6 +34,7 @@ test('values come from the sources at each scrape; the dashboard queries only ex
   t.regex(first, /^xtr_conntrack_early_drops_total 2$/m);
   t.regex(first, /^xtr_extension_state_entries\{key="recent:DEFAULT"\} 7$/m);
   t.regex(first, /^# TYPE xtr_interface_receive_packets_total counter$/m);
+  t.regex(first, /^xtr_read_batches_total\{size="64-127"\} 2$/m);
   rx = 25;
   t.regex(await reg.metrics(), /^xtr_interface_receive_packets_total\{interface="eth0"\} 25$/m, 'a second scrape reads the source again, not 10 + 25');
 

@@ -680,3 +680,17 @@ test('IPv6 default route via a link-local gateway on a TAP link is resolved by N
   eth0.close();
   eth1.close();
 });
+
+test('readBatches counts each read that returned packets by its size bucket (status and xtr_read_batches_total)', async (t) => {
+  const { batchBuckets } = await import('../router/status.js');
+  const lab = makeLab();
+  const before = lab.router.status().readBatches;
+  for (let i = 0; i < 3; i++) lab.eth0.inject(udp4({ src: '198.51.100.2', dst: '192.0.2.2' }));
+  lab.pump();
+  t.is(lab.eth2.takeSent().length, 3);
+  const after = lab.router.status().readBatches;
+  t.is((after['2-3'] ?? 0) - (before['2-3'] ?? 0), 1, 'one read of three packets');
+  const counts = new Float64Array(32);
+  for (const n of [1, 1, 2, 3, 4, 64, 127, 128]) counts[31 - Math.clz32(n)]++;
+  t.deepEqual(batchBuckets(counts), { '1': 2, '2-3': 2, '4-7': 1, '64-127': 2, '128-255': 1 });
+});
