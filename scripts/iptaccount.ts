@@ -11,6 +11,10 @@
  *   -l NAME  the table's addresses; -f flushes what was shown (atomically:
  *       a packet is in this read or the next, never both); -c repeats every
  *       second until SIGINT/SIGTERM/SIGQUIT; -s prints CSV
+ *   -g  (xtr's own, issue 15; also --fleet) with -l: the fleet-wide sums of
+ *       cluster mode (`xtr ext account read-fleet NAME`, docs/cluster.md) in
+ *       the same format; upstream has no -g. Never flushed: -g with -f is a
+ *       usage error.
  *
  * Run as `node iptaccount.js args...` (scripts/iptaccount does that).
  */
@@ -29,10 +33,16 @@ const USAGE =
   '[-c] loop every second (abort with Ctrl+C)\n' +
   '[-s] CSV output (for spreadsheet import)\n\n';
 
+// xtr's addition (issue 15): not in upstream's usage text above, which stays byte for byte.
+const FLEET_HELP =
+  '[-g] (or --fleet) with -l: fleet-wide sums of cluster mode, every gateway\n' +
+  '     (xtr ext account read-fleet; docs/cluster.md); cannot be used with -f\n\n';
+
 const HELP =
-  'usage: iptaccount [-u] [-h] [-a] [-f] [-c] [-s] [-l name]\n' +
+  'usage: iptaccount [-u] [-h] [-a] [-f] [-c] [-s] [-g] [-l name]\n' +
   'Reads the ACCOUNT target\'s tables from the running xtr router (XTR_SOCKET: its control socket).\n' +
   USAGE.slice(USAGE.indexOf('\n') + 1) +
+  FLEET_HELP +
   '--help, --version\n' +
   'exit status: 0 ok, 1 failure (router not running, table missing), 2 usage error\n';
 
@@ -55,12 +65,13 @@ interface Opts {
   flush: boolean;
   loop: boolean;
   csv: boolean;
+  fleet: boolean;
   table: string | null;
 }
 
-/** getopt(argc, argv, "uhacfsl:") with glibc's messages; null = an unknown option or a missing argument. */
+/** getopt_long(argc, argv, "uhacfsgl:", {fleet}) with glibc's messages; null = an unknown option or a missing argument. */
 function getopt(argv: readonly string[], err: (s: string) => void): Opts | null {
-  const o: Opts = { usage: false, freeAll: false, all: false, flush: false, loop: false, csv: false, table: null };
+  const o: Opts = { usage: false, freeAll: false, all: false, flush: false, loop: false, csv: false, fleet: false, table: null };
   const operands: string[] = [];
   let bad = false;
   for (let i = 0; i < argv.length; i++) {
@@ -71,6 +82,10 @@ function getopt(argv: readonly string[], err: (s: string) => void): Opts | null 
     }
     if (a.length < 2 || a[0] !== '-') {
       operands.push(a);
+      continue;
+    }
+    if (a === '--fleet') {
+      o.fleet = true;
       continue;
     }
     if (a.startsWith('--')) {
@@ -96,6 +111,7 @@ function getopt(argv: readonly string[], err: (s: string) => void): Opts | null 
       else if (c === 'c') o.loop = true;
       else if (c === 'f') o.flush = true;
       else if (c === 's') o.csv = true;
+      else if (c === 'g') o.fleet = true;
       else {
         err(`iptaccount: invalid option -- '${c}'\n`);
         bad = true;
@@ -127,6 +143,11 @@ export async function iptaccount(argv: readonly string[], io: IptaccountIo): Pro
     io.out(USAGE);
     return 2;
   }
+  if (o.fleet && o.flush) {
+    // The fleet sums are running totals kept by every gateway: nothing here can flush them.
+    io.err('iptaccount: -g cannot be used with -f (fleet sums are never flushed)\n');
+    return 2;
+  }
   // Upstream opens its kernel socket before any action: no router, nothing done.
   try {
     const r = await io.ask(['handles']);
@@ -153,7 +174,7 @@ export async function iptaccount(argv: readonly string[], io: IptaccountIo): Pro
   if (o.table !== null) {
     io.out(o.csv ? 'IP;SRC packets;SRC bytes;DST packets;DST bytes\n' : `Showing table: ${o.table}\n`);
     for (let run = 0; ; run++) {
-      const r = await io.ask([o.flush ? 'read-flush' : 'read', o.table]);
+      const r = await io.ask([o.fleet ? 'read-fleet' : o.flush ? 'read-flush' : 'read', o.table]);
       if (r.status !== 0) {
         io.out(`Read failed: ${NO_TABLE}\n`);
         return 1;

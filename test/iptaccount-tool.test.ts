@@ -99,3 +99,30 @@ test('errors: no router is "Init failed" (1; upstream 255), a missing table "Rea
   t.is(missing.status, 1);
   t.is(missing.out, `${BANNER}Showing table: nosuch\nRead failed: Can't get table information from kernel. Does it exist?\n`);
 });
+
+test('-g / --fleet (xtr, issue 15): reads read-fleet and prints in the same format; -g with -f is a usage error', async (t) => {
+  // The fake serves the fleet sums under the same table name; the request names read-fleet.
+  for (const argv of [['-g', '-l', 'sales'], ['--fleet', '-l', 'sales'], ['-gl', 'sales']]) {
+    const r = await runTool(argv, { tables: T });
+    t.is(r.status, 0, argv.join(' '));
+    t.deepEqual(r.asked.filter((a) => a !== 'handles'), ['read-fleet sales']);
+    t.is(r.out, `${BANNER}Showing table: sales\nRun #0 - 2 items found\nIP: 192.168.1.5 SRC packets: 12 bytes: 3456 DST packets: 10 bytes: 9876\nIP: 192.168.1.9 SRC packets: 1 bytes: 60 DST packets: 0 bytes: 0\nFinished.\n`);
+  }
+  const csv = await runTool(['-g', '-s', '-l', 'sales'], { tables: T });
+  t.is(csv.out, `${BANNER}IP;SRC packets;SRC bytes;DST packets;DST bytes\n192.168.1.5;12;3456;10;9876\n192.168.1.9;1;60;0;0\nFinished.\n`);
+  const flush = await runTool(['-g', '-f', '-l', 'sales'], { tables: T });
+  t.is(flush.status, 2);
+  t.is(flush.err, 'iptaccount: -g cannot be used with -f (fleet sums are never flushed)\n');
+  t.deepEqual(flush.asked, []);
+  const missing = await runTool(['-g', '-l', 'nosuch'], { tables: T });
+  t.is(missing.status, 1);
+  t.true(missing.out.endsWith('Read failed: Can\'t get table information from kernel. Does it exist?\n'));
+});
+
+test('--help names -g/--fleet; the usage text stays upstream\'s', async (t) => {
+  const h = await runTool(['--help']);
+  t.is(h.status, 0);
+  t.true(h.out.startsWith('usage: iptaccount [-u] [-h] [-a] [-f] [-c] [-s] [-g] [-l name]\n'));
+  t.regex(h.out, /\[-g\] \(or --fleet\)/);
+  t.false((await runTool([])).out.includes('-g'));
+});
