@@ -27,7 +27,7 @@
 import { Hook, Verdict, type Family, type PacketContext } from '../xt/packet.js';
 import { XT_CONTINUE, XtError, type CheckEnv, type TargetExtension } from '../xt/extension.js';
 import { NatRangeFlag, NatSide, newNatRange } from '../xt/nat.js';
-import type { StateSpec } from '../xt/state.js';
+import type { SharedClock, SharedSink, StateShared, StateSpec } from '../xt/state.js';
 import { DottedQuad, ipv4FromText, ipv6FromText, maskPrefixLength, prefixMaskWord } from '../dataplane/addr.js';
 import { addrToString } from './lib/addresses.js';
 import { paramAct } from './lib/param-act.js';
@@ -70,6 +70,12 @@ interface Entry {
   /** Monotonic ms. Active while now < expiry. */
   expiry: number;
   isStatic: boolean;
+  /** Issue 15 (cluster): monotonic ms the binding was made (its age decides conflicts). */
+  since: number;
+  /** The gateway that made the binding; null = this one. */
+  owner: string | null;
+  /** Monotonic ms of the last cluster record of this entry. */
+  sharedAt: number;
 }
 
 interface Prefix {
@@ -92,6 +98,8 @@ interface Prefix {
    * upstream's refcount does.
    */
   kept: number;
+  /** Issue 15: the cluster's sink while the prefix is shared (docs/cluster.md); null = local only. */
+  sink: SharedSink<Entry> | null;
 }
 
 /** The lookups upstream shares between all prefixes of a namespace. */
@@ -124,14 +132,14 @@ class Dnetmap {
   newPrefix(family: Family, net: Uint32Array, len: number, persistent: boolean, now: number): Prefix {
     const bits = family === 4 ? 32 : 128;
     const size = 2 ** (bits - len);
-    const p: Prefix = { family, net, len, name: `${addrText(family, net)}/${len}`, entries: [], lru: new Set(), full: false, persistent, kept: 0 };
+    const p: Prefix = { family, net, len, name: `${addrText(family, net)}/${len}`, entries: [], lru: new Set(), full: false, persistent, kept: 0, sink: null };
     const first = this.settings.wholePrefix ? 0 : 1;
     const last = this.settings.wholePrefix ? size - 1 : size - 2;
     for (let i = first; i <= last; i++) {
       const post = Uint32Array.from(net);
       // The host part fits in the last word (at most 16 bits).
       post[family === 4 ? 0 : 3] = (post[family === 4 ? 0 : 3] + i) >>> 0;
-      const e: Entry = { prefix: p, post, postKey: keyOf(family, post), pre: new Uint32Array(4), preKey: null, expiry: now, isStatic: false };
+      const e: Entry = { prefix: p, post, postKey: keyOf(family, post), pre: new Uint32Array(4), preKey: null, expiry: now, isStatic: false, since: now, owner: null, sharedAt: -Infinity };
       p.entries.push(e);
       p.lru.add(e);
     }
@@ -147,11 +155,16 @@ class Dnetmap {
     e.pre.fill(0);
   }
 
-  hash(e: Entry, pre: ArrayLike<number>): void {
+  /** A new binding made here (`since` = now; shared) or, with `owner`, one applied from the cluster (not echoed). */
+  hash(e: Entry, pre: ArrayLike<number>, now: number, owner: string | null = null, notify = owner === null): void {
     for (let i = 0; i < 4; i++) e.pre[i] = pre[i] ?? 0;
     e.preKey = keyOf(e.prefix.family, e.pre);
     this.bindings.fwd.set(e.preKey, e);
     this.bindings.rev.set(e.postKey, e);
+    e.since = now;
+    e.owner = owner;
+    e.sharedAt = -Infinity;
+    if (notify) e.prefix.sink?.changed(e);
   }
 
   timeout(e: Entry): void {
@@ -164,6 +177,8 @@ class Dnetmap {
     e.expiry = now + ttlMs;
     e.prefix.lru.delete(e);
     e.prefix.lru.add(e);
+    // The new expiry goes to the cluster (at most once a second per binding, see export).
+    e.prefix.sink?.changed(e);
   }
 
   /** A new binding of `src` from P's LRU head, or null when P is full. */
@@ -178,7 +193,7 @@ class Dnetmap {
     }
     p.full = false;
     if (head.preKey !== null) this.timeout(head);
-    this.hash(head, src);
+    this.hash(head, src, now);
     head.expiry = now + ttlMs;
     p.lru.delete(head);
     p.lru.add(head);
@@ -271,7 +286,7 @@ class Dnetmap {
       }
       // Re-adding over a static entry: idempotent (upstream corrupts its list).
       if (e.preKey !== null) this.timeout(e);
-      this.hash(e, pre);
+      this.hash(e, pre, now);
       e.isStatic = true;
       p.lru.delete(e);
       this.log(`adding static binding ${addrText(p.family, e.pre)}:${addrText(p.family, e.post)}`, false);
@@ -303,7 +318,7 @@ class Dnetmap {
     const entries: SavedEntry[] = [];
     for (const e of p.entries) {
       if (e.preKey === null && !e.isStatic) continue;
-      entries.push({ post: addrText(p.family, e.post), pre: e.preKey === null ? null : addrText(p.family, e.pre), left: e.expiry - now, static: e.isStatic });
+      entries.push({ post: addrText(p.family, e.post), pre: e.preKey === null ? null : addrText(p.family, e.pre), left: e.expiry - now, static: e.isStatic, age: now - e.since, owner: e.owner });
     }
     return { persistent: p.persistent, lru: [...p.lru].map((e) => addrText(p.family, e.post)), entries };
   }
@@ -326,7 +341,9 @@ class Dnetmap {
       if (row.pre !== null) {
         const pre = parseNumeric(p.family, String(row.pre));
         if (pre === null) throw new Error(`DNETMAP ${p.name}: saved address ${JSON.stringify(row.pre)} is not an address`);
-        this.hash(e, pre);
+        // Its age is aged like the expiry; the gateway that made it is kept (it decides conflicts).
+        const age = Number(row.age);
+        this.hash(e, pre, now - (Number.isFinite(age) ? age : 0) - downtimeMs, typeof row.owner === 'string' ? row.owner : null);
       }
     }
     // LRU order as saved (entries not named keep theirs, before them).
@@ -347,6 +364,10 @@ interface SavedEntry {
   /** ms left until expiry when saved (negative: expired). */
   left: number;
   static: boolean;
+  /** ms since the binding was made, when saved (issue 15; absent in older pictures). */
+  age?: number;
+  /** The gateway that made it (null = this one). */
+  owner?: string | null;
 }
 
 interface SavedPrefix {
@@ -506,6 +527,7 @@ const DNETMAP: TargetExtension<DnetmapParams> = {
         },
         save: (v, now) => dn.save(v, now),
         load: (v, saved, downtime, now) => dn.load(v, saved, downtime, now),
+        shared: sharedDnetmap(dn),
       };
       const pfx = env.state.declare(dataSpec);
       prefix = pfx;
@@ -580,6 +602,90 @@ const DNETMAP: TargetExtension<DnetmapParams> = {
   save: saveText,
   print: (p) => ` -j DNETMAP${saveText(p)}`,
 };
+
+// ------------------------------------------------------------------ cluster (issue 15)
+
+/** A binding's record: pre-NAT address, wall ms it was made and expires, the gateway that made it. */
+interface DnetmapRecord {
+  pre: string;
+  since: number;
+  until: number;
+  by: string;
+}
+
+/** A binding's expiry refreshed by traffic is re-sent at most this often. */
+export const DNETMAP_REEXPORT_MS = 1000;
+
+/**
+ * Cluster sharing (docs/cluster.md "DNETMAP"): one record per post-NAT
+ * address of the prefix with its active dynamic binding. Conflict rule: of
+ * two active bindings that claim the same post-NAT address (for different
+ * hosts) or the same host (on different addresses), the EARLIER one (`since`)
+ * wins, ties by the lower gateway id; the loser is unbound (its flows keep
+ * their conntrack mapping). The same binding merges: the later expiry. Static
+ * bindings (proc writes) are local and win over records; removals and
+ * flushes through the proc file are local.
+ */
+function sharedDnetmap(dn: Dnetmap): StateShared<Prefix, Entry> {
+  const wallOf = (mono: number, clock: SharedClock) => Math.round(clock.wallNow() - (clock.now() - mono));
+  const monoOf = (wall: number, clock: SharedClock) => clock.now() - (clock.wallNow() - wall);
+  /** Whether binding (sinceA, byA) was made before (sinceB, byB): wall ms, ties by gateway id. */
+  const earlier = (sinceA: number, byA: string, sinceB: number, byB: string) => sinceA < sinceB || (sinceA === sinceB && byA < byB);
+  let self = '';
+  return {
+    kind: 'dnetmap',
+    attach(p, sink) {
+      p.sink = sink;
+      if (sink?.gateway !== undefined) self = sink.gateway;
+    },
+    export(p, e, clock) {
+      const now = clock.now();
+      if (e.preKey === null || e.isStatic || !(now < e.expiry)) return null;
+      if (now - e.sharedAt < DNETMAP_REEXPORT_MS) return undefined;
+      e.sharedAt = now;
+      const data: DnetmapRecord = { pre: addrText(p.family, e.pre), since: wallOf(e.since, clock), until: wallOf(e.expiry, clock), by: e.owner ?? self };
+      return { id: addrText(p.family, e.post), data };
+    },
+    apply(p, id, data, _from, clock) {
+      const r = data as DnetmapRecord;
+      const post = parseNumeric(p.family, id);
+      const e = post === null ? undefined : dn.entryOf(p, post);
+      const pre = typeof r === 'object' && r !== null && typeof r.pre === 'string' ? parseNumeric(p.family, r.pre) : null;
+      if (e === undefined || pre === null || dn.contains(p, pre) || !Number.isFinite(r.since) || !Number.isFinite(r.until) || typeof r.by !== 'string') {
+        throw new XtError(`DNETMAP ${p.name}: bad cluster record for ${JSON.stringify(id)}`, 1);
+      }
+      const now = clock.now();
+      const until = monoOf(r.until, clock);
+      if (!(now < until) || e.isStatic) return;
+      const preKey = keyOf(p.family, pre);
+      const active = (x: Entry) => x.isStatic || (x.preKey !== null && now < x.expiry);
+      const wins = (x: Entry) => x.isStatic || earlier(wallOf(x.since, clock), x.owner ?? self, r.since, r.by);
+      if (e.preKey === preKey) {
+        // The same binding: the later expiry; the earlier making (and its gateway) is kept.
+        if (until > e.expiry) e.expiry = until;
+        if (!wins(e)) {
+          e.since = monoOf(r.since, clock);
+          e.owner = r.by === self ? null : r.by;
+        }
+        p.lru.delete(e);
+        p.lru.add(e);
+        return;
+      }
+      const other = dn.bindings.fwd.get(preKey);
+      for (const x of [e, other]) if (x !== undefined && x.preKey !== null && active(x) && wins(x)) return;
+      for (const x of [e, other]) {
+        if (x === undefined || x.preKey === null) continue;
+        if (active(x)) dn.log(`cluster: binding ${addrText(x.prefix.family, x.pre)} -> ${addrText(x.prefix.family, x.post)} yields to ${r.pre} -> ${id} of ${r.by} (earlier)`, true);
+        dn.unbind(x);
+      }
+      // Not echoed (a binding of our own coming back from the bucket is not re-sent either).
+      dn.hash(e, pre, monoOf(r.since, clock), r.by === self ? null : r.by, false);
+      e.expiry = until;
+      p.lru.delete(e);
+      p.lru.add(e);
+    },
+  };
+}
 
 function countBound(p: Prefix): number {
   let n = 0;

@@ -10,6 +10,11 @@ import recent from '../modules/recent.js';
 import quota2 from '../modules/quota2.js';
 import pknock from '../modules/pknock.js';
 import ACCOUNT, { accountCommand } from '../modules/ACCOUNT.js';
+import DNETMAP from '../modules/DNETMAP.js';
+import type { NatService } from '../xt/nat.js';
+import { Verdict } from '../xt/packet.js';
+import { ipv4ToString } from '../dataplane/addr.js';
+import { udpDgram } from './modules-fixtures.js';
 import { Hook } from '../xt/packet.js';
 import { ClusterLink, keyPart, type ClusterRecord } from '../router/cluster/link.js';
 import { validateClusterConfig, type ClusterConfig } from '../router/cluster/config.js';
@@ -222,4 +227,140 @@ test('ACCOUNT: each gateway shares its running totals; read-fleet sums them, rea
   A.h.advance(1000);
   ship(A.link, B.link);
   t.is(fleet(B.h), '10.0.0.1 5 140 0 0\n10.0.0.2 1 28 0 0\n');
+});
+
+// ---- DNETMAP bindings (docs/cluster.md "DNETMAP")
+
+/** A gateway sharing dnetmap with SNAT (POSTROUTING) and DNAT (PREROUTING) rules on 20.0.0.0/30; NAT calls recorded as "side>addr". */
+function dnGateway(name: string) {
+  const g = gateway(name, { shared: ['dnetmap'] });
+  const nat: string[] = [];
+  const service: NatService = {
+    setup(_pkt, side, range) {
+      nat.push(`${side}>${ipv4ToString(range.minAddr[0])}`);
+      return Verdict.ACCEPT;
+    },
+  };
+  Object.assign(g.h.services, { nat: service });
+  const snat = g.h.target(DNETMAP, '--prefix 20.0.0.0/30 --ttl 60', { table: 'nat', chain: 'POSTROUTING' });
+  const dnat = g.h.target(DNETMAP, '--prefix 20.0.0.0/30 --ttl 60', { table: 'nat', chain: 'PREROUTING' });
+  const out = (src: string) => snat.target(g.h.packet(ip4(src, '192.0.2.1', udpDgram(1000, 53)), { hook: Hook.POSTROUTING }));
+  const inb = (dst: string) => dnat.target(g.h.packet(ip4('192.0.2.1', dst, udpDgram(53, 1000)), { hook: Hook.PREROUTING }));
+  const bound = () => g.h.readProc('net/xt_DNETMAP/20.0.0.0_30').split('\n').filter((l) => l !== '' && !l.startsWith('0.0.0.0')).map((l) => l.split(' --- ')[0]);
+  return { ...g, nat, out, inb, bound };
+}
+
+const SRC = 0;
+const DST = 1;
+
+test('DNETMAP: a binding made on A is used on B both ways (DNAT back, SNAT of the same host); its refreshed expiry travels at most once a second', (t) => {
+  const A = dnGateway('gwA');
+  const B = dnGateway('gwB');
+  A.out('10.0.0.1');
+  t.deepEqual(A.nat, [`${SRC}>20.0.0.0`]);
+  const recs = ship(A.link, B.link);
+  t.is(recs.length, 1);
+  t.like(recs[0], { k: 'DNETMAP:20.0.0.0_30', i: '20.0.0.0', d: { pre: '10.0.0.1', by: 'gwA' } });
+  t.is((recs[0].d as { until: number }).until - (recs[0].d as { since: number }).since, 60_000);
+  t.deepEqual(B.bound(), ['10.0.0.1 -> 20.0.0.0']);
+  B.inb('20.0.0.0');
+  B.out('10.0.0.1');
+  t.deepEqual(B.nat, [`${DST}>10.0.0.1`, `${SRC}>20.0.0.0`], 'B DNATs the public address back and SNATs the host to the same one');
+  t.is(B.link.outboxEntries().length, 0);
+  B.link.collect();
+  t.is(B.link.outboxEntries().length, 1, "B's refresh of A's binding is shared (by: gwA kept)");
+  t.like(JSON.parse(Buffer.from(B.link.outboxEntries()[0][1]).toString()), { d: { pre: '10.0.0.1', by: 'gwA' } });
+  // A refresh within the second waits; after it the later expiry goes out and B keeps the later one.
+  A.h.advance(200);
+  B.h.advance(200);
+  const queued = A.link.outboxEntries()[0][1];
+  A.out('10.0.0.1');
+  A.link.collect();
+  t.is(A.link.outboxEntries()[0][1], queued, 'the first record is still the one queued');
+  t.is(A.link.status().dirty, 1);
+  A.h.advance(30_000);
+  B.h.advance(30_000);
+  const later = ship(A.link, B.link);
+  t.is(later.length, 1);
+  t.regex(B.h.readProc('net/xt_DNETMAP/20.0.0.0_30'), /^10\.0\.0\.1 -> 20\.0\.0\.0 --- ttl: 30 /m, "A's refresh at 0.2 s (expiry 60.2 s) is later than B's own at 0 s (that one would show ttl: 29)");
+  // Its expiry passed on both: an expired record changes nothing.
+  A.h.advance(60_000);
+  B.h.advance(60_000);
+  for (const r of later) B.link.receive(Buffer.from(JSON.stringify(r)));
+  B.nat.length = 0;
+  B.inb('20.0.0.0');
+  t.deepEqual(B.nat, [], 'expired: PREROUTING no longer DNATs');
+});
+
+test('DNETMAP conflict: two hosts bound to the same public address on two gateways: the earlier binding wins on both, the later one is unbound', (t) => {
+  const A = dnGateway('gwA');
+  const B = dnGateway('gwB');
+  A.out('10.0.0.1'); // t=0 on A: 10.0.0.1 -> 20.0.0.0
+  A.link.collect();
+  A.h.advance(5000);
+  B.h.advance(5000);
+  B.out('10.0.0.2'); // t=5 s on B, before A's record: 10.0.0.2 -> 20.0.0.0
+  B.link.collect();
+  const fromB = B.link.outboxEntries().map(([, v]) => v);
+  for (const [, v] of A.link.outboxEntries()) B.link.receive(v);
+  for (const v of fromB) A.link.receive(v);
+  t.deepEqual(A.bound(), ['10.0.0.1 -> 20.0.0.0'], 'A keeps its own earlier binding');
+  t.deepEqual(B.bound(), ['10.0.0.1 -> 20.0.0.0'], "B's later binding yields");
+  t.true(B.h.services.logged.some((l) => /cluster: binding 10\.0\.0\.2 -> 20\.0\.0\.0 yields to 10\.0\.0\.1 -> 20\.0\.0\.0 of gwA/.test(l.line)));
+  t.is(A.link.status().applied + B.link.status().applied, 2);
+  // The loser's host gets a new address at its next packet on B, which A learns.
+  B.nat.length = 0;
+  B.out('10.0.0.2');
+  t.deepEqual(B.nat, [`${SRC}>20.0.0.1`]);
+  ship(B.link, A.link);
+  t.deepEqual(A.bound(), ['10.0.0.1 -> 20.0.0.0', '10.0.0.2 -> 20.0.0.1']);
+});
+
+test('DNETMAP conflict: bindings made in the same ms: the lower gateway id wins on both; one host on two addresses: the earlier wins', (t) => {
+  const A = dnGateway('gwA');
+  const B = dnGateway('gwB');
+  B.out('10.0.0.2');
+  A.out('10.0.0.1');
+  B.link.collect();
+  A.link.collect();
+  const fromB = B.link.outboxEntries().map(([, v]) => v);
+  for (const [, v] of A.link.outboxEntries()) B.link.receive(v);
+  for (const v of fromB) A.link.receive(v);
+  t.deepEqual(A.bound(), ['10.0.0.1 -> 20.0.0.0']);
+  t.deepEqual(B.bound(), ['10.0.0.1 -> 20.0.0.0']);
+  // Same host, different addresses: A binds 10.0.0.3 first (20.0.0.1), B later to its LRU head.
+  const C = dnGateway('gwC');
+  const D = dnGateway('gwD');
+  D.out('10.0.0.9'); // D's 20.0.0.0 taken by another host, so 10.0.0.3 lands on 20.0.0.1 there
+  C.out('10.0.0.3'); // C: 10.0.0.3 -> 20.0.0.0 at t=0
+  C.h.advance(1000);
+  D.h.advance(1000);
+  D.out('10.0.0.3'); // D: 10.0.0.3 -> 20.0.0.1 at t=1 s
+  t.deepEqual(D.bound(), ['10.0.0.9 -> 20.0.0.0', '10.0.0.3 -> 20.0.0.1']);
+  ship(C.link, D.link);
+  // C's record claims 20.0.0.0 (held by 10.0.0.9 since t=0 on D, gwD > gwC: C's wins the tie) and 10.0.0.3 (D's later binding loses).
+  t.deepEqual(D.bound(), ['10.0.0.3 -> 20.0.0.0']);
+});
+
+test('DNETMAP: static bindings stay local and win; malformed records are counted', (t) => {
+  const A = dnGateway('gwA');
+  const B = dnGateway('gwB');
+  B.h.writeProc('net/xt_DNETMAP/20.0.0.0_30', '+10.0.0.7:20.0.0.0');
+  B.link.collect();
+  t.is(B.link.outboxEntries().length, 0, 'a static binding is not shared');
+  A.out('10.0.0.1');
+  ship(A.link, B.link);
+  t.deepEqual(B.bound(), ['10.0.0.7 -> 20.0.0.0']);
+  A.link.collect();
+  const rec = JSON.parse(Buffer.from(A.link.outboxEntries()[0]?.[1] ?? Buffer.from('null')).toString()) as ClusterRecord | null;
+  const base: ClusterRecord = rec ?? { c: 'lab', g: 'gwA', k: 'DNETMAP:20.0.0.0_30', i: '20.0.0.1', t: 0, d: {} };
+  const before = B.link.status().malformed;
+  for (const [i, d] of [
+    ['20.0.0.9', { pre: '10.0.0.1', since: 0, until: 1e15, by: 'gwA' }],
+    ['20.0.0.1', { pre: '20.0.0.2', since: 0, until: 1e15, by: 'gwA' }],
+    ['20.0.0.1', { pre: 'x', since: 0, until: 1e15, by: 'gwA' }],
+    ['20.0.0.1', { pre: '10.0.0.1', until: 1e15, by: 'gwA' }],
+  ] as const) B.link.receive(Buffer.from(JSON.stringify({ ...base, k: 'DNETMAP:20.0.0.0_30', i, d })));
+  t.is(B.link.status().malformed - before, 4);
+  t.deepEqual(B.bound(), ['10.0.0.7 -> 20.0.0.0']);
 });

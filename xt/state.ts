@@ -124,6 +124,8 @@ export interface SharedSink<I> {
   record(id: string, data: unknown): void;
   /** The clocks records are converted with (a removal's wall time); the cluster link always gives them. */
   readonly clock?: SharedClock;
+  /** This gateway's id (cluster.gateway), for states whose conflict rule breaks ties by gateway (DNETMAP). */
+  readonly gateway?: string;
 }
 
 /**

@@ -164,6 +164,7 @@ export class ClusterLink implements SharedStateListener {
       },
       record: (id, data) => this.queue(a, id, data),
       clock: this.clock,
+      gateway: this.config.gateway,
     };
     this.attached.set(key, a);
     shared.attach(value, sink);
