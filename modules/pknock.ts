@@ -410,7 +410,15 @@ function tableSpec(p: PknockParams, cfg: PknockSettings, services: RouterService
  * there), and a close removes an ALLOWED peer logged in no later than it.
  * Knock progress (MATCHING) stays local: a sequence must be knocked on one
  * gateway. A table full of ALLOWED peers refuses the record (counted).
+ *
+ * The SPA replay cache is shared too: a payload accepted (open or close) on
+ * one gateway is refused on every other. Record id `spa:<HMAC hex>`, `{replay:
+ * epoch minute}` (the last minute it could verify); the union of the caches
+ * (the later minute when both hold it), expired ones ignored.
  */
+/** Cluster record ids of replay-cache entries (addresses never start so). */
+const SPA_ID = 'spa:';
+
 const sharedPknock: StateShared<PknockTable, Peer> = {
   kind: 'pknock',
   attach(t, sink) {
@@ -418,6 +426,17 @@ const sharedPknock: StateShared<PknockTable, Peer> = {
   },
   export: () => null,
   apply(t, id, data, _from, clock) {
+    if (id.startsWith(SPA_ID)) {
+      const digest = id.slice(SPA_ID.length);
+      const until = (data as { replay?: unknown } | null)?.replay;
+      if (!/^[0-9A-Za-z]{1,64}$/.test(digest) || typeof until !== 'number' || !Number.isInteger(until)) throw new Error(`pknock: ${t.name}: bad replay record ${JSON.stringify(id)}`);
+      const nowMinute = Math.floor(clock.wallNow() / 60000);
+      if (until < nowMinute) return;
+      // No payload verifies beyond the largest window: a record cannot keep an entry longer.
+      const key = `${t.name}:${digest}`;
+      t.replay.set(key, Math.max(t.replay.get(key) ?? -Infinity, Math.min(until, nowMinute + 2 * MAX_SPA_WINDOW + 1)));
+      return;
+    }
     const r = data as { open?: unknown; close?: unknown; proto?: unknown };
     const family: Family = id.includes(':') ? 6 : 4;
     const ctx = new PacketContext4or6();
@@ -691,6 +710,8 @@ function replayed(rt: Runtime, pkt: PacketContext, minute: number): boolean {
   const key = `${rt.p.name}:${pkt.buf.toString('latin1', pkt.l4off + 8, pkt.l4off + 8 + 64)}`;
   if (rt.t.replay.has(key)) return true;
   rt.t.replay.set(key, minute + rt.cfg.spaWindow);
+  // Issue 15: refused on every gateway of the cluster (docs/cluster.md "pknock").
+  rt.t.sink?.record(SPA_ID + key.slice(rt.p.name.length + 1), { replay: minute + rt.cfg.spaWindow });
   return false;
 }
 

@@ -15,6 +15,7 @@ import type { NatService } from '../xt/nat.js';
 import { Verdict } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
 import { udpDgram } from './modules-fixtures.js';
+import { createHmac } from 'node:crypto';
 import { Hook } from '../xt/packet.js';
 import { ClusterLink, keyPart, type ClusterRecord } from '../router/cluster/link.js';
 import { validateClusterConfig, type ClusterConfig } from '../router/cluster/config.js';
@@ -363,4 +364,71 @@ test('DNETMAP: static bindings stay local and win; malformed records are counted
   ] as const) B.link.receive(Buffer.from(JSON.stringify({ ...base, k: 'DNETMAP:20.0.0.0_30', i, d })));
   t.is(B.link.status().malformed - before, 4);
   t.deepEqual(B.bound(), ['10.0.0.7 -> 20.0.0.0']);
+});
+
+// ---- pknock SPA replay cache (docs/cluster.md "pknock")
+
+/** An SPA payload (facts sheet: HMAC-SHA256 over the address and the LE minute, hex, newline). */
+function spaPayload(secret: string, src: string, minute: number): number[] {
+  const m = Buffer.alloc(4);
+  m.writeUInt32LE(minute);
+  const hex = createHmac('sha256', Buffer.from(secret)).update(Buffer.concat([Buffer.from(src.split('.').map(Number)), m])).digest('hex');
+  return [...Buffer.from(hex + '\n', 'ascii')];
+}
+
+function spaGateway(name: string) {
+  const g = gateway(name);
+  const udp = { table: 'filter', chain: 'INPUT', proto: 'udp' } as const;
+  const knock = g.h.match(pknock, '--knockports 2000 --opensecret s3cret --closesecret cl0se --autoclose 60 --name SPA', udp);
+  const check = g.h.match(pknock, '--checkip --name SPA', { table: 'filter', chain: 'INPUT', proto: 'tcp' });
+  g.h.activateAll();
+  const send = (src: string, payload: number[]) => knock.match(g.h.packet(ip4(src, '192.0.2.1', udpDgram(5000, 2000, payload))));
+  const allowed = (src: string) => check.match(g.h.packet(ip4(src, '192.0.2.1', tcpSeg(1, 22, 0x02))));
+  const minute = () => Math.floor(g.h.services.wallNow() / 60000);
+  return { ...g, send, allowed, minute };
+}
+
+test('pknock SPA: a payload accepted on A (open, then close) is refused as a replay on B; the caches are a union, expired records ignored', (t) => {
+  const A = spaGateway('gwA');
+  const B = spaGateway('gwB');
+  A.h.advance(10 * 60_000);
+  B.h.advance(10 * 60_000);
+  const m = A.minute();
+  const open = spaPayload('s3cret', '10.0.0.2', m);
+  A.send('10.0.0.2', open);
+  t.true(A.allowed('10.0.0.2'));
+  A.send('10.0.0.2', spaPayload('cl0se', '10.0.0.2', m));
+  t.false(A.allowed('10.0.0.2'));
+  const recs = ship(A.link, B.link);
+  const spa = recs.filter((r) => r.i.startsWith('spa:'));
+  t.is(spa.length, 2, 'one replay record per accepted payload (open and close)');
+  t.deepEqual(spa[0].d, { replay: m });
+  t.is(spa[0].i, `spa:${Buffer.from(open.slice(0, 64)).toString('ascii')}`);
+  t.false(B.allowed('10.0.0.2'), 'the close reached B as well');
+  // The captured open packet sent to B in the same minute: B has no peer for it (no rate limit); the shared cache refuses it.
+  B.send('10.0.0.2', open);
+  t.false(B.allowed('10.0.0.2'));
+  t.like(B.h.services.events.at(-1), { kind: 'pknock.refused', fields: { reason: 'replay' } });
+  // B's own accepted payload goes to A: a union, not a replacement.
+  const other = spaPayload('s3cret', '10.0.0.3', m);
+  B.send('10.0.0.3', other);
+  t.true(B.allowed('10.0.0.3'));
+  B.send('10.0.0.3', spaPayload('cl0se', '10.0.0.3', m));
+  ship(B.link, A.link);
+  t.false(A.allowed('10.0.0.3'), 'opened and closed on B');
+  A.send('10.0.0.3', other);
+  t.like(A.h.services.events.at(-1), { kind: 'pknock.refused', fields: { reason: 'replay' } });
+  const cache = (h: XtHarness) => /replay_cache (\d+)/.exec(pknock.commands![0].run(['SPA'], h.state))?.[1];
+  t.is(cache(A.h), '4', "A's two payloads and B's two");
+  t.is(cache(B.h), '4');
+  // Expired or malformed records: nothing, or counted.
+  const C = spaGateway('gwC');
+  C.h.advance(20 * 60_000);
+  const before = C.link.status().malformed;
+  for (const r of spa) C.link.receive(Buffer.from(JSON.stringify(r)));
+  C.send('10.0.0.2', spaPayload('s3cret', '10.0.0.2', C.minute()));
+  t.true(C.allowed('10.0.0.2'), 'a record of minute m is expired at m+10 and held nothing');
+  C.link.receive(Buffer.from(JSON.stringify({ ...spa[0], i: 'spa:not hex!' })));
+  C.link.receive(Buffer.from(JSON.stringify({ ...spa[0], d: { replay: 'x' } })));
+  t.is(C.link.status().malformed - before, 2);
 });
