@@ -33,9 +33,9 @@
 import type { Family, PacketContext } from '../xt/packet.js';
 import type { CheckEnv, MatchExtension } from '../xt/extension.js';
 import { XtError } from '../xt/extension.js';
-import type { StateSpec } from '../xt/state.js';
+import type { SharedSink, StateShared, StateSpec } from '../xt/state.js';
 import { parseUint } from './lib/numbers.js';
-import { addrToString } from './lib/addresses.js';
+import { addrToString, parseAddr } from './lib/addresses.js';
 
 /** Largest value of every option (upstream's PSD_MAX_RATE). */
 const PSD_MAX = 10000;
@@ -92,6 +92,10 @@ export class PsdTable {
   evicted = 0;
   cut = 0;
   private readonly hashBits: number;
+  /** Issue 15 (opt-in `shared: [psd]`): the cluster's sink; null = local only. */
+  sink: SharedSink<number> | null = null;
+  /** Monotonic ms a slot's "flagged" verdict was last shared. */
+  readonly sharedAt: Float64Array;
 
   constructor(
     readonly family: Family,
@@ -110,6 +114,7 @@ export class PsdTable {
     this.prev = new Int32Array(n).fill(NONE);
     this.head = new Int32Array(sizes.hashSize).fill(NONE);
     this.hashBits = Math.log2(sizes.hashSize);
+    this.sharedAt = new Float64Array(n).fill(-Infinity);
   }
 
   /** scanlogd's hash: XOR-fold of the address (IPv6: its four words XORed first) in hash-size steps. */
@@ -212,6 +217,7 @@ export class PsdTable {
       this.evicted++;
     }
     this.linkHead(slot, b);
+    this.sharedAt[slot] = -Infinity;
     if (v4) this.addr[slot] = src4;
     else {
       const o = slot * 4;
@@ -235,15 +241,70 @@ export class PsdTable {
     for (let k = 0; k < n; k++) if (this.ports[o + k] === dport && this.protos[o + k] === proto) return false;
     if (proto === TCP && (flags & (TCP_ACK | TCP_RST)) !== 0) return false;
     this.stamp[i] = now;
-    if (this.weight[i] >= p.weightThreshold) return true;
+    if (this.weight[i] >= p.weightThreshold) return this.flagged(i, now);
     this.weight[i] += dport < 1024 ? p.loPortsWeight : p.hiPortsWeight;
-    if (this.weight[i] >= p.weightThreshold) return true;
+    if (this.weight[i] >= p.weightThreshold) return this.flagged(i, now);
     if (n < this.sizes.portsPerHost) {
       this.ports[o + n] = dport;
       this.protos[o + n] = proto;
       this.count[i] = n + 1;
     }
     return false;
+  }
+
+  /**
+   * Issue 15: a source flagged (a rule matched it) is shared with the cluster
+   * (docs/cluster.md "psd"), at most once a second per source: a record built
+   * now, as the slot may belong to another source by the next flush.
+   */
+  private flagged(i: number, now: number): true {
+    const sink = this.sink;
+    if (sink !== null && sink.clock !== undefined && now - this.sharedAt[i] >= PSD_RESHARE_MS) {
+      this.sharedAt[i] = now;
+      const a = addrToString(this.addr.subarray(i * this.words, (i + 1) * this.words), this.family);
+      sink.record(a, { flagged: Math.round(sink.clock.wallNow() - (sink.clock.now() - now)), weight: this.weight[i] });
+    }
+    return true;
+  }
+
+  /**
+   * A remote gateway's verdict: the source gets (or keeps) an entry with at
+   * least that weight, stamped at the flag time (the later of both), no ports
+   * remembered. Each local rule then judges it with its own thresholds: while
+   * its delay threshold has not passed, a packet to a port it has not sent
+   * to here matches once the weight reaches the rule's threshold.
+   */
+  adopt(src: Uint32Array, stamp: number, weight: number): void {
+    const v4 = this.family === 4;
+    const b = v4 ? this.hash(src[0]) : this.hash(src);
+    let walked = 0;
+    let last = NONE;
+    for (let i = this.head[b]; i !== NONE; i = this.next[i]) {
+      walked++;
+      if (v4 ? this.sameAddr4(i, src[0]) : this.sameAddr6(i, src)) {
+        if (stamp > this.stamp[i]) this.stamp[i] = stamp;
+        if (weight > this.weight[i]) this.weight[i] = weight;
+        return;
+      }
+      last = i;
+    }
+    if (walked >= this.sizes.chainMax && last !== NONE) {
+      this.unlink(last);
+      this.cut++;
+    }
+    const slot = this.index;
+    this.index = slot + 1 === this.sizes.hosts ? 0 : slot + 1;
+    if (this.bucket[slot] !== NONE) {
+      this.unlink(slot);
+      this.evicted++;
+    }
+    this.linkHead(slot, b);
+    // Shared by its gateway: not echoed from here until it is flagged here again a second later.
+    this.sharedAt[slot] = -Infinity;
+    this.addr.set(src.subarray(0, this.words), slot * this.words);
+    this.stamp[slot] = stamp;
+    this.count[slot] = 0;
+    this.weight[slot] = weight;
   }
 
   /**
@@ -267,6 +328,32 @@ export class PsdTable {
     return `${lines.join('\n')}\n`;
   }
 }
+
+/** A flagged source's verdict is re-shared at most this often while it keeps matching. */
+export const PSD_RESHARE_MS = 1000;
+
+/**
+ * Cluster sharing, opt-in (`cluster.shared: [psd]`, docs/cluster.md): one
+ * record per flagged source, `{flagged: wall ms, weight}`; applied by
+ * PsdTable.adopt (the larger weight, the later stamp).
+ */
+const sharedPsd: StateShared<PsdTable, number> = {
+  kind: 'psd',
+  attach(t, sink) {
+    t.sink = sink;
+  },
+  // Records are built when the source is flagged (sink.record); nothing is left for the flush.
+  export: () => null,
+  apply(t, id, data, _from, clock) {
+    const r = data as { flagged?: unknown; weight?: unknown } | null;
+    const a = parseAddr(id, t.family);
+    if (a === null || typeof r !== 'object' || r === null || typeof r.flagged !== 'number' || !Number.isFinite(r.flagged) ||
+      typeof r.weight !== 'number' || !Number.isInteger(r.weight) || r.weight < 0 || r.weight > 0xffffffff) {
+      throw new XtError(`psd: bad cluster record for ${JSON.stringify(id)}`, 1);
+    }
+    t.adopt(a, clock.now() - (clock.wallNow() - r.flagged), r.weight);
+  },
+};
 
 function protoName(p: number): string {
   return p === TCP ? 'tcp' : p === UDP ? 'udp' : p === UDPLITE ? 'udplite' : String(p);
@@ -308,6 +395,7 @@ export function psdTableSpec(family: Family, sizes: PsdSizes, env: CheckEnv): St
         t.clear();
       },
     },
+    shared: sharedPsd,
   };
 }
 

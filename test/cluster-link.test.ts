@@ -11,6 +11,7 @@ import quota2 from '../modules/quota2.js';
 import pknock from '../modules/pknock.js';
 import ACCOUNT, { accountCommand } from '../modules/ACCOUNT.js';
 import DNETMAP from '../modules/DNETMAP.js';
+import psd from '../modules/psd.js';
 import type { NatService } from '../xt/nat.js';
 import { Verdict } from '../xt/packet.js';
 import { ipv4ToString } from '../dataplane/addr.js';
@@ -431,4 +432,57 @@ test('pknock SPA: a payload accepted on A (open, then close) is refused as a rep
   C.link.receive(Buffer.from(JSON.stringify({ ...spa[0], i: 'spa:not hex!' })));
   C.link.receive(Buffer.from(JSON.stringify({ ...spa[0], d: { replay: 'x' } })));
   t.is(C.link.status().malformed - before, 2);
+});
+
+// ---- psd "flagged source" verdicts (opt-in; docs/cluster.md "psd")
+
+function psdGateway(name: string, shared: string[] = ['psd']) {
+  const g = gateway(name, { shared });
+  const rule = g.h.match(psd, '', { table: 'filter', chain: 'INPUT', proto: 'tcp' });
+  const syn = (src: string, port: number) => rule.match(g.h.packet(ip4(src, '203.0.113.2', tcpSeg(40000, port, 0x02))));
+  return { ...g, syn };
+}
+
+test('psd (opt-in): a source flagged on A matches on B at its first new port, until the delay threshold passes; re-shared at most once a second', (t) => {
+  const A = psdGateway('gwA');
+  const B = psdGateway('gwB');
+  // Defaults: threshold 21, privileged ports weigh 3: the 7th new port matches.
+  const verdicts = [1, 2, 3, 4, 5, 6, 7].map((port) => A.syn('198.51.100.7', port));
+  t.deepEqual(verdicts, [false, false, false, false, false, false, true]);
+  const recs = ship(A.link, B.link);
+  t.is(recs.length, 1);
+  t.like(recs[0], { k: 'psd:ipv4', i: '198.51.100.7', d: { weight: 21 } });
+  t.true(B.syn('198.51.100.7', 80), 'flagged on B at its first packet there');
+  t.false(B.syn('198.51.100.8', 80), 'another source is not');
+  t.regex(B.h.readProc('net/xt_psd/ipv4'), /^198\.51\.100\.7 weight=21 ports=0 /m);
+  // A keeps matching: one record per second at most (the queued record is not replaced).
+  const first = A.link.outboxEntries()[0][1];
+  A.h.advance(100);
+  B.h.advance(100);
+  t.true(A.syn('198.51.100.7', 8));
+  A.link.collect();
+  t.is(A.link.outboxEntries()[0][1], first);
+  A.h.advance(1000);
+  B.h.advance(1000);
+  t.true(A.syn('198.51.100.7', 9));
+  const again = ship(A.link, B.link);
+  t.not(A.link.outboxEntries()[0][1], first);
+  t.like(again[0], { d: { weight: 21, flagged: (recs[0].d as { flagged: number }).flagged + 1100 } });
+  // The delay threshold (3 s) counts from A's last flag (1.1 s), then from B's own matching packet; past it the entry is stale.
+  B.h.advance(2999);
+  t.true(B.syn('198.51.100.7', 82), 'within the delay threshold of the last shared flag');
+  B.h.advance(3001);
+  t.false(B.syn('198.51.100.7', 81), 'stale: a new source again');
+  // Malformed records are counted.
+  const before = B.link.status().malformed;
+  B.link.receive(Buffer.from(JSON.stringify({ ...recs[0], i: 'nope' })));
+  B.link.receive(Buffer.from(JSON.stringify({ ...recs[0], d: { flagged: 1, weight: -1 } })));
+  t.is(B.link.status().malformed - before, 2);
+});
+
+test('psd is not shared unless cluster.shared names it', (t) => {
+  const A = psdGateway('gwA', ['recent', 'quota2']);
+  for (const port of [1, 2, 3, 4, 5, 6, 7]) A.syn('198.51.100.7', port);
+  A.link.collect();
+  t.is(A.link.outboxEntries().length, 0);
 });
