@@ -82,7 +82,7 @@ export interface TunAddon {
     lengths: Uint32Array,
     count: number,
     out?: Float64Array,
-    /** 0: plain fd; 1: IFF_VNET_HDR, one packet per write; 2: IFF_VNET_HDR with UDP GSO coalescing; 3: 2 + TCP coalescing */
+    /** 0: plain fd; 1: IFF_VNET_HDR, one packet per write; 2: IFF_VNET_HDR with UDP GSO coalescing; 3: 2 + TCP coalescing; 4: TCP coalescing only */
     mode?: number,
     /** per packet: gso_size of a super-packet to write as one GSO write (modes 1..3), 0 = an ordinary packet */
     gso?: Uint32Array,
@@ -227,7 +227,8 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
   const got = opened.offloads ?? 0;
   const gso = tun && (opts.gso ?? process.env.XTR_GSO !== '0');
   const gro = tun && req.gro === true;
-  const writeMode = !vnet ? 0 : gro ? 3 : gso ? 2 : 1;
+  // UDP coalescing (gso, XTR_GSO) and TCP coalescing (gro) are separate switches
+  const writeMode = !vnet ? 0 : gso && gro ? 3 : gso ? 2 : gro ? 4 : 1;
   const offloads: TunOffloads = {
     csum: (got & TUN_F_CSUM) !== 0,
     tso4: (got & TUN_F_TSO4) !== 0,

@@ -589,7 +589,7 @@ static int vnet_complete_csum(const uint8_t *vh, uint8_t *pkt, size_t len) {
  * pseudo-header sum, which the kernel completes per segment it cuts
  * (tcp_gso_segment / __udp_gso_segment adjust it for each segment's length).
  *
- * Coalescing (write mode 3) merges consecutive TCP segments of one flow into
+ * Coalescing (write modes 3 and 4) merges consecutive TCP segments of one flow into
  * one TCPV4/TCPV6 write when the segments the kernel cuts (tcp_gso_segment:
  * the head's headers copied, seq advanced by gso_size, IPv4 IDs incremented,
  * PSH/FIN only on the last, CWR only on the first) are byte-identical to
@@ -943,7 +943,7 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   /* mode: 0 plain fd, 1 IFF_VNET_HDR (zero header per packet), 2 IFF_VNET_HDR + UDP GSO coalescing */
   uint32_t mode = 0;
   if (argc > 6 && !get_u32(env, argv[6], &mode, "mode")) return NULL;
-  /* mode 3: mode 2 plus TCP segment coalescing. gso (optional Uint32Array):
+  /* mode 3: mode 2 plus TCP segment coalescing; mode 4: IFF_VNET_HDR + TCP coalescing only. gso (optional Uint32Array):
      gso_size per packet, != 0 for a super-packet (written as one GSO write
      in modes 1..3) */
   uint32_t *gso = NULL;
@@ -980,13 +980,13 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   uint8_t gso_hdr[VNET_HDR_LEN + 100];
   uint8_t super_hdr[VNET_HDR_LEN];
   struct iovec iov[GSO_MAX_SEGS + 1];
-  int coalesce = mode >= 2;
-  int coalesce_tcp = mode == 3;
+  int coalesce_udp = mode == 2 || mode == 3;
+  int coalesce_tcp = mode == 3 || mode == 4;
   double gso_writes = 0, gso_packets = 0, super_writes = 0;
   for (uint32_t i = 0; i < count;) {
     uint32_t n = 1, tcp = 0;
-    if (coalesce) {
-      n = gso_run(data, offsets, lengths, gso, i, count);
+    if (coalesce_udp || coalesce_tcp) {
+      n = coalesce_udp ? gso_run(data, offsets, lengths, gso, i, count) : 1;
       if (n == 1 && coalesce_tcp) {
         n = tcp_run(data, offsets, lengths, gso, i, count);
         tcp = n > 1;
@@ -1047,7 +1047,7 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
       }
       /* the kernel refused the super-packet: send this run, and the rest of
          the batch, one packet per write as before */
-      coalesce = 0;
+      coalesce_udp = 0;
       coalesce_tcp = 0;
       continue;
     }
