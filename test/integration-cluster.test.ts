@@ -17,7 +17,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Namespaces, background, exec, sleep, startLab, uniquePrefix, vethPair, waitFor, type Background, type Lab } from './helpers/netns.js';
+import { Namespaces, REPO_ROOT, background, exec, sleep, startLab, uniquePrefix, vethPair, waitFor, type Background, type Lab } from './helpers/netns.js';
 
 const SERVER = '203.0.113.2';
 const CLIENT = '198.51.100.2';
@@ -130,6 +130,12 @@ test.serial('two gateways share recent, quota2, pknock and ACCOUNT over NATS Jet
     }, 10_000, 200);
     t.log(`ACCOUNT NET: A ${JSON.stringify(readA)}, B ${JSON.stringify(readB)}, fleet on B ${JSON.stringify(fleetText)}`);
     t.true(fleetOk, 'read-fleet on B = A + B');
+    // The user's tool: iptaccount -g prints the same fleet sums in iptaccount's format.
+    const tool = await exec(['env', `XTR_SOCKET=${b.router.socket}`, join(REPO_ROOT, 'scripts', 'iptaccount'), '-g', '-l', 'NET']);
+    t.is(tool.code, 0, tool.stderr);
+    const toolSums = new Map<string, number[]>();
+    for (const m of tool.stdout.matchAll(/^IP: (\S+) SRC packets: (\d+) bytes: (\d+) DST packets: (\d+) bytes: (\d+)$/gm)) toolSums.set(m[1]!, [m[2], m[3], m[4], m[5]].map(Number));
+    t.deepEqual([...toolSums].sort(), [...want].sort(), `iptaccount -g -l NET on B:\n${tool.stdout}`);
 
     // 3. pknock: a knock sequence through A opens the guarded port on B too.
     t.false(await connects(b, 'm', MONITOR, 8081), 'B: closed before the knock');
