@@ -18,6 +18,7 @@
  * tools can embed startXtr() without it installing process handlers.
  */
 import { spawn } from 'node:child_process';
+import { offloadStatus } from './offloads-config.js';
 import { EventEmitter } from 'node:events';
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -154,7 +155,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
       const devName = Placement.deviceName(iface);
       let dev: TunDevice;
       try {
-        dev = openTun(devName, { kind: iface.mode });
+        dev = openTun(devName, { kind: iface.mode, offloads: config.offloads });
       } catch (e) {
         throw new Error(`interface ${iface.name}: cannot open ${iface.mode} device ${devName}: ${(e as Error).message}`);
       }
@@ -175,7 +176,8 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
     if (!gateway) {
       const hostName = config.hostInterface.name;
       try {
-        host = openTun(hostName, { kind: 'tun' });
+        // issue 14: super-packets delivered locally are written whole; the host's own output is read without offloads
+        host = openTun(hostName, { kind: 'tun', offloads: { ...config.offloads, csum: false } });
       } catch (e) {
         throw new Error(`hostInterface: cannot open tun device ${hostName}: ${(e as Error).message}`);
       }
@@ -214,6 +216,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         mtu: e.mtu,
         addresses: e.addresses,
         stats: { rxPackets: e.rxPackets, rxBytes: e.rxBytes, txPackets: e.txPackets, txBytes: e.txBytes, txDropped: e.txDropped },
+        offloads: offloadStatus(e.kind === 'host' ? host : devices.get(e.name)),
         drops: e.drops,
       }));
       return {
