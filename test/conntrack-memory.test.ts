@@ -11,21 +11,8 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/netns.js';
+import type { Round } from './helpers/ct-refill.js';
 
-interface Round {
-  heldBytes: number;
-  count: number;
-  refused: number;
-  earlyDrops: number;
-  distinctHandles: number;
-  distinctOrig: number;
-  distinctRepl: number;
-  natFlows: number;
-  natDistinctReplyPorts: number;
-  repliesChecked: number;
-  repliesWrong: number;
-  leftAfterExpiry: number;
-}
 
 const MAX = 65536;
 const ROUNDS = 3;

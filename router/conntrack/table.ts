@@ -351,17 +351,7 @@ export class Conntrack {
       return Verdict.ACCEPT;
     }
     st.status[s] |= ConnStatus.CONFIRMED;
-    if ((st.status[s] & NAT_MASK) !== 0) this.natConfirmed++;
-    this.insertTuple(2 * s);
-    this.insertTuple(2 * s + 1);
-    st.older[s] = this.newest;
-    st.newer[s] = -1;
-    if (this.newest >= 0) st.newer[this.newest] = s;
-    else this.oldest = s;
-    this.newest = s;
-    this.confirmedCount++;
-    this.inserted++;
-    if (this.events !== null) this.events.changed(s);
+    this.link(s);
     return Verdict.ACCEPT;
   }
 
@@ -433,17 +423,7 @@ export class Conntrack {
     st.pbytes.set(e.b, s * PSTATE_BYTES);
     st.setMasqName(s, typeof e.q === 'string' ? e.q : null);
     if (e.p === P_TCP) tcpBeLiberal(st, s);
-    if ((st.status[s] & NAT_MASK) !== 0) this.natConfirmed++;
-    this.insertTuple(2 * s);
-    this.insertTuple(2 * s + 1);
-    st.older[s] = this.newest;
-    st.newer[s] = -1;
-    if (this.newest >= 0) st.newer[this.newest] = s;
-    else this.oldest = s;
-    this.newest = s;
-    this.confirmedCount++;
-    this.inserted++;
-    if (this.events !== null) this.events.changed(s);
+    this.link(s);
     return 'ok';
   }
 
@@ -750,6 +730,26 @@ export class Conntrack {
     const st = this.store;
     const s = t >> 1;
     return hashWords(st.family[s], st.proto[s], st.addr, t << 3, st.ports[t]) & this.bucketMask;
+  }
+
+  /**
+   * A confirmed slot enters the table (__nf_conntrack_confirm's hash insert):
+   * both tuples into their buckets, the newest end of the age list, the
+   * counts, and the cluster's event sink. Its status already says CONFIRMED.
+   */
+  private link(s: number): void {
+    const st = this.store;
+    if ((st.status[s] & NAT_MASK) !== 0) this.natConfirmed++;
+    this.insertTuple(2 * s);
+    this.insertTuple(2 * s + 1);
+    st.older[s] = this.newest;
+    st.newer[s] = -1;
+    if (this.newest >= 0) st.newer[this.newest] = s;
+    else this.oldest = s;
+    this.newest = s;
+    this.confirmedCount++;
+    this.inserted++;
+    if (this.events !== null) this.events.changed(s);
   }
 
   private insertTuple(t: number): void {

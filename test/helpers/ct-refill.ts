@@ -109,7 +109,8 @@ function tupleKey(e: ConnEntry, reply: boolean): string {
   return `${e.family}/${e.proto} ${t.src.join('.')} ${t.dst.join('.')} ${t.sport} ${t.dport}`;
 }
 
-interface Round {
+/** One fill/flood/expiry round's measurements, printed as JSON for test/conntrack-memory.test.ts. */
+export interface Round {
   heldBytes: number;
   count: number;
   refused: number;
