@@ -25,7 +25,7 @@ import {
 } from './build.js';
 import { isMmdb } from './mmdb.js';
 import { queryRanges, QueryError } from './query.js';
-import { quietEpipe, versionLine } from '../xt/version.js';
+import { helpOrVersion, quietEpipe } from '../xt/version.js';
 
 /** `TOOL --help` texts (also the source of the man pages' synopsis). */
 export const HELP: Readonly<Record<string, string>> = {
@@ -307,14 +307,8 @@ export function main(tool: string, args: readonly string[]): number {
   const help = HELP[tool];
   if (help !== undefined) {
     // Long options before getopt, which knows only the upstream short ones.
-    if (args.includes('--help') || args.includes('-h')) {
-      process.stdout.write(help);
-      return 0;
-    }
-    if (args.includes('--version') || args.includes('-V')) {
-      process.stdout.write(versionLine(tool));
-      return 0;
-    }
+    const std = helpOrVersion(tool, args, help);
+    if (std !== null) return std;
   }
   try {
     switch (tool) {

@@ -9,7 +9,7 @@
  * force); gro is xtr's own TCP coalescing of writes. `false` for all four is
  * the plain one-packet path of earlier versions.
  */
-import type { OffloadRequest } from '../dataplane/tun.js';
+import type { OffloadRequest, TunOffloads } from '../dataplane/tun.js';
 
 export interface OffloadsConfig extends Required<OffloadRequest> {}
 
@@ -46,14 +46,7 @@ export function validateOffloads(v: unknown): OffloadsConfig {
 }
 
 /** What `xtr status` and /metrics show per interface: the offloads in force and their counters. */
-export interface OffloadStatus {
-  csum: boolean;
-  tso4: boolean;
-  tso6: boolean;
-  uso: boolean;
-  /** Super-packets are written whole (else segmented by xtr). */
-  gsoWrites: boolean;
-  gro: boolean;
+export interface OffloadStatus extends TunOffloads {
   rxSuperPackets: number;
   txSuperWrites: number;
   /** GSO writes from coalesced runs (UDP and TCP) and the packets they carried. */

@@ -34,7 +34,7 @@ import {
 import { safeMemberPath, type ZipMember } from '../geoip-db/zip.js';
 import { DEFAULT_SOCKET } from '../router/control.js';
 import { RouterNotRunning, sendCommand } from '../router/cli.js';
-import { quietEpipe, versionLine } from '../xt/version.js';
+import { helpOrVersion, quietEpipe } from '../xt/version.js';
 
 const EXIT = 'exit status: 0 ok, 1 failure (network, HTTP error, corrupt or empty download), 2 usage error\n';
 
@@ -504,14 +504,8 @@ export async function main(tool: string, args: readonly string[], io: Io): Promi
     io.error(`unknown tool ${tool}`);
     return 2;
   }
-  if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(help);
-    return 0;
-  }
-  if (args.includes('--version') || args.includes('-V')) {
-    process.stdout.write(versionLine(tool));
-    return 0;
-  }
+  const std = helpOrVersion(tool, args, help);
+  if (std !== null) return std;
   try {
     return tool === 'xt_geoip_update' ? await update(args, io) : await download(tool, args, io);
   } catch (e) {

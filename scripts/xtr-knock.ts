@@ -29,7 +29,7 @@ import { AAD_PREFIX, NONCE_BYTES, TAG_BYTES, encodeSymbols, portOf, readKeyFile,
 import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { quietEpipe, versionLine } from '../xt/version.js';
+import { helpOrVersion, quietEpipe } from '../xt/version.js';
 
 const USAGE = `usage: xtr-knock [-4|-6] [-u] [-d MS] [-v] HOST PORT[:tcp|:udp] [PORT[:proto]]...
        xtr-knock --spa [-4|-6] [-s SOURCE] [--secret-file FILE] [--minute N] [--print] HOST PORT
@@ -218,14 +218,8 @@ export function sealKnock(key: Buffer, source: string, port: number, flags: numb
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (argv.includes('-V') || argv.includes('--version')) {
-    process.stdout.write(versionLine('xtr-knock'));
-    return 0;
-  }
+  const std = helpOrVersion('xtr-knock', argv, USAGE);
+  if (std !== null) return std;
   let o: Options;
   try {
     o = parseArgs(argv);

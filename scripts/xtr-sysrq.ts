@@ -16,7 +16,7 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { quietEpipe, versionLine } from '../xt/version.js';
+import { helpOrVersion, quietEpipe } from '../xt/version.js';
 
 const USAGE = `usage: xtr-sysrq [-4|-6] [-p PORT] [-H HASH] [-s SEQNO] [--salt SALT] [-a ADDRESS]
                  [--password-file FILE] [-n] [-v] HOST KEYS
@@ -170,14 +170,8 @@ function readPassword(a: Args): string {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  if (argv.includes('-h') || argv.includes('--help')) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (argv.includes('-V') || argv.includes('--version')) {
-    process.stdout.write(versionLine('xtr-sysrq'));
-    return 0;
-  }
+  const std = helpOrVersion('xtr-sysrq', argv, USAGE);
+  if (std !== null) return std;
   const a = parseArgs(argv);
   const password = readPassword(a);
   let dest = a.host;

@@ -37,3 +37,21 @@ export function quietEpipe(): void {
     });
   }
 }
+
+/**
+ * Every tool's `-h`/`--help` and `-V`/`--version` (checked before its own
+ * option parser, which may know only upstream's short options): prints the
+ * help or the version line and returns exit status 0, or null when `args`
+ * asks for neither.
+ */
+export function helpOrVersion(tool: string, args: readonly string[], help: string): 0 | null {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(help);
+    return 0;
+  }
+  if (args.includes('--version') || args.includes('-V')) {
+    process.stdout.write(versionLine(tool));
+    return 0;
+  }
+  return null;
+}
