@@ -4,7 +4,10 @@
  * addressing, and the statistics (medians over rounds, per-round ratios) that
  * keep a shared 2-CPU machine's load swings off the figures.
  */
-import { join } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { adaptKnockScript, extractKnockScript } from '../test/helpers/knock.js';
 import { background, exec, REPO_ROOT, run, sleep, startLab, vethPair, type Lab, type LabOptions, type Namespaces } from '../test/helpers/netns.js';
 
 export const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
@@ -117,5 +120,35 @@ export async function withLab<T>(opts: LabOptions, body: (lab: Lab) => Promise<T
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     await stop();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Seed 001 on a router (bench:rules, bench:tcp: the stateful measurements).
+
+/**
+ * The text of ../shared/seeds/001_*.txt beside the checkout. (knock.ts's
+ * readSeed locates the seeds from its own file, which is one level too deep
+ * when it runs from dist/.)
+ */
+export function seed001(): string {
+  const dir = resolve(REPO_ROOT, '..', 'shared', 'seeds');
+  const name = existsSync(dir) ? readdirSync(dir).find((f) => f.startsWith('001_') && f.endsWith('.txt')) : undefined;
+  if (!name) throw new Error(`no 001_*.txt in ${dir}: the stateful measurement needs ../shared/seeds beside the checkout`);
+  return readFileSync(join(dir, name), 'utf8');
+}
+
+/** Runs the adapted seed-001 script (FORWARD placement) in `routerNs` with $IPTABLES = `iptables`; returns the script's combined output. */
+export async function runSeedScript(routerNs: string, iptables: string): Promise<string> {
+  const { script } = adaptKnockScript(extractKnockScript(seed001()), { iptables, placement: 'FORWARD' });
+  const dir = mkdtempSync(join(tmpdir(), 'xtr-bench-seed001-'));
+  try {
+    const file = join(dir, 'seed001.sh');
+    writeFileSync(file, script);
+    const r = await exec(['ip', 'netns', 'exec', routerNs, 'env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'bash', file], { timeoutMs: 180_000 });
+    if (r.timedOut) throw new Error(`seed-001 script timed out in ${routerNs}`);
+    return r.stdout + r.stderr;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -49,16 +49,14 @@
  *
  * The last line is one `key=value` line for scripts.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Hook, type PacketContext } from '../xt/packet.js';
 import { setClassifierEnabled } from '../router/netfilter/compile.js';
 import { packet, testEngine, type TestEngine } from '../router/netfilter/testkit.js';
-import { exec, Namespaces, REPO_ROOT, run, startLab, uniquePrefix, vethPair, type Lab } from '../test/helpers/netns.js';
-import { adaptKnockScript, extractKnockScript } from '../test/helpers/knock.js';
+import { Namespaces, REPO_ROOT, run, startLab, uniquePrefix, vethPair, type Lab } from '../test/helpers/netns.js';
 import { parseSaveCounters, ruleLines } from '../test/helpers/kernel-router.js';
-import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, medianMeasure, pairedRatios, PORT, UDPGEN, type Measure } from './lib.js';
+import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, medianMeasure, pairedRatios, PORT, runSeedScript, UDPGEN, type Measure } from './lib.js';
 
 const PAYLOAD = 64;
 const CLIENT = '198.51.100.2';
@@ -218,33 +216,6 @@ async function engineFigures(seconds: number): Promise<Map<string, number>> {
 
 // ---------------------------------------------------------------------------
 // Seed 001 on a router.
-
-/**
- * The text of ../shared/seeds/001_*.txt beside the checkout. (knock.ts's
- * readSeed locates the seeds from its own file, which is one level too deep
- * when it runs from dist/.)
- */
-function seed001(): string {
-  const dir = resolve(REPO_ROOT, '..', 'shared', 'seeds');
-  const name = existsSync(dir) ? readdirSync(dir).find((f) => f.startsWith('001_') && f.endsWith('.txt')) : undefined;
-  if (!name) throw new Error(`no 001_*.txt in ${dir}: the stateful measurement needs ../shared/seeds beside the checkout`);
-  return readFileSync(join(dir, name), 'utf8');
-}
-
-/** Runs the adapted seed-001 script (FORWARD placement) in `routerNs` with $IPTABLES = `iptables`; returns the script's combined output. */
-async function runSeedScript(routerNs: string, iptables: string): Promise<string> {
-  const { script } = adaptKnockScript(extractKnockScript(seed001()), { iptables, placement: 'FORWARD' });
-  const dir = mkdtempSync(join(tmpdir(), 'xtr-bench-rules-'));
-  try {
-    const file = join(dir, 'seed001.sh');
-    writeFileSync(file, script);
-    const r = await exec(['ip', 'netns', 'exec', routerNs, 'env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'bash', file], { timeoutMs: 180_000 });
-    if (r.timedOut) throw new Error(`seed-001 script timed out in ${routerNs}`);
-    return r.stdout + r.stderr;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** The packet counter of the filter-table rule whose save text is `rule` (after `-A CHAIN `), or -1. */
 function ruleCounter(saveText: string, chain: string, rule: string): number {

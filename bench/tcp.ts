@@ -20,12 +20,10 @@
  *
  * The last line is one `key=value` line for scripts.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { adaptKnockScript, extractKnockScript } from '../test/helpers/knock.js';
-import { cpuCount, kernelForwarding, loadAverage, median } from './lib.js';
+import { cpuCount, kernelForwarding, loadAverage, median, runSeedScript } from './lib.js';
 
 const SERVER = '203.0.113.2';
 const IPERF_PORT = 5201;
@@ -53,26 +51,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/** ../shared/seeds/001_*.txt beside the checkout (as bench:rules finds it). */
-function seed001(): string {
-  const dir = resolve(REPO_ROOT, '..', 'shared', 'seeds');
-  const name = existsSync(dir) ? readdirSync(dir).find((f) => f.startsWith('001_') && f.endsWith('.txt')) : undefined;
-  if (!name) throw new Error(`no 001_*.txt in ${dir}: the stateful pair needs ../shared/seeds beside the checkout`);
-  return readFileSync(join(dir, name), 'utf8');
-}
-
-async function runSeedScript(routerNs: string, iptables: string): Promise<void> {
-  const { script } = adaptKnockScript(extractKnockScript(seed001()), { iptables, placement: 'FORWARD' });
-  const dir = mkdtempSync(join(tmpdir(), 'xtr-bench-tcp-'));
-  try {
-    const file = join(dir, 'seed001.sh');
-    writeFileSync(file, script);
-    const r = await exec(['ip', 'netns', 'exec', routerNs, 'env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'bash', file], { timeoutMs: 180_000 });
-    if (r.timedOut) throw new Error(`seed-001 script timed out in ${routerNs}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 function cpuSeconds(pid: number, ticksPerSecond: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
