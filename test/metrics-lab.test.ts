@@ -177,7 +177,7 @@ test('metrics config: off by default, refused on a guarded address or a wildcard
   t.deepEqual(labMetrics, { listen: '127.0.0.1:9108' });
   const doc = (metrics: unknown) => ({ ...base, ...(metrics === undefined ? {} : { metrics }) });
   t.is(validateConfig(doc(undefined)).metrics, null);
-  t.deepEqual(validateConfig(doc({ listen: '127.0.0.1:9108' })).metrics, { host: '127.0.0.1', port: 9108, maxEventLoopLagMs: 1000, allowGuarded: false });
+  t.deepEqual(validateConfig(doc({ listen: '127.0.0.1:9108' })).metrics, { host: '127.0.0.1', port: 9108, maxEventLoopLagMs: 1000, allowGuarded: false, ruleCounters: false });
   t.is(validateConfig(doc({ listen: '[::1]:9108' })).metrics?.host, '::1');
   t.throws(() => validateConfig(doc({ listen: '192.0.2.1:9108' })), { message: /metrics\.listen: 192\.0\.2\.1 is an address of an interface xtr guards/ });
   t.throws(() => validateConfig(doc({ listen: '0.0.0.0:9108' })), { message: /metrics\.listen: 0\.0\.0\.0 would expose/ });
