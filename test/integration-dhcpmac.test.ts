@@ -118,10 +118,15 @@ test('udhcpc through a dnsmasq relay and xtr to a dnsmasq server: DHCPMAC rewrit
     t.log(['server link:', ...atServer, 'relay link (c0):', ...atRelay].join('\n'));
     // relay -> server (requests) and server -> relay (replies) both seen at the server with the rewritten address
     t.true(atServer.some((l) => l.includes('op=1')) && atServer.some((l) => l.includes('op=2')));
-    t.true(atServer.every((l) => l.includes(`chaddr=${REWRITTEN}`) && l.endsWith('csum=ok')), 'the server side only ever sees the rewritten MAC, checksums right');
+    t.true(atServer.every((l) => l.includes(`chaddr=${REWRITTEN}`)), 'the server side only ever sees the rewritten MAC');
     // and the relay side only the client's own
     t.true(atRelay.length >= 4);
-    t.true(atRelay.every((l) => l.includes(`chaddr=${CLIENT_MAC}`) && l.endsWith('csum=ok')), 'the relay side only ever sees the client\'s MAC, checksums right');
+    t.true(atRelay.every((l) => l.includes(`chaddr=${CLIENT_MAC}`)), 'the relay side only ever sees the client\'s MAC');
+    // Checksums of what xtr wrote (requests towards the server, replies towards the relay). What a
+    // namespace sends itself is captured before its checksum is filled in when xtr's TUN offers
+    // checksum offload (issue 14, the default): tcpdump on a sending NIC shows the same.
+    t.true(atServer.filter((l) => l.includes('op=1')).every((l) => l.endsWith('csum=ok')), 'requests xtr rewrote: checksums right');
+    t.true(atRelay.filter((l) => l.includes('op=2')).every((l) => l.endsWith('csum=ok')), 'replies xtr rewrote: checksums right');
     const counters = (await lab.router.cli(['iptables-save', '-c', '-t', 'mangle'])).stdout;
     t.log(counters);
     t.regex(counters, /\[[1-9]\d*:\d+\] -A FORWARD -i eth0 .*DHCPMAC/);
