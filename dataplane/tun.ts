@@ -61,6 +61,8 @@ import { HEADROOM } from './device.js';
 
 /** The addon's surface (see dataplane/native/tun.c for the exact semantics). */
 export interface TunAddon {
+  /** SO_PEERCRED of a connected Unix socket's descriptor (the control socket's audit). */
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
   open(name: string, tap: boolean, multiQueue: boolean, vnetHdr?: boolean, offloads?: number): { fd: number; name: string; handle: object; offloads: number };
   readBatch(
     fd: number,
@@ -401,4 +403,12 @@ class NativeTunDevice implements TunDevice {
     this.readable = null;
     this.native.close(this.handle);
   }
+}
+
+/**
+ * The kernel's SO_PEERCRED of a connected Unix socket (who is at the other
+ * end, as recorded at connect): Node has no getsockopt, the addon does it.
+ */
+export function socketPeerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  return loadTunAddon().peerCred(fd);
 }

@@ -6,23 +6,20 @@
  * instead of a peer (router/reload.ts).
  *
  * Who: the peer of the control connection as the kernel recorded it at connect (SO_PEERCRED),
- * not as the client claims. Node has no getsockopt, so the accepted socket is handed to a short
- * child as its fd 3 and the child asks the kernel: Perl's getsockopt(SOL_SOCKET, SO_PEERCRED)
- * (perl-base is Essential in Debian, so it is in every Debian system and in the image; no native
- * code of ours). The lookup starts when the first changing command of a connection arrives and runs
- * beside the command (the child holds its own copy of the socket, and the kernel keeps the
- * credentials after the client hangs up), so the command is not delayed; the audit line is written
- * when both are done, just after the answer. One child per connection that changes something (a
- * few ms on an idle machine); status, listings and the event stream never start one. comm is the
- * peer's /proc/PID/comm when it is still there. If the lookup fails the line says `"peer": null`
+ * not as the client claims. Node has no getsockopt, so the native addon asks the kernel
+ * (getsockopt(SOL_SOCKET, SO_PEERCRED) on the accepted socket's descriptor: one syscall, where a
+ * child process per connection cost a CLI call a third more than Node's own start). The lookup is
+ * made when the first changing command of a connection arrives (the kernel keeps the credentials
+ * after the client hangs up); the audit line is written just after the answer. Status, listings and
+ * the event stream never look. comm is the peer's /proc/PID/comm when it is still there. If the lookup fails the line says `"peer": null`
  * with the reason in `peerError` rather than guessing. The socket is root-only (0600), so uid is 0
  * unless a process with CAP_DAC_OVERRIDE connects.
  */
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import type { CommandResult } from './commands.js';
 import type { ControlRequest } from './control.js';
+import { socketPeerCredentials } from '../dataplane/tun.js';
 
 export interface PeerCred {
   pid: number;
@@ -65,51 +62,18 @@ export function isChange(cmd: string, args: readonly string[]): boolean {
   }
 }
 
-const PEERCRED_SCRIPT =
-  'open(my $s, "+<&=", 3) or die "fd 3: $!\\n"; my $c = getsockopt($s, SOL_SOCKET, SO_PEERCRED) or die "getsockopt SO_PEERCRED: $!\\n"; print join(" ", unpack("i3", $c)), "\\n"';
-
 /** The kernel's SO_PEERCRED of an accepted control connection (see the top of this file). */
-export function peerCredentials(sock: net.Socket, timeoutMs = 10_000): Promise<PeerCred> {
-  return new Promise((resolve, reject) => {
-    // The descriptor, not the Socket: given a Socket, spawn stops reading it in this process.
-    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) {
-      reject(new Error('the connection has no file descriptor'));
-      return;
-    }
-    let child: ReturnType<typeof spawn>;
-    try {
-      child = spawn('perl', ['-MSocket=SOL_SOCKET,SO_PEERCRED', '-e', PEERCRED_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe', fd] });
-    } catch (e) {
-      reject(e as Error);
-      return;
-    }
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run perl for SO_PEERCRED: ${e.message}`));
-    });
-    child.on('close', async (code) => {
-      clearTimeout(timer);
-      const m = /^(\d+) (\d+) (\d+)$/.exec(out.trim());
-      if (code !== 0 || !m) {
-        reject(new Error(`SO_PEERCRED lookup failed: ${err.trim() || `exit ${code}`}`));
-        return;
-      }
-      const pid = Number(m[1]);
-      let comm: string | null = null;
-      try {
-        comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
-      } catch {
-        /* exited meanwhile: pid and uid are still the answer */
-      }
-      resolve({ pid, uid: Number(m[2]), comm });
-    });
-  });
+export async function peerCredentials(sock: net.Socket): Promise<PeerCred> {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no file descriptor');
+  const { pid, uid } = socketPeerCredentials(fd);
+  let comm: string | null = null;
+  try {
+    comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    /* exited meanwhile: pid and uid are still the answer */
+  }
+  return { pid, uid, comm };
 }
 
 export interface AuditLog {

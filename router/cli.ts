@@ -5,7 +5,7 @@
  * restores, `proc write NAME` without a data argument) get stdin forwarded.
  */
 import net from 'node:net';
-import { DEFAULT_SOCKET, INPUT_CHUNK_CHARS, type ControlRequest } from './control.js';
+import { DEFAULT_SOCKET, INPUT_CHUNK_CHARS, type ControlRequest } from './control-protocol.js';
 import type { CommandResult } from './commands.js';
 import { quietEpipe, versionLine } from '../xt/version.js';
 

@@ -20,7 +20,9 @@ import type { DeviceStats } from '../dataplane/device.js';
 import type { StateReport } from '../xt/state.js';
 import { conntrackStatusLines, type ConntrackReport } from './conntrack/list.js';
 
-export const DEFAULT_SOCKET = '/run/xtr/xtr.sock';
+import { DEFAULT_SOCKET, INPUT_CHUNK_CHARS, type ControlRequest } from './control-protocol.js';
+// The wire protocol's names, kept where the CLI can load them without the server (router/control-protocol.ts).
+export { DEFAULT_SOCKET, INPUT_CHUNK_CHARS, type ControlRequest };
 /**
  * What one client may cost the router (issue 12 §5; config `control.*`,
  * docs/config.md "Control socket"). A refusal is answered ({status, stderr})
@@ -60,20 +62,6 @@ export const MAX_REQUEST_BYTES = DEFAULT_CONTROL_LIMITS.maxLineBytes;
 export const REPLY_HIGH_WATER_BYTES = 1 << 20;
 /** Requests read ahead of the one a connection is running; more wait in the socket (backpressure). */
 export const MAX_PIPELINED_REQUESTS = 32;
-/** Characters of input per chunk line when a client streams a request's input. */
-export const INPUT_CHUNK_CHARS = 32 * 1024;
-
-export interface ControlRequest {
-  cmd: string;
-  args: string[];
-  input: string | null;
-  /**
-   * The input follows the request line as lines that are each a JSON string
-   * (a chunk of it), ended by a line `null`: how the CLI sends a large
-   * iptables-restore file without one line of its whole size.
-   */
-  inputStream?: boolean;
-}
 
 export interface ControlLogger {
   info(obj: object, msg?: string): void;

@@ -32,7 +32,7 @@ import {
   type Validators,
 } from '../geoip-db/download.js';
 import { safeMemberPath, type ZipMember } from '../geoip-db/zip.js';
-import { DEFAULT_SOCKET } from '../router/control.js';
+import { DEFAULT_SOCKET } from '../router/control-protocol.js';
 import { RouterNotRunning, sendCommand } from '../router/cli.js';
 import { helpOrVersion, quietEpipe } from '../xt/version.js';
 

@@ -18,7 +18,7 @@
  *
  * Run as `node iptaccount.js args...` (scripts/iptaccount does that).
  */
-import { DEFAULT_SOCKET } from '../router/control.js';
+import { DEFAULT_SOCKET } from '../router/control-protocol.js';
 import { RouterNotRunning, sendCommand } from '../router/cli.js';
 import { quietEpipe, versionLine } from '../xt/version.js';
 

@@ -35,6 +35,8 @@
  * or by the GC finalizer of the handle), and always after the watcher has been
  * removed from the loop, as libuv requires.
  */
+/* struct ucred (SO_PEERCRED) */
+#define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -1305,6 +1307,36 @@ static napi_value js_set_up(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---------- control socket peers ---------- */
+
+/*
+ * peerCred(fd) -> {pid, uid, gid}: the kernel's SO_PEERCRED of a connected
+ * Unix socket (the control socket's audit, router/audit.ts). Node has no
+ * getsockopt; one syscall here replaces a child process per connection.
+ */
+static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "peerCred(fd): fd must be a non-negative integer");
+    return NULL;
+  }
+  struct ucred cr;
+  socklen_t len = sizeof cr;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) return throw_errno(env, "getsockopt(SO_PEERCRED)", NULL, errno);
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, cr.pid, &v));
+  CHECK(napi_set_named_property(env, out, "pid", v));
+  CHECK(napi_create_uint32(env, cr.uid, &v));
+  CHECK(napi_set_named_property(env, out, "uid", v));
+  CHECK(napi_create_uint32(env, cr.gid, &v));
+  CHECK(napi_set_named_property(env, out, "gid", v));
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1320,6 +1352,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setUp", NULL, js_set_up, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCred", NULL, js_peer_cred, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
     throw_last(env, "napi_define_properties");
