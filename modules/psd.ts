@@ -138,6 +138,27 @@ export class PsdTable {
     return n;
   }
 
+  /**
+   * The next slot of the ring for a new source in bucket `b`: first drops
+   * `cutLast` (a chain's last entry when the chain is at its bound, else
+   * NONE), then evicts whatever the slot held, and links the slot at the
+   * bucket's head (the caller fills it in).
+   */
+  private claim(b: number, cutLast: number): number {
+    if (cutLast !== NONE) {
+      this.unlink(cutLast);
+      this.cut++;
+    }
+    const slot = this.index;
+    this.index = slot + 1 === this.sizes.hosts ? 0 : slot + 1;
+    if (this.bucket[slot] !== NONE) {
+      this.unlink(slot);
+      this.evicted++;
+    }
+    this.linkHead(slot, b);
+    return slot;
+  }
+
   unlink(i: number): void {
     const b = this.bucket[i];
     if (b === NONE) return;
@@ -206,17 +227,7 @@ export class PsdTable {
       last = i;
     }
     if (proto === TCP && (flags & TCP_ACK) !== 0) return false;
-    if (!staleFound && walked >= this.sizes.chainMax && last !== NONE) {
-      this.unlink(last);
-      this.cut++;
-    }
-    const slot = this.index;
-    this.index = slot + 1 === this.sizes.hosts ? 0 : slot + 1;
-    if (this.bucket[slot] !== NONE) {
-      this.unlink(slot);
-      this.evicted++;
-    }
-    this.linkHead(slot, b);
+    const slot = this.claim(b, !staleFound && walked >= this.sizes.chainMax ? last : NONE);
     this.sharedAt[slot] = -Infinity;
     if (v4) this.addr[slot] = src4;
     else {
@@ -288,17 +299,7 @@ export class PsdTable {
       }
       last = i;
     }
-    if (walked >= this.sizes.chainMax && last !== NONE) {
-      this.unlink(last);
-      this.cut++;
-    }
-    const slot = this.index;
-    this.index = slot + 1 === this.sizes.hosts ? 0 : slot + 1;
-    if (this.bucket[slot] !== NONE) {
-      this.unlink(slot);
-      this.evicted++;
-    }
-    this.linkHead(slot, b);
+    const slot = this.claim(b, walked >= this.sizes.chainMax ? last : NONE);
     // Shared by its gateway: not echoed from here until it is flagged here again a second later.
     this.sharedAt[slot] = -Infinity;
     this.addr.set(src.subarray(0, this.words), slot * this.words);
