@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { adaptKnockScript, extractKnockScript } from '../test/helpers/knock.js';
-import { background, exec, REPO_ROOT, run, sleep, startLab, vethPair, type Lab, type LabOptions, type Namespaces } from '../test/helpers/netns.js';
+import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, vethPair, type Lab, type LabOptions } from '../test/helpers/netns.js';
 
 export const UDPGEN = join(REPO_ROOT, 'bench', 'native', 'udpgen');
 export const PORT = 9000;
@@ -99,28 +99,10 @@ export async function cpuCount(): Promise<string> {
 
 /**
  * Runs `body` with a lab router (test/helpers/netns.ts startLab) that is
- * stopped however the bench ends: normally, on an exception, or on
- * SIGINT/SIGTERM (the namespaces and the router process are always removed).
+ * stopped however the bench ends (withBenchScope).
  */
-export async function withLab<T>(opts: LabOptions, body: (lab: Lab) => Promise<T>): Promise<T> {
-  let lab: Lab | null = await startLab(opts);
-  const stop = async () => {
-    const l = lab;
-    lab = null;
-    await l?.stop();
-  };
-  const onSignal = (code: number) => () => void stop().then(() => process.exit(code));
-  const onInt = onSignal(130);
-  const onTerm = onSignal(143);
-  process.once('SIGINT', onInt);
-  process.once('SIGTERM', onTerm);
-  try {
-    return await body(lab);
-  } finally {
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
-    await stop();
-  }
+export function withLab<T>(opts: LabOptions, body: (lab: Lab) => Promise<T>): Promise<T> {
+  return withBenchScope('', async (scope) => body(await scope.startLab(opts)));
 }
 
 // ---------------------------------------------------------------------------
@@ -150,5 +132,44 @@ export async function runSeedScript(routerNs: string, iptables: string): Promise
     return r.stdout + r.stderr;
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** What a bench builds its topology in: namespaces and labs that withBenchScope removes. */
+export interface BenchScope {
+  readonly nss: Namespaces;
+  /** startLab, the lab stopped when the scope ends. */
+  startLab(opts: LabOptions): Promise<Lab>;
+}
+
+/**
+ * Runs `body` with namespaces `<prefix>...` and any labs it starts, all
+ * removed however the bench ends: normally, on an exception, or on
+ * SIGINT/SIGTERM (a bench interrupted by hand leaves nothing behind).
+ */
+export async function withBenchScope<T>(prefix: string, body: (scope: BenchScope) => Promise<T>): Promise<T> {
+  const nss = new Namespaces(prefix);
+  const labs: Lab[] = [];
+  const cleanup = async () => {
+    for (const l of labs.splice(0)) await l.stop();
+    await nss.cleanup();
+  };
+  const onInt = () => void cleanup().then(() => process.exit(130));
+  const onTerm = () => void cleanup().then(() => process.exit(143));
+  process.once('SIGINT', onInt);
+  process.once('SIGTERM', onTerm);
+  try {
+    return await body({
+      nss,
+      startLab: async (opts) => {
+        const l = await startLab(opts);
+        labs.push(l);
+        return l;
+      },
+    });
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    await cleanup();
   }
 }

@@ -27,8 +27,8 @@
  *   npm run bench:nat [-- --rounds N --duration S]
  */
 import { join } from 'node:path';
-import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, PORT, UDPGEN } from './lib.js';
+import { background, exec, REPO_ROOT, run, sleep, uniquePrefix } from '../test/helpers/netns.js';
+import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, PORT, UDPGEN, withBenchScope } from './lib.js';
 
 const SERVER = '203.0.113.2';
 const NEWFLOWS = join(REPO_ROOT, 'bench', 'nat-newflows.py');
@@ -122,15 +122,12 @@ async function checkTranslates(r: Router): Promise<void> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const prefix = uniquePrefix('xw5a');
-  const nss = new Namespaces(prefix);
-  let lab: Lab | null = null;
-  try {
+  await withBenchScope(prefix, async ({ nss, startLab }) => {
     const k = await kernelForwarding(nss, ['kc', 'kr', 'ks']);
     await run(['ip', 'addr', 'add', '198.51.100.3/24', 'dev', 'c0'], { netns: k.send });
     await run(['iptables-legacy', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth1', '-j', 'MASQUERADE'], { netns: k.router });
     const kernel: Router = { name: 'kernel', send: k.send, recv: k.recv, flush: async () => void (await exec(['conntrack', '-F'], { netns: k.router })) };
-    lab = await startLab({ prefix: `${prefix}x`, logLevel: 'warn' });
-    const l = lab;
+    const l = await startLab({ prefix: `${prefix}x`, logLevel: 'warn' });
     const xr = await l.xtr(['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth1', '-j', 'MASQUERADE']);
     if (xr.status !== 0) throw new Error(`xtr iptables: ${xr.stderr}`);
     const xtr: Router = { name: 'xtr', send: l.ns.c, recv: l.ns.s, flush: async () => void (await l.xtr(['conntrack', '-F'])) };
@@ -169,10 +166,7 @@ async function main(): Promise<void> {
     console.log(
       `ratio_vs_kernel_nat=${ratio('udp1').toFixed(3)} ratio_vs_kernel_nat_many=${ratio('udpmany').toFixed(3)} ratio_vs_kernel_nat_tcp=${ratio('tcp').toFixed(3)} ratio_vs_kernel_nat_newflows=${ratio('newflows').toFixed(3)} load=${load}`,
     );
-  } finally {
-    if (lab) await lab.stop();
-    await nss.cleanup();
-  }
+  });
 }
 
 main().catch((e) => {

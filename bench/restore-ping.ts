@@ -26,7 +26,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runRestore } from '../router/netfilter/commands.js';
 import { testEngine } from '../router/netfilter/testkit.js';
 import { bigRuleset } from '../test/helpers/big-ruleset.js';
-import { background, sleep, uniquePrefix, type Lab } from '../test/helpers/netns.js';
+import { sleep, uniquePrefix, type Lab } from '../test/helpers/netns.js';
 import { loadAverage, median, withLab } from './lib.js';
 
 function arg(name: string, dflt: number): number {

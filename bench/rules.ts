@@ -54,9 +54,9 @@ import { join } from 'node:path';
 import { Hook, type PacketContext } from '../xt/packet.js';
 import { setClassifierEnabled } from '../router/netfilter/compile.js';
 import { packet, testEngine, type TestEngine } from '../router/netfilter/testkit.js';
-import { Namespaces, REPO_ROOT, run, startLab, uniquePrefix, vethPair, type Lab } from '../test/helpers/netns.js';
+import { REPO_ROOT, run, uniquePrefix, vethPair } from '../test/helpers/netns.js';
 import { parseSaveCounters, ruleLines } from '../test/helpers/kernel-router.js';
-import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, medianMeasure, pairedRatios, PORT, runSeedScript, UDPGEN, type Measure } from './lib.js';
+import { cpuCount, fmt, kernelForwarding, loadAverage, measure, median, medianMeasure, pairedRatios, PORT, runSeedScript, UDPGEN, withBenchScope, type Measure } from './lib.js';
 
 const PAYLOAD = 64;
 const CLIENT = '198.51.100.2';
@@ -257,17 +257,7 @@ async function main(): Promise<void> {
   console.log('');
 
   const prefix = uniquePrefix('xb');
-  const nss = new Namespaces(prefix);
-  let lab: Lab | null = null;
-  const cleanup = async () => {
-    const l = lab;
-    lab = null;
-    if (l) await l.stop();
-    await nss.cleanup();
-  };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-  process.once('SIGTERM', () => void cleanup().then(() => process.exit(143)));
-  try {
+  await withBenchScope(prefix, async ({ nss, startLab }) => {
     // Generator alone: one veth.
     const gs = await nss.add('gs');
     const gr = await nss.add('gr');
@@ -283,8 +273,7 @@ async function main(): Promise<void> {
     // xtr: the link-mode lab, logging only warnings so logging is not measured.
     const nodeArgs = args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : [];
     if (args.cpuProf) mkdirSync(args.cpuProf, { recursive: true });
-    lab = await startLab({ prefix, logLevel: 'warn', nodeArgs });
-    const l = lab;
+    const l = await startLab({ prefix, logLevel: 'warn', nodeArgs });
     const xtr = async (argv: string[], input: string | null = null) => {
       const r = await l.xtr(argv, input);
       if (r.status !== 0) throw new Error(`xtr ${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
@@ -474,12 +463,8 @@ async function main(): Promise<void> {
       ['duration_s', String(args.duration)],
       ['rounds', String(args.rounds)],
     ];
-    await cleanup();
     console.log(kv.map(([k, v]) => `${k}=${v}`).join(' '));
-  } catch (e) {
-    await cleanup();
-    throw e;
-  }
+  });
 }
 
 main().catch((e) => {

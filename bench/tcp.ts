@@ -22,8 +22,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, kernelForwarding, loadAverage, median, runSeedScript } from './lib.js';
+import { background, exec, REPO_ROOT, run, sleep, uniquePrefix } from '../test/helpers/netns.js';
+import { cpuCount, kernelForwarding, loadAverage, median, runSeedScript, withBenchScope } from './lib.js';
 
 const SERVER = '203.0.113.2';
 const IPERF_PORT = 5201;
@@ -97,24 +97,14 @@ function middle(values: readonly number[]): number {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const prefix = uniquePrefix('xt');
-  const nss = new Namespaces(prefix);
-  let lab: Lab | null = null;
-  const cleanup = async () => {
-    const l = lab;
-    lab = null;
-    if (l) await l.stop();
-    await nss.cleanup();
-  };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
-  process.once('SIGTERM', () => void cleanup().then(() => process.exit(143)));
-  try {
+  await withBenchScope(prefix, async ({ nss, startLab }) => {
     const loadBefore = await loadAverage();
     const bare = await kernelForwarding(nss, ['ks', 'kr', 'kd']);
     const fw = await kernelForwarding(nss, ['fc', 'fr', 'fs']);
     await runSeedScript(fw.router, 'iptables-nft');
     await run(['iptables-nft', ...SEED_TCP_ACCEPT], { netns: fw.router });
 
-    lab = await startLab({
+    const l = await startLab({
       prefix,
       logLevel: 'warn',
       patch: (doc) => {
@@ -123,7 +113,6 @@ async function main(): Promise<void> {
         delete d.metrics;
       },
     });
-    const l = lab;
     const xtr = async (argv: string[], input: string | null = null) => {
       const r = await l.xtr(argv, input);
       if (r.status !== 0) throw new Error(`xtr ${argv.join(' ')}: exit ${r.status}: ${r.stderr.trim()}`);
@@ -222,12 +211,8 @@ async function main(): Promise<void> {
       ['duration_s', String(args.duration)],
       ['load', loadAfter.split(' ')[0]],
     ];
-    await cleanup();
     console.log(kv.map(([k, v]) => `${k}=${v}`).join(' '));
-  } catch (e) {
-    await cleanup();
-    throw e;
-  }
+  });
 }
 
 main().catch((e) => {
