@@ -313,10 +313,19 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         return { status: 0, stdout: out.changed.length ? `reloaded: ${out.changed.length} change(s)\n${out.changed.map((l) => `  ${l}\n`).join('')}` : 'reloaded: no change\n', stderr: '' };
       },
     });
-    await c.listen();
+    // The metrics endpoint is bound before the control socket answers: a client that
+    // sees the socket (the lab, `xtr status`) then finds status.metrics filled in.
     if (config.metrics) {
       const rules = config.metrics.ruleCounters ? opts.ruleCounters : undefined;
       metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules, cluster: opts.clusterStatus }, log);
+    }
+    try {
+      await c.listen();
+    } catch (e) {
+      health.stop();
+      await metricsServer?.close();
+      metricsServer = null;
+      throw e;
     }
     const stopHealth = async () => {
       dropEvents?.stop();
