@@ -22,13 +22,18 @@
  *                        pair kept across packets (fragments.ts) tells a
  *                        recycled slot from its old flow
  *
- * Growth: the slabs start at min(capacity, 4096) slots and double (copied,
- * the old arrays dropped) whenever fewer than FREE_SLACK slots are free,
- * up to `capacity`; they never shrink, as the kernel's table does not: a
- * table that was full once will be again, and no memory grows per flow
- * after that. Doubling keeps every access one index into one array (chunks
- * would add an indirection per field on the packet path); its cost is a
- * copy of at most half the final size, log2(capacity/4096) times per run.
+ * Growth: the slabs are allocated once at full capacity, but only their
+ * first `allocated` slots are ever written: zero-filled memory nobody has
+ * touched is not resident (the allocator maps fresh zero pages), so an idle
+ * table costs what its flows use. `allocated` starts at min(capacity, 4096)
+ * and doubles whenever fewer than FREE_SLACK slots are free, up to
+ * `capacity`; growing only makes handles and free-list links for the new
+ * slots: nothing is copied, so no old and new slabs coexist (with copies,
+ * the last doubling held 2x the full table until the next GC: the bench's
+ * peak RSS). Slabs never shrink, as the kernel's table does not: a table
+ * that was full once will be again, and no memory grows per flow after that.
+ * One array per field keeps every access one index (chunks would add an
+ * indirection per field on the packet path).
  *
  * Reuse is first-in first-out: a freed slot goes to the tail of the free
  * list, so it is handed out again only after at least FREE_SLACK other
@@ -61,7 +66,7 @@ const FIRST_SLOTS = 4096;
 export class EntryStore {
   /** Slots the slabs may grow to. */
   readonly capacity: number;
-  /** Slots allocated so far (slabs' length in slots). */
+  /** Slots in use so far (written at least once; the slabs span `capacity`). */
   allocated = 0;
   family = new Uint8Array(0);
   proto = new Uint8Array(0);
@@ -78,7 +83,7 @@ export class EntryStore {
   newer = new Int32Array(0);
   pstate = new Int32Array(0);
   pbytes = new Uint8Array(0);
-  /** One handle per allocated slot (handles[s].slot === s); replaced, exactly sized, when the slabs grow. */
+  /** One handle per slot in use (handles[s].slot === s); appended to when `allocated` grows. */
   handles: ConnEntry[] = [];
   /**
    * The handles' class: ConnEntry with this store on its prototype, so a
@@ -101,6 +106,7 @@ export class EntryStore {
     const Handle = class extends ConnEntry {};
     Object.defineProperty(Handle.prototype, 'store', { value: this });
     this.Handle = Handle;
+    this.allocateSlabs(capacity);
     this.grow(Math.min(capacity, first));
   }
 
@@ -109,13 +115,13 @@ export class EntryStore {
     return new EntryStore(1, 1);
   }
 
-  /** Bytes the slabs hold now (what the table costs beyond its buckets). */
+  /** Bytes of the slabs' slots in use (what the table costs beyond its buckets; the rest is reserved, not resident). */
   bytes(): number {
     let n = 0;
     for (const a of [this.family, this.proto, this.tcpState, this.status, this.masq, this.mark, this.gen, this.expires, this.addr, this.ports, this.next, this.older, this.newer, this.pstate, this.pbytes]) {
       n += a.byteLength;
     }
-    return n;
+    return (n / this.capacity) * this.allocated;
   }
 
   /**
@@ -211,37 +217,34 @@ export class EntryStore {
     return i + 1;
   }
 
+  /** Slabs at full capacity, zero-filled (not resident until written). */
+  private allocateSlabs(n: number): void {
+    this.family = new Uint8Array(n);
+    this.proto = new Uint8Array(n);
+    this.tcpState = new Uint8Array(n);
+    this.status = new Uint16Array(n);
+    this.masq = new Uint16Array(n);
+    this.mark = new Uint32Array(n);
+    this.gen = new Uint32Array(n);
+    this.expires = new Float64Array(n);
+    this.addr = new Uint32Array(n * ADDR_WORDS);
+    this.ports = new Int32Array(n * 2);
+    this.next = new Int32Array(n * 2);
+    this.older = new Int32Array(n);
+    this.newer = new Int32Array(n);
+    this.pstate = new Int32Array(n * PSTATE_WORDS);
+    this.pbytes = new Uint8Array(n * PSTATE_BYTES);
+  }
+
+  /** Put slots [allocated, to) in use: their handles and free-list links (the slabs already span them). */
   private grow(to: number): void {
     const from = this.allocated;
     if (to <= from) return;
-    this.family = grown(this.family, new Uint8Array(to));
-    this.proto = grown(this.proto, new Uint8Array(to));
-    this.tcpState = grown(this.tcpState, new Uint8Array(to));
-    this.status = grown(this.status, new Uint16Array(to));
-    this.masq = grown(this.masq, new Uint16Array(to));
-    this.mark = grown(this.mark, new Uint32Array(to));
-    this.gen = grown(this.gen, new Uint32Array(to));
-    this.expires = grown(this.expires, new Float64Array(to));
-    this.addr = grown(this.addr, new Uint32Array(to * ADDR_WORDS));
-    this.ports = grown(this.ports, new Int32Array(to * 2));
-    this.next = grown(this.next, new Int32Array(to * 2));
-    this.older = grown(this.older, new Int32Array(to));
-    this.newer = grown(this.newer, new Int32Array(to));
-    this.pstate = grown(this.pstate, new Int32Array(to * PSTATE_WORDS));
-    this.pbytes = grown(this.pbytes, new Uint8Array(to * PSTATE_BYTES));
     this.allocated = to;
-    const handles = new Array<ConnEntry>(to);
-    for (let s = 0; s < from; s++) handles[s] = this.handles[s];
-    for (let s = from; s < to; s++) handles[s] = new this.Handle(s);
-    this.handles = handles;
+    for (let s = from; s < to; s++) this.handles.push(new this.Handle(s));
     for (let s = from; s < to; s++) {
       this.free(s);
       this.gen[s] = 0;
     }
   }
-}
-
-function grown<T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(old: T, to: T): T {
-  (to as Uint8Array).set(old as Uint8Array);
-  return to;
 }
