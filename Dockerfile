@@ -78,7 +78,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["xtr
 # The router prints JSON log lines on stdout (docker logs). The configuration
 # file is $XTR_CONFIG unless --config is given; XTR_* variables override its
 # common settings (docs/config.md "Environment overrides").
-ENTRYPOINT ["node", "/opt/xtr/dist/router/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/xtr/dist/router/main.js"]
 # Labels last: their build arguments (CREATED changes every build) would
 # otherwise invalidate the cached layers below them.
 ARG VERSION=0.1.0

@@ -283,7 +283,14 @@ export interface StartRouterOptions {
   nodeArgs?: string[];
 }
 
-/** Starts `node dist/router/main.js --config ...` and waits until `xtr ping` answers. */
+/**
+ * The node options every launcher gives the router (scripts/lab, the Dockerfile's ENTRYPOINT,
+ * docs/lab.md): a 1 MB young generation, so a large rule change's scavenges stay short
+ * (docs/design.md "Garbage collection"). Tests and benches run the router as users do.
+ */
+export const ROUTER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=1'];
+
+/** Starts `node --max-semi-space-size=1 dist/router/main.js --config ...` and waits until `xtr ping` answers. */
 export async function startRouter(opts: StartRouterOptions): Promise<RouterProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'xtr-test-'));
   const configPath = join(dir, 'config.json');
@@ -293,7 +300,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RouterProce
   const control = { ...((opts.config.control ?? {}) as Record<string, unknown>), socket: opts.socket };
   writeFileSync(configPath, JSON.stringify({ ...opts.config, stateDir, control }, null, 2));
   const logFile = opts.logFile ?? join(dir, 'router.log');
-  const proc = background([process.execPath, ...(opts.nodeArgs ?? []), routerMain(), '--config', configPath], {
+  const proc = background([process.execPath, ...ROUTER_NODE_ARGS, ...(opts.nodeArgs ?? []), routerMain(), '--config', configPath], {
     netns: opts.netns ?? undefined,
     stdoutFile: logFile,
   });
