@@ -77,7 +77,7 @@ test('backlogged: SYNs over the budget are shed, every other packet is forwarded
   r.drain();
   t.is(r.shed(), 0);
   t.is(r.eth2.takeSent().length, WAKEUP);
-  // Keep it backlogged: the budget halves each time (64 -> 32 -> 16 ...), SYNs get shed, ACKs never.
+  // Keep it backlogged: the budget loses a quarter each time (64 -> 48 -> 36 ...), SYNs get shed, ACKs never.
   let acks = 0;
   let sent = 0;
   const count = (out: Buffer[]) => {
