@@ -54,8 +54,8 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, uniquePrefix, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, fmt, kernelForwarding, loadAverage, median } from './lib.js';
+import { background, exec, REPO_ROOT, run, sleep, uniquePrefix, type Lab } from '../test/helpers/netns.js';
+import { cpuCount, fmt, kernelForwarding, loadAverage, median, withBenchScope } from './lib.js';
 
 const SERVER = '203.0.113.2';
 const IPERF_PORT = 80;
@@ -235,9 +235,8 @@ async function round(r: Router, args: Args): Promise<Round> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const prefix = uniquePrefix('yb');
-  const nss = new Namespaces(prefix);
-  let lab: Lab | null = null;
-  try {
+  // withBenchScope: namespaces, the lab and whatever runs in them go however the bench ends (Ctrl-C included).
+  await withBenchScope(prefix, async ({ nss, startLab }) => {
     const k = await kernelForwarding(nss, ['kc', 'kr', 'ks']);
     for (const rule of FLOOD_RULES) await run(['iptables-legacy', ...rule], { netns: k.router });
     await run(['iptables-legacy', ...COUNT_RULE], { netns: k.recv });
@@ -256,7 +255,7 @@ async function main(): Promise<void> {
       count: async () => firstRulePackets(await run(['iptables-legacy', '-L', 'INPUT', '-v', '-x', '-n'], { netns: k.recv })),
     };
     if (args.cpuProf) mkdirSync(args.cpuProf, { recursive: true });
-    lab = await startLab({
+    const lab = await startLab({
       prefix: `${prefix}x`,
       logLevel: 'warn',
       nodeArgs: args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : [],
@@ -328,10 +327,7 @@ async function main(): Promise<void> {
         `load=${load.replace(/ /g, ',')}`,
       ].join(' '),
     );
-  } finally {
-    if (lab) await lab.stop();
-    await nss.cleanup();
-  }
+  });
 }
 
 main().catch((e) => {

@@ -31,8 +31,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { background, exec, Namespaces, REPO_ROOT, run, sleep, startLab, vethPair, type Lab } from '../test/helpers/netns.js';
-import { cpuCount, fmt, loadAverage, median } from './lib.js';
+import { background, exec, REPO_ROOT, run, sleep, uniquePrefix, vethPair, type Lab } from '../test/helpers/netns.js';
+import { cpuCount, fmt, loadAverage, median, withBenchScope } from './lib.js';
 
 const SERVER = '203.0.113.2';
 const HOLD = join(REPO_ROOT, 'bench', 'tarpit-hold.py');
@@ -158,12 +158,11 @@ async function flood(clientNs: string, duration: number): Promise<number> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const prefix = `xw1a-b${Math.floor(Math.random() * 0xffff).toString(16)}-`;
+  const prefix = uniquePrefix('xwb');
   console.log(`bench:tarpit  cpus=${await cpuCount()} load=${await loadAverage()} rounds=${args.rounds} flood=${args.duration}s counts=${args.counts.join(',')}`);
-  const nss = new Namespaces(`${prefix}k`);
-  let lab: Lab | null = null;
-  try {
-    lab = await startLab({ prefix: `${prefix}x`, logLevel: 'warn' });
+  // withBenchScope: namespaces, the lab and whatever runs in them go however the bench ends (Ctrl-C included).
+  await withBenchScope(`${prefix}k`, async ({ nss, startLab }) => {
+    const lab = await startLab({ prefix: `${prefix}x`, logLevel: 'warn' });
     // Kernel reference: client - router - server, REJECT --reject-with tcp-reset in FORWARD.
     const kc = await nss.add('c');
     const kr = await nss.add('r');
@@ -216,10 +215,7 @@ async function main(): Promise<void> {
     kv.push(`ratio_vs_kernel_reset=${Math.min(tRatio, dRatio).toFixed(3)}`);
     console.log(`medians over ${args.rounds} rounds, load ${await loadAverage()}`);
     console.log(kv.join(' '));
-  } finally {
-    await lab?.stop();
-    await nss.cleanup();
-  }
+  });
 }
 
 main().catch((e) => {

@@ -133,7 +133,18 @@ export async function createNamespace(name: string): Promise<void> {
 
 export async function deleteNamespace(name: string): Promise<void> {
   liveNamespaces.delete(name);
-  if (existsSync(`/run/netns/${name}`)) await exec(['ip', 'netns', 'del', name], { timeoutMs: 10_000 });
+  if (!existsSync(`/run/netns/${name}`)) return;
+  // What still runs inside (a flood generator, a listener of an interrupted bench) would outlive
+  // the name: `ip netns del` only unmounts it. Killed first, so nothing keeps sending.
+  const pids = await exec(['ip', 'netns', 'pids', name], { timeoutMs: 10_000 });
+  for (const pid of pids.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await exec(['ip', 'netns', 'del', name], { timeoutMs: 10_000 });
 }
 
 /** A group of namespaces sharing one prefix, deleted together. */
