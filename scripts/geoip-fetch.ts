@@ -184,7 +184,7 @@ function dirOption(p: Parsed, dflt: string): string {
  * environment or a non-terminal stdin: upstream reads a file or stdin; the key
  * never has to be an argument, where `ps` would show it.
  */
-function licenceKey(p: Parsed, required: boolean): string | undefined {
+async function licenceKey(p: Parsed, required: boolean): Promise<string | undefined> {
   const fromFile = (path: string): string => {
     let text: string;
     try {
@@ -203,16 +203,41 @@ function licenceKey(p: Parsed, required: boolean): string | undefined {
   if (env) return env;
   if (!required) return undefined;
   if (process.stdin.isTTY !== true) {
-    let text = '';
-    try {
-      text = readFileSync(0, 'utf8');
-    } catch {
-      // no stdin at all
-    }
-    const key = text.split('\n')[0]!.trim();
+    const key = (await firstStdinLine()).trim();
     if (key !== '') return key;
   }
   throw new UsageError('no MaxMind licence key: give a key file (--license-key-file FILE) or set MAXMIND_LICENSE_KEY_FILE / MAXMIND_LICENSE_KEY');
+}
+
+/**
+ * The first line of stdin (at most 4 KiB), or '' at EOF, on an error or after `timeoutMs`.
+ * Read asynchronously: a synchronous read of a pipe or socket the parent has not written yet
+ * fails with EAGAIN, which made the key on stdin a race.
+ */
+function firstStdinLine(timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve) => {
+    const stdin = process.stdin;
+    let text = '';
+    const done = (line: string) => {
+      clearTimeout(timer);
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      stdin.off('error', onEnd);
+      stdin.destroy();
+      resolve(line);
+    };
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      const nl = text.indexOf('\n');
+      if (nl >= 0) done(text.slice(0, nl));
+      else if (text.length > 4096) done(text.slice(0, 4096));
+    };
+    const onEnd = () => done(text);
+    const timer = setTimeout(() => done(''), timeoutMs);
+    stdin.on('data', onData);
+    stdin.once('end', onEnd);
+    stdin.once('error', onEnd);
+  });
 }
 
 /** Writes a file via a temporary name in the same directory, so readers never see half of it. */
@@ -283,10 +308,10 @@ async function download(tool: string, args: readonly string[], io: Io): Promise<
     if (p.values.has('license-key-file')) throw new UsageError('xt_geoip_dl downloads DB-IP data: no licence key (see xt_geoip_dl_maxmind)');
     source = 'dbip-country';
   } else if (tool === 'xt_geoip_dl_maxmind') {
-    key = licenceKey(p, !p.values.has('url'));
+    key = await licenceKey(p, !p.values.has('url'));
     source = 'maxmind-country';
   } else {
-    key = licenceKey(p, false);
+    key = await licenceKey(p, false);
     source = key === undefined ? 'dbip-asn' : 'maxmind-asn';
   }
   const dir = dirOption(p, '.');
@@ -452,7 +477,7 @@ async function update(args: readonly string[], io: Io): Promise<number> {
   const source = (p.values.get('source') ?? 'dbip-country') as SourceName;
   if (!SOURCES.includes(source)) throw new UsageError(`--source ${source}: expected one of ${SOURCES.join(', ')}`);
   const frequency = p.values.has('frequency') ? parseDuration(p.values.get('frequency')!) : null;
-  const key = source.startsWith('maxmind-') ? licenceKey(p, !p.values.has('url')) : undefined;
+  const key = source.startsWith('maxmind-') ? await licenceKey(p, !p.values.has('url')) : undefined;
   const dir = dirOption(p, source.endsWith('-asn') ? '/usr/share/xt_asn' : '/usr/share/xt_geoip');
   const reloader: Reloader = p.flags.has('no-reload')
     ? { kind: 'none' }
