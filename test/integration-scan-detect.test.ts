@@ -140,9 +140,13 @@ async function runScan(lab: Lab, s: Scan): Promise<string> {
   return r.stdout + r.stderr;
 }
 
-/** tcpdump on the server's link (what arrives at the server) or the client's (what the scanners sent), one line per packet. */
+/**
+ * tcpdump on the server's link (what arrives at the server) or the client's (what the scanners sent), one line per packet.
+ * `-s 128`: headers are all that is read, and with the default 256 KiB snapshot libpcap's ring holds only a few
+ * dozen frames, so a scanner's burst overflowed it ("62 packets dropped by kernel" while the link counted all).
+ */
 async function capture(lab: Lab, side: 's' | 'c'): Promise<Background> {
-  const b = lab.background(side, ['tcpdump', '-i', `${side}0`, '-B', '8192', '-n', '-l', '-t', '--immediate-mode', `dst host ${SERVER4} or dst host ${SERVER6}`]);
+  const b = lab.background(side, ['tcpdump', '-i', `${side}0`, '-s', '128', '-B', '8192', '-n', '-l', '-t', '--immediate-mode', `dst host ${SERVER4} or dst host ${SERVER6}`]);
   await waitFor(() => b.stderr().includes('listening on'), 10_000);
   return b;
 }
