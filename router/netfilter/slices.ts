@@ -20,8 +20,13 @@
 /** A piece of work that may pause at each `yield` and ends with a T. */
 export type Steps<T> = Generator<void, T, void>;
 
-/** Longest run of control-plane work between two turns of the packet path, in ms. */
-export const SLICE_MS = 4;
+/**
+ * Longest run of control-plane work between two turns of the packet path, in ms. A packet through
+ * the router waits up to a slice on each pass (a ping's request and reply: two): with 4 ms, ping
+ * p50 during back-to-back 10,000-line restores was 8.3-10.4 ms, with 2 ms 4.7-6.3 ms, restores per
+ * second unchanged (bench:restore, alternated runs; p99 is set by GC pauses either way).
+ */
+export const SLICE_MS = 2;
 
 /** Runs `steps` to the end without pausing. */
 export function runSteps<T>(steps: Steps<T>): T {
