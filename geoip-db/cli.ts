@@ -157,9 +157,10 @@ function progressBar(totalRows: number, quiet: boolean): { tick: ProgressFn; don
 }
 
 /**
- * All of stdin, synchronously. A non-blocking stdin (a socketpair from a Node parent) answers
- * EAGAIN until the writer catches up: wait 5 ms and retry (for at most `timeoutMs`) instead of
- * taking the input as empty or failing.
+ * All of stdin, synchronously. stdin may be non-blocking (its O_NONBLOCK is shared with whoever
+ * else holds the same pipe, e.g. a Node parent that opened process.stdin), and then a read before
+ * the writer catches up answers EAGAIN: wait 5 ms and retry (for at most `timeoutMs`) instead of
+ * failing.
  */
 function readStdinSync(timeoutMs = 120_000): string {
   const chunks: Buffer[] = [];
@@ -176,7 +177,6 @@ function readStdinSync(timeoutMs = 120_000): string {
         Atomics.wait(nap, 0, 0, 5);
         continue;
       }
-      if (code === 'EOF') break;
       throw e;
     }
     if (n === 0) break;

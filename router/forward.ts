@@ -109,7 +109,7 @@ const MAX_ROUNDS = 16;
 /**
  * Pure SYNs a batch admits at least while new flows are shed (see Router.synBudget): 4 of 64.
  * A floor of 1 let long backlogged stretches starve new flows (with the quarter/+4 control
- * below, bench:flood runs of 55k and 60k new flows/s beside one of 104k; with 4: 97-109k).
+ * below, bench:flood runs of 55k and 60k new flows/s beside one of 104k; with 4: 109k, 108k, 81k).
  */
 const SYN_BUDGET_MIN = 4;
 /** What a wake-up that empties the device adds back to synBudget. */

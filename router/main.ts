@@ -18,7 +18,6 @@
  * tools can embed startXtr() without it installing process handlers.
  */
 import { spawn } from 'node:child_process';
-import { offloadStatus } from './offloads-config.js';
 import { EventEmitter } from 'node:events';
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -37,6 +36,7 @@ import { nflogStream } from './packet-log.js';
 import { NatCore, type HostNatPorts } from './conntrack/nat-core.js';
 import { parsePrefix } from './routing.js';
 import { openTun, type TunDevice } from '../dataplane/tun.js';
+import { offloadStatus } from './offloads-config.js';
 import { buildAppliance, checkRulesFiles, type Appliance } from './appliance.js';
 import type { ClusterStatus } from './cluster/link.js';
 import { HealthMonitor, healthCommands } from './health.js';
@@ -319,20 +319,18 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
       const rules = config.metrics.ruleCounters ? opts.ruleCounters : undefined;
       metricsServer = await startMetrics(config.metrics, { status, conntrack: opts.conntrack ?? (() => null), health, rules, cluster: opts.clusterStatus }, log);
     }
-    try {
-      await c.listen();
-    } catch (e) {
-      health.stop();
-      await metricsServer?.close();
-      metricsServer = null;
-      throw e;
-    }
     const stopHealth = async () => {
       dropEvents?.stop();
       health.stop();
       await metricsServer?.close();
       metricsServer = null;
     };
+    try {
+      await c.listen();
+    } catch (e) {
+      await stopHealth();
+      throw e;
+    }
 
     const events = new EventEmitter<XtrEvents>();
     let stopped: Promise<void> | null = null;

@@ -211,8 +211,8 @@ async function licenceKey(p: Parsed, required: boolean): Promise<string | undefi
 
 /**
  * The first line of stdin (at most 4 KiB), or '' at EOF, on an error or after `timeoutMs`.
- * Read asynchronously: a synchronous read of a pipe or socket the parent has not written yet
- * fails with EAGAIN, which made the key on stdin a race.
+ * Read asynchronously: looking at process.stdin (isTTY above) makes fd 0 non-blocking, so a
+ * synchronous read before the parent had written failed with EAGAIN, which made the key a race.
  */
 function firstStdinLine(timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve) => {

@@ -68,21 +68,22 @@ export class EntryStore {
   readonly capacity: number;
   /** Slots in use so far (written at least once; the slabs span `capacity`). */
   allocated = 0;
-  family = new Uint8Array(0);
-  proto = new Uint8Array(0);
-  tcpState = new Uint8Array(0);
-  status = new Uint16Array(0);
-  masq = new Uint16Array(0);
-  mark = new Uint32Array(0);
-  gen = new Uint32Array(0);
-  expires = new Float64Array(0);
-  addr = new Uint32Array(0);
-  ports = new Int32Array(0);
-  next = new Int32Array(0);
-  older = new Int32Array(0);
-  newer = new Int32Array(0);
-  pstate = new Int32Array(0);
-  pbytes = new Uint8Array(0);
+  // The slabs, each spanning `capacity` slots from construction on (see "Growth" above).
+  readonly family: Uint8Array;
+  readonly proto: Uint8Array;
+  readonly tcpState: Uint8Array;
+  readonly status: Uint16Array;
+  readonly masq: Uint16Array;
+  readonly mark: Uint32Array;
+  readonly gen: Uint32Array;
+  readonly expires: Float64Array;
+  readonly addr: Uint32Array;
+  readonly ports: Int32Array;
+  readonly next: Int32Array;
+  readonly older: Int32Array;
+  readonly newer: Int32Array;
+  readonly pstate: Int32Array;
+  readonly pbytes: Uint8Array;
   /** One handle per slot in use (handles[s].slot === s); appended to when `allocated` grows. */
   handles: ConnEntry[] = [];
   /**
@@ -106,7 +107,22 @@ export class EntryStore {
     const Handle = class extends ConnEntry {};
     Object.defineProperty(Handle.prototype, 'store', { value: this });
     this.Handle = Handle;
-    this.allocateSlabs(capacity);
+    const n = capacity;
+    this.family = new Uint8Array(n);
+    this.proto = new Uint8Array(n);
+    this.tcpState = new Uint8Array(n);
+    this.status = new Uint16Array(n);
+    this.masq = new Uint16Array(n);
+    this.mark = new Uint32Array(n);
+    this.gen = new Uint32Array(n);
+    this.expires = new Float64Array(n);
+    this.addr = new Uint32Array(n * ADDR_WORDS);
+    this.ports = new Int32Array(n * 2);
+    this.next = new Int32Array(n * 2);
+    this.older = new Int32Array(n);
+    this.newer = new Int32Array(n);
+    this.pstate = new Int32Array(n * PSTATE_WORDS);
+    this.pbytes = new Uint8Array(n * PSTATE_BYTES);
     this.grow(Math.min(capacity, first));
   }
 
@@ -215,25 +231,6 @@ export class EntryStore {
       i = this.masqNames.indexOf(name);
     }
     return i + 1;
-  }
-
-  /** Slabs at full capacity, zero-filled (not resident until written). */
-  private allocateSlabs(n: number): void {
-    this.family = new Uint8Array(n);
-    this.proto = new Uint8Array(n);
-    this.tcpState = new Uint8Array(n);
-    this.status = new Uint16Array(n);
-    this.masq = new Uint16Array(n);
-    this.mark = new Uint32Array(n);
-    this.gen = new Uint32Array(n);
-    this.expires = new Float64Array(n);
-    this.addr = new Uint32Array(n * ADDR_WORDS);
-    this.ports = new Int32Array(n * 2);
-    this.next = new Int32Array(n * 2);
-    this.older = new Int32Array(n);
-    this.newer = new Int32Array(n);
-    this.pstate = new Int32Array(n * PSTATE_WORDS);
-    this.pbytes = new Uint8Array(n * PSTATE_BYTES);
   }
 
   /** Put slots [allocated, to) in use: their handles and free-list links (the slabs already span them). */
