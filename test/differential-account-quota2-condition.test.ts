@@ -103,8 +103,7 @@ const NO_MODULE = 'iptables: No chain/target/match by that name.\n';
 
 test('option errors and print text as libxt_ACCOUNT/libxt_quota2/libxt_condition in iptables-legacy 1.8.9', async (t) => {
   if (!addonsShim()) {
-    t.log(`skipped: ${shimProblem}`);
-    t.pass();
+    t.fail(`not run: ${shimProblem}`);
     return;
   }
   const ns = `xw2b-parse-${process.pid}`;

@@ -109,11 +109,14 @@ async function scenario(topo: Topology, family: Family): Promise<Seen> {
     const back = (await topo.exec(topo.ns.server, [PY, PEER, 'udp', a.s, '40301', a.aliasC, '7003'])).stdout.trim();
     seen.netmapIn = back;
     seen.netmapInReply = back === 'timeout' ? 'no reply' : 'reply from the alias';
-    const tr = await topo.exec(topo.ns.client, ['traceroute', `-${family}`, '-n', '-q', '1', '-w', '2', '-m', '3', a.far], { timeoutMs: 20_000 });
+    // Three probes a hop, the first that answered named: one probe a hop lost its single answer
+    // in one CI run and in 2 of 4 runs beside a CI run (hop 3 "*" behind xtr); not in 19 runs
+    // with both cores busy otherwise. Every hop must still answer through the translation.
+    const tr = await topo.exec(topo.ns.client, ['traceroute', `-${family}`, '-n', '-q', '3', '-w', '2', '-m', '3', a.far], { timeoutMs: 30_000 });
     seen.traceroute = tr.stdout
       .split('\n')
       .slice(1)
-      .map((l) => /^\s*(\d+)\s+(\S+)(?:.*?(!\w))?/.exec(l))
+      .map((l) => /^\s*(\d+)\s+(?:\*\s+)*(\S+)(?:.*?(!\w))?/.exec(l))
       .filter((m) => m !== null)
       .map((m) => `${m![1]} ${m![2]}${m![3] ? ` ${m![3]}` : ''}`);
     const p = await topo.exec(topo.ns.client, ['ping', `-${family}`, '-M', 'do', '-s', '1400', '-c', '1', '-W', '2', a.far], { timeoutMs: 10_000 });
@@ -172,7 +175,7 @@ async function compare(t: ExecutionContext, family: Family): Promise<void> {
 
 const why = process.getuid?.() !== 0 ? 'not root' : xtrPrerequisiteProblem();
 if (why) {
-  test('NAT paths differential', (t) => t.pass(`skipped: ${why}`));
+  test('NAT paths differential', (t) => t.fail(`not run: ${why}`));
 } else {
   test.serial('IPv4: REDIRECT, NETMAP both ways, traceroute and frag-needed from behind MASQUERADE - same as the kernel', (t) => compare(t, 4));
   test.serial('IPv6: REDIRECT, NETMAP both ways, traceroute and packet-too-big from behind MASQUERADE - same as the kernel', (t) => compare(t, 6));
