@@ -9,7 +9,7 @@ import type { Family } from '../../xt/packet.js';
 import { DottedQuad, ipv4ToString, ipv6FromText, ipv6ToInetNtop, maskPrefixLength, prefixMaskWord } from '../../dataplane/addr.js';
 import { NfError } from './errors.js';
 
-/** An IPv4 or IPv6 address with mask: v4 uses words[0] only. Already masked. */
+/** An IPv4 or IPv6 address with mask: v4 uses words[0] only. Already masked; never written (masks are shared). */
 export interface AddrMask {
   readonly family: Family;
   readonly addr: Uint32Array;
@@ -30,9 +30,19 @@ function parseIpv6Words(s: string): Uint32Array | null {
   return ipv6FromText(s, DottedQuad.LEADING_ZEROS);
 }
 
+/**
+ * Prefix masks, one array per family and length shared by every rule that
+ * has it (an AddrMask is never written after parsing): a small typed array
+ * costs ~150 bytes with its buffer object, and most rules' -s/-d carry one.
+ */
+const PREFIX_MASKS: Record<Family, (Uint32Array | undefined)[]> = { 4: [], 6: [] };
+
 function prefixMask(family: Family, bits: number): Uint32Array {
+  const cached = PREFIX_MASKS[family][bits];
+  if (cached) return cached;
   const m = new Uint32Array(family === 4 ? 1 : 4);
   for (let i = 0; i < m.length; i++) m[i] = prefixMaskWord(bits, i);
+  PREFIX_MASKS[family][bits] = m;
   return m;
 }
 

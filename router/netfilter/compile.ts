@@ -316,7 +316,8 @@ function pinsOf(spec: RuleSpec, describable: readonly (readonly { field: Indexed
       pins.push({ dim: FIELD_DIM[r.field], plen: 0, key: r.min | 0 });
     }
   }
-  return pins;
+  // Cached for the rule's lifetime: kept at its length, not push's capacity (see parse.ts).
+  return pins.slice();
 }
 
 const MIN_INDEXED_CHAIN = 8;
@@ -410,7 +411,11 @@ function* buildClassifier(pinsOfChain: readonly Pin[][], start: number, end: num
   return new Classifier(best.dim, m[0], m[1], m[2], m[3], map, buckets, Int32Array.from(wild));
 }
 
+/** The test of a rule without -i/-o (never called: inOn/outOn are false), shared rather than a closure per rule. */
+const NO_IFACE_TEST = (n: string): boolean => n === '';
+
 function ifaceTest(name: string): (ifName: string) => boolean {
+  if (name === '') return NO_IFACE_TEST;
   if (name.endsWith('+')) {
     const prefix = name.slice(0, -1);
     return (n) => n.startsWith(prefix);

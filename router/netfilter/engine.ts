@@ -498,7 +498,8 @@ export class Netfilter {
       destroyInstances({ matches, target, subTargets, hookMask });
       throw toNfError(e);
     }
-    return { matches, target, subTargets, hookMask };
+    // slice: kept at its length, not push's capacity (see parse.ts).
+    return { matches: matches.slice(), target, subTargets, hookMask };
   }
 
   /** Compiled form of each table object: a transaction recompiles only the tables it copied. */

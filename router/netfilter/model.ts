@@ -8,7 +8,7 @@
  * (see engine.ts). Chains and tables are copied per transaction.
  */
 import { Hook, type Family, type TableName } from '../../xt/packet.js';
-import type { MatchExtension, MatchInstance, ParsedOption, TargetExtension, TargetInstance } from '../../xt/extension.js';
+import type { MatchExtension, MatchInstance, TargetExtension, TargetInstance } from '../../xt/extension.js';
 import type { AddrMask } from './addr.js';
 
 export type Policy = 'ACCEPT' | 'DROP';
@@ -18,12 +18,11 @@ export type TargetSpec =
   /** QUEUE hands the packet to a userspace queue; xtr has none, so it is dropped (the kernel's behaviour without a listener). */
   | { readonly kind: 'verdict'; readonly verdict: 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE' }
   | { readonly kind: 'jump'; readonly chain: string; readonly goto: boolean }
-  | { readonly kind: 'ext'; readonly ext: TargetExtension; readonly params: unknown; readonly options: readonly ParsedOption[] };
+  | { readonly kind: 'ext'; readonly ext: TargetExtension; readonly params: unknown };
 
 export interface MatchSpec {
   readonly ext: MatchExtension;
   readonly params: unknown;
-  readonly options: readonly ParsedOption[];
 }
 
 /** The generic part of a rule (struct ipt_ip / ip6t_ip6) plus its matches and target. */

@@ -129,6 +129,13 @@ const LEGALITY: Record<CommandKind, string> = {
 };
 
 const STANDARD_VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
+/** One shared (frozen) target per verdict: most rules have one, and a rule keeps its target for life. */
+const VERDICT_TARGETS = {
+  ACCEPT: Object.freeze({ kind: 'verdict', verdict: 'ACCEPT' }),
+  DROP: Object.freeze({ kind: 'verdict', verdict: 'DROP' }),
+  RETURN: Object.freeze({ kind: 'verdict', verdict: 'RETURN' }),
+  QUEUE: Object.freeze({ kind: 'verdict', verdict: 'QUEUE' }),
+} as const satisfies Record<string, TargetSpec>;
 /** Names that can never be chains (standard targets iptables knows without loading anything). */
 export const RESERVED_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
 
@@ -347,7 +354,7 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         if (o.short === 'g') {
           target = { kind: 'jump', chain: name, goto: true };
         } else if (STANDARD_VERDICTS.has(name)) {
-          target = { kind: 'verdict', verdict: name as 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE' };
+          target = VERDICT_TARGETS[name as 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE'];
         } else {
           const ext = env.registry.target(name, family);
           if (ext) {
@@ -507,14 +514,18 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
   // Extension options are checked while iptables reads the line, and their final checks right
   // after it: before anything below.
   const ruleInfo: RuleInfo = { family, table: table ?? defaultTable, chain: chain ?? '', proto, protoInverted: protoInv };
-  const matches: MatchSpec[] = [];
-  for (const l of loaded) {
-    if (l.ext.kind !== 'match') continue;
-    matches.push({ ext: l.ext, params: parseExt(l.ext, l.options, ruleInfo), options: l.options });
-  }
+  // The matches array is made at its final length (map): one grown by push from empty has room
+  // for 17 elements, ~130 bytes a rule would carry for its lifetime (and a large restore copies
+  // what rules keep through the young generation). The options read are not kept: params say it all.
+  const matches: MatchSpec[] = loaded
+    .filter((l) => l.ext.kind === 'match')
+    .map((l) => {
+      const ext = l.ext as MatchExtension;
+      return { ext, params: parseExt(ext, l.options, ruleInfo) };
+    });
   if (targetExt) {
     const ext = targetExt.ext as TargetExtension;
-    target = { kind: 'ext', ext, params: parseExt(ext, targetExt.options, ruleInfo), options: targetExt.options };
+    target = { kind: 'ext', ext, params: parseExt(ext, targetExt.options, ruleInfo) };
   }
 
   if (commands.length === 0) throw new NfError('no command specified');
