@@ -225,7 +225,16 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
       this.set(src.health.maxLagMs / 1000);
     },
   });
+  // prom-client 15 writes not-a-number as "Nan"; the exposition format spells it "NaN" (the
+  // event-loop lag gauges are NaN when two scrapes come within one 10 ms sample of each other).
+  const collect = register.metrics.bind(register);
+  register.metrics = async () => spellNaN(await collect());
   return register;
+}
+
+/** Sample values "Nan" (prom-client) as the exposition format's "NaN". */
+export function spellNaN(exposition: string): string {
+  return exposition.replace(/ Nan$/gm, ' NaN');
 }
 
 export async function startMetrics(cfg: MetricsConfig, src: MetricsSources, log: { info(o: object, m: string): void; error(o: object, m: string): void }): Promise<MetricsServer> {

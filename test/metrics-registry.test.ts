@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { createRegistry, type ConntrackCounters } from '../router/metrics.js';
+import { createRegistry, spellNaN, type ConntrackCounters } from '../router/metrics.js';
 import { HealthMonitor } from '../router/health.js';
 import type { StatusSnapshot } from '../router/control.js';
 import { defaultConfig } from '../router/default-config.js';
@@ -75,4 +75,13 @@ test('metrics.ruleCounters: every rule and chain policy of a real rule set, with
   t.is(validateMetricsConfig({ listen: '127.0.0.1:9108' }, [])?.ruleCounters, false);
   t.is(validateMetricsConfig({ listen: '127.0.0.1:9108', ruleCounters: true }, [])?.ruleCounters, true);
   t.throws(() => validateMetricsConfig({ listen: '127.0.0.1:9108', ruleCounters: 'yes' }, []), { message: 'metrics.ruleCounters: must be true or false' });
+});
+
+test('not-a-number is written NaN, as the exposition format spells it (prom-client writes "Nan")', async (t) => {
+  t.is(spellNaN('a 1\nnodejs_eventloop_lag_mean_seconds Nan\nb{x="Nan"} Nan\n'), 'a 1\nnodejs_eventloop_lag_mean_seconds NaN\nb{x="Nan"} NaN\n');
+  const ct: ConntrackCounters = { count: () => 0, max: 1, earlyDrops: 0, insertFailed: 0, tableFullDrops: 0 };
+  const health = new HealthMonitor({ config: defaultConfig('xx3-n-'), gateway: false, running: () => true, rulesLoaded: () => true }, 1000);
+  const reg = await createRegistry({ status: () => snap(1), conntrack: () => ct, health });
+  // Back-to-back scrapes: the event-loop lag histogram has no sample between them (NaN).
+  for (let i = 0; i < 3; i++) t.notRegex(await reg.metrics(), / Nan$/m);
 });
