@@ -18,7 +18,11 @@
  * Every figure is the median of --runs runs (default 3). The machine is
  * shared: the load average is printed at the start and the end.
  *
- *   npm run bench:restore [-- --runs N --lines N --seconds S --engine-only]
+ *   npm run bench:restore [-- --runs N --lines N --seconds S --engine-only
+ *                              --lab-only --router-node-args "--flag ..."]
+ *
+ * `--router-node-args` adds V8/Node flags to the router's command line (for
+ * A/B runs of GC settings; the lab's own flags come first).
  *
  * The last line is one `key=value` line for scripts.
  */
@@ -40,6 +44,8 @@ function arg(name: string, dflt: number): number {
 const RUNS = Math.max(3, Math.floor(arg('runs', 3)));
 const LINES = Math.floor(arg('lines', 10_000));
 const SECONDS = arg('seconds', 5);
+const extraArgsAt = process.argv.indexOf('--router-node-args');
+const ROUTER_EXTRA_ARGS = extraArgsAt < 0 ? [] : (process.argv[extraArgsAt + 1] ?? '').split(/\s+/).filter((a) => a !== '');
 
 /** Longest event-loop stall (ms) while `body` runs. */
 async function maxStall(body: () => Promise<unknown>): Promise<number> {
@@ -110,10 +116,11 @@ async function pingThrough(lab: Lab, during: ((stop: () => boolean) => Promise<v
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:restore  runs=${RUNS} lines=${LINES} ping=${SECONDS}s  load ${await loadAverage()}`);
+  console.log(`bench:restore  runs=${RUNS} lines=${LINES} ping=${SECONDS}s${ROUTER_EXTRA_ARGS.length ? ` router-node-args=${ROUTER_EXTRA_ARGS.join(' ')}` : ''}  load ${await loadAverage()}`);
 
   const engine: EngineFigures[] = [];
-  for (let r = 0; r < RUNS; r++) {
+  const labOnly = process.argv.includes('--lab-only');
+  for (let r = 0; r < (labOnly ? 0 : RUNS); r++) {
     const f = await engineRun(r);
     engine.push(f);
     console.log(
@@ -130,7 +137,7 @@ async function main(): Promise<void> {
   const idle: PingRun[] = [];
   const busy: PingRun[] = [];
   const restores: number[] = [];
-  await withLab({ prefix: uniquePrefix('yc'), logLevel: 'warn' }, async (lab) => {
+  await withLab({ prefix: uniquePrefix('yc'), logLevel: 'warn', nodeArgs: ROUTER_EXTRA_ARGS }, async (lab) => {
     // The first load (and the JIT) outside the measurement.
     const first = await lab.router.cli(['iptables-restore'], texts[1]);
     if (first.code !== 0) throw new Error(`iptables-restore failed: ${first.stderr}`);
@@ -156,10 +163,14 @@ async function main(): Promise<void> {
   const p99 = (list: PingRun[]) => median(list.map((x) => percentile(x.rtts, 0.99)));
   const lost = (list: PingRun[]) => median(list.map((x) => x.transmitted - x.received));
   const figures = {
-    block_ms_sync: med('syncOk').toFixed(1),
-    block_ms_sync_refused: med('syncRefused').toFixed(1),
-    block_ms_sliced: med('slicedOk').toFixed(1),
-    block_ms_sliced_refused: med('slicedRefused').toFixed(1),
+    ...(labOnly
+      ? {}
+      : {
+          block_ms_sync: med('syncOk').toFixed(1),
+          block_ms_sync_refused: med('syncRefused').toFixed(1),
+          block_ms_sliced: med('slicedOk').toFixed(1),
+          block_ms_sliced_refused: med('slicedRefused').toFixed(1),
+        }),
     idle_ping_p99_ms: p99(idle).toFixed(2),
     restores_per_run: median(restores),
     lost_during_restore: lost(busy),
