@@ -22,11 +22,13 @@ export type Steps<T> = Generator<void, T, void>;
 
 /**
  * Longest run of control-plane work between two turns of the packet path, in ms. A packet through
- * the router waits up to a slice on each pass (a ping's request and reply: two): with 4 ms, ping
- * p50 during back-to-back 10,000-line restores was 8.3-10.4 ms, with 2 ms 4.7-6.3 ms, restores per
- * second unchanged (bench:restore, alternated runs; p99 is set by GC pauses either way).
+ * the router waits up to a slice on each pass (a ping's request and reply: two), plus any GC pause
+ * that lands in it: with 4 ms, ping p50 during back-to-back 10,000-line restores was 8.3-10.4 ms,
+ * with 2 ms 4.7-6.3 ms; with 1 ms (rules kept smaller too, so scavenges copy less) p99 was 18.3 /
+ * 18.0 / 19.0 / 17.0 ms against 23.4 / 20.8 ms for 2 ms, alternated, restores per second unchanged
+ * (bench:restore --lab-only; docs/design.md).
  */
-export const SLICE_MS = 2;
+export const SLICE_MS = 1;
 
 /** Runs `steps` to the end without pausing. */
 export function runSteps<T>(steps: Steps<T>): T {
