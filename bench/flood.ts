@@ -47,7 +47,14 @@
  * The load average is printed per round and at the end: the machine's two
  * CPUs are shared, the generator and iperf3 compete with the router for them.
  *
- *   npm run bench:flood [-- --rounds N --flood S --pre S --cpu-prof DIR --rate R --no-established]
+ *   npm run bench:flood [-- --rounds N --flood S --pre S --cpu-prof DIR --rate R --no-established --pin]
+ *
+ * `--pin` (two or more CPUs): the generator runs on CPU 0 for both routers
+ * (`taskset -c 0`; the kernel router forwards in the generator's own system
+ * calls, so on that CPU too) and xtr's threads on CPU 1 (`taskset -apc 1`,
+ * as a gateway would keep its forwarding thread off the CPU the traffic
+ * arrives on). Unpinned, the scheduler sometimes puts xtr beside the
+ * generator, and a round's rate swings by half.
  *
  * Last line: key=value (ratio_vs_kernel_newflows goal >= 1.0,
  * established_kept goal >= 0.5, peak_rss_mb goal < 100).
@@ -70,21 +77,26 @@ interface Args {
   established: boolean;
   /** The established flow's target rate (iperf3 -b; '0' = as fast as it goes). */
   rate: string;
+  /** Generator on CPU 0 for both routers, xtr on CPU 1. */
+  pin: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: Number(process.env.BENCH_ROUNDS ?? 3), flood: Number(process.env.BENCH_DURATION ?? 5), pre: 3, cpuProf: null, established: true, rate: '100M' };
+  const a: Args = { rounds: Number(process.env.BENCH_ROUNDS ?? 3), flood: Number(process.env.BENCH_DURATION ?? 5), pre: 3, cpuProf: null, established: true, rate: '100M', pin: false };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (k === '--no-established') {
       a.established = false;
+      i--;
+    } else if (k === '--pin') {
+      a.pin = true;
       i--;
     } else if (k === '--rounds') a.rounds = Number(v);
     else if (k === '--flood') a.flood = Number(v);
     else if (k === '--pre') a.pre = Number(v);
     else if (k === '--rate' && v && /^[0-9]+[KMG]?$/.test(v)) a.rate = v;
     else if (k === '--cpu-prof' && v) a.cpuProf = v;
-    else throw new Error(`bench:flood: unknown argument ${k} (--rounds N --flood S --pre S --cpu-prof DIR --rate R --no-established)`);
+    else throw new Error(`bench:flood: unknown argument ${k} (--rounds N --flood S --pre S --cpu-prof DIR --rate R --no-established --pin)`);
   }
   if (!(Number.isInteger(a.rounds) && a.rounds >= 1 && a.rounds <= 20)) throw new Error('--rounds must be an integer from 1 to 20');
   if (!(a.flood >= 2 && a.flood <= 60)) throw new Error('--flood must be between 2 and 60 seconds');
@@ -185,7 +197,7 @@ async function round(r: Router, args: Args): Promise<Round> {
     await sleep(args.pre * 1000);
     const ping = background(['ping', '-n', '-q', '-i', '0.05', '-W', '1', '-w', String(args.flood), SERVER], { netns: r.client });
     const t0 = Date.now();
-    const gen = await exec(['/usr/bin/python3', SYNGEN, SERVER, '80', String(args.flood)], { netns: r.client, timeoutMs: (args.flood + 10) * 1000 });
+    const gen = await exec([...(args.pin ? ['taskset', '-c', '0'] : []), '/usr/bin/python3', SYNGEN, SERVER, '80', String(args.flood)], { netns: r.client, timeoutMs: (args.flood + 10) * 1000 });
     const floodSecs = (Date.now() - t0) / 1000;
     await sleep(300);
     const counted = await r.count();
@@ -284,8 +296,12 @@ async function main(): Promise<void> {
       count: async () => firstRulePackets(await l.run('s', ['iptables-legacy', '-L', 'INPUT', '-v', '-x', '-n'])),
     };
     const rss0 = rssKb(xtr.pid!);
+    if (args.pin) {
+      if (Number(await cpuCount()) < 2) throw new Error('--pin needs two CPUs');
+      await run(['taskset', '-apc', '1', String(xtr.pid)]);
+    }
 
-    console.log(`bench:flood  cpus=${await cpuCount()}  load=${await loadAverage()}  rounds=${args.rounds} x (${args.pre}s before + ${args.flood}s flood)  xtr rss before=${fmt(rss0 / 1024)} MB`);
+    console.log(`bench:flood  cpus=${await cpuCount()}${args.pin ? '  pinned: generator CPU 0, xtr CPU 1' : ''}  load=${await loadAverage()}  rounds=${args.rounds} x (${args.pre}s before + ${args.flood}s flood)  xtr rss before=${fmt(rss0 / 1024)} MB`);
     const res: Record<'kernel' | 'xtr', Round[]> = { kernel: [], xtr: [] };
     for (let i = 0; i < args.rounds; i++) {
       const order = i % 2 === 0 ? [kernel, xtr] : [xtr, kernel];
@@ -324,6 +340,7 @@ async function main(): Promise<void> {
         `peak_rss_mb=${(peak / 1024).toFixed(1)}`,
         `rss_after_mb=${(rssAfter / 1024).toFixed(1)}`,
         `rss_before_mb=${(rss0 / 1024).toFixed(1)}`,
+        `pinned=${args.pin ? 1 : 0}`,
         `load=${load.replace(/ /g, ',')}`,
       ].join(' '),
     );
