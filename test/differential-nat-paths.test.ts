@@ -110,8 +110,8 @@ async function scenario(topo: Topology, family: Family): Promise<Seen> {
     seen.netmapIn = back;
     seen.netmapInReply = back === 'timeout' ? 'no reply' : 'reply from the alias';
     // Three probes a hop, the first that answered named: one probe a hop lost its single answer
-    // in one CI run and in 2 of 4 runs beside a CI run (hop 3 "*" behind xtr); not in 19 runs
-    // with both cores busy otherwise. Every hop must still answer through the translation.
+    // in one CI run and in 2 of 4 runs beside a CI run (hop 3 "*" behind xtr); not in about 30
+    // runs otherwise, 8 of them with both CPUs busy. Every hop must still answer through the translation.
     const tr = await topo.exec(topo.ns.client, ['traceroute', `-${family}`, '-n', '-q', '3', '-w', '2', '-m', '3', a.far], { timeoutMs: 30_000 });
     seen.traceroute = tr.stdout
       .split('\n')
