@@ -128,8 +128,10 @@ const LEGALITY: Record<CommandKind, string> = {
   E: 'xxxxx xxxxxx',
 };
 
-const STANDARD_VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
-/** One shared (frozen) target per verdict: most rules have one, and a rule keeps its target for life. */
+/**
+ * The standard verdicts, each with one shared (frozen) target: most rules have one, and a rule
+ * keeps its target for life.
+ */
 const VERDICT_TARGETS = {
   ACCEPT: Object.freeze({ kind: 'verdict', verdict: 'ACCEPT' }),
   DROP: Object.freeze({ kind: 'verdict', verdict: 'DROP' }),
@@ -137,7 +139,7 @@ const VERDICT_TARGETS = {
   QUEUE: Object.freeze({ kind: 'verdict', verdict: 'QUEUE' }),
 } as const satisfies Record<string, TargetSpec>;
 /** Names that can never be chains (standard targets iptables knows without loading anything). */
-export const RESERVED_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
+export const RESERVED_TARGETS: ReadonlySet<string> = new Set(Object.keys(VERDICT_TARGETS));
 
 interface LoadedExt {
   readonly ext: Extension;
@@ -353,8 +355,8 @@ export function parseCommand(argv: readonly string[], env: ParseEnv, defaultTabl
         const name = v!;
         if (o.short === 'g') {
           target = { kind: 'jump', chain: name, goto: true };
-        } else if (STANDARD_VERDICTS.has(name)) {
-          target = VERDICT_TARGETS[name as 'ACCEPT' | 'DROP' | 'RETURN' | 'QUEUE'];
+        } else if (Object.hasOwn(VERDICT_TARGETS, name)) {
+          target = VERDICT_TARGETS[name as keyof typeof VERDICT_TARGETS];
         } else {
           const ext = env.registry.target(name, family);
           if (ext) {
