@@ -20,10 +20,11 @@
 import { Hook, Verdict, type PacketContext } from '../xt/packet.js';
 import type { TargetExtension } from '../xt/extension.js';
 import { getU16, getU32, setU16, setU32 } from '../dataplane/bytes.js';
-import { fold, finish, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
+import { finish, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
 import { DEFAULT_TTL, writeIpv4Header, writeIpv6Header } from '../dataplane/build.js';
 import { IPV4_FLAG_DF } from '../dataplane/ipv4.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../dataplane/tcp.js';
+import { l4ChecksumGood } from './lib/l4-checksum.js';
 import { isIpv6Multicast } from '../dataplane/ipv6.js';
 
 /** The TTL / hop limit of DELUDE's replies (the kernel default a route metric of 0 should have meant). */
@@ -44,11 +45,10 @@ export function buildDeludeReply(out: Uint8Array, pkt: PacketContext): number {
   if (oflags & TCP_RST) return 0;
   if (pkt.family === 4) {
     if (pkt.dst4 >>> 28 >= 0xe || pkt.src4 >>> 28 >= 0xe) return 0;
-    if (fold(sum16(b, t, tl, pseudoSum4(pkt.src4, pkt.dst4, 6, tl))) !== 0xffff) return 0;
   } else {
     if (isIpv6Multicast(pkt.src6) || isIpv6Multicast(pkt.dst6)) return 0;
-    if (fold(sum16(b, t, tl, pseudoSum6Words(pkt.src6, pkt.dst6, 6, tl))) !== 0xffff) return 0;
   }
+  if (!l4ChecksumGood(pkt)) return 0;
   const S = getU32(b, t + 4);
   const A = getU32(b, t + 8);
   // Payload after the header the segment declares (a data offset beyond the segment wraps, as upstream's unsigned sum does).

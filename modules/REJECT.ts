@@ -16,9 +16,9 @@
  */
 import { Hook, Verdict, type Family, type PacketContext } from '../xt/packet.js';
 import { buildTcpReset } from '../dataplane/build.js';
-import { fold, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
 import { getU16 } from '../dataplane/bytes.js';
 import { XtError, type TargetExtension } from '../xt/extension.js';
+import { l4ChecksumGood } from './lib/l4-checksum.js';
 
 /** [canonical name, alias, ICMP type, code]; type -1 = tcp-reset. */
 type RejectType = readonly [string, string, number, number];
@@ -78,11 +78,8 @@ function l4ChecksumOk(pkt: PacketContext): boolean {
   const proto = pkt.proto;
   if (proto !== 6 && proto !== 17) return true;
   if (pkt.isFragment) return true; // the kernel checks the reassembled datagram; a lone first fragment cannot be
-  const b = pkt.buf;
-  const len = pkt.l4len;
-  if (proto === 17 && pkt.family === 4 && len >= 8 && getU16(b, pkt.l4off + 6) === 0) return true;
-  const pseudo = pkt.family === 4 ? pseudoSum4(pkt.src4, pkt.dst4, proto, len) : pseudoSum6Words(pkt.src6, pkt.dst6, proto, len);
-  return fold(sum16(b, pkt.l4off, len, pseudo)) === 0xffff;
+  if (proto === 17 && pkt.family === 4 && pkt.l4len >= 8 && getU16(pkt.buf, pkt.l4off + 6) === 0) return true;
+  return l4ChecksumGood(pkt);
 }
 
 const REJECT: TargetExtension<RejectParams> = {

@@ -35,11 +35,12 @@ import { Hook, Verdict, type PacketContext } from '../xt/packet.js';
 import type { RouterServices } from '../xt/services.js';
 import { XtError, type TargetExtension } from '../xt/extension.js';
 import { getU16, getU32, setU16, setU32 } from '../dataplane/bytes.js';
-import { fold, finish, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
+import { finish, pseudoSum4, pseudoSum6Words, sum16 } from '../dataplane/checksum.js';
 import { DEFAULT_TTL, writeIpv4Header, writeIpv6Header } from '../dataplane/build.js';
 import { isIpv6Multicast } from '../dataplane/ipv6.js';
 import { IPV4_FLAG_DF } from '../dataplane/ipv4.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../dataplane/tcp.js';
+import { l4ChecksumGood } from './lib/l4-checksum.js';
 
 /** The variant byte of xt_tarpit_tginfo (also what CHAOS passes). */
 export const enum TarpitMode {
@@ -181,14 +182,14 @@ export function buildTarpitReply(out: Uint8Array, pkt: PacketContext, mode: Tarp
     if ((b[l3] & 0x0f) !== 5) return 0; // IPv4 options
     if (pkt.l3len < 40) return 0;
     if (subnetBroadcast(services, pkt.inIf?.name, dst) || subnetBroadcast(services, pkt.outIf?.name, dst)) return 0;
-    if (fold(sum16(b, t, tl, pseudoSum4(pkt.src4, dst, 6, tl))) !== 0xffff) return 0;
+    if (!l4ChecksumGood(pkt)) return 0;
     // Upstream subtracts a fixed 20 for the TCP header, so TCP options count as payload.
     payload = pkt.l3len - 40;
   } else {
     if (t !== l3 + 40 || b[l3 + 6] !== 6) return 0; // TCP must follow the fixed header
     if (!ipv6Unicast(pkt.src6) || !ipv6Unicast(pkt.dst6)) return 0;
     if (tl < 20) return 0;
-    if (fold(sum16(b, t, tl, pseudoSum6Words(pkt.src6, pkt.dst6, 6, tl))) !== 0xffff) return 0;
+    if (!l4ChecksumGood(pkt)) return 0;
     payload = tl - 20;
   }
   const oflags = b[t + 13];

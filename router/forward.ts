@@ -444,6 +444,7 @@ export class Router implements ServicesBackend {
     this.egress.reasmPieces = 0;
     this.egress.viaGateway = false;
     this.egress.gsoSize = this.egress.rxGso; // offloads: 0 unless this is a super-packet just read
+    ctx.csumPartial = this.egress.rxGso !== 0; // a super-packet's checksum is partial (dataplane/native/tun.c)
     this.egress.rxGso = 0;
     this.emitFlags = 0;
     // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.

@@ -100,6 +100,21 @@ test('pre-check: a non-first fragment gets no reply from TARPIT or DELUDE (and i
   }
 });
 
+test('pre-check: a bad TCP checksum gets no reply, a super-packet\'s partial checksum (csumPartial) does', (t) => {
+  for (const ext of [TARPIT, DELUDE]) {
+    const h = new XtHarness();
+    const inst = h.target(ext as TargetExtension<unknown>, '', { proto: 'tcp' });
+    const seg = ip4('198.51.100.2', '203.0.113.2', tcpSeg(4000, 80, 0x18, { seq: 5, ack: 9, payload: [1, 2, 3, 4] }));
+    seg.writeUInt16BE(seg.readUInt16BE(36) ^ 0x5555, 36);
+    t.is(inst.target(h.packet(seg)), Verdict.DROP);
+    t.is(h.services.emitted.length, 0, `${ext.name}: a bad checksum is not answered`);
+    const partial = h.packet(seg);
+    partial.csumPartial = true;
+    t.is(inst.target(partial), Verdict.DROP);
+    t.is(h.services.emitted.length, 1, `${ext.name}: a partial checksum is answered (the kernel's nf_ip_checksum does not sum it)`);
+  }
+});
+
 test('TARPIT is stateless: the same segment gets the same reply whatever came before, and nothing is declared', (t) => {
   const h = new XtHarness();
   const inst = h.target(TARPIT, '', { proto: 'tcp' });

@@ -134,6 +134,16 @@ test('REJECT asks for nothing about a TCP/UDP packet with a bad checksum or a no
   noSum.writeUInt16BE(0, 26);
   t.is(inst.target(ctxOf(noSum)), Verdict.DROP);
   t.is(errors.length, 2);
+  // A super-packet read with offloads holds only the pseudo-header sum (CHECKSUM_PARTIAL): answered, as
+  // the kernel's skb_csum_unnecessary lets it through; the same bytes without the mark are not.
+  const partial = ip4('10.0.0.1', '10.0.0.2', tcpSeg(40000, 22, 0x18, { payload: [1, 2, 3, 4] }));
+  partial.writeUInt16BE(0x1234, 36);
+  t.is(inst.target(ctxOf(partial)), Verdict.DROP);
+  t.is(errors.length, 2, 'not marked partial: a bad checksum');
+  const marked = ctxOf(partial);
+  marked.csumPartial = true;
+  t.is(inst.target(marked), Verdict.DROP);
+  t.is(errors.length, 3, 'marked partial: answered');
 });
 
 test('REJECT tcp-reset: RST seq/ack rules and checksums (v4 and v6)', (t) => {

@@ -136,6 +136,25 @@ test('a super-packet whose segments fit goes through the hooks once, TTL decreme
   lab.router.stop();
 });
 
+test('a super-packet read with a partial checksum (pseudo-header sum only) is marked csumPartial and its segments leave with valid checksums', (t) => {
+  const partial: boolean[] = [];
+  const lab = makeLab(false, (h, ctx) => {
+    if (h === Hook.FORWARD) partial.push(ctx.csumPartial);
+  });
+  const sp = tcp4(DST, 2500);
+  // as dataplane/native/tun.c leaves it: the folded pseudo-header sum with the super-packet's TCP length
+  sp.writeUInt16BE(onesSum(sp.subarray(12, 20), 6 + sp.length - 20), 36);
+  t.false(tcpOk(sp));
+  lab.eth0.injectSuper(sp, 1000);
+  lab.eth0.inject(tcp4(DST, 100));
+  lab.pump();
+  t.deepEqual(partial, [true, false], 'the super-packet is partial, the ordinary packet after it is not');
+  const out = lab.eth2.takeSent();
+  t.deepEqual(out.map((p) => p.length - 40), [1000, 1000, 500, 100]);
+  for (const [k, p] of out.entries()) t.true(tcpOk(p), `packet ${k}: checksums valid`);
+  lab.router.stop();
+});
+
 test('a TUN egress without GSO writes gets the segments, cut in software with valid checksums', (t) => {
   const lab = makeLab(false);
   lab.eth0.injectSuper(tcp4(DST, 4200), 1000);

@@ -145,6 +145,16 @@ export class PacketContext {
    */
   hotdrop = false;
 
+  /**
+   * The L4 checksum field holds only the pseudo-header sum (the kernel's
+   * CHECKSUM_PARTIAL): a TCP/UDP super-packet read with TSO/USO offloads.
+   * Its segments' checksums are computed on egress (the kernel for a GSO
+   * write, the software segmenter otherwise), so a rewrite may leave the
+   * field as it likes; a check of the checksum counts it as good, as the
+   * kernel's skb_csum_unnecessary does.
+   */
+  csumPartial = false;
+
   /** Milliseconds (monotonic) at the start of the current batch; one clock read per batch. */
   now = 0;
 }
