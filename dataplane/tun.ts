@@ -76,6 +76,8 @@ export interface TunAddon {
     vnetHdr?: boolean,
     /** per slot: gso_size of the packet read (0 = not a super-packet); without it GSO packets are dropped */
     gso?: Uint32Array,
+    /** read through io_uring (out[4] = 1 when the device refused it) */
+    uring?: boolean,
   ): number;
   writeBatch(
     fd: number,
@@ -88,7 +90,11 @@ export interface TunAddon {
     mode?: number,
     /** per packet: gso_size of a super-packet to write as one GSO write (modes 1..3), 0 = an ordinary packet */
     gso?: Uint32Array,
+    /** write through io_uring (out[6] = 1 when the device refused it) */
+    uring?: boolean,
   ): number;
+  /** 0 when this thread can use io_uring for batched reads and writes, else -errno (io_uring_setup refused). */
+  uringReady(): number;
   /** Coalescer test hook: write sizes (packets per write) for a batch; returns the number of writes. */
   gsoRuns(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, runs: Uint32Array, tcp?: boolean): number;
   /** Coalescer test hook: vnet header + super-packet IP/UDP header for packets start..start+n-1. */
@@ -154,6 +160,13 @@ export interface OffloadRequest {
   uso?: boolean;
   /** Coalesce consecutive TCP segments of one flow into one GSO write. */
   gro?: boolean;
+  /**
+   * Batch the device's reads and writes through io_uring: one system call per
+   * batch instead of one per packet (dataplane/native/uring.h). Probed: off
+   * where io_uring_setup is refused (old kernel, io_uring_disabled, seccomp)
+   * or the device cannot run them inline; XTR_URING=0 turns it off.
+   */
+  uring?: boolean;
 }
 
 /** What is in force on an open device. */
@@ -166,6 +179,8 @@ export interface TunOffloads {
   gsoWrites: boolean;
   /** TCP segment runs are coalesced on write. */
   gro: boolean;
+  /** Reads and writes go through io_uring (false once the device refused it). */
+  uring: boolean;
 }
 
 export const TUN_F_CSUM = 0x01;
@@ -241,6 +256,9 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
     // offloads off gets super-packets segmented by xtr (the fallback path).
     gsoWrites: tun && (req.tso === true || req.uso === true),
     gro,
+    // io_uring is not an offload of the device but a way to reach it; it has the offloads' switch,
+    // probe and status. XTR_URING=0 turns it off alone.
+    uring: req.uring === true && process.env.XTR_URING !== '0' && native.uringReady() === 0,
   };
   return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode, offloads);
 }
@@ -291,7 +309,7 @@ class NativeTunDevice implements TunDevice {
   lastError: NodeJS.ErrnoException | null = null;
   closed = false;
   /** [bytes, failed, errno, gso writes | super-packets read, gso packets, super-packets written] from the last native call; reused, never reallocated. */
-  private readonly io = new Float64Array(6);
+  private readonly io = new Float64Array(7);
   private readable: (() => void) | null = null;
   private polling = false;
   private refed: boolean;
@@ -331,8 +349,10 @@ class NativeTunDevice implements TunDevice {
       io,
       this.vnetHdr,
       batch.gso,
+      this.offloads.uring,
     );
     this.stats.rxErrors += io[1];
+    if (io[4] === 1) this.offloads.uring = false; // the device cannot run reads inline: plain syscalls from now on
     if (n < 0) {
       // The device is gone (deleted, or its namespace destroyed): a level-triggered
       // watcher would spin on the error, so stop waking up.
@@ -356,8 +376,9 @@ class NativeTunDevice implements TunDevice {
     }
     if (count === 0) return 0;
     const io = this.io;
-    io[3] = io[4] = io[5] = 0;
-    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode, gso);
+    io[3] = io[4] = io[5] = io[6] = 0;
+    const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode, gso, this.offloads.uring);
+    if (io[6] === 1) this.offloads.uring = false; // as for reads
     this.stats.txPackets += n;
     this.stats.txBytes += io[0];
     this.stats.txDropped += count - n;

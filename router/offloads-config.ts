@@ -2,19 +2,23 @@
  * The `offloads` section of the router config (issue 14): one switch per
  * TUN offload, applied to every TUN interface (docs/design.md "Offloads").
  *
- *   offloads: { csum: true, tso: true, uso: false, gro: true }
+ *   offloads: { csum: true, tso: true, uso: false, gro: true, uring: true }
  *
  * csum/tso/uso are asked of the kernel with TUNSETOFFLOAD at open and each
  * is kept only if this kernel takes it (`xtr status` shows what is in
- * force); gro is xtr's own TCP coalescing of writes. `false` for all four is
- * the plain one-packet path of earlier versions.
+ * force); gro is xtr's own TCP coalescing of writes; uring batches each
+ * device's reads and writes through io_uring (one system call per batch,
+ * kept only where io_uring works and the device runs them inline). `false`
+ * for all is the plain one-packet, one-syscall path of earlier versions.
  */
 import type { OffloadRequest, TunOffloads } from '../dataplane/tun.js';
 
 export interface OffloadsConfig extends Required<OffloadRequest> {}
 
 /** Defaults: what passed test/offload-tcp.test.ts on this platform (see docs/design.md). */
-export const DEFAULT_OFFLOADS: OffloadsConfig = { csum: true, tso: true, uso: false, gro: true };
+export const DEFAULT_OFFLOADS: OffloadsConfig = { csum: true, tso: true, uso: false, gro: true, uring: true };
+
+const KEYS = ['csum', 'tso', 'uso', 'gro', 'uring'] as const;
 
 export class OffloadsConfigError extends Error {
   constructor(
@@ -27,17 +31,16 @@ export class OffloadsConfigError extends Error {
 
 export function validateOffloads(v: unknown): OffloadsConfig {
   if (v === undefined) return { ...DEFAULT_OFFLOADS };
-  if (v === false) return { csum: false, tso: false, uso: false, gro: false };
+  if (v === false) return { csum: false, tso: false, uso: false, gro: false, uring: false };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new OffloadsConfigError('offloads', `${JSON.stringify(v)} must be a mapping of csum/tso/uso/gro to true or false (or false for none)`);
+    throw new OffloadsConfigError('offloads', `${JSON.stringify(v)} must be a mapping of ${KEYS.join('/')} to true or false (or false for none)`);
   }
   const out: OffloadsConfig = { ...DEFAULT_OFFLOADS };
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
-    if (k !== 'csum' && k !== 'tso' && k !== 'uso' && k !== 'gro') {
-      throw new OffloadsConfigError(`offloads.${k}`, `unknown key (expected csum, tso, uso, gro)`);
-    }
+    const key = KEYS.find((name) => name === k);
+    if (key === undefined) throw new OffloadsConfigError(`offloads.${k}`, `unknown key (expected ${KEYS.join(', ')})`);
     if (typeof val !== 'boolean') throw new OffloadsConfigError(`offloads.${k}`, `${JSON.stringify(val)} must be true or false`);
-    out[k] = val;
+    out[key] = val;
   }
   if ((out.tso || out.uso) && !out.csum) {
     throw new OffloadsConfigError('offloads', 'tso and uso need csum: the kernel takes segmentation offloads only with checksum offload');
@@ -71,6 +74,7 @@ export function offloadStatus(dev: object | null | undefined): OffloadStatus | u
     uso: o.uso,
     gsoWrites: o.gsoWrites,
     gro: o.gro,
+    uring: o.uring,
     rxSuperPackets: s.rxSuperPackets ?? 0,
     txSuperWrites: s.txSuperWrites ?? 0,
     txGsoWrites: s.txGsoWrites ?? 0,
@@ -81,6 +85,6 @@ export function offloadStatus(dev: object | null | undefined): OffloadStatus | u
 /** One word list for the status table: the offloads in force, or "none". */
 export function formatOffloads(o: OffloadStatus | undefined): string {
   if (!o) return '-';
-  const on = (['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro'] as const).filter((k) => o[k]).map((k) => (k === 'gsoWrites' ? 'gso-tx' : k));
+  const on = (['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro', 'uring'] as const).filter((k) => o[k]).map((k) => (k === 'gsoWrites' ? 'gso-tx' : k));
   return on.length ? on.join(',') : 'none';
 }

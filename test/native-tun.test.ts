@@ -52,11 +52,17 @@ function namespaceWith(t: { teardown(fn: () => void): void }, dev: TunDevice, op
   return ns;
 }
 
-function openDevice(t: { teardown(fn: () => void): void }, kind: 'tun' | 'tap'): TunDevice {
-  const dev = openTun(`xt${kind[1]}${suffix()}`, { kind });
+function openDevice(t: { teardown(fn: () => void): void }, kind: 'tun' | 'tap', uring = false): TunDevice {
+  const dev = openTun(`xt${kind[1]}${suffix()}`, { kind, offloads: uring ? { uring: true } : undefined });
   t.teardown(() => dev.close());
   return dev;
 }
+
+/** The read/write tests run twice: one syscall per packet, and batched through io_uring (dataplane/native/uring.h). */
+const IO_PATHS: [string, boolean][] = [
+  ['', false],
+  [' (io_uring)', true],
+];
 
 /**
  * Polls `cond` every 20 ms. The bound is counted in polls rather than wall time:
@@ -136,64 +142,67 @@ function isUdpTo(pkt: Buffer, port: number): boolean {
   return pkt.length >= 28 && pkt[0]! >> 4 === 4 && pkt[9] === 17 && pkt.readUInt16BE(22) === port;
 }
 
-test('tun: packets sent in the namespace are read in one batch after the device moved there', (t) => {
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['addr', 'add', '10.201.0.1/24', 'dev', dev.name]);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+for (const [path, uring] of IO_PATHS) {
+  test(`tun: packets sent in the namespace are read in one batch after the device moved there${path}`, (t) => {
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['addr', 'add', '10.201.0.1/24', 'dev', dev.name]);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
 
-  const payloads = Array.from({ length: 20 }, (_, i) => `xtr-batch-${i}`);
-  udpSendFrom(ns, '10.201.0.2', 9999, payloads);
+    const payloads = Array.from({ length: 20 }, (_, i) => `xtr-batch-${i}`);
+    udpSendFrom(ns, '10.201.0.2', 9999, payloads);
 
-  const batch = createBatch(64, 2048);
-  const n = dev.read(batch);
-  t.is(n, payloads.length, 'every queued datagram comes out of a single read');
-  t.is(batch.count, n);
-  for (let i = 0; i < n; i++) {
-    const pkt = packetAt(batch, i);
-    t.is(batch.offsets[i], i * batch.slotSize + 64);
-    t.true(isUdpTo(pkt, 9999), `packet ${i} is UDP to port 9999`);
-    t.deepEqual([...pkt.subarray(12, 20)], [10, 201, 0, 1, 10, 201, 0, 2]);
-    t.is(pkt.readUInt16BE(2), pkt.length, 'IPv4 total length matches what read returned');
-    t.is(pkt.subarray(28).toString(), payloads[i]);
-  }
-  t.is(dev.stats.rxPackets, n);
-  t.is(dev.stats.rxBytes, payloads.reduce((s, p) => s + 28 + p.length, 0));
-  t.is(dev.read(batch), 0, 'nothing left: a drained device reads 0 without blocking');
-});
+    t.is(dev.offloads.uring, uring, 'the io path asked for is in force');
+    const batch = createBatch(64, 2048);
+    const n = dev.read(batch);
+    t.is(n, payloads.length, 'every queued datagram comes out of a single read');
+    t.is(batch.count, n);
+    for (let i = 0; i < n; i++) {
+      const pkt = packetAt(batch, i);
+      t.is(batch.offsets[i], i * batch.slotSize + 64);
+      t.true(isUdpTo(pkt, 9999), `packet ${i} is UDP to port 9999`);
+      t.deepEqual([...pkt.subarray(12, 20)], [10, 201, 0, 1, 10, 201, 0, 2]);
+      t.is(pkt.readUInt16BE(2), pkt.length, 'IPv4 total length matches what read returned');
+      t.is(pkt.subarray(28).toString(), payloads[i]);
+    }
+    t.is(dev.stats.rxPackets, n);
+    t.is(dev.stats.rxBytes, payloads.reduce((s, p) => s + 28 + p.length, 0));
+    t.is(dev.read(batch), 0, 'nothing left: a drained device reads 0 without blocking');
+  });
 
-test('tun: a read batch stops at capacity and the next read continues', (t) => {
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['addr', 'add', '10.202.0.1/24', 'dev', dev.name]);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
-  udpSendFrom(
-    ns,
-    '10.202.0.2',
-    9999,
-    Array.from({ length: 10 }, (_, i) => `p${i}`),
-  );
-  const batch = createBatch(4, 2048);
-  const sizes = [dev.read(batch), dev.read(batch), dev.read(batch), dev.read(batch)];
-  t.deepEqual(sizes, [4, 4, 2, 0]);
-});
+  test(`tun: a read batch stops at capacity and the next read continues${path}`, (t) => {
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['addr', 'add', '10.202.0.1/24', 'dev', dev.name]);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+    udpSendFrom(
+      ns,
+      '10.202.0.2',
+      9999,
+      Array.from({ length: 10 }, (_, i) => `p${i}`),
+    );
+    const batch = createBatch(4, 2048);
+    const sizes = [dev.read(batch), dev.read(batch), dev.read(batch), dev.read(batch)];
+    t.deepEqual(sizes, [4, 4, 2, 0]);
+  });
 
-test('tun: a packet longer than its slot is dropped and counted, not returned truncated', (t) => {
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['addr', 'add', '10.212.0.1/24', 'dev', dev.name]);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
-  const batch = createBatch(4, 64); // room for 64 bytes per packet after the headroom
-  const room = batch.slotSize - 64;
-  // 28 + 36 = 64 bytes fits exactly; 28 + 37 is one byte too long; 28 + 200 far too long
-  udpSendFrom(ns, '10.212.0.2', 9999, ['a'.repeat(room - 28), 'b'.repeat(room - 27), 'c'.repeat(200), 'd']);
-  t.is(dev.read(batch), 2);
-  t.deepEqual([...batch.lengths.subarray(0, 2)], [room, 29]);
-  t.is(packetAt(batch, 0).subarray(28).toString(), 'a'.repeat(room - 28));
-  t.is(packetAt(batch, 1).subarray(28).toString(), 'd');
-  t.is(dev.stats.rxErrors, 2);
-  t.is(dev.stats.rxPackets, 2);
-});
+  test(`tun: a packet longer than its slot is dropped and counted, not returned truncated${path}`, (t) => {
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['addr', 'add', '10.212.0.1/24', 'dev', dev.name]);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+    const batch = createBatch(4, 64); // room for 64 bytes per packet after the headroom
+    const room = batch.slotSize - 64;
+    // 28 + 36 = 64 bytes fits exactly; 28 + 37 is one byte too long; 28 + 200 far too long
+    udpSendFrom(ns, '10.212.0.2', 9999, ['a'.repeat(room - 28), 'b'.repeat(room - 27), 'c'.repeat(200), 'd']);
+    t.is(dev.read(batch), 2);
+    t.deepEqual([...batch.lengths.subarray(0, 2)], [room, 29]);
+    t.is(packetAt(batch, 0).subarray(28).toString(), 'a'.repeat(room - 28));
+    t.is(packetAt(batch, 1).subarray(28).toString(), 'd');
+    t.is(dev.stats.rxErrors, 2);
+    t.is(dev.stats.rxPackets, 2);
+  });
+}
 
 test('addon: batch geometry that does not fit the buffers is refused before any I/O', (t) => {
   const native = loadTunAddon();
@@ -302,63 +311,118 @@ async function waitListening(ns: string, port: number): Promise<void> {
   );
 }
 
-test('tun: a hand-built IPv4/UDP packet written to the device reaches a socat listener in the namespace', async (t) => {
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['addr', 'add', '10.204.0.1/24', 'dev', dev.name]);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
-  const listener = startUdpListener(t, ns, '10.204.0.1', 5555);
-  await waitListening(ns, 5555);
+for (const [path, uring] of IO_PATHS) {
+  test(`tun: a hand-built IPv4/UDP packet written to the device reaches a socat listener in the namespace${path}`, async (t) => {
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['addr', 'add', '10.204.0.1/24', 'dev', dev.name]);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+    const listener = startUdpListener(t, ns, '10.204.0.1', 5555);
+    await waitListening(ns, 5555);
 
-  const batch = createBatch(8, 2048);
-  const payloads = ['hello-from-xtr;', 'second-datagram;'];
+    const batch = createBatch(8, 2048);
+    const payloads = ['hello-from-xtr;', 'second-datagram;'];
+    payloads.forEach((p, i) => {
+      const pkt = buildIpv4Udp('10.204.0.2', '10.204.0.1', 40000 + i, 5555, Buffer.from(p));
+      batch.data.set(pkt, batch.offsets[i]!);
+      batch.lengths[i] = pkt.length;
+    });
+    t.is(dev.write(batch.data, batch.offsets, batch.lengths, payloads.length), payloads.length);
+    await waitFor('socat to print both payloads', () => listener.output() === payloads.join(''));
+    t.is(listener.output(), payloads.join(''));
+    t.is(dev.stats.txPackets, 2);
+    t.is(dev.stats.txBytes, payloads.reduce((s, p) => s + 28 + p.length, 0));
+    t.is(dev.stats.txDropped, 0);
+  });
+
+  test(`tun: a packet with a wrong UDP checksum is written but the kernel drops it${path}`, async (t) => {
+    // proves the previous test's delivery depends on the checksums being right
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['addr', 'add', '10.205.0.1/24', 'dev', dev.name]);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+    const listener = startUdpListener(t, ns, '10.205.0.1', 5556);
+    await waitListening(ns, 5556);
+    const batch = createBatch(2, 2048);
+    const bad = buildIpv4Udp('10.205.0.2', '10.205.0.1', 40000, 5556, Buffer.from('corrupt;'));
+    bad[27] ^= 0x55;
+    const good = buildIpv4Udp('10.205.0.2', '10.205.0.1', 40001, 5556, Buffer.from('good;'));
+    batch.data.set(bad, batch.offsets[0]!);
+    batch.lengths[0] = bad.length;
+    batch.data.set(good, batch.offsets[1]!);
+    batch.lengths[1] = good.length;
+    t.is(dev.write(batch.data, batch.offsets, batch.lengths, 2), 2);
+    await waitFor('the good datagram', () => listener.output().includes('good;'));
+    t.is(listener.output(), 'good;');
+  });
+
+  test(`tun: a write that is not IP is refused by the kernel and counted as dropped; the rest of the batch goes${path}`, (t) => {
+    const dev = openDevice(t, 'tun', uring);
+    const ns = namespaceWith(t, dev);
+    nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+    const batch = createBatch(2, 2048);
+    batch.data.fill(0x00, batch.offsets[0]!, batch.offsets[0]! + 40); // version nibble 0
+    batch.lengths[0] = 40;
+    const good = buildIpv4Udp('10.206.0.2', '10.206.0.1', 1, 2, Buffer.from('x'));
+    batch.data.set(good, batch.offsets[1]!);
+    batch.lengths[1] = good.length;
+    t.is(dev.write(batch.data, batch.offsets, batch.lengths, 2), 1);
+    t.is(dev.stats.txDropped, 1);
+    t.is(dev.lastError?.code, 'EINVAL');
+  });
+}
+
+test('tun (io_uring): a batch larger than one ring submission (256) is written in order, in chunks', async (t) => {
+  const dev = openDevice(t, 'tun', true);
+  t.true(dev.offloads.uring);
+  const ns = namespaceWith(t, dev);
+  nsExec(ns, 'ip', ['addr', 'add', '10.207.0.1/24', 'dev', dev.name]);
+  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
+  // a receiver with a 4 MiB buffer (SO_RCVBUFFORCE; socat's is capped at rmem_max, which 270 datagrams overflow)
+  const script = [
+    'import socket, sys',
+    's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+    's.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)',
+    "s.bind(('10.207.0.1', 5557))",
+    's.settimeout(10)',
+    'got = []',
+    'try:',
+    '    while len(got) < int(sys.argv[1]):',
+    "        got.append(s.recv(2048).decode())",
+    'except socket.timeout:',
+    '    pass',
+    "sys.stdout.write(''.join(got))",
+  ].join('\n');
+  const count = 270;
+  const child = spawn('ip', ['netns', 'exec', ns, PYTHON, '-c', script, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill());
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString('latin1')));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await waitListening(ns, 5557);
+  const batch = createBatch(count, 256);
+  const payloads = Array.from({ length: count }, (_, i) => `d${i};`);
   payloads.forEach((p, i) => {
-    const pkt = buildIpv4Udp('10.204.0.2', '10.204.0.1', 40000 + i, 5555, Buffer.from(p));
+    const pkt = buildIpv4Udp('10.207.0.2', '10.207.0.1', 40000, 5557, Buffer.from(p));
     batch.data.set(pkt, batch.offsets[i]!);
     batch.lengths[i] = pkt.length;
   });
-  t.is(dev.write(batch.data, batch.offsets, batch.lengths, payloads.length), payloads.length);
-  await waitFor('socat to print both payloads', () => listener.output() === payloads.join(''));
-  t.is(listener.output(), payloads.join(''));
-  t.is(dev.stats.txPackets, 2);
-  t.is(dev.stats.txBytes, payloads.reduce((s, p) => s + 28 + p.length, 0));
+  t.is(dev.write(batch.data, batch.offsets, batch.lengths, count), count);
+  await exited;
+  t.is(out, payloads.join(''), 'all of them, in the order written');
   t.is(dev.stats.txDropped, 0);
 });
 
-test('tun: a packet with a wrong UDP checksum is written but the kernel drops it', async (t) => {
-  // proves the previous test's delivery depends on the checksums being right
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['addr', 'add', '10.205.0.1/24', 'dev', dev.name]);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
-  const listener = startUdpListener(t, ns, '10.205.0.1', 5556);
-  await waitListening(ns, 5556);
-  const batch = createBatch(2, 2048);
-  const bad = buildIpv4Udp('10.205.0.2', '10.205.0.1', 40000, 5556, Buffer.from('corrupt;'));
-  bad[27] ^= 0x55;
-  const good = buildIpv4Udp('10.205.0.2', '10.205.0.1', 40001, 5556, Buffer.from('good;'));
-  batch.data.set(bad, batch.offsets[0]!);
-  batch.lengths[0] = bad.length;
-  batch.data.set(good, batch.offsets[1]!);
-  batch.lengths[1] = good.length;
-  t.is(dev.write(batch.data, batch.offsets, batch.lengths, 2), 2);
-  await waitFor('the good datagram', () => listener.output().includes('good;'));
-  t.is(listener.output(), 'good;');
-});
-
-test('tun: a write that is not IP is refused by the kernel and counted as dropped; the rest of the batch goes', (t) => {
-  const dev = openDevice(t, 'tun');
-  const ns = namespaceWith(t, dev);
-  nsExec(ns, 'ip', ['link', 'set', dev.name, 'up']);
-  const batch = createBatch(2, 2048);
-  batch.data.fill(0x00, batch.offsets[0]!, batch.offsets[0]! + 40); // version nibble 0
-  batch.lengths[0] = 40;
-  const good = buildIpv4Udp('10.206.0.2', '10.206.0.1', 1, 2, Buffer.from('x'));
-  batch.data.set(good, batch.offsets[1]!);
-  batch.lengths[1] = good.length;
-  t.is(dev.write(batch.data, batch.offsets, batch.lengths, 2), 1);
-  t.is(dev.stats.txDropped, 1);
-  t.is(dev.lastError?.code, 'EINVAL');
+test('XTR_URING=0 keeps io_uring off whatever the offloads ask', (t) => {
+  const before = process.env.XTR_URING;
+  process.env.XTR_URING = '0';
+  try {
+    t.false(openDevice(t, 'tun', true).offloads.uring);
+  } finally {
+    if (before === undefined) delete process.env.XTR_URING;
+    else process.env.XTR_URING = before;
+  }
+  t.true(openDevice(t, 'tun', true).offloads.uring);
 });
 
 test('tap: the kernel ARP request arrives as an Ethernet frame and a hand-built ARP reply is accepted', async (t) => {

@@ -10,12 +10,16 @@
  *   open(name, tap, multiQueue[, vnetHdr[, offloads]])
  *                                          -> { fd, name, handle, offloads }
  *                                             (offloads: the TUN_F_* bits in force)
- *   readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out[, vnetHdr[, gso]]])
+ *   readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out[, vnetHdr[, gso[, uring]]]])
  *                                          -> packets read, or -errno when
  *                                             nothing was read and read() failed;
  *                                             gso[i] = gso_size of a super-packet
- *   writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso]]])
+ *   writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso[, uring]]]])
  *                                          -> packets the kernel accepted
+ *                                             (uring: through io_uring, uring.h;
+ *                                             out[4] of a read / out[6] of a write = 1
+ *                                             when the device refused it)
+ *   uringReady()                           -> 0, or -errno: no io_uring here
  *   gsoRuns / gsoHeader                    -> coalescer test hooks
  *   pollStart(handle, callback)  pollStop(handle)  pollRef(handle, bool)
  *   close(handle)                          -> idempotent
@@ -52,6 +56,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "uring.h"
 
 /* virtio_net_hdr framing and GSO limits (see the coalescing section below) */
 #define VNET_HDR_LEN 10
@@ -828,9 +834,20 @@ static int super_prepare(uint8_t *vh, uint8_t *p, uint32_t len, uint32_t gso_siz
 
 /* ---------- batched I/O ---------- */
 
+/* A packet of r bytes (virtio header stripped) just read into p: -1 to drop it
+   (truncated, a GSO packet without gso[] to report it, a malformed header),
+   else its gso_size (0: an ordinary packet, its checksum completed). */
+static int32_t read_accept(int vnet, const uint8_t *vh, uint8_t *p, ssize_t r, size_t room, int have_gso) {
+  if (r < 0 || r > (ssize_t)room) return -1;
+  if (!vnet) return 0;
+  if (vh[1] != 0) return have_gso ? vnet_accept_gso(vh, p, (size_t)r) : -1;
+  if (vh[0] && !vnet_complete_csum(vh, p, (size_t)r)) return -1;
+  return 0;
+}
+
 static napi_value js_read_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 11;
+  napi_value argv[11];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) {
     napi_throw_type_error(env, NULL, "xtr_tun: readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])");
@@ -872,74 +889,137 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
-  uint32_t n = 0;
-  double bytes = 0, failed = 0;
+  /* uring (optional bool): read through this thread's io_uring, one enter per round of reads */
+  bool use_uring = false;
+  if (argc > 10) napi_get_value_bool(env, argv[10], &use_uring);
+
+  uint32_t n = 0;    /* packets read */
+  uint32_t slot = 0; /* next slot to read into: a packet that fails leaves its slot for the next */
+  double bytes = 0, failed = 0, refused = 0;
   int last_err = 0;
   const size_t room = slot_size - headroom;
+  const ssize_t hdr = vnet ? VNET_HDR_LEN : 0;
   /* The kernel silently truncates a packet longer than the buffer. One spare
      byte after the slot tells a truncated packet (read returns room + 1) from
      one that fits exactly; a truncated packet is dropped and counted. */
-  unsigned char spare;
-  uint8_t vh[VNET_HDR_LEN];
-  /* with IFF_VNET_HDR the header goes to a scratch in front of the slot */
-  struct iovec iov[3] = {{vh, VNET_HDR_LEN}, {NULL, room}, {&spare, 1}};
-  struct iovec *iv = vnet ? iov : iov + 1;
-  const int niv = vnet ? 3 : 2;
-  const ssize_t hdr = vnet ? VNET_HDR_LEN : 0;
-  while (n < capacity) {
-    uint32_t off = n * slot_size + headroom;
-    iov[1].iov_base = data + off;
-    ssize_t r = readv((int)fd, iv, niv);
-    if (r >= 0) {
-      r -= hdr;
-      if (r < 0 || r > (ssize_t)room) {
-        failed++;
-        continue;
+
+  if (use_uring && uring_ready() == 0) {
+    /* Rounds of reads into consecutive slots, 8 at first and twice as many
+       each round while every one found a packet; a round with "nothing
+       ready" (EAGAIN) in it is the last. Slots of reads that found nothing
+       stay unused, so packets keep their order but not always adjacent slots
+       (offsets[] says where each is). */
+    static __thread struct iovec riov[URING_ENTRIES][3];
+    static __thread uint8_t rvh[URING_ENTRIES][VNET_HDR_LEN];
+    static __thread unsigned char rspare[URING_ENTRIES];
+    static __thread int32_t rres[URING_ENTRIES];
+    uint32_t want = 8;
+    int done = 0;
+    while (!done && slot < capacity) {
+      uint32_t m = capacity - slot;
+      if (m > want) m = want;
+      if (m > URING_ENTRIES) m = URING_ENTRIES;
+      for (uint32_t k = 0; k < m; k++) {
+        struct iovec *v = riov[k];
+        uint32_t off = (slot + k) * slot_size + headroom;
+        unsigned niv = 0;
+        if (vnet) v[niv++] = (struct iovec){rvh[k], VNET_HDR_LEN};
+        v[niv++] = (struct iovec){data + off, room};
+        v[niv++] = (struct iovec){&rspare[k], 1};
+        rres[k] = -EAGAIN;
+        uring_queue(1, (int)fd, v, niv, k);
       }
-      int32_t g = 0;
-      if (vnet && vh[1] != 0 && gso) {
-        g = vnet_accept_gso(vh, data + off, (size_t)r);
+      if (uring_run(rres) < 0) break; /* the ring failed: the plain loop below reads on */
+      for (uint32_t k = 0; k < m; k++) {
+        ssize_t r = rres[k];
+        uint32_t off = (slot + k) * slot_size + headroom;
+        if (r < 0) {
+          if (r == -EAGAIN) {
+            done = 1;
+          } else if (r == -EOPNOTSUPP) {
+            refused = 1; /* this device cannot run reads inline: plain reads from now on */
+            done = 1;
+          } else if (r == -EFAULT || r == -EINVAL) {
+            last_err = (int)-r;
+            failed++;
+          } else {
+            last_err = (int)-r;
+            done = 1;
+          }
+          continue;
+        }
+        r -= hdr;
+        int32_t g = read_accept(vnet, rvh[k], data + off, r, room, gso != NULL);
         if (g < 0) {
           failed++;
           continue;
         }
-      } else if (vnet && (vh[0] | vh[1]) && !vnet_complete_csum(vh, data + off, (size_t)r)) {
+        if (gso) gso[n] = (uint32_t)g;
+        if (g > 0) supers++;
+        offsets[n] = off;
+        lengths[n] = (uint32_t)r;
+        bytes += (double)r;
+        n++;
+      }
+      slot += m;
+      want *= 2;
+    }
+    if (done && !refused) goto read_done;
+  }
+
+  {
+    unsigned char spare;
+    uint8_t vh[VNET_HDR_LEN];
+    /* with IFF_VNET_HDR the header goes to a scratch in front of the slot */
+    struct iovec iov[3] = {{vh, VNET_HDR_LEN}, {NULL, room}, {&spare, 1}};
+    struct iovec *iv = vnet ? iov : iov + 1;
+    const int niv = vnet ? 3 : 2;
+    while (slot < capacity) {
+      uint32_t off = slot * slot_size + headroom;
+      iov[1].iov_base = data + off;
+      ssize_t r = readv((int)fd, iv, niv);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        last_err = errno;
+        /* EFAULT/EINVAL fail this one packet, which the kernel has consumed;
+           keep draining. Anything else (EBADFD: device gone) ends the batch. */
+        if (last_err == EFAULT || last_err == EINVAL) {
+          failed++;
+          continue;
+        }
+        break;
+      }
+      r -= hdr;
+      int32_t g = read_accept(vnet, vh, data + off, r, room, gso != NULL);
+      if (g < 0) {
         failed++;
         continue;
       }
       if (gso) gso[n] = (uint32_t)g;
       if (g > 0) supers++;
+      offsets[n] = off;
+      lengths[n] = (uint32_t)r;
+      bytes += (double)r;
+      n++;
+      slot++;
     }
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
-      last_err = errno;
-      /* EFAULT/EINVAL fail this one packet, which the kernel has consumed;
-         keep draining. Anything else (EBADFD: device gone) ends the batch. */
-      if (last_err == EFAULT || last_err == EINVAL) {
-        failed++;
-        continue;
-      }
-      break;
-    }
-    offsets[n] = off;
-    lengths[n] = (uint32_t)r;
-    bytes += (double)r;
-    n++;
   }
+read_done:
   if (out) {
     out[0] = bytes;
     out[1] = failed;
     out[2] = last_err;
     if (out_len >= 4) out[3] = supers;
+    if (out_len >= 5) out[4] = refused;
   }
   if (n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return make_int(env, -last_err);
   return make_int(env, n);
 }
 
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 9;
+  napi_value argv[9];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5) {
     napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso]]])");
@@ -988,8 +1068,12 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     }
   }
 
+  /* uring (optional bool): write through this thread's io_uring, one enter per batch */
+  bool use_uring = false;
+  if (argc > 8) napi_get_value_bool(env, argv[8], &use_uring);
+
   uint32_t written = 0;
-  double bytes = 0, failed = 0;
+  double bytes = 0, failed = 0, refused = 0;
   int last_err = 0;
   static const uint8_t zero_hdr[VNET_HDR_LEN];
   uint8_t gso_hdr[VNET_HDR_LEN + 100];
@@ -998,6 +1082,132 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
   int coalesce_udp = mode == 2 || mode == 3;
   int coalesce_tcp = mode == 3 || mode == 4;
   double gso_writes = 0, gso_packets = 0, super_writes = 0;
+
+  if (use_uring && uring_ready() == 0) {
+    /* The same writes as the loop below makes (the same runs, super-packets
+       and plain packets, in order), queued on the ring and submitted by one
+       io_uring_enter per chunk of up to URING_ENTRIES writes. Results are
+       then taken in order: a coalesced run the kernel refuses is written
+       again one packet per syscall, as the loop below does; a write the
+       ring cannot run inline (EOPNOTSUPP) is made again as a plain syscall. */
+    enum { W_PLAIN, W_SUPER, W_RUN };
+    typedef struct {
+      uint32_t first, n, iov_at, niov, kind;
+      double bytes;
+    } wop_t;
+#define WIOV_MAX (URING_ENTRIES * 2 + GSO_MAX_SEGS + 1)
+    static __thread wop_t wops[URING_ENTRIES];
+    static __thread struct iovec wiov[WIOV_MAX];
+    static __thread uint8_t whdr[URING_ENTRIES][VNET_HDR_LEN + 100];
+    static __thread int32_t wres[URING_ENTRIES];
+    uint32_t nops = 0, iov_used = 0;
+    for (uint32_t i = 0;;) {
+      uint32_t n = 1, tcp = 0;
+      if (i < count && (coalesce_udp || coalesce_tcp)) {
+        n = coalesce_udp ? gso_run(data, offsets, lengths, gso, i, count) : 1;
+        if (n == 1 && coalesce_tcp) {
+          n = tcp_run(data, offsets, lengths, gso, i, count);
+          tcp = n > 1;
+        }
+      }
+      if (i == count || nops == URING_ENTRIES || iov_used + n + 1 > WIOV_MAX) {
+        /* run what is queued and account for it */
+        for (uint32_t k = 0; k < nops; k++) wres[k] = -EAGAIN;
+        int rr = uring_run(wres);
+        if (rr < 0)
+          for (uint32_t k = 0; k < nops; k++) wres[k] = -EOPNOTSUPP; /* the ring failed: each write again as a syscall */
+        for (uint32_t k = 0; k < nops; k++) {
+          wop_t *op = &wops[k];
+          ssize_t r = wres[k];
+          if (r == -EOPNOTSUPP) {
+            refused = 1;
+            do r = writev((int)fd, &wiov[op->iov_at], (int)op->niov);
+            while (r < 0 && errno == EINTR);
+            if (r < 0) r = -errno;
+          }
+          if (r >= 0) {
+            written += op->n;
+            bytes += op->bytes;
+            if (op->kind == W_RUN) {
+              gso_writes++;
+              gso_packets += op->n;
+            } else if (op->kind == W_SUPER) {
+              super_writes++;
+            }
+            continue;
+          }
+          last_err = (int)-r;
+          if (r == -EAGAIN) continue; /* queue full: not written, not an error of the device */
+          if (op->kind == W_RUN && r != -EBADF && r != -EBADFD) {
+            /* the kernel refused the coalesced run: its packets one per write */
+            for (uint32_t q = op->first; q < op->first + op->n; q++) {
+              struct iovec one[2] = {{(void *)zero_hdr, VNET_HDR_LEN}, {data + offsets[q], lengths[q]}};
+              ssize_t w;
+              do w = writev((int)fd, one, 2);
+              while (w < 0 && errno == EINTR);
+              if (w >= 0) {
+                written++;
+                bytes += (double)lengths[q];
+              } else {
+                last_err = errno;
+                if (errno != EAGAIN) failed++;
+              }
+            }
+            continue;
+          }
+          failed += op->n;
+        }
+        nops = 0;
+        iov_used = 0;
+        if (i == count) break;
+      }
+      wop_t *op = &wops[nops];
+      struct iovec *v = &wiov[iov_used];
+      op->first = i;
+      op->iov_at = iov_used;
+      if (gso && gso[i] && super_prepare(whdr[nops], data + offsets[i], lengths[i], gso[i])) {
+        v[0] = (struct iovec){whdr[nops], VNET_HDR_LEN};
+        v[1] = (struct iovec){data + offsets[i], lengths[i]};
+        op->kind = W_SUPER;
+        op->n = 1;
+        op->niov = 2;
+        op->bytes = (double)lengths[i];
+      } else if (n > 1) {
+        uint32_t hl_total = tcp ? tcp_gso_header(whdr[nops], data, offsets, lengths, i, n)
+                                : gso_header(whdr[nops], data, offsets, lengths, i, n);
+        uint32_t hl = hl_total - VNET_HDR_LEN;
+        v[0] = (struct iovec){whdr[nops], hl_total};
+        double run_bytes = 0;
+        for (uint32_t k = 0; k < n; k++) {
+          v[k + 1] = (struct iovec){data + offsets[i + k] + hl, lengths[i + k] - hl};
+          run_bytes += lengths[i + k];
+        }
+        op->kind = W_RUN;
+        op->n = n;
+        op->niov = n + 1;
+        op->bytes = run_bytes;
+      } else {
+        if (mode == 0) {
+          v[0] = (struct iovec){data + offsets[i], lengths[i]};
+          op->niov = 1;
+        } else {
+          v[0] = (struct iovec){(void *)zero_hdr, VNET_HDR_LEN};
+          v[1] = (struct iovec){data + offsets[i], lengths[i]};
+          op->niov = 2;
+        }
+        op->kind = W_PLAIN;
+        op->n = 1;
+        op->bytes = (double)lengths[i];
+      }
+      uring_queue(0, (int)fd, v, op->niov, nops);
+      iov_used += op->niov;
+      nops++;
+      i += op->n;
+    }
+#undef WIOV_MAX
+    goto write_done;
+  }
+
   for (uint32_t i = 0; i < count;) {
     uint32_t n = 1, tcp = 0;
     if (coalesce_udp || coalesce_tcp) {
@@ -1091,10 +1301,12 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     bytes += (double)lengths[i];
     i++;
   }
+write_done:
   if (out) {
     out[0] = bytes;
     out[1] = failed;
     out[2] = last_err;
+    if (out_len >= 7) out[6] = refused;
     if (out_len >= 5) {
       out[3] = gso_writes;
       out[4] = gso_packets;
@@ -1352,6 +1564,12 @@ static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
 
 /* ---------- module ---------- */
 
+/* uringReady() -> 0 when this thread has an io_uring for batched reads and writes, else -errno
+   (io_uring_setup refused: an old kernel, io_uring_disabled, or a seccomp profile) */
+static napi_value js_uring_ready(napi_env env, napi_callback_info info) {
+  return make_int(env, uring_ready());
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1366,6 +1584,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setUp", NULL, js_set_up, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCred", NULL, js_peer_cred, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"uringReady", NULL, js_uring_ready, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
     throw_last(env, "napi_define_properties");
