@@ -6,7 +6,9 @@
  *   tun read   udpgen send -> route via TUN -> openTun().read() in this process
  *   tun write  openTun().write() of 64-packet batches -> udpgen recv in the namespace
  *
- * Usage: node dist/bench/tun-io.js [seconds=3]   (or node --import tsx bench/tun-io.ts)
+ * Usage: node dist/bench/tun-io.js [seconds=3] [--uring]   (or node --import tsx bench/tun-io.ts)
+ * --uring moves the batches through io_uring (offloads.uring, dataplane/native/uring.h) instead
+ * of one syscall per packet; run both to compare the two paths on a machine.
  * Needs root, `ip`, and bench/native/udpgen (make -C bench/native).
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -17,8 +19,11 @@ import { fileURLToPath } from 'node:url';
 import { createBatch } from '../dataplane/device.js';
 import { openTun } from '../dataplane/tun.js';
 
-const seconds = Number(process.argv[2] ?? 3);
-if (!(seconds > 0 && seconds <= 60)) throw new Error(`tun-io: seconds must be in (0, 60], got ${process.argv[2]}`);
+const uring = process.argv.includes('--uring');
+const positional = process.argv.slice(2).filter((a) => a !== '--uring');
+const seconds = Number(positional[0] ?? 3);
+if (!(seconds > 0 && seconds <= 60)) throw new Error(`tun-io: seconds must be in (0, 60], got ${positional[0]}`);
+const offloads = uring ? { uring: true } : undefined;
 
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -77,7 +82,8 @@ async function baseline(): Promise<number> {
 }
 
 async function tunRead(): Promise<{ pps: number; perCpuSecond: number; perWake: number }> {
-  const dev = openTun(`btr${tag}`, { kind: 'tun' });
+  const dev = openTun(`btr${tag}`, { kind: 'tun', offloads });
+  if (uring && !dev.offloads.uring) throw new Error('tun-io: --uring, but io_uring is not available here');
   try {
     const ns = netns('r');
     ip('link', 'set', dev.name, 'netns', ns);
@@ -118,7 +124,8 @@ function onesSum(bytes: Uint8Array, initial = 0): number {
 }
 
 async function tunWrite(): Promise<{ pps: number; received: number; accepted: number }> {
-  const dev = openTun(`btw${tag}`, { kind: 'tun' });
+  const dev = openTun(`btw${tag}`, { kind: 'tun', offloads });
+  if (uring && !dev.offloads.uring) throw new Error('tun-io: --uring, but io_uring is not available here');
   try {
     const ns = netns('w');
     ip('link', 'set', dev.name, 'netns', ns);
@@ -163,6 +170,7 @@ try {
   const read = await tunRead();
   const write = await tunWrite();
   const ratio = (x: number) => (x / base).toFixed(2);
+  console.log(`io path   ${uring ? 'io_uring, one enter per batch' : 'one syscall per packet'}`);
   console.log(`baseline  veth udpgen->udpgen       ${base.toFixed(0)} pps`);
   console.log(
     `tun read  udpgen->TUN->JS read()     ${read.pps.toFixed(0)} pps  ratio ${ratio(read.pps)}  ` +
