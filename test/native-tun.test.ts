@@ -397,8 +397,11 @@ test('tun (io_uring): a batch larger than one ring submission (256) is written i
   const child = spawn('ip', ['netns', 'exec', ns, PYTHON, '-c', script, String(count)], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => child.kill());
   let out = '';
+  let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString('latin1')));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString('latin1')));
+  // 'close', not 'exit': 'exit' may come before the last of stdout has been read
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   await waitListening(ns, 5557);
   const batch = createBatch(count, 256);
   const payloads = Array.from({ length: count }, (_, i) => `d${i};`);
@@ -409,7 +412,12 @@ test('tun (io_uring): a batch larger than one ring submission (256) is written i
   });
   t.is(dev.write(batch.data, batch.offsets, batch.lengths, count), count);
   await exited;
-  t.is(out, payloads.join(''), 'all of them, in the order written');
+  const why = () => {
+    const snmp = nsExec(ns, 'cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Udp:') || l.startsWith('Ip:')).join(' | ');
+    const link = nsExec(ns, 'ip', ['-s', '-s', 'link', 'show', dev.name]).replace(/\s+/g, ' ');
+    return `receiver's stderr: ${err.trim() || 'none'}; ${JSON.stringify(dev.stats)}; ${snmp}; ${link}`;
+  };
+  t.is(out, payloads.join(''), out === payloads.join('') ? 'all of them, in the order written' : `all of them, in the order written (${why()})`);
   t.is(dev.stats.txDropped, 0);
 });
 

@@ -834,6 +834,31 @@ static int super_prepare(uint8_t *vh, uint8_t *p, uint32_t len, uint32_t gso_siz
 
 /* ---------- batched I/O ---------- */
 
+/* Where a read batch's packets are recorded (js_read_batch). */
+typedef struct read_tally {
+  uint32_t *offsets, *lengths, *gso;
+  uint32_t n;
+  double bytes, failed, supers;
+} read_tally;
+
+static int32_t read_accept(int vnet, const uint8_t *vh, uint8_t *p, ssize_t r, size_t room, int have_gso);
+
+/* Takes the packet of r bytes (virtio header stripped) read into slot offset
+   `off`: recorded as packet t->n, or counted as failed. */
+static void read_take(read_tally *t, int vnet, const uint8_t *vh, uint8_t *data, uint32_t off, ssize_t r, size_t room) {
+  int32_t g = read_accept(vnet, vh, data + off, r, room, t->gso != NULL);
+  if (g < 0) {
+    t->failed++;
+    return;
+  }
+  if (t->gso) t->gso[t->n] = (uint32_t)g;
+  if (g > 0) t->supers++;
+  t->offsets[t->n] = off;
+  t->lengths[t->n] = (uint32_t)r;
+  t->bytes += (double)r;
+  t->n++;
+}
+
 /* A packet of r bytes (virtio header stripped) just read into p: -1 to drop it
    (truncated, a GSO packet without gso[] to report it, a malformed header),
    else its gso_size (0: an ordinary packet, its checksum completed). */
@@ -865,7 +890,6 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
     return NULL;
   size_t out_len = 0;
   double *out = argc > 7 ? get_out_n(env, argv[7], &out_len) : NULL;
-  double supers = 0;
   bool vnet = false;
   if (argc > 8) napi_get_value_bool(env, argv[8], &vnet);
   /* gso (optional Uint32Array, one per slot): gso_size of each packet read, 0 = not a super-packet.
@@ -893,9 +917,9 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
   bool use_uring = false;
   if (argc > 10) napi_get_value_bool(env, argv[10], &use_uring);
 
-  uint32_t n = 0;    /* packets read */
+  read_tally tally = {offsets, lengths, gso, 0, 0, 0, 0}; /* the packets read */
   uint32_t slot = 0; /* next slot to read into: a packet that fails leaves its slot for the next */
-  double bytes = 0, failed = 0, refused = 0;
+  double refused = 0;
   int last_err = 0;
   const size_t room = slot_size - headroom;
   const ssize_t hdr = vnet ? VNET_HDR_LEN : 0;
@@ -941,25 +965,14 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
             done = 1;
           } else if (r == -EFAULT || r == -EINVAL) {
             last_err = (int)-r;
-            failed++;
+            tally.failed++;
           } else {
             last_err = (int)-r;
             done = 1;
           }
           continue;
         }
-        r -= hdr;
-        int32_t g = read_accept(vnet, rvh[k], data + off, r, room, gso != NULL);
-        if (g < 0) {
-          failed++;
-          continue;
-        }
-        if (gso) gso[n] = (uint32_t)g;
-        if (g > 0) supers++;
-        offsets[n] = off;
-        lengths[n] = (uint32_t)r;
-        bytes += (double)r;
-        n++;
+        read_take(&tally, vnet, rvh[k], data, off, r - hdr, room);
       }
       slot += m;
       want *= 2;
@@ -985,36 +998,26 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
         /* EFAULT/EINVAL fail this one packet, which the kernel has consumed;
            keep draining. Anything else (EBADFD: device gone) ends the batch. */
         if (last_err == EFAULT || last_err == EINVAL) {
-          failed++;
+          tally.failed++;
           continue;
         }
         break;
       }
-      r -= hdr;
-      int32_t g = read_accept(vnet, vh, data + off, r, room, gso != NULL);
-      if (g < 0) {
-        failed++;
-        continue;
-      }
-      if (gso) gso[n] = (uint32_t)g;
-      if (g > 0) supers++;
-      offsets[n] = off;
-      lengths[n] = (uint32_t)r;
-      bytes += (double)r;
-      n++;
-      slot++;
+      uint32_t before = tally.n;
+      read_take(&tally, vnet, vh, data, off, r - hdr, room);
+      if (tally.n != before) slot++;
     }
   }
 read_done:
   if (out) {
-    out[0] = bytes;
-    out[1] = failed;
+    out[0] = tally.bytes;
+    out[1] = tally.failed;
     out[2] = last_err;
-    if (out_len >= 4) out[3] = supers;
+    if (out_len >= 4) out[3] = tally.supers;
     if (out_len >= 5) out[4] = refused;
   }
-  if (n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return make_int(env, -last_err);
-  return make_int(env, n);
+  if (tally.n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return make_int(env, -last_err);
+  return make_int(env, tally.n);
 }
 
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
