@@ -42,8 +42,8 @@
  *   only if this kernel takes it (`device.offloads` says what is in force).
  *   With TSO/USO a read may yield a super-packet of up to 64 KiB: its
  *   gso_size lands in batch.gso[i] (0 for an ordinary packet) and its L4
- *   checksum is complete, so the router handles it as one packet, as the
- *   kernel handles a GRO skb. write() takes the same per-packet gso sizes
+ *   checksum stays partial (the router marks it csumPartial), so the router
+ *   handles it as one packet, as the kernel handles a GRO skb. write() takes the same per-packet gso sizes
  *   and sends each super-packet as one GSO write the kernel segments
  *   (device.gsoWrites: any TUN with the virtio header can). `gro` also
  *   merges runs of consecutive TCP segments of one flow into one
@@ -152,7 +152,7 @@ export interface OpenTunOptions {
 
 /** The offload switches (router config `offloads`). */
 export interface OffloadRequest {
-  /** TUN_F_CSUM: the kernel may hand over partial checksums (xtr completes them on read). */
+  /** TUN_F_CSUM: the kernel may hand over partial checksums (xtr completes an ordinary packet's on read; a super-packet's stays partial). */
   csum?: boolean;
   /** TUN_F_TSO4|TSO6: reads may be TCP super-packets (needs csum). */
   tso?: boolean;
@@ -308,7 +308,10 @@ class NativeTunDevice implements TunDevice {
   }
   lastError: NodeJS.ErrnoException | null = null;
   closed = false;
-  /** [bytes, failed, errno, gso writes | super-packets read, gso packets, super-packets written] from the last native call; reused, never reallocated. */
+  /**
+   * From the last native call, reused, never reallocated: [bytes, failed, errno, gso writes | super-packets
+   * read, gso packets | io_uring refused by a read, super-packets written, io_uring refused by a write].
+   */
   private readonly io = new Float64Array(7);
   private readable: (() => void) | null = null;
   private polling = false;

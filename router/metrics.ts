@@ -13,6 +13,7 @@ import type { StatusSnapshot } from './control.js';
 import type { HealthMonitor } from './health.js';
 import type { ClusterStatus } from './cluster/link.js';
 import { metricsUrl, type MetricsConfig } from './metrics-config.js';
+import { OFFLOAD_FLAGS } from './offloads-config.js';
 
 /** The conntrack counters the endpoint reports (router/conntrack/table.ts). */
 export interface ConntrackCounters {
@@ -118,7 +119,7 @@ export async function createRegistry(src: MetricsSources): Promise<import('prom-
   fromSource('xtr_interface_offload', 'TUN offloads in force on the interface (1 on, 0 off).', ['interface', 'offload'], (set, snap) => {
     for (const i of snap.interfaces) {
       const o = i.offloads;
-      if (o) for (const k of ['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro', 'uring'] as const) set({ interface: i.name, offload: k }, o[k] ? 1 : 0);
+      if (o) for (const k of OFFLOAD_FLAGS) set({ interface: i.name, offload: k }, o[k] ? 1 : 0);
     }
   }, 'gauge');
   fromSource('xtr_interface_super_packets_total', 'Super-packets (TSO/USO) read on the interface (rx) and written to it whole as GSO writes (tx).', ['interface', 'direction'], (set, snap) => {

@@ -48,6 +48,9 @@ export function validateOffloads(v: unknown): OffloadsConfig {
   return out;
 }
 
+/** The flags of TunOffloads, in the order `xtr status` and /metrics show them. */
+export const OFFLOAD_FLAGS = ['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro', 'uring'] as const;
+
 /** What `xtr status` and /metrics show per interface: the offloads in force and their counters. */
 export interface OffloadStatus extends TunOffloads {
   rxSuperPackets: number;
@@ -85,6 +88,6 @@ export function offloadStatus(dev: object | null | undefined): OffloadStatus | u
 /** One word list for the status table: the offloads in force, or "none". */
 export function formatOffloads(o: OffloadStatus | undefined): string {
   if (!o) return '-';
-  const on = (['csum', 'tso4', 'tso6', 'uso', 'gsoWrites', 'gro', 'uring'] as const).filter((k) => o[k]).map((k) => (k === 'gsoWrites' ? 'gso-tx' : k));
+  const on = OFFLOAD_FLAGS.filter((k) => o[k]).map((k) => (k === 'gsoWrites' ? 'gso-tx' : k));
   return on.length ? on.join(',') : 'none';
 }

@@ -834,14 +834,23 @@ static int super_prepare(uint8_t *vh, uint8_t *p, uint32_t len, uint32_t gso_siz
 
 /* ---------- batched I/O ---------- */
 
+/* A packet of r bytes (virtio header stripped) just read into p: -1 to drop it
+   (truncated, a GSO packet without gso[] to report it, a malformed header),
+   else its gso_size (0: an ordinary packet, its checksum completed). */
+static int32_t read_accept(int vnet, const uint8_t *vh, uint8_t *p, ssize_t r, size_t room, int have_gso) {
+  if (r < 0 || r > (ssize_t)room) return -1;
+  if (!vnet) return 0;
+  if (vh[1] != 0) return have_gso ? vnet_accept_gso(vh, p, (size_t)r) : -1;
+  if (vh[0] && !vnet_complete_csum(vh, p, (size_t)r)) return -1;
+  return 0;
+}
+
 /* Where a read batch's packets are recorded (js_read_batch). */
 typedef struct read_tally {
   uint32_t *offsets, *lengths, *gso;
   uint32_t n;
   double bytes, failed, supers;
 } read_tally;
-
-static int32_t read_accept(int vnet, const uint8_t *vh, uint8_t *p, ssize_t r, size_t room, int have_gso);
 
 /* Takes the packet of r bytes (virtio header stripped) read into slot offset
    `off`: recorded as packet t->n, or counted as failed. */
@@ -857,17 +866,6 @@ static void read_take(read_tally *t, int vnet, const uint8_t *vh, uint8_t *data,
   t->lengths[t->n] = (uint32_t)r;
   t->bytes += (double)r;
   t->n++;
-}
-
-/* A packet of r bytes (virtio header stripped) just read into p: -1 to drop it
-   (truncated, a GSO packet without gso[] to report it, a malformed header),
-   else its gso_size (0: an ordinary packet, its checksum completed). */
-static int32_t read_accept(int vnet, const uint8_t *vh, uint8_t *p, ssize_t r, size_t room, int have_gso) {
-  if (r < 0 || r > (ssize_t)room) return -1;
-  if (!vnet) return 0;
-  if (vh[1] != 0) return have_gso ? vnet_accept_gso(vh, p, (size_t)r) : -1;
-  if (vh[0] && !vnet_complete_csum(vh, p, (size_t)r)) return -1;
-  return 0;
 }
 
 static napi_value js_read_batch(napi_env env, napi_callback_info info) {
