@@ -57,6 +57,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "tun_io.h"
 #include "uring.h"
 
 /* virtio_net_hdr framing and GSO limits (see the coalescing section below) */
@@ -868,53 +869,14 @@ static void read_take(read_tally *t, int vnet, const uint8_t *vh, uint8_t *data,
   t->n++;
 }
 
-static napi_value js_read_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 7) {
-    napi_throw_type_error(env, NULL, "xtr_tun: readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])");
-    return NULL;
-  }
-  uint32_t fd, capacity, slot_size, headroom;
-  uint8_t *data;
-  size_t data_len, offsets_len, lengths_len;
-  uint32_t *offsets, *lengths;
-  if (!get_u32(env, argv[0], &fd, "fd") || !get_bytes(env, argv[1], &data, &data_len, "data") ||
-      !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
-      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") ||
-      !get_u32(env, argv[4], &capacity, "capacity") || !get_u32(env, argv[5], &slot_size, "slotSize") ||
-      !get_u32(env, argv[6], &headroom, "headroom"))
-    return NULL;
-  size_t out_len = 0;
-  double *out = argc > 7 ? get_out_n(env, argv[7], &out_len) : NULL;
-  bool vnet = false;
-  if (argc > 8) napi_get_value_bool(env, argv[8], &vnet);
-  /* gso (optional Uint32Array, one per slot): gso_size of each packet read, 0 = not a super-packet.
-     Without it a GSO packet is dropped as failed (the device was opened without offloads). */
-  uint32_t *gso = NULL;
-  size_t gso_len = 0;
-  if (argc > 9) {
-    napi_valuetype t;
-    napi_typeof(env, argv[9], &t);
-    if (t != napi_undefined && !get_u32_array(env, argv[9], &gso, &gso_len, "gso")) return NULL;
-    if (gso && gso_len < capacity) {
-      napi_throw_range_error(env, NULL, "xtr_tun: readBatch: gso shorter than capacity");
-      return NULL;
-    }
-  }
-  if (headroom >= slot_size || (uint64_t)capacity * slot_size > data_len || capacity > offsets_len ||
-      capacity > lengths_len) {
-    napi_throw_range_error(env, NULL,
-                           "xtr_tun: readBatch: capacity*slotSize exceeds data, capacity exceeds offsets/lengths, "
-                           "or headroom >= slotSize");
-    return NULL;
-  }
-
-  /* uring (optional bool): read through this thread's io_uring, one enter per round of reads */
-  bool use_uring = false;
-  if (argc > 10) napi_get_value_bool(env, argv[10], &use_uring);
-
+/* Reads every packet ready on fd, up to `capacity`, into the slots of data
+   (napi-free: called by js_read_batch on the JS thread and by the queue
+   workers, workers.c). Returns the packets read, or -errno when none was read
+   and the read failed; out = [bytes, failed, errno, super-packets read,
+   io_uring refused (1)]. gso may be NULL (super-packets then fail). */
+int32_t tun_read_batch(int fd, uint8_t *data, uint32_t *offsets, uint32_t *lengths, uint32_t *gso,
+                       uint32_t capacity, uint32_t slot_size, uint32_t headroom, int vnet, int use_uring,
+                       double out[5]) {
   read_tally tally = {offsets, lengths, gso, 0, 0, 0, 0}; /* the packets read */
   uint32_t slot = 0; /* next slot to read into: a packet that fails leaves its slot for the next */
   double refused = 0;
@@ -1007,72 +969,76 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
     }
   }
 read_done:
-  if (out) {
-    out[0] = tally.bytes;
-    out[1] = tally.failed;
-    out[2] = last_err;
-    if (out_len >= 4) out[3] = tally.supers;
-    if (out_len >= 5) out[4] = refused;
-  }
-  if (tally.n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return make_int(env, -last_err);
-  return make_int(env, tally.n);
+  out[0] = tally.bytes;
+  out[1] = tally.failed;
+  out[2] = last_err;
+  out[3] = tally.supers;
+  out[4] = refused;
+  if (tally.n == 0 && last_err != 0 && last_err != EFAULT && last_err != EINVAL) return -last_err;
+  return (int32_t)tally.n;
 }
 
-static napi_value js_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+static napi_value js_read_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5) {
-    napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso]]])");
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "xtr_tun: readBatch(fd, data, offsets, lengths, capacity, slotSize, headroom[, out])");
     return NULL;
   }
-  uint32_t fd, count;
+  uint32_t fd, capacity, slot_size, headroom;
   uint8_t *data;
   size_t data_len, offsets_len, lengths_len;
   uint32_t *offsets, *lengths;
   if (!get_u32(env, argv[0], &fd, "fd") || !get_bytes(env, argv[1], &data, &data_len, "data") ||
       !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
-      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[4], &count, "count"))
+      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") ||
+      !get_u32(env, argv[4], &capacity, "capacity") || !get_u32(env, argv[5], &slot_size, "slotSize") ||
+      !get_u32(env, argv[6], &headroom, "headroom"))
     return NULL;
   size_t out_len = 0;
-  double *out = argc > 5 ? get_out_n(env, argv[5], &out_len) : NULL;
-  /* mode: 0 plain fd, 1 IFF_VNET_HDR (zero header per packet), 2 IFF_VNET_HDR + UDP GSO coalescing */
-  uint32_t mode = 0;
-  if (argc > 6 && !get_u32(env, argv[6], &mode, "mode")) return NULL;
-  /* mode 3: mode 2 plus TCP segment coalescing; mode 4: IFF_VNET_HDR + TCP coalescing only. gso (optional Uint32Array):
-     gso_size per packet, != 0 for a super-packet (written as one GSO write
-     in modes 1..3) */
+  double *out = argc > 7 ? get_out_n(env, argv[7], &out_len) : NULL;
+  bool vnet = false;
+  if (argc > 8) napi_get_value_bool(env, argv[8], &vnet);
+  /* gso (optional Uint32Array, one per slot): gso_size of each packet read, 0 = not a super-packet.
+     Without it a GSO packet is dropped as failed (the device was opened without offloads). */
   uint32_t *gso = NULL;
   size_t gso_len = 0;
-  if (argc > 7) {
+  if (argc > 9) {
     napi_valuetype t;
-    napi_typeof(env, argv[7], &t);
-    if (t != napi_undefined && !get_u32_array(env, argv[7], &gso, &gso_len, "gso")) return NULL;
-    if (gso && gso_len < count) {
-      napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: gso shorter than count");
+    napi_typeof(env, argv[9], &t);
+    if (t != napi_undefined && !get_u32_array(env, argv[9], &gso, &gso_len, "gso")) return NULL;
+    if (gso && gso_len < capacity) {
+      napi_throw_range_error(env, NULL, "xtr_tun: readBatch: gso shorter than capacity");
       return NULL;
     }
   }
-  if (mode == 0) gso = NULL;
-  if (count > offsets_len || count > lengths_len) {
-    napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: count exceeds offsets/lengths");
+  if (headroom >= slot_size || (uint64_t)capacity * slot_size > data_len || capacity > offsets_len ||
+      capacity > lengths_len) {
+    napi_throw_range_error(env, NULL,
+                           "xtr_tun: readBatch: capacity*slotSize exceeds data, capacity exceeds offsets/lengths, "
+                           "or headroom >= slotSize");
     return NULL;
   }
-  /* validate every packet before the first write so a bad batch has no side effect */
-  for (uint32_t i = 0; i < count; i++) {
-    if ((uint64_t)offsets[i] + lengths[i] > data_len) {
-      char msg[160];
-      snprintf(msg, sizeof msg, "xtr_tun: writeBatch: packet %u (offset %u, length %u) lies outside data (%zu bytes)",
-               i, offsets[i], lengths[i], data_len);
-      napi_throw_range_error(env, NULL, msg);
-      return NULL;
-    }
-  }
 
-  /* uring (optional bool): write through this thread's io_uring, one enter per batch */
+  /* uring (optional bool): read through this thread's io_uring, one enter per round of reads */
   bool use_uring = false;
-  if (argc > 8) napi_get_value_bool(env, argv[8], &use_uring);
+  if (argc > 10) napi_get_value_bool(env, argv[10], &use_uring);
 
+  double res[5];
+  int32_t n = tun_read_batch((int)fd, data, offsets, lengths, gso, capacity, slot_size, headroom, vnet, use_uring, res);
+  if (out)
+    for (size_t k = 0; k < out_len && k < 5; k++) out[k] = res[k];
+  return make_int(env, n);
+}
+
+/* Writes count packets to fd (napi-free, as tun_read_batch): mode as
+   js_write_batch's; returns the packets the kernel accepted; out = [bytes,
+   failed, errno, GSO writes, packets they carried, super-packets written,
+   io_uring refused (1)]. */
+uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const uint32_t *lengths, const uint32_t *gso,
+                         uint32_t count, uint32_t mode, int use_uring, double out[7]) {
+  if (mode == 0) gso = NULL;
   uint32_t written = 0;
   double bytes = 0, failed = 0, refused = 0;
   int last_err = 0;
@@ -1303,17 +1269,74 @@ static napi_value js_write_batch(napi_env env, napi_callback_info info) {
     i++;
   }
 write_done:
-  if (out) {
-    out[0] = bytes;
-    out[1] = failed;
-    out[2] = last_err;
-    if (out_len >= 7) out[6] = refused;
-    if (out_len >= 5) {
-      out[3] = gso_writes;
-      out[4] = gso_packets;
-    }
-    if (out_len >= 6) out[5] = super_writes;
+  out[0] = bytes;
+  out[1] = failed;
+  out[2] = last_err;
+  out[3] = gso_writes;
+  out[4] = gso_packets;
+  out[5] = super_writes;
+  out[6] = refused;
+  return written;
+}
+
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "xtr_tun: writeBatch(fd, data, offsets, lengths, count[, out[, mode[, gso]]])");
+    return NULL;
   }
+  uint32_t fd, count;
+  uint8_t *data;
+  size_t data_len, offsets_len, lengths_len;
+  uint32_t *offsets, *lengths;
+  if (!get_u32(env, argv[0], &fd, "fd") || !get_bytes(env, argv[1], &data, &data_len, "data") ||
+      !get_u32_array(env, argv[2], &offsets, &offsets_len, "offsets") ||
+      !get_u32_array(env, argv[3], &lengths, &lengths_len, "lengths") || !get_u32(env, argv[4], &count, "count"))
+    return NULL;
+  size_t out_len = 0;
+  double *out = argc > 5 ? get_out_n(env, argv[5], &out_len) : NULL;
+  /* mode: 0 plain fd, 1 IFF_VNET_HDR (zero header per packet), 2 IFF_VNET_HDR + UDP GSO coalescing */
+  uint32_t mode = 0;
+  if (argc > 6 && !get_u32(env, argv[6], &mode, "mode")) return NULL;
+  /* mode 3: mode 2 plus TCP segment coalescing; mode 4: IFF_VNET_HDR + TCP coalescing only. gso (optional Uint32Array):
+     gso_size per packet, != 0 for a super-packet (written as one GSO write
+     in modes 1..3) */
+  uint32_t *gso = NULL;
+  size_t gso_len = 0;
+  if (argc > 7) {
+    napi_valuetype t;
+    napi_typeof(env, argv[7], &t);
+    if (t != napi_undefined && !get_u32_array(env, argv[7], &gso, &gso_len, "gso")) return NULL;
+    if (gso && gso_len < count) {
+      napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: gso shorter than count");
+      return NULL;
+    }
+  }
+  if (count > offsets_len || count > lengths_len) {
+    napi_throw_range_error(env, NULL, "xtr_tun: writeBatch: count exceeds offsets/lengths");
+    return NULL;
+  }
+  /* validate every packet before the first write so a bad batch has no side effect */
+  for (uint32_t i = 0; i < count; i++) {
+    if ((uint64_t)offsets[i] + lengths[i] > data_len) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "xtr_tun: writeBatch: packet %u (offset %u, length %u) lies outside data (%zu bytes)",
+               i, offsets[i], lengths[i], data_len);
+      napi_throw_range_error(env, NULL, msg);
+      return NULL;
+    }
+  }
+
+  /* uring (optional bool): write through this thread's io_uring, one enter per batch */
+  bool use_uring = false;
+  if (argc > 8) napi_get_value_bool(env, argv[8], &use_uring);
+
+  double res[7];
+  uint32_t written = tun_write_batch((int)fd, data, offsets, lengths, gso, count, mode, use_uring, res);
+  if (out)
+    for (size_t k = 0; k < out_len && k < 7; k++) out[k] = res[k];
   return make_int(env, written);
 }
 
