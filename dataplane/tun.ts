@@ -59,6 +59,22 @@ import { constants as osConstants } from 'node:os';
 import type { DeviceKind, DeviceStats, PacketBatch, PacketDevice } from './device.js';
 import { HEADROOM } from './device.js';
 
+/** workersStart's argument (dataplane/native/workers.c). */
+export interface WorkersConfig {
+  data: Buffer;
+  headroom: number;
+  devices: { fds: number[]; vnet: boolean; mode: number; uring: boolean }[];
+  regions: { base: number; capacity: number; slotSize: number; offsets: Uint32Array; lengths: Uint32Array; gso: Uint32Array }[];
+  /** Per worker and device: [packets handed over (< 0: the device failed, -errno), index of the first]. */
+  counts: Int32Array;
+  /** Per worker and device, its last read: [bytes, failed, errno, super-packets, io_uring refused]. */
+  readInfo: Float64Array;
+  /** Per worker and device, cumulative: [accepted, bytes, dropped, GSO writes, their packets, super-packets, io_uring refused, last errno]. */
+  txStats: Float64Array;
+  /** What `worker` read is in its region (counts says what); its writes go to it until this returns. */
+  onBatch(worker: number): void;
+}
+
 /** The addon's surface (see dataplane/native/tun.c for the exact semantics). */
 export interface TunAddon {
   /** SO_PEERCRED of a connected Unix socket's descriptor (the control socket's audit). */
@@ -95,6 +111,11 @@ export interface TunAddon {
   ): number;
   /** 0 when this thread can use io_uring for batched reads and writes, else -errno (io_uring_setup refused). */
   uringReady(): number;
+  /** Queue workers (dataplane/native/workers.c, dataplane/workers.ts). */
+  workersStart(cfg: WorkersConfig): object;
+  workersWrite(handle: object, worker: number, device: number, offsets: Uint32Array, lengths: Uint32Array, count: number, gso?: Uint32Array): number;
+  workersFlush(handle: object, worker: number): void;
+  workersStop(handle: object): void;
   /** Coalescer test hook: write sizes (packets per write) for a batch; returns the number of writes. */
   gsoRuns(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number, runs: Uint32Array, tcp?: boolean): number;
   /** Coalescer test hook: vnet header + super-packet IP/UDP header for packets start..start+n-1. */
@@ -148,6 +169,12 @@ export interface OpenTunOptions {
   gso?: boolean;
   /** Offloads to ask for (TUN with vnetHdr only; each is probed, see device.offloads). Default: none. */
   offloads?: OffloadRequest;
+  /**
+   * Queues to open (IFF_MULTI_QUEUE; default 1): queue 0 is the device's own fd, the others are
+   * for queue workers (dataplane/workers.ts), one each. All are opened here, before the device
+   * can be moved to another namespace, where its name no longer reaches it.
+   */
+  queues?: number;
 }
 
 /** The offload switches (router config `offloads`). */
@@ -197,10 +224,19 @@ export interface TunDevice extends PacketDevice {
   readonly fd: number;
   readonly stats: TunStats;
   /** The last hard error from read/write (e.g. EBADFD after the link was deleted); null if none. */
-  readonly lastError: NodeJS.ErrnoException | null;
   readonly closed: boolean;
   /** The offloads in force (all false without `offloads`). */
   readonly offloads: TunOffloads;
+  /** The fd of every queue (queue 0 = fd): more than one when opened with `queues`. */
+  readonly queueFds: readonly number[];
+  /** The virtio header framing and write mode a queue worker uses for this device. */
+  readonly queueIo: { vnet: boolean; mode: number };
+  /**
+   * While set, write() first offers its packets here: a queue worker holding the batch being
+   * processed takes them (returns how many; dataplane/workers.ts), else -1 and the device writes.
+   */
+  deferWrites: ((data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, gso?: Uint32Array) => number) | null;
+  lastError: NodeJS.ErrnoException | null;
   /** Stops wake-ups without closing; onReadable(cb) starts them again. */
   pause(): void;
   ref(): void;
@@ -240,8 +276,20 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
   const req = process.env.XTR_OFFLOADS === '0' ? {} : (opts.offloads ?? {});
   const tun = vnet && opts.kind === 'tun';
   const want = !tun || !req.csum ? 0 : TUN_F_CSUM | (req.tso ? TUN_F_TSO4 | TUN_F_TSO6 : 0) | (req.uso ? TUN_F_USO4 | TUN_F_USO6 : 0);
-  const opened = native.open(name, opts.kind === 'tap', opts.multiQueue === true, vnet, want);
+  const queues = opts.queues ?? 1;
+  if (!(Number.isInteger(queues) && queues >= 1 && queues <= 64)) throw new RangeError(`openTun(${JSON.stringify(name)}): queues must be an integer from 1 to 64`);
+  const multi = opts.multiQueue === true || queues > 1;
+  const opened = native.open(name, opts.kind === 'tap', multi, vnet, want);
   const got = opened.offloads ?? 0;
+  const extra: { fd: number; handle: object }[] = [];
+  try {
+    // the offloads are the device's: each queue asks for what the first one got
+    for (let q = 1; q < queues; q++) extra.push(native.open(opened.name, opts.kind === 'tap', true, vnet, got));
+  } catch (e) {
+    for (const x of extra) native.close(x.handle);
+    native.close(opened.handle);
+    throw e;
+  }
   const gso = tun && (opts.gso ?? process.env.XTR_GSO !== '0');
   const gro = tun && req.gro === true;
   // UDP coalescing (gso, XTR_GSO) and TCP coalescing (gro) are separate switches
@@ -260,7 +308,9 @@ export function openTun(name: string, opts: OpenTunOptions): TunDevice {
     // probe and status. XTR_URING=0 turns it off alone.
     uring: req.uring === true && process.env.XTR_URING !== '0' && native.uringReady() === 0,
   };
-  return new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode, offloads);
+  const dev = new NativeTunDevice(native, opened.fd, opened.name, opened.handle, opts.kind, opts.ref !== false, vnet, writeMode, offloads);
+  dev.addQueues(extra);
+  return dev;
 }
 
 /** Sets the MTU of an interface in the caller's network namespace. */
@@ -279,7 +329,7 @@ const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).ma
 ERRNO_NAMES.set(77, 'EBADFD');
 const EAGAIN = osConstants.errno.EAGAIN;
 
-function errnoError(syscall: string, negErrno: number, device: string): NodeJS.ErrnoException {
+export function errnoError(syscall: string, negErrno: number, device: string): NodeJS.ErrnoException {
   const code = ERRNO_NAMES.get(-negErrno) ?? `E${-negErrno}`;
   const err: NodeJS.ErrnoException = new Error(`${syscall} ${device}: ${code}`);
   err.errno = negErrno;
@@ -315,6 +365,12 @@ class NativeTunDevice implements TunDevice {
   private readonly io = new Float64Array(7);
   private readable: (() => void) | null = null;
   private polling = false;
+  private queueHandles: object[] = [];
+  queueFds: number[];
+  deferWrites: TunDevice['deferWrites'] = null;
+  get queueIo(): { vnet: boolean; mode: number } {
+    return { vnet: this.vnetHdr, mode: this.writeMode };
+  }
   private refed: boolean;
   private readonly wake = () => {
     if (this.readable) this.readable();
@@ -333,6 +389,15 @@ class NativeTunDevice implements TunDevice {
   ) {
     this.refed = ref;
     this.maxPacket = offloads.tso4 || offloads.tso6 || offloads.uso ? SUPER_PACKET_MAX : 0;
+    this.queueFds = [fd];
+  }
+
+  /** The queues opened after the first (openTun's `queues`); closed with the device. */
+  addQueues(queues: readonly { fd: number; handle: object }[]): void {
+    for (const q of queues) {
+      this.queueFds.push(q.fd);
+      this.queueHandles.push(q.handle);
+    }
   }
 
   read(batch: PacketBatch): number {
@@ -378,6 +443,10 @@ class NativeTunDevice implements TunDevice {
       return 0;
     }
     if (count === 0) return 0;
+    if (this.deferWrites !== null) {
+      const n = this.deferWrites(data, offsets, lengths, count, gso);
+      if (n >= 0) return n; // a queue worker writes them (dataplane/workers.ts)
+    }
     const io = this.io;
     io[3] = io[4] = io[5] = io[6] = 0;
     const n = this.native.writeBatch(this.fd, data, offsets, lengths, count, io, this.writeMode, gso, this.offloads.uring);
@@ -425,7 +494,9 @@ class NativeTunDevice implements TunDevice {
     this.closed = true;
     this.polling = false;
     this.readable = null;
+    this.deferWrites = null;
     this.native.close(this.handle);
+    for (const h of this.queueHandles) this.native.close(h);
   }
 }
 

@@ -24,6 +24,7 @@ export const ENV_OVERRIDES = {
   XTR_FAIL_OPEN: 'failOpen',
   XTR_NAT_PORTS: 'gateway.natPorts',
   XTR_FORWARD_PORTS: 'gateway.forwardPorts',
+  XTR_WORKERS: 'workers',
 } as const;
 
 export type EnvVar = keyof typeof ENV_OVERRIDES;
@@ -75,6 +76,8 @@ export function applyEnvOverrides(doc: unknown, env: Env): { doc: unknown; used:
       if (TRUE.includes(l)) value = true;
       else if (FALSE.includes(l)) value = false;
       else throw new ConfigError('failOpen', `${name}=${JSON.stringify(raw)} is not a boolean (${[...TRUE, ...FALSE].join(', ')})`);
+    } else if (name === 'XTR_WORKERS') {
+      value = /^[0-9]+$/.test(raw) ? Number(raw) : raw; // not a number: validation names it
     } else if (name === 'XTR_FORWARD_PORTS') {
       value = raw.split(/[\s,]+/).filter((s) => s !== '');
     } else if (name === 'XTR_METRICS_LISTEN' && raw.toLowerCase() === 'off') {

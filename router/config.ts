@@ -91,6 +91,12 @@ export interface XtrConfig {
   readonly events: EventsConfig;
   /** Issue 14: TUN offload switches (router/offloads-config.ts). */
   readonly offloads: OffloadsConfig;
+  /**
+   * Issue 14: queue workers (docs/design.md "Queue workers"): each link's device gets this many
+   * queues (IFF_MULTI_QUEUE) and one native thread per queue does its reads and writes; the
+   * pipeline stays on the JS thread. 1 (the default): the JS thread does the I/O too.
+   */
+  readonly workers: number;
   /** Issue 15: cluster mode over NATS JetStream (router/cluster/config.ts, docs/cluster.md); null = off (the default). */
   readonly cluster: ClusterConfig | null;
 }
@@ -301,7 +307,7 @@ function validateMtu(v: unknown, path: string, min: number): number {
 export function validateConfig(doc: unknown): XtrConfig {
   if (doc === null || doc === undefined) doc = {};
   const root = obj(doc, '');
-  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'log', 'events', 'offloads', 'cluster'], '');
+  onlyKeys(root, ['logLevel', 'control', 'stateDir', 'hostInterface', 'interfaces', 'routes', 'netfilter', 'extensions', 'gateway', 'failOpen', 'metrics', 'log', 'events', 'offloads', 'workers', 'cluster'], '');
 
   const logLevel = root.logLevel === undefined ? CONFIG_DEFAULTS.logLevel : str(root.logLevel, 'logLevel');
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -476,8 +482,21 @@ export function validateConfig(doc: unknown): XtrConfig {
     log: validateLog(root.log),
     events: validateEvents(root.events),
     offloads: validateOffloadsConfig(root.offloads),
+    workers: validateWorkers(root.workers),
     cluster: validateCluster(root.cluster),
   };
+}
+
+/** Most queue workers: the kernel's limit is 256 queues per TUN; past the cores there is nothing to gain. */
+export const MAX_WORKERS = 64;
+
+/** Issue 14: `workers`, an integer from 1 to MAX_WORKERS (default 1). */
+function validateWorkers(v: unknown): number {
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_WORKERS) {
+    throw new ConfigError('workers', `${describe(v)} must be an integer from 1 to ${MAX_WORKERS} (queue workers, one thread per device queue)`);
+  }
+  return v;
 }
 
 /** Issue 15: `cluster` (router/cluster/config.ts), its errors as ConfigErrors. */

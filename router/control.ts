@@ -634,6 +634,9 @@ export function formatStatus(s: StatusSnapshot): string {
       ),
     );
   }
+  // issue 14: queue workers, when the config asks for more than one
+  const workers = (s.router as { workers?: { links: string[]; handovers: number[] } } | undefined)?.workers;
+  if (workers) lines.push('', `workers: ${workers.handovers.length} (links ${workers.links.join(', ')}), hand-overs ${workers.handovers.join(' / ')}`);
   const drops = Object.entries(s.drops).filter(([, n]) => n > 0);
   lines.push('');
   if (drops.length === 0) lines.push('drops: none');

@@ -43,6 +43,8 @@ import { Ipv4OptionCursor, Ipv4View } from '../dataplane/ipv4.js';
 import { Ipv6View } from '../dataplane/ipv6.js';
 import { DEFRAG_IN, DEFRAG_OUT, Reassembler, ReasmResult, type ReassemblerOptions } from '../dataplane/reassembly.js';
 import { DropReason } from '../dataplane/drop.js';
+import type { TunDevice } from '../dataplane/tun.js';
+import { QueueWorkers } from '../dataplane/workers.js';
 import { parsePacket } from '../dataplane/parse.js';
 import type { XtrConfig } from './config.js';
 import { Egress, MAX_FRAGMENTS } from './egress.js';
@@ -98,6 +100,12 @@ export interface RouterOptions {
   tickMs?: number;
   /** Fragment reassembly limits, per family (default 4 MiB, 30 s as the kernel's). */
   reassembly?: ReassemblerOptions;
+  /**
+   * Queue workers (config `workers`, docs/design.md "Queue workers"): with N > 1, the links whose
+   * devices were opened with N queues are read and written by N native threads, one per queue, and
+   * this thread runs the pipeline on their batches. Default 1: the devices are read here.
+   */
+  workers?: number;
 }
 
 const DEFAULT_BATCH = 64;
@@ -129,7 +137,17 @@ export class Router implements ServicesBackend {
   private readonly config: XtrConfig;
   private readonly clock: () => number;
   private readonly tickMs: number;
-  private readonly batch: PacketBatch;
+  /** The batch being processed: this thread's reads, or a queue worker's (its region of buf). */
+  private batch: PacketBatch;
+  private readonly ownBatch: PacketBatch;
+  /** Where the batch in hand and its scratch lie in buf: [batchBase, +slots) read slots, then scratch up to batchEnd. */
+  private batchBase = 0;
+  private readonly regionSize: number;
+  /** Queue workers (RouterOptions.workers), and their batches' regions; null with one worker. */
+  private workers: QueueWorkers | null = null;
+  private readonly workerBatches: PacketBatch[] = [];
+  /** Per worker device index: the interface. */
+  private workerIfs: RouterInterface[] = [];
   private readonly buf: Buffer;
   private readonly ctx = new PacketContext();
   private nf: Netfilter = ACCEPT_ALL;
@@ -185,14 +203,24 @@ export class Router implements ServicesBackend {
     for (const dev of opts.devices.values()) maxFrame = Math.max(maxFrame, dev.maxPacket ?? 0);
     const slotSize = Math.ceil((HEADROOM + maxFrame) / 64) * 64;
     const slots = batchSize * slotSize;
-    const data = Buffer.alloc(slots + SCRATCH_SIZE);
-    const offsets = new Uint32Array(batchSize);
-    for (let i = 0; i < batchSize; i++) offsets[i] = i * slotSize + HEADROOM;
-    this.batch = { data, offsets, lengths: new Uint32Array(batchSize), gso: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
+    // Queue workers: one more region (read slots + scratch) per worker, after this thread's
+    const workers = opts.workers ?? 1;
+    const queued = workers > 1 ? opts.config.interfaces.filter((ic) => (opts.devices.get(ic.name) as Partial<TunDevice> | undefined)?.queueFds?.length === workers) : [];
+    const regions = queued.length ? 1 + workers : 1;
+    this.regionSize = slots + SCRATCH_SIZE;
+    const data = Buffer.alloc(this.regionSize * regions);
+    const regionBatch = (base: number): PacketBatch => {
+      const offsets = new Uint32Array(batchSize);
+      for (let i = 0; i < batchSize; i++) offsets[i] = base + i * slotSize + HEADROOM;
+      return { data, offsets, lengths: new Uint32Array(batchSize), gso: new Uint32Array(batchSize), capacity: batchSize, slotSize, count: 0 };
+    };
+    this.batch = this.ownBatch = regionBatch(0);
+    for (let k = 1; k < regions; k++) this.workerBatches.push(regionBatch(k * this.regionSize));
     this.buf = data;
-    this.scratch = new ScratchArena(data, slots, this.ctx);
+    this.scratch = new ScratchArena(data, slots, this.ctx, this.regionSize);
     this.egress = new Egress(data, this.ctx, this.interfaces, this.routes4, this.routes6, this.scratch, this);
-    this.scratch.tx = this.egress;
+    // a scratch recycled mid-batch must first see its packets written, also those a queue worker holds
+    this.scratch.tx = { flushAll: () => (this.egress.flushAll(), this.workers?.flushCurrent()) };
     this.icmp = new IcmpErrors(this.scratch);
 
     const txCapacity = batchSize * 4 + MAX_FRAGMENTS;
@@ -215,6 +243,15 @@ export class Router implements ServicesBackend {
       this.host = null;
     }
     installRoutes(this.config, this.interfaces, this.host, this.routes4, this.routes6);
+    if (queued.length) {
+      this.workerIfs = queued.map((ic) => this.interfaces.find((ri) => ri?.name === ic.name)!);
+      this.workers = new QueueWorkers(
+        this.workerIfs.map((ri) => ri.device as TunDevice),
+        this.workerBatches.map((b, k) => ({ base: (k + 1) * this.regionSize, capacity: batchSize, slotSize, offsets: b.offsets, lengths: b.lengths, gso: b.gso! })),
+        data,
+        (k) => this.workerBatch(k),
+      );
+    }
     this.services = new Services(this, this.logger, this.clock, this);
     this.reassembly4 = new Reassembler(opts.reassembly);
     this.reassembly6 = new Reassembler(opts.reassembly);
@@ -279,8 +316,9 @@ export class Router implements ServicesBackend {
     this.startedAt = this.clock();
     for (let i = 1; i < this.interfaces.length; i++) {
       const ri = this.interfaces[i];
-      ri.device.onReadable(() => this.drain(ri));
+      if (!this.workerIfs.includes(ri)) ri.device.onReadable(() => this.drain(ri));
     }
+    this.workers?.start();
     if (this.interfaces.some((ri) => ri?.neighbors)) {
       this.timer = setInterval(() => this.tick(), this.tickMs);
       this.timer.unref();
@@ -295,6 +333,7 @@ export class Router implements ServicesBackend {
   stop(): void {
     if (!this.running) return;
     this.running = false;
+    this.workers?.stop();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
   }
@@ -345,10 +384,49 @@ export class Router implements ServicesBackend {
    * rounds), this control 108k (62-109k, 9 rounds), the established flow kept at 0.93-1.0.)
    */
   private synBudget = DEFAULT_BATCH;
+
+  /**
+   * What queue worker k read from its queues of the worker links, in region k (its slots, and
+   * its scratch for what the batches build), one batch per link. The worker waits meanwhile;
+   * the writes the batches make go to it (dataplane/workers.ts), and it makes them when this
+   * returns, so the scratch is reset only before the first batch: a later one must not reuse
+   * space whose packets are still to be written (a full arena writes them out first: scratch.tx).
+   */
+  private workerBatch(k: number): void {
+    const w = this.workers!;
+    if (!this.running) return;
+    const b = this.workerBatches[k];
+    this.batch = b;
+    this.batchBase = (k + 1) * this.regionSize;
+    this.scratch.rebase(this.batchBase + b.capacity * b.slotSize, this.batchBase + this.regionSize);
+    this.holdScratch = true;
+    let total = 0;
+    try {
+      for (let d = 0; d < this.workerIfs.length; d++) {
+        const n = w.count(k, d);
+        if (n <= 0) continue;
+        total += n;
+        this.readBatches[31 - Math.clz32(n)]++;
+        this.processBatch(this.workerIfs[d], n, w.first(k, d));
+      }
+    } finally {
+      this.holdScratch = false;
+      this.batch = this.ownBatch;
+      this.batchBase = 0;
+      this.scratch.rebase(this.ownBatch.capacity * this.ownBatch.slotSize, this.regionSize);
+    }
+    // the shedding control of drain(): a full region means the queues outrun us
+    if (total === b.capacity) this.synBudget = Math.max(SYN_BUDGET_MIN, this.synBudget - Math.max(1, this.synBudget >> 2));
+    else if (this.synBudget < b.capacity) this.synBudget = Math.min(b.capacity, this.synBudget + SYN_BUDGET_STEP);
+  }
+
   /** Pure SYNs the batch in hand may still admit. */
   private synLeft = DEFAULT_BATCH;
 
-  private processBatch(ri: RouterInterface, n: number): void {
+  /** While a queue worker's batches are processed: their scratch is not reset between them. */
+  private holdScratch = false;
+
+  private processBatch(ri: RouterInterface, n: number, first = 0): void {
     const now = this.clock();
     this.now = now;
     this.ctx.now = now;
@@ -358,7 +436,7 @@ export class Router implements ServicesBackend {
     const lengths = this.batch.lengths;
     const kind = ri.kind;
     const gso = this.batch.gso!;
-    for (let i = 0; i < n; i++) {
+    for (let i = first; i < first + n; i++) {
       const off = offsets[i];
       const len = lengths[i];
       this.egress.rxGso = gso[i]; // offloads: a super-packet's gso_size, taken by resetContext
@@ -374,7 +452,7 @@ export class Router implements ServicesBackend {
     }
     this.scratch.inBatch = false;
     this.egress.flushAll();
-    this.scratch.reset();
+    if (!this.holdScratch) this.scratch.reset();
   }
 
   /** After work outside a batch (timers, emitLocal from elsewhere): run pending packets and write. */
@@ -449,7 +527,8 @@ export class Router implements ServicesBackend {
     this.emitFlags = 0;
     // Room to grow in place (TCPMSS adds an option): up to the end of the packet's read slot; none in scratch.
     const slot = this.batch.slotSize;
-    ctx.tailroom = ctx.l3off < slot * this.batch.capacity ? (Math.floor(ctx.l3off / slot) + 1) * slot - ctx.l3off - ctx.l3len : 0;
+    const rel = ctx.l3off - this.batchBase;
+    ctx.tailroom = rel >= 0 && rel < slot * this.batch.capacity ? (Math.floor(rel / slot) + 1) * slot - rel - ctx.l3len : 0;
   }
 
   /**
@@ -1123,7 +1202,13 @@ export class Router implements ServicesBackend {
     return this.icmp.limiter.limited;
   }
 
+  /** The queue workers' links and hand-overs (status), or null without workers. */
+  get workerStatus(): { links: string[]; handovers: number[] } | null {
+    return this.workers ? { links: this.workerIfs.map((ri) => ri.name), handovers: [...this.workers.batches] } : null;
+  }
+
   status(): RouterStatus {
+    this.workers?.fold();
     return routerStatus(this, this.running, this.running ? (this.clock() - this.startedAt) / 1000 : 0);
   }
 }

@@ -155,7 +155,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
       const devName = Placement.deviceName(iface);
       let dev: TunDevice;
       try {
-        dev = openTun(devName, { kind: iface.mode, offloads: config.offloads });
+        dev = openTun(devName, { kind: iface.mode, offloads: config.offloads, queues: config.workers });
       } catch (e) {
         throw new Error(`interface ${iface.name}: cannot open ${iface.mode} device ${devName}: ${(e as Error).message}`);
       }
@@ -191,7 +191,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
       log.info('gateway mode: no host interface; the namespace\'s own interfaces deliver local traffic');
     }
 
-    const r = new Router({ config, devices, host, logger: log });
+    const r = new Router({ config, devices, host, logger: log, workers: config.workers });
     router = r;
     if (opts.netfilter) {
       const nf = typeof opts.netfilter === 'function' ? (opts.netfilter as (router: Router) => NetfilterArg)(r) : opts.netfilter;
@@ -227,7 +227,7 @@ export async function startXtr(opts: StartOptions): Promise<XtrInstance> {
         drops: rs.drops,
         routes: rs.routes,
         neighbors: Object.fromEntries(rs.interfaces.filter((e) => e.neighbors).map((e) => [e.name, e.neighbors!])),
-        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited, readBatches: rs.readBatches },
+        router: { running: rs.running, icmpErrorsSent: rs.icmpErrorsSent, icmpRateLimited: rs.icmpRateLimited, readBatches: rs.readBatches, workers: rs.workers },
         state: opts.stateReport?.(),
         metrics: metricsServer ? { url: metricsServer.url, healthz: metricsServer.healthUrl } : undefined,
         conntrack: ctStatus(opts.conntrack?.() ?? null),

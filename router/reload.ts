@@ -6,7 +6,7 @@
  *   1. read and validate the whole file (router/config.ts; YAML errors, bad values);
  *   2. refuse anything that cannot change at run time, naming each field ("restart needed"):
  *      the interface list and each interface's mode, MTU, MAC, device, attach and peer, the host
- *      interface, the control socket, stateDir, gateway, failOpen, netfilter.conntrack,
+ *      interface, the control socket, stateDir, gateway, failOpen, offloads, workers, netfilter.conntrack,
  *      metrics.maxEventLoopLagMs, log.time/levels/syslog, and the addresses of gateway-mode
  *      (attach) interfaces (the kernel's interfaces own those);
  *   3. prepare, with nothing changed yet: the engine checks the rule files on the live rule set in
@@ -51,6 +51,8 @@ export function diffConfig(old: XtrConfig, next: XtrConfig): { refused: Refusal[
   restart('gateway', old.gateway, next.gateway);
   restart('failOpen', old.failOpen, next.failOpen);
   restart('cluster', old.cluster, next.cluster); // issue 15: the NATS link is built once at start
+  restart('offloads', old.offloads, next.offloads); // issue 14: asked of the kernel when the devices are opened
+  restart('workers', old.workers, next.workers); // issue 14: the devices' queues are opened at start
   restart('netfilter.conntrack', old.netfilter.conntrack, next.netfilter.conntrack);
   // The health monitor's stall bound (1000 ms when metrics are off, as main.ts starts it).
   restart('metrics.maxEventLoopLagMs', old.metrics?.maxEventLoopLagMs ?? 1000, next.metrics?.maxEventLoopLagMs ?? 1000);

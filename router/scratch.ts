@@ -40,9 +40,9 @@ export const enum PendingFlag {
 }
 
 export class ScratchArena {
-  /** First and one-past-last byte of the arena in `buf`. */
-  readonly start: number;
-  readonly end: number;
+  /** First and one-past-last byte of the arena in `buf` (moved by rebase). */
+  start: number;
+  end: number;
   /** Next free byte (an allocation goes SCRATCH_HEADROOM after it). */
   pos: number;
   /** True while a batch (or out-of-batch work) is being processed: the packet in ctx may live in the arena. */
@@ -68,9 +68,20 @@ export class ScratchArena {
     readonly buf: Buffer,
     start: number,
     private readonly ctx: PacketContext,
+    end = buf.length,
   ) {
     this.start = start;
-    this.end = buf.length;
+    this.end = end;
+    this.pos = start;
+  }
+
+  /**
+   * Moves the arena to buf[start, end) - another queue worker's region (router/forward.ts) - between
+   * batches, when nothing in it is referenced.
+   */
+  rebase(start: number, end: number): void {
+    this.start = start;
+    this.end = end;
     this.pos = start;
   }
 

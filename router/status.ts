@@ -35,6 +35,8 @@ export interface RouterStatus {
   icmpRateLimited: number;
   /** Reads that returned packets, by size bucket: "1", "2-3", "4-7", ... (empty buckets left out). */
   readBatches: Record<string, number>;
+  /** Queue workers (config `workers` > 1): the links they serve and the hand-overs of each. */
+  workers?: { links: string[]; handovers: number[] };
 }
 
 /** What status is read from (the Router). */
@@ -47,6 +49,7 @@ export interface StatusSource {
   readonly icmpErrorsSent: number;
   readonly icmpRateLimited: number;
   readonly readBatches: Float64Array;
+  readonly workerStatus?: { links: string[]; handovers: number[] } | null;
 }
 
 export function routerStatus(r: StatusSource, running: boolean, uptimeSeconds: number): RouterStatus {
@@ -105,6 +108,7 @@ export function routerStatus(r: StatusSource, running: boolean, uptimeSeconds: n
     icmpErrorsSent: r.icmpErrorsSent,
     icmpRateLimited: r.icmpRateLimited,
     readBatches: batchBuckets(r.readBatches),
+    ...(r.workerStatus ? { workers: r.workerStatus } : {}),
   };
 }
 

@@ -44,6 +44,8 @@ interface Combo {
    * and must find every one in window (the rule's counter stays 0).
    */
   conntrack?: boolean;
+  /** Queue workers (config `workers`): the devices' I/O on that many threads, one per queue. */
+  workers?: number;
 }
 
 const ON = { csum: true, tso: true, uso: false, gro: true };
@@ -53,6 +55,8 @@ const combos: Combo[] = [
   { title: 'offloads on, TUN, MTU 9000, conntrack', tag: 'c', offloads: ON, mtu: 9000, superToServer: true, conntrack: true },
   { title: 'offloads on, TAP egress (software segmentation)', tag: 'd', offloads: ON, tapEgress: true, superToServer: false },
   { title: 'offloads on, egress MTU 1400 below the server\'s 1500', tag: 'e', offloads: ON, egressMtu: 1400, superToServer: true },
+  { title: 'offloads on, TUN, MTU 1500, conntrack, 2 queue workers', tag: 'f', offloads: ON, superToServer: true, conntrack: true, workers: 2 },
+  { title: 'offloads on, TAP egress, 2 queue workers', tag: 'g', offloads: ON, tapEgress: true, superToServer: false, workers: 2 },
 ];
 
 let file = '';
@@ -141,6 +145,7 @@ for (const combo of combos) {
           d.interfaces[1].mac = '02:00:00:00:01:01';
         }
         if (combo.egressMtu) d.interfaces[1].mtu = combo.egressMtu;
+        if (combo.workers) d.workers = combo.workers;
       },
     });
     try {
@@ -196,6 +201,11 @@ for (const combo of combos) {
       const st = JSON.parse((await lab.xtr(['status', '--json'])).stdout) as { interfaces: { name: string; offloads?: Record<string, unknown> }[]; drops: Record<string, number> };
       const eth0 = st.interfaces.find((i) => i.name === 'eth0')!;
       t.log(JSON.stringify(st.interfaces.map((i) => [i.name, i.offloads])), JSON.stringify(st.drops));
+      if (combo.workers) {
+        const w = (st as { router?: { workers?: { links: string[]; handovers: number[] } } }).router?.workers;
+        t.is(w?.handovers.length, combo.workers, `${combo.workers} queue workers run (${JSON.stringify(w)})`);
+        t.true((w?.handovers ?? []).reduce((a, b) => a + b, 0) > 0, 'the workers handed batches over');
+      }
       if (combo.offloads) {
         t.true(eth0.offloads?.tso4 === true, 'TSO4 in force on eth0');
         t.true(Number(eth0.offloads?.rxSuperPackets) > 0, 'super-packets were read');

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "tun_io.h"
+#include "workers.h"
 #include "uring.h"
 
 /* virtio_net_hdr framing and GSO limits (see the coalescing section below) */
@@ -1614,6 +1615,7 @@ static napi_value init(napi_env env, napi_value exports) {
     throw_last(env, "napi_define_properties");
     return NULL;
   }
+  workers_init(env, exports);
   return exports;
 }
 
