@@ -51,6 +51,8 @@ const diffRows: [string, (d: typeof base & Record<string, unknown>) => void, str
   ['conntrack settings', (d) => (d.netfilter = { conntrack: { max: 100 } }), ['netfilter.conntrack'], []],
   ['log format', (d) => (d.log = { time: 'epoch' }), ['log.time'], []],
   ['failOpen', (d) => (d.failOpen = true), ['failOpen'], []],
+  ['workers', (d) => ((d as Record<string, unknown>).workers = 2), ['workers'], []],
+  ['offloads', (d) => ((d as Record<string, unknown>).offloads = false), ['offloads'], []],
 ];
 for (const [name, edit, refused, changed] of diffRows) {
   test(`diffConfig: ${name}`, (t) => {

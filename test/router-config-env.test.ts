@@ -32,6 +32,7 @@ const rows: [string, Record<string, string>, (c: ReturnType<typeof parseConfigTe
   ['XTR_FAIL_OPEN=0', { XTR_FAIL_OPEN: '0' }, (c) => c.failOpen, false],
   ['XTR_NAT_PORTS', { XTR_NAT_PORTS: '40000-40999' }, (c) => c.gateway.natPorts, [40000, 40999]],
   ['XTR_FORWARD_PORTS: comma or space separated', { XTR_FORWARD_PORTS: 'tcp/2222, udp/5000-5010' }, (c) => c.gateway.forwardPorts, [{ proto: 'tcp', lo: 2222, hi: 2222 }, { proto: 'udp', lo: 5000, hi: 5010 }]],
+  ['XTR_WORKERS', { XTR_WORKERS: '4' }, (c) => c.workers, 4],
   ['an empty variable counts as unset', { XTR_LOG_LEVEL: '', XTR_RULES_V4: '  ' }, (c) => [c.logLevel, c.netfilter.rulesFiles], ['info', { v4: '/etc/xtr/examples/rules.v4' }]],
   ['variables not XTR_* are ignored', { LOG_LEVEL: 'debug', xtr_log_level: 'debug' }, (c) => c.logLevel, 'info'],
 ];
@@ -49,6 +50,7 @@ const errors: [Record<string, string>, RegExp][] = [
   [{ XTR_METRICS_LISTEN: '10.61.1.1:9108' }, /^metrics\.listen: 10\.61\.1\.1 is an address of an interface xtr guards.*XTR_METRICS_LISTEN\)$/],
   [{ XTR_FAIL_OPEN: 'maybe' }, /^failOpen: XTR_FAIL_OPEN="maybe" is not a boolean/],
   [{ XTR_NAT_PORTS: '70000' }, /^gateway\.natPorts: .*XTR_NAT_PORTS\)$/],
+  [{ XTR_WORKERS: 'two' }, /^workers: "two" must be an integer from 1 to 64 .*\(from the environment: XTR_WORKERS\)$/],
   [{ XTR_FORWARD_PORTS: 'tcp/22,icmp/1' }, /^gateway\.forwardPorts\[1\]: "icmp\/1" is not PROTO\/PORT.*XTR_FORWARD_PORTS\)$/],
 ];
 for (const [env, re] of errors) {

@@ -81,7 +81,10 @@ const tun = (name: string, addresses: string[] = []) => ({ name, addresses });
 
 const bad: [string, unknown, string][] = [
   ['root not an object', [1], ': expected an object, got a list'],
-  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions, gateway, failOpen, metrics, log, events, offloads, cluster)'],
+  ['unknown top-level key', { interface: [] }, 'interface: unknown key (allowed: logLevel, control, stateDir, hostInterface, interfaces, routes, netfilter, extensions, gateway, failOpen, metrics, log, events, offloads, workers, cluster)'],
+  ['workers 0', { workers: 0 }, 'workers: 0 must be an integer from 1 to 64 (queue workers, one thread per device queue)'],
+  ['workers not an integer', { workers: 1.5 }, 'workers: 1.5 must be an integer from 1 to 64 (queue workers, one thread per device queue)'],
+  ['workers past the bound', { workers: 65 }, 'workers: 65 must be an integer from 1 to 64 (queue workers, one thread per device queue)'],
   ['gateway natPorts 65535', { gateway: { natPorts: '61000-65535' } }, 'gateway.natPorts: "61000-65535" is not a port or port range (1-65534, low-high)'],
   ['gateway forwardPorts proto', { gateway: { forwardPorts: ['icmp/1'] } }, 'gateway.forwardPorts[0]: "icmp/1" is not PROTO/PORT[-PORT] (tcp, udp or sctp)'],
   ['gateway unknown key', { gateway: { ports: 1 } }, 'gateway.ports: unknown key (allowed: natPorts, forwardPorts)'],
