@@ -16,11 +16,17 @@
  * over the four shapes (the two middle ones averaged). xtr's CPU per GB moved is its utime+stime
  * (/proc/PID/stat) over its runs divided by the bytes iperf3 received.
  *
- *   npm run bench:tcp [-- --rounds N --duration S --offloads on|off]
+ * The machine's own CPU time (/proc/stat) per GB moved is measured for both
+ * routers: on a machine whose cores are all busy (iperf3 itself uses them),
+ * that, not xtr's speed, bounds the ratio. `--workers N` runs xtr with N
+ * queue workers (config `workers`); its CPU is then also split into the JS
+ * thread (the pipeline) and the queue threads (xtr-queue-*: device I/O).
+ *
+ *   npm run bench:tcp [-- --rounds N --duration S --offloads on|off --workers N]
  *
  * The last line is one `key=value` line for scripts.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { background, exec, REPO_ROOT, run, sleep, uniquePrefix } from '../test/helpers/netns.js';
 import { cpuCount, kernelForwarding, loadAverage, median, runSeedScript, withBenchScope } from './lib.js';
@@ -33,10 +39,11 @@ interface Args {
   rounds: number;
   duration: number;
   offloads: boolean;
+  workers: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: Number(process.env.BENCH_ROUNDS ?? 3), duration: Number(process.env.BENCH_DURATION ?? 3), offloads: true };
+  const a: Args = { rounds: Number(process.env.BENCH_ROUNDS ?? 3), duration: Number(process.env.BENCH_DURATION ?? 3), offloads: true, workers: 1 };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--rounds') a.rounds = Number(argv[++i]);
     else if (argv[i] === '--duration') a.duration = Number(argv[++i]);
@@ -44,18 +51,47 @@ function parseArgs(argv: string[]): Args {
       const v = argv[++i];
       if (v !== 'on' && v !== 'off') throw new Error('--offloads takes on or off');
       a.offloads = v === 'on';
-    } else throw new Error(`bench:tcp: unknown argument ${argv[i]} (--rounds N, --duration S, --offloads on|off)`);
+    } else if (argv[i] === '--workers') a.workers = Number(argv[++i]);
+    else throw new Error(`bench:tcp: unknown argument ${argv[i]} (--rounds N, --duration S, --offloads on|off, --workers N)`);
   }
   if (!(Number.isInteger(a.rounds) && a.rounds >= 1 && a.rounds <= 20)) throw new Error('--rounds must be an integer from 1 to 20');
   if (!(a.duration >= 1 && a.duration <= 60)) throw new Error('--duration must be between 1 and 60 seconds');
+  if (!(Number.isInteger(a.workers) && a.workers >= 1 && a.workers <= 64)) throw new Error('--workers must be an integer from 1 to 64');
   return a;
 }
 
 
-function cpuSeconds(pid: number, ticksPerSecond: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** utime + stime of a /proc stat line, in ticks. */
+function statTicks(stat: string): number {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / ticksPerSecond;
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+function cpuSeconds(pid: number, ticksPerSecond: number): number {
+  return statTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / ticksPerSecond;
+}
+
+/** CPU seconds of the process's JS thread (the pipeline) and of its queue workers (xtr-queue-*). */
+function threadSeconds(pid: number, ticksPerSecond: number): { js: number; queues: number } {
+  const out = { js: 0, queues: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // a thread that ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    if (Number(tid) === pid) out.js += statTicks(stat) / ticksPerSecond;
+    else if (name.startsWith('xtr-queue-')) out.queues += statTicks(stat) / ticksPerSecond;
+  }
+  return out;
+}
+
+/** The whole machine's busy CPU seconds so far (/proc/stat: all but idle and iowait). */
+function machineBusySeconds(ticksPerSecond: number): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / ticksPerSecond;
 }
 
 interface Result {
@@ -110,6 +146,7 @@ async function main(): Promise<void> {
       patch: (doc) => {
         const d = doc as Record<string, unknown>;
         d.offloads = args.offloads ? { csum: true, tso: true, uso: false, gro: true } : false;
+        d.workers = args.workers;
         delete d.metrics;
       },
     });
@@ -142,6 +179,14 @@ async function main(): Promise<void> {
     const push = (k: string, v: number) => (samples.get(k) ?? samples.set(k, []).get(k)!).push(v);
     const cpu = { xtr: 0, xtr_seed: 0 };
     const moved = { xtr: 0, xtr_seed: 0 };
+    // the machine's busy CPU per path (all shapes), and xtr's split by thread (no-rules runs)
+    const machine: Record<Key, { cpu: number; bytes: number }> = {
+      kernel: { cpu: 0, bytes: 0 },
+      xtr: { cpu: 0, bytes: 0 },
+      kernel_seed: { cpu: 0, bytes: 0 },
+      xtr_seed: { cpu: 0, bytes: 0 },
+    };
+    const threads = { js: 0, queues: 0 };
     for (let round = 0; round < args.rounds; round++) {
       for (const [shape, streams, reverse] of shapes) {
         const paths: [Key, string, string][] = [
@@ -154,10 +199,19 @@ async function main(): Promise<void> {
           if (key === 'xtr') await xtr(['iptables-restore'], noRules);
           if (key === 'xtr_seed') await xtr(['iptables-restore'], seedRules);
           const c0 = key.startsWith('xtr') ? cpuSeconds(pid, ticks) : 0;
+          const t0 = threadSeconds(pid, ticks);
+          const m0 = machineBusySeconds(ticks);
           const r = await iperf(from, to, streams, reverse, args.duration);
+          machine[key].cpu += machineBusySeconds(ticks) - m0;
+          machine[key].bytes += r.bytes;
           if (key === 'xtr' || key === 'xtr_seed') {
             cpu[key] += cpuSeconds(pid, ticks) - c0;
             moved[key] += r.bytes;
+          }
+          if (key === 'xtr') {
+            const t1 = threadSeconds(pid, ticks);
+            threads.js += t1.js - t0.js;
+            threads.queues += t1.queues - t0.queues;
           }
           push(`${key}|${shape}`, r.bps);
         }
@@ -194,6 +248,14 @@ async function main(): Promise<void> {
     const cpuPerGb = (k: 'xtr' | 'xtr_seed') => (moved[k] > 0 ? cpu[k] / (moved[k] / 1e9) : 0);
     console.log('');
     console.log(`xtr CPU per GB moved: ${cpuPerGb('xtr').toFixed(2)} s (no rules), ${cpuPerGb('xtr_seed').toFixed(2)} s (seed-001 + conntrack)`);
+    const perGb = (cpuS: number, bytes: number) => (bytes > 0 ? cpuS / (bytes / 1e9) : 0);
+    if (args.workers > 1) {
+      console.log(`  of which (no rules) the JS thread ${perGb(threads.js, moved.xtr).toFixed(2)} s, the ${args.workers} queue workers ${perGb(threads.queues, moved.xtr).toFixed(2)} s`);
+    }
+    const sys = (k: Key) => perGb(machine[k].cpu, machine[k].bytes);
+    console.log(
+      `the whole machine's CPU per GB moved (iperf3 included): kernel ${sys('kernel').toFixed(2)} s, xtr ${sys('xtr').toFixed(2)} s; with seed-001: kernel ${sys('kernel_seed').toFixed(2)} s, xtr ${sys('xtr_seed').toFixed(2)} s`,
+    );
     console.log('');
     console.log(st.trimEnd());
     console.log('');
@@ -206,7 +268,16 @@ async function main(): Promise<void> {
       ['kernel_gbps_4', gbit(median(samples.get('kernel|4 streams')!))],
       ['xtr_cpu_s_per_gb', cpuPerGb('xtr').toFixed(3)],
       ['xtr_cpu_s_per_gb_stateful', cpuPerGb('xtr_seed').toFixed(3)],
+      ['machine_cpu_s_per_gb_kernel', sys('kernel').toFixed(3)],
+      ['machine_cpu_s_per_gb_xtr', sys('xtr').toFixed(3)],
+      ...(args.workers > 1
+        ? ([
+            ['xtr_cpu_s_per_gb_js', perGb(threads.js, moved.xtr).toFixed(3)],
+            ['xtr_cpu_s_per_gb_queues', perGb(threads.queues, moved.xtr).toFixed(3)],
+          ] as [string, string][])
+        : []),
       ['offloads', args.offloads ? 'on' : 'off'],
+      ['workers', String(args.workers)],
       ['rounds', String(args.rounds)],
       ['duration_s', String(args.duration)],
       ['load', loadAfter.split(' ')[0]],

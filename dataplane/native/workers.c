@@ -198,11 +198,17 @@ static void *worker_main(void *arg) {
       for (int k = 0; k < 5; k++) info[d * 5 + k] = res[k];
       if (n < 0) pfd[d].fd = -1; /* the device is gone: JS is told once, the queue is not polled again */
       if (n == 0 && res[1] == 0) continue;
-      uint32_t at = w->base + used * w->slot_size;
-      for (int32_t i = 0; i < n; i++) w->offsets[used + i] += at;
+      /* n packets may span more than n slots: an io_uring read that found nothing leaves its slot
+         empty, and the next device must start after the last slot holding a packet */
+      uint32_t at = w->base + used * w->slot_size, span = 0;
+      for (int32_t i = 0; i < n; i++) {
+        uint32_t s = (w->offsets[used + i] - g->headroom) / w->slot_size + 1;
+        if (s > span) span = s;
+        w->offsets[used + i] += at;
+      }
       counts[d * 2] = n;
       any = 1;
-      if (n > 0) used += (uint32_t)n;
+      used += span;
     }
     next = (next + 1) % nd;
     if (!any) continue;
@@ -407,6 +413,9 @@ static napi_value js_workers_start(napi_env env, napi_callback_info info) {
       return NULL;
     }
     g->w[k].started = 1;
+    char name[16];
+    snprintf(name, sizeof name, "xtr-queue-%u", k % MAX_WORKERS); /* ps -T, top -H and bench:tcp tell the workers apart */
+    pthread_setname_np(g->w[k].thread, name);
   }
   napi_value handle;
   if (napi_create_external(env, g, handle_finalize, NULL, &handle) != napi_ok) {
