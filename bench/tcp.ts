@@ -187,6 +187,10 @@ async function main(): Promise<void> {
       xtr_seed: { cpu: 0, bytes: 0 },
     };
     const threads = { js: 0, queues: 0 };
+    // packets xtr read in the no-rules runs (a super-packet counts once, as the kernel counts a GRO skb)
+    let packets = 0;
+    const readPackets = async () =>
+      (JSON.parse(await xtr(['status', '--json'])) as { interfaces: { stats: { rxPackets: number } }[] }).interfaces.reduce((a, i) => a + i.stats.rxPackets, 0);
     for (let round = 0; round < args.rounds; round++) {
       for (const [shape, streams, reverse] of shapes) {
         const paths: [Key, string, string][] = [
@@ -198,6 +202,7 @@ async function main(): Promise<void> {
         for (const [key, from, to] of paths) {
           if (key === 'xtr') await xtr(['iptables-restore'], noRules);
           if (key === 'xtr_seed') await xtr(['iptables-restore'], seedRules);
+          const p0 = key === 'xtr' ? await readPackets() : 0;
           const c0 = key.startsWith('xtr') ? cpuSeconds(pid, ticks) : 0;
           const t0 = threadSeconds(pid, ticks);
           const m0 = machineBusySeconds(ticks);
@@ -212,6 +217,7 @@ async function main(): Promise<void> {
             const t1 = threadSeconds(pid, ticks);
             threads.js += t1.js - t0.js;
             threads.queues += t1.queues - t0.queues;
+            packets += (await readPackets()) - p0;
           }
           push(`${key}|${shape}`, r.bps);
         }
@@ -252,6 +258,11 @@ async function main(): Promise<void> {
     if (args.workers > 1) {
       console.log(`  of which (no rules) the JS thread ${perGb(threads.js, moved.xtr).toFixed(2)} s, the ${args.workers} queue workers ${perGb(threads.queues, moved.xtr).toFixed(2)} s`);
     }
+    const usPerPacket = (cpuS: number) => (packets > 0 ? (cpuS / packets) * 1e6 : 0);
+    console.log(
+      `xtr CPU per packet read (no rules; ${packets} packets, super-packets counted once): ${usPerPacket(cpu.xtr).toFixed(2)} us` +
+        (args.workers > 1 ? ` (JS thread ${usPerPacket(threads.js).toFixed(2)} us, queue workers ${usPerPacket(threads.queues).toFixed(2)} us)` : ''),
+    );
     const sys = (k: Key) => perGb(machine[k].cpu, machine[k].bytes);
     console.log(
       `the whole machine's CPU per GB moved (iperf3 included): kernel ${sys('kernel').toFixed(2)} s, xtr ${sys('xtr').toFixed(2)} s; with seed-001: kernel ${sys('kernel_seed').toFixed(2)} s, xtr ${sys('xtr_seed').toFixed(2)} s`,
@@ -268,12 +279,15 @@ async function main(): Promise<void> {
       ['kernel_gbps_4', gbit(median(samples.get('kernel|4 streams')!))],
       ['xtr_cpu_s_per_gb', cpuPerGb('xtr').toFixed(3)],
       ['xtr_cpu_s_per_gb_stateful', cpuPerGb('xtr_seed').toFixed(3)],
+      ['xtr_cpu_us_per_packet', usPerPacket(cpu.xtr).toFixed(2)],
       ['machine_cpu_s_per_gb_kernel', sys('kernel').toFixed(3)],
       ['machine_cpu_s_per_gb_xtr', sys('xtr').toFixed(3)],
       ...(args.workers > 1
         ? ([
             ['xtr_cpu_s_per_gb_js', perGb(threads.js, moved.xtr).toFixed(3)],
             ['xtr_cpu_s_per_gb_queues', perGb(threads.queues, moved.xtr).toFixed(3)],
+            ['xtr_cpu_us_per_packet_js', usPerPacket(threads.js).toFixed(2)],
+            ['xtr_cpu_us_per_packet_queues', usPerPacket(threads.queues).toFixed(2)],
           ] as [string, string][])
         : []),
       ['offloads', args.offloads ? 'on' : 'off'],

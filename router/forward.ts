@@ -140,13 +140,14 @@ export class Router implements ServicesBackend {
   /** The batch being processed: this thread's reads, or a queue worker's (its region of buf). */
   private batch: PacketBatch;
   private readonly ownBatch: PacketBatch;
-  /** Where the batch in hand and its scratch lie in buf: [batchBase, +slots) read slots, then scratch up to batchEnd. */
+  /** Where the batch in hand lies in buf: its region's read slots start here, its scratch follows them. */
   private batchBase = 0;
+  /** Bytes per region: read slots, then scratch (this thread's region first, then one per queue worker). */
   private readonly regionSize: number;
   /** Queue workers (RouterOptions.workers), and their batches' regions; null with one worker. */
   private workers: QueueWorkers | null = null;
   private readonly workerBatches: PacketBatch[] = [];
-  /** Per worker device index: the interface. */
+  /** The links the queue workers serve, in the order of their devices in QueueWorkers. */
   private workerIfs: RouterInterface[] = [];
   private readonly buf: Buffer;
   private readonly ctx = new PacketContext();
@@ -364,9 +365,14 @@ export class Router implements ServicesBackend {
         break;
       }
     }
-    // New-flow shedding's control (synBudget): a quarter less while the input outruns us, 4 more when it does not.
+    this.adjustSynBudget(backlogged);
+  }
+
+  /** New-flow shedding's control (synBudget): a quarter less while the input outruns us, 4 more when it does not. */
+  private adjustSynBudget(backlogged: boolean): void {
+    const cap = this.ownBatch.capacity;
     if (backlogged) this.synBudget = Math.max(SYN_BUDGET_MIN, this.synBudget - Math.max(1, this.synBudget >> 2));
-    else if (this.synBudget < batch.capacity) this.synBudget = Math.min(batch.capacity, this.synBudget + SYN_BUDGET_STEP);
+    else if (this.synBudget < cap) this.synBudget = Math.min(cap, this.synBudget + SYN_BUDGET_STEP);
   }
 
   /**
@@ -415,9 +421,8 @@ export class Router implements ServicesBackend {
       this.batchBase = 0;
       this.scratch.rebase(this.ownBatch.capacity * this.ownBatch.slotSize, this.regionSize);
     }
-    // the shedding control of drain(): a full region means the queues outrun us
-    if (total === b.capacity) this.synBudget = Math.max(SYN_BUDGET_MIN, this.synBudget - Math.max(1, this.synBudget >> 2));
-    else if (this.synBudget < b.capacity) this.synBudget = Math.min(b.capacity, this.synBudget + SYN_BUDGET_STEP);
+    // as many packets as the region has slots: the queues outrun us
+    this.adjustSynBudget(total === b.capacity);
   }
 
   /** Pure SYNs the batch in hand may still admit. */

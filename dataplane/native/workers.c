@@ -438,6 +438,25 @@ static group *get_group(napi_env env, napi_value v) {
   return g;
 }
 
+/* Worker `v` of g, when it is handing a batch to JS (the only time JS may queue or flush its
+   writes); else NULL with an error thrown naming `what`. */
+static worker *held_worker(napi_env env, group *g, napi_value v, const char *what) {
+  uint32_t k;
+  char msg[96];
+  if (napi_get_value_uint32(env, v, &k) != napi_ok || k >= g->nworkers) {
+    snprintf(msg, sizeof msg, "xtr_tun: %s: worker out of range", what);
+    napi_throw_range_error(env, NULL, msg);
+    return NULL;
+  }
+  worker *w = &g->w[k];
+  if (g->stopped || w->state != W_READY) {
+    snprintf(msg, sizeof msg, "xtr_tun: %s: the worker is not handing a batch to JS", what);
+    napi_throw_error(env, NULL, msg);
+    return NULL;
+  }
+  return w;
+}
+
 static napi_value js_workers_write(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -448,15 +467,12 @@ static napi_value js_workers_write(napi_env env, napi_callback_info info) {
   }
   group *g = get_group(env, argv[0]);
   if (!g) return NULL;
-  uint32_t k, d, count;
-  if (napi_get_value_uint32(env, argv[1], &k) != napi_ok || napi_get_value_uint32(env, argv[2], &d) != napi_ok ||
-      napi_get_value_uint32(env, argv[5], &count) != napi_ok || k >= g->nworkers || d >= g->ndevices) {
-    napi_throw_range_error(env, NULL, "xtr_tun: workersWrite: worker or device out of range");
-    return NULL;
-  }
-  worker *w = &g->w[k];
-  if (g->stopped || w->state != W_READY) {
-    napi_throw_error(env, NULL, "xtr_tun: workersWrite: the worker is not handing a batch to JS");
+  worker *w = held_worker(env, g, argv[1], "workersWrite");
+  if (!w) return NULL;
+  uint32_t d, count;
+  if (napi_get_value_uint32(env, argv[2], &d) != napi_ok || napi_get_value_uint32(env, argv[5], &count) != napi_ok ||
+      d >= g->ndevices) {
+    napi_throw_range_error(env, NULL, "xtr_tun: workersWrite: device out of range");
     return NULL;
   }
   napi_typedarray_type t;
@@ -507,16 +523,8 @@ static napi_value js_workers_flush(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   group *g = argc > 1 ? get_group(env, argv[0]) : NULL;
   if (!g) return NULL;
-  uint32_t k;
-  if (napi_get_value_uint32(env, argv[1], &k) != napi_ok || k >= g->nworkers) {
-    napi_throw_range_error(env, NULL, "xtr_tun: workersFlush: worker out of range");
-    return NULL;
-  }
-  worker *w = &g->w[k];
-  if (g->stopped || w->state != W_READY) {
-    napi_throw_error(env, NULL, "xtr_tun: workersFlush: the worker is not handing a batch to JS");
-    return NULL;
-  }
+  worker *w = held_worker(env, g, argv[1], "workersFlush");
+  if (!w) return NULL;
   for (uint32_t d = 0; d < g->ndevices; d++) write_list(g, w, d);
   return NULL;
 }
