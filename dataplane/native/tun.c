@@ -1033,6 +1033,75 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
   return make_int(env, n);
 }
 
+/* How a batch of writes went (tun_write_batch). */
+typedef struct write_tally {
+  uint32_t written;
+  double bytes, failed, refused, gso_writes, gso_packets, super_writes;
+  int last_err;
+} write_tally;
+
+static const uint8_t zero_hdr[VNET_HDR_LEN];
+
+/* One write on the io_uring path: packets first..first+n-1 as a coalesced run, a super-packet or
+   one plain packet, from niov iovecs at iov_at. */
+enum { W_PLAIN, W_SUPER, W_RUN };
+typedef struct {
+  uint32_t first, n, iov_at, niov, kind;
+  double bytes;
+} wop_t;
+
+/* Submits the nops writes queued on the ring and takes their results in order, as the plain loop
+   of tun_write_batch would have: a write the ring cannot run inline (EOPNOTSUPP) is made again as
+   a syscall, a coalesced run the kernel refuses is written one packet per syscall. */
+static void uring_settle(int fd, uint8_t *data, const uint32_t *offsets, const uint32_t *lengths, const wop_t *ops,
+                         uint32_t nops, const struct iovec *wiov, int32_t *wres, write_tally *t) {
+  for (uint32_t k = 0; k < nops; k++) wres[k] = -EAGAIN;
+  int rr = uring_run(wres);
+  if (rr < 0)
+    for (uint32_t k = 0; k < nops; k++) wres[k] = -EOPNOTSUPP; /* the ring failed: each write again as a syscall */
+  for (uint32_t k = 0; k < nops; k++) {
+    const wop_t *op = &ops[k];
+    ssize_t r = wres[k];
+    if (r == -EOPNOTSUPP) {
+      t->refused = 1;
+      do r = writev((int)fd, &wiov[op->iov_at], (int)op->niov);
+      while (r < 0 && errno == EINTR);
+      if (r < 0) r = -errno;
+    }
+    if (r >= 0) {
+      t->written += op->n;
+      t->bytes += op->bytes;
+      if (op->kind == W_RUN) {
+        t->gso_writes++;
+        t->gso_packets += op->n;
+      } else if (op->kind == W_SUPER) {
+        t->super_writes++;
+      }
+      continue;
+    }
+    t->last_err = (int)-r;
+    if (r == -EAGAIN) continue; /* queue full: not written, not an error of the device */
+    if (op->kind == W_RUN && r != -EBADF && r != -EBADFD) {
+      /* the kernel refused the coalesced run: its packets one per write */
+      for (uint32_t q = op->first; q < op->first + op->n; q++) {
+        struct iovec one[2] = {{(void *)zero_hdr, VNET_HDR_LEN}, {data + offsets[q], lengths[q]}};
+        ssize_t w;
+        do w = writev((int)fd, one, 2);
+        while (w < 0 && errno == EINTR);
+        if (w >= 0) {
+          t->written++;
+          t->bytes += (double)lengths[q];
+        } else {
+          t->last_err = errno;
+          if (errno != EAGAIN) t->failed++;
+        }
+      }
+      continue;
+    }
+    t->failed += op->n;
+  }
+}
+
 /* Writes count packets to fd (napi-free, as tun_read_batch): mode as
    js_write_batch's; returns the packets the kernel accepted; out = [bytes,
    failed, errno, GSO writes, packets they carried, super-packets written,
@@ -1040,16 +1109,12 @@ static napi_value js_read_batch(napi_env env, napi_callback_info info) {
 uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const uint32_t *lengths, const uint32_t *gso,
                          uint32_t count, uint32_t mode, int use_uring, double out[7]) {
   if (mode == 0) gso = NULL;
-  uint32_t written = 0;
-  double bytes = 0, failed = 0, refused = 0;
-  int last_err = 0;
-  static const uint8_t zero_hdr[VNET_HDR_LEN];
+  write_tally t = {0};
   uint8_t gso_hdr[VNET_HDR_LEN + 100];
   uint8_t super_hdr[VNET_HDR_LEN];
   struct iovec iov[GSO_MAX_SEGS + 1];
   int coalesce_udp = mode == 2 || mode == 3;
   int coalesce_tcp = mode == 3 || mode == 4;
-  double gso_writes = 0, gso_packets = 0, super_writes = 0;
 
   if (use_uring && uring_ready() == 0) {
     /* The same writes as the loop below makes (the same runs, super-packets
@@ -1058,11 +1123,6 @@ uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const u
        then taken in order: a coalesced run the kernel refuses is written
        again one packet per syscall, as the loop below does; a write the
        ring cannot run inline (EOPNOTSUPP) is made again as a plain syscall. */
-    enum { W_PLAIN, W_SUPER, W_RUN };
-    typedef struct {
-      uint32_t first, n, iov_at, niov, kind;
-      double bytes;
-    } wop_t;
 #define WIOV_MAX (URING_ENTRIES * 2 + GSO_MAX_SEGS + 1)
     static __thread wop_t wops[URING_ENTRIES];
     static __thread struct iovec wiov[WIOV_MAX];
@@ -1079,52 +1139,7 @@ uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const u
         }
       }
       if (i == count || nops == URING_ENTRIES || iov_used + n + 1 > WIOV_MAX) {
-        /* run what is queued and account for it */
-        for (uint32_t k = 0; k < nops; k++) wres[k] = -EAGAIN;
-        int rr = uring_run(wres);
-        if (rr < 0)
-          for (uint32_t k = 0; k < nops; k++) wres[k] = -EOPNOTSUPP; /* the ring failed: each write again as a syscall */
-        for (uint32_t k = 0; k < nops; k++) {
-          wop_t *op = &wops[k];
-          ssize_t r = wres[k];
-          if (r == -EOPNOTSUPP) {
-            refused = 1;
-            do r = writev((int)fd, &wiov[op->iov_at], (int)op->niov);
-            while (r < 0 && errno == EINTR);
-            if (r < 0) r = -errno;
-          }
-          if (r >= 0) {
-            written += op->n;
-            bytes += op->bytes;
-            if (op->kind == W_RUN) {
-              gso_writes++;
-              gso_packets += op->n;
-            } else if (op->kind == W_SUPER) {
-              super_writes++;
-            }
-            continue;
-          }
-          last_err = (int)-r;
-          if (r == -EAGAIN) continue; /* queue full: not written, not an error of the device */
-          if (op->kind == W_RUN && r != -EBADF && r != -EBADFD) {
-            /* the kernel refused the coalesced run: its packets one per write */
-            for (uint32_t q = op->first; q < op->first + op->n; q++) {
-              struct iovec one[2] = {{(void *)zero_hdr, VNET_HDR_LEN}, {data + offsets[q], lengths[q]}};
-              ssize_t w;
-              do w = writev((int)fd, one, 2);
-              while (w < 0 && errno == EINTR);
-              if (w >= 0) {
-                written++;
-                bytes += (double)lengths[q];
-              } else {
-                last_err = errno;
-                if (errno != EAGAIN) failed++;
-              }
-            }
-            continue;
-          }
-          failed += op->n;
-        }
+        uring_settle(fd, data, offsets, lengths, wops, nops, wiov, wres, &t);
         nops = 0;
         iov_used = 0;
         if (i == count) break;
@@ -1194,15 +1209,15 @@ uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const u
       r = writev((int)fd, iov, 2);
       if (r < 0 && errno == EINTR) continue;
       if (r >= 0) {
-        written++;
-        bytes += (double)lengths[i];
-        super_writes++;
+        t.written++;
+        t.bytes += (double)lengths[i];
+        t.super_writes++;
         i++;
         continue;
       }
-      last_err = errno;
+      t.last_err = errno;
       if (errno == EAGAIN) break;
-      failed++;
+      t.failed++;
       if (errno == EBADF || errno == EBADFD) break;
       i++;
       continue;
@@ -1221,21 +1236,21 @@ uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const u
       }
       r = writev((int)fd, iov, (int)n + 1);
       if (r >= 0) {
-        written += n;
-        bytes += run_bytes;
-        gso_writes++;
-        gso_packets += n;
+        t.written += n;
+        t.bytes += run_bytes;
+        t.gso_writes++;
+        t.gso_packets += n;
         i += n;
         continue;
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        last_err = errno;
+        t.last_err = errno;
         break;
       }
       if (errno == EBADF || errno == EBADFD) {
-        last_err = errno;
-        failed += n;
+        t.last_err = errno;
+        t.failed += n;
         break;
       }
       /* the kernel refused the super-packet: send this run, and the rest of
@@ -1255,29 +1270,29 @@ uint32_t tun_write_batch(int fd, uint8_t *data, const uint32_t *offsets, const u
     }
     if (r < 0) {
       if (errno == EINTR) continue;
-      last_err = errno;
+      t.last_err = errno;
       /* a full queue will stay full for the rest of this batch */
       if (errno == EAGAIN) break;
       /* a malformed packet (EINVAL) or a link that is down (EIO) drops this
          packet only; a dead device (EBADF/EBADFD) ends the batch */
-      failed++;
+      t.failed++;
       if (errno == EBADF || errno == EBADFD) break;
       i++;
       continue;
     }
-    written++;
-    bytes += (double)lengths[i];
+    t.written++;
+    t.bytes += (double)lengths[i];
     i++;
   }
 write_done:
-  out[0] = bytes;
-  out[1] = failed;
-  out[2] = last_err;
-  out[3] = gso_writes;
-  out[4] = gso_packets;
-  out[5] = super_writes;
-  out[6] = refused;
-  return written;
+  out[0] = t.bytes;
+  out[1] = t.failed;
+  out[2] = t.last_err;
+  out[3] = t.gso_writes;
+  out[4] = t.gso_packets;
+  out[5] = t.super_writes;
+  out[6] = t.refused;
+  return t.written;
 }
 
 static napi_value js_write_batch(napi_env env, napi_callback_info info) {
