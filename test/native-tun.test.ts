@@ -11,6 +11,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBatch, type PacketBatch } from '../dataplane/device.js';
 import { loadTunAddon, openTun, setLinkUp, setMtu, type TunDevice } from '../dataplane/tun.js';
+import { ip, namespaceWith, nsExec } from './helpers/device-ns.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -18,38 +19,8 @@ function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
 }
 
-function ip(...args: string[]): string {
-  return sh('ip', args);
-}
-
-function nsExec(ns: string, cmd: string, args: string[], timeout = 10_000): string {
-  return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout,
-  });
-}
-
 function suffix(): string {
   return randomBytes(4).toString('hex');
-}
-
-/** A namespace of our own, deleted at teardown, with a device moved into it. */
-function namespaceWith(t: { teardown(fn: () => void): void }, dev: TunDevice, opts: { ipv6?: boolean } = {}): string {
-  const ns = `xn-tun-${suffix()}`;
-  ip('netns', 'add', ns);
-  t.teardown(() => {
-    dev.close();
-    try {
-      ip('netns', 'del', ns);
-    } catch {
-      /* already gone */
-    }
-  });
-  ip('link', 'set', dev.name, 'netns', ns);
-  // no IPv6 unless asked for: DAD, router and MLD chatter would only be noise
-  if (!opts.ipv6) nsExec(ns, 'sysctl', ['-qw', `net.ipv6.conf.${dev.name}.disable_ipv6=1`]);
-  return ns;
 }
 
 function openDevice(t: { teardown(fn: () => void): void }, kind: 'tun' | 'tap', uring = false): TunDevice {

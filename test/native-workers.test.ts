@@ -8,20 +8,17 @@
  * workers, and the device's counters must say what moved.
  */
 import test from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { HEADROOM } from '../dataplane/device.js';
 import { loadTunAddon, openTun, type TunDevice } from '../dataplane/tun.js';
 import { QueueWorkers, type WorkerRegion } from '../dataplane/workers.js';
+import { ip, namespaceWith } from './helpers/device-ns.js';
 
 const BATCH = 16;
 const SLOT = 2048;
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-}
 
 /** 32 sockets, one datagram each to 10.77.0.2:9; prints how many got their own bytes back within 3 s. */
 const SENDER = `
@@ -48,17 +45,7 @@ print(ok)
 /** A TUN with `queues` queues in a namespace of its own (10.77.0.1/24), removed at teardown. */
 function tunInNamespace(t: { teardown(fn: () => void): void }, queues: number): { dev: TunDevice; ns: string } {
   const dev = openTun(`xw${randomBytes(4).toString('hex')}`, { kind: 'tun', queues });
-  const ns = `xn-wk-${randomBytes(4).toString('hex')}`;
-  ip('netns', 'add', ns);
-  t.teardown(() => {
-    dev.close();
-    try {
-      ip('netns', 'del', ns);
-    } catch {
-      /* already gone */
-    }
-  });
-  ip('link', 'set', dev.name, 'netns', ns);
+  const ns = namespaceWith(t, dev, { prefix: 'xn-wk-' });
   ip('-n', ns, 'addr', 'add', '10.77.0.1/24', 'dev', dev.name);
   ip('-n', ns, 'link', 'set', dev.name, 'up');
   return { dev, ns };

@@ -319,6 +319,17 @@ static napi_value fail(napi_env env, group *g, const char *msg) {
   return NULL;
 }
 
+/* workersStart failing after the thread-safe function exists: the threads started so far are
+   joined, and the function's finalizer frees the group (no JS handle will). */
+static napi_value abort_start(napi_env env, group *g, const char *msg) {
+  g->handle_gone = 1;
+  stop_group(g);
+  napi_remove_env_cleanup_hook(env, env_cleanup, g);
+  napi_release_threadsafe_function(g->tsfn, napi_tsfn_abort);
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
 static napi_value js_workers_start(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value cfg;
@@ -404,28 +415,16 @@ static napi_value js_workers_start(napi_env env, napi_callback_info info) {
   napi_create_reference(env, cfg, 1, &g->cfg_ref);
   napi_add_env_cleanup_hook(env, env_cleanup, g);
   for (uint32_t k = 0; k < nw; k++) {
-    if (pthread_create(&g->w[k].thread, NULL, worker_main, &g->w[k]) != 0) {
-      g->handle_gone = 1;
-      stop_group(g);
-      napi_remove_env_cleanup_hook(env, env_cleanup, g);
-      napi_release_threadsafe_function(g->tsfn, napi_tsfn_abort);
-      napi_throw_error(env, NULL, "xtr_tun: workersStart: pthread_create failed");
-      return NULL;
-    }
+    if (pthread_create(&g->w[k].thread, NULL, worker_main, &g->w[k]) != 0)
+      return abort_start(env, g, "xtr_tun: workersStart: pthread_create failed");
     g->w[k].started = 1;
     char name[16];
     snprintf(name, sizeof name, "xtr-queue-%u", k % MAX_WORKERS); /* ps -T, top -H and bench:tcp tell the workers apart */
     pthread_setname_np(g->w[k].thread, name);
   }
   napi_value handle;
-  if (napi_create_external(env, g, handle_finalize, NULL, &handle) != napi_ok) {
-    g->handle_gone = 1;
-    stop_group(g);
-    napi_remove_env_cleanup_hook(env, env_cleanup, g);
-    napi_release_threadsafe_function(g->tsfn, napi_tsfn_abort);
-    napi_throw_error(env, NULL, "xtr_tun: workersStart: napi_create_external failed");
-    return NULL;
-  }
+  if (napi_create_external(env, g, handle_finalize, NULL, &handle) != napi_ok)
+    return abort_start(env, g, "xtr_tun: workersStart: napi_create_external failed");
   return handle;
 }
 
