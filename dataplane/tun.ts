@@ -223,7 +223,6 @@ export const SUPER_PACKET_MAX = 65535;
 export interface TunDevice extends PacketDevice {
   readonly fd: number;
   readonly stats: TunStats;
-  /** The last hard error from read/write (e.g. EBADFD after the link was deleted); null if none. */
   readonly closed: boolean;
   /** The offloads in force (all false without `offloads`). */
   readonly offloads: TunOffloads;
@@ -236,6 +235,7 @@ export interface TunDevice extends PacketDevice {
    * processed takes them (returns how many; dataplane/workers.ts), else -1 and the device writes.
    */
   deferWrites: ((data: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, gso?: Uint32Array) => number) | null;
+  /** The last hard error from read/write (e.g. EBADFD after the link was deleted); null if none. Queue workers set it too. */
   lastError: NodeJS.ErrnoException | null;
   /** Stops wake-ups without closing; onReadable(cb) starts them again. */
   pause(): void;

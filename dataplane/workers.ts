@@ -4,8 +4,8 @@
  * and writes; the JS thread runs the pipeline on each batch a worker reads.
  *
  * Worker k reads queue k of every device into region k of the router's
- * buffer and hands the batch to `onBatch(k, device, n)` on the JS thread,
- * then waits. During onBatch, write() of any device in the group records the
+ * buffer and hands what it read to `onBatch(k)` on the JS thread (count()
+ * and first() say where each device's packets are), then waits. During onBatch, write() of any device in the group records the
  * packets for worker k (deferWrites: offsets only, the bytes stay where they
  * are) instead of writing them; when onBatch returns, worker k writes them
  * through its queues and reads on. The kernel picks a queue by flow hash and
@@ -15,14 +15,17 @@
  *
  * Device counters: reads are counted before onBatch; writes after it, by the
  * worker (txStats); fold() adds what the workers counted since the last fold
- * to each device's stats (the router calls it before reporting).
+ * to each device's stats (the router calls it before reporting, and stop()).
  */
+import { constants as osConstants } from 'node:os';
 import { HEADROOM } from './device.js';
-import { errnoError, loadTunAddon, type TunDevice, type TunStats } from './tun.js';
+import { errnoError, loadTunAddon, type TunDevice } from './tun.js';
 
 /** Per worker and device in txStats (dataplane/native/workers.c TX_STATS). */
 const TX_STATS = 8;
-const EAGAIN = 11;
+/** txStats' first six figures, in order: the device counters they add to. */
+const TX_COUNTERS = ['txPackets', 'txBytes', 'txDropped', 'txGsoWrites', 'txGsoPackets', 'txSuperWrites'] as const;
+const EAGAIN = osConstants.errno.EAGAIN;
 
 /** A worker's part of the buffer: its read slots (and, after them, the router's scratch for its batches). */
 export interface WorkerRegion {
@@ -37,6 +40,8 @@ export interface WorkerRegion {
 export class QueueWorkers {
   /** The worker whose batch is being processed, or -1. */
   current = -1;
+  /** Hand-overs per worker (`xtr status`). */
+  readonly batches: number[] = [];
   private handle: object | null = null;
   private readonly readInfo: Float64Array;
   /** Per worker and device: [packets in the batch handed over, index of the first]. */
@@ -64,10 +69,6 @@ export class QueueWorkers {
     this.txStats = new Float64Array(regions.length * devices.length * TX_STATS);
     this.folded = new Float64Array(this.txStats.length);
     for (let k = 0; k < regions.length; k++) this.batches.push(0);
-  }
-
-  get running(): boolean {
-    return this.handle !== null;
   }
 
   start(): void {
@@ -108,26 +109,21 @@ export class QueueWorkers {
   /** Adds what the workers wrote since the last fold to the devices' counters. */
   fold(): void {
     const nd = this.devices.length;
+    const tx = this.txStats;
+    const folded = this.folded;
     for (let k = 0; k < this.regions.length; k++) {
       for (let d = 0; d < nd; d++) {
         const at = (k * nd + d) * TX_STATS;
-        const s = this.devices[d].stats as TunStats;
-        const delta = (i: number) => {
-          const v = this.txStats[at + i] - this.folded[at + i];
-          this.folded[at + i] = this.txStats[at + i];
-          return v;
-        };
-        s.txPackets += delta(0);
-        s.txBytes += delta(1);
-        s.txDropped += delta(2);
-        s.txGsoWrites += delta(3);
-        s.txGsoPackets += delta(4);
-        s.txSuperWrites += delta(5);
-        if (this.txStats[at + 6] === 1) this.devices[d].offloads.uring = false;
-        const err = this.txStats[at + 7];
-        if (err !== this.folded[at + 7]) {
-          this.folded[at + 7] = err;
-          if (err !== 0 && err !== EAGAIN) this.devices[d].lastError = errnoError('write', -err, this.devices[d].name);
+        const dev = this.devices[d];
+        for (let i = 0; i < TX_COUNTERS.length; i++) {
+          dev.stats[TX_COUNTERS[i]] += tx[at + i] - folded[at + i];
+          folded[at + i] = tx[at + i];
+        }
+        if (tx[at + 6] === 1) dev.offloads.uring = false;
+        const err = tx[at + 7];
+        if (err !== folded[at + 7]) {
+          folded[at + 7] = err;
+          if (err !== 0 && err !== EAGAIN) dev.lastError = errnoError('write', -err, dev.name);
         }
       }
     }
@@ -163,7 +159,6 @@ export class QueueWorkers {
       s.rxSuperPackets += info[at + 3];
       if (info[at + 4] === 1) dev.offloads.uring = false;
     }
-    this.fold();
     this.batches[k]++;
     this.current = k;
     try {
@@ -172,7 +167,4 @@ export class QueueWorkers {
       this.current = -1;
     }
   }
-
-  /** Hand-overs per worker (`xtr status`). */
-  readonly batches: number[] = [];
 }

@@ -64,8 +64,6 @@
 /* Packets one worker's batch may queue per device before the list is written from the JS thread:
    the router's transmit queues hold at most batch*4 + fragments between two flushes. */
 #define WLIST_MAX 4096
-/* Batches read from one device before the worker looks at its other queues (the JS loop's MAX_ROUNDS). */
-#define MAX_ROUNDS 16
 /* Per worker and device in txStats: accepted, bytes, dropped, GSO writes, their packets,
    super-packets written, io_uring refused, last errno (not EAGAIN). */
 #define TX_STATS 8
@@ -106,7 +104,7 @@ struct group {
   int vnet[MAX_DEVICES];
   uint32_t mode[MAX_DEVICES];
   double *read_info; /* nworkers * ndevices * 5 */
-  int32_t *counts;   /* nworkers * ndevices * 2: [packets, first slot] */
+  int32_t *counts;   /* nworkers * ndevices * 2: [packets, index of the first in the region's arrays] */
   double *tx_stats;  /* nworkers * ndevices * TX_STATS */
   atomic_int stop;
   int stop_fd;
@@ -124,6 +122,7 @@ struct group {
     }                                                                                       \
   } while (0)
 
+/* Writes what worker w holds for device d through its queue of d, adding the results to txStats. */
 static void write_list(group *g, worker *w, uint32_t d) {
   wlist *l = w->out[d];
   if (!l || l->n == 0) return;
